@@ -1,0 +1,55 @@
+# cloonix: make demo | make test (see README.md)
+SHELL := /bin/bash
+GO      ?= go
+BIN     := bin/cloonix
+export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
+FUZZTIME ?= 5s
+
+.PHONY: all build deps images demo test test-unit test-e2e test-long fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cloonix
+
+deps:
+	./scripts/deps.sh
+
+# The default guest images, into CLOONIX_BULK (quick when already built).
+images: build
+	$(BIN) bulk build --bulk-dir $(CLOONIX_BULK)
+
+demo: deps build images
+	./scripts/demo.sh
+
+test: deps build images test-unit fuzz test-e2e
+
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./internal/... ./cmd/...
+
+# Each fuzz target briefly (go test runs one -fuzz target per call).
+FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -r -n1 dirname | sort -u)
+fuzz:
+	@for d in $(FUZZ_TARGETS); do \
+	  for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$d $$f"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./$$d || exit 1; \
+	  done; \
+	done
+
+test-e2e:
+	CLOONIX_E2E=1 $(GO) test -count=1 -timeout 25m -v ./e2e/ 2>&1 | tee /tmp/cloonix-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+
+test-long:
+	CLOONIX_E2E=1 CLOONIX_LONG=1 $(GO) test -count=1 -timeout 60m -v ./e2e/
+
+bench: build
+	$(GO) run ./bench/fabric
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"cloonix/internal/config"
+	"cloonix/internal/proto"
+)
+
+// loadConfig reads -c (or the default), without creating it.
+func loadConfig() (*config.Config, error) {
+	return config.Load(flagConfig, false)
+}
+
+// connect dials the switch named by --server or the config.
+func connect() (*proto.Client, error) {
+	if flagServer != "" {
+		pw := os.Getenv("CLOONIX_PASSWORD")
+		if pw == "" && strings.HasPrefix(flagServer, "tcp:") {
+			if cfg, err := loadConfig(); err == nil {
+				pw = cfg.Password
+			}
+		}
+		return proto.Dial(flagServer, pw)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return proto.Dial("unix:"+cfg.ServerName, cfg.Password)
+}
+
+// call is connect + one request.
+func call(verb string, args map[string]string) ([]byte, error) {
+	c, err := connect()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Call(verb, args)
+}

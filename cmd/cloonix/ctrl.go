@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"cloonix/internal/proto"
+)
+
+var ctrlCmd = &cobra.Command{
+	Use:   "ctrl",
+	Short: "send one command to the switch",
+}
+
+var ctrlAddCmd = &cobra.Command{Use: "add", Short: "add a lan, port, vm or tux"}
+var ctrlDelCmd = &cobra.Command{Use: "del", Short: "delete a lan, port, vm or tux"}
+
+// simple makes a command NAME... -> one request with those attributes.
+func simple(use, short, verb string, keys ...string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(len(keys)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a := map[string]string{}
+			for i, k := range keys {
+				a[k] = args[i]
+			}
+			_, err := call(verb, a)
+			return err
+		},
+	}
+}
+
+var portKind, portTCP string
+
+var addPortCmd = &cobra.Command{
+	Use:   "port NAME",
+	Short: "add a raw port for an external program; prints its socket as the last line",
+	Args:  cobra.ExactArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		a := map[string]string{"name": args[0], "kind": portKind}
+		if portTCP != "" {
+			a["tcp"] = portTCP
+		}
+		out, err := call("add_port", a)
+		if err != nil {
+			return err
+		}
+		var p struct {
+			Socket string `xml:"socket,attr"`
+		}
+		if err := xml.Unmarshal(out, &p); err != nil {
+			return err
+		}
+		fmt.Println(p.Socket)
+		return nil
+	},
+}
+
+var listJSON bool
+
+var listCmd = &cobra.Command{
+	Use:   "list",
+	Short: "show the running lab: machines, ports, lans, tux",
+	Args:  cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		lab, err := c.List()
+		if err != nil {
+			return err
+		}
+		if listJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(lab)
+		}
+		printLab(lab)
+		return nil
+	},
+}
+
+func printLab(lab *proto.Lab) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintf(w, "network %s\n", lab.Network)
+	if len(lab.VMs) > 0 {
+		fmt.Fprintln(w, "\nVM\tTYPE\tSTATE\tACCEL\tPID\tMEM\tROOTFS\tETHS")
+		for _, v := range lab.VMs {
+			var eths []string
+			for _, e := range v.Eths {
+				eths = append(eths, fmt.Sprintf("%s[%s]", e.Port[strings.Index(e.Port, ":")+1:], strings.Join(e.Lans, ",")))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", v.Name, v.Type, v.State, v.Accel, v.Pid, v.Mem, v.Rootfs, strings.Join(eths, " "))
+		}
+	}
+	if len(lab.Tux) > 0 {
+		fmt.Fprintln(w, "\nTUX\tKIND\tSTATE\tPID\tRESTARTS\tLANS")
+		for _, t := range lab.Tux {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", t.Name, t.Kind, t.State, t.Pid, t.Restarts, strings.Join(t.Lans, ","))
+			for _, f := range t.Forwards {
+				fmt.Fprintf(w, "  forward\t%s\t%s -> %s\n", f.Proto, f.Host, f.Guest)
+			}
+		}
+	}
+	fmt.Fprintln(w, "\nLAN\tFRAMES IN\tBYTES IN\tDELIVERED\tPORTS")
+	for _, l := range lab.Lans {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", l.Name, l.Counters.RxFrames, l.Counters.RxBytes, l.Counters.TxFrames, strings.Join(l.Ports, " "))
+	}
+	fmt.Fprintln(w, "\nPORT\tKIND\tPEER\tRX\tTX\tDROPS\tLANS\tSOCKET")
+	for _, p := range lab.Ports {
+		peer := "-"
+		if p.Connected {
+			peer = "up"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Kind, peer, p.Counters.RxFrames, p.Counters.TxFrames, p.Counters.Drops, strings.Join(p.Lans, ","), p.Socket)
+	}
+}
+
+func init() {
+	addPortCmd.Flags().StringVar(&portKind, "kind", "stream", "transport: stream (QEMU -netdev stream) or dgram (QEMU -netdev dgram)")
+	addPortCmd.Flags().StringVar(&portTCP, "tcp", "", "for kind stream: listen on this TCP address (HOST:PORT) instead of a unix socket")
+	listCmd.Flags().BoolVar(&listJSON, "json", false, "print JSON (DESIGN section 3)")
+	ctrlAddCmd.AddCommand(simple("lan NAME", "add a lan (it stays while empty)", "add_lan", "name"), addPortCmd)
+	ctrlDelCmd.AddCommand(simple("lan NAME", "delete a lan, detaching its ports", "del_lan", "name"),
+		simple("port NAME", "delete a raw port", "del_port", "name"))
+	ctrlCmd.AddCommand(ctrlAddCmd, ctrlDelCmd, listCmd,
+		simple("attach PORT LAN", "put PORT (VM:ethN, a tux or a raw port) on LAN", "attach", "port", "lan"),
+		simple("detach PORT LAN", "take PORT off LAN", "detach", "port", "lan"))
+	rootCmd.AddCommand(ctrlCmd)
+}

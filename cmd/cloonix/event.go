@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+var eventJSON bool
+
+var eventCmd = &cobra.Command{
+	Use:   "event",
+	Short: "stream the switch's events, one per line, until interrupted",
+	Args:  cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ev, err := c.Subscribe()
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(os.Stdout)
+		for e := range ev {
+			if eventJSON {
+				out := map[string]any{"type": e.Type, "time": time.Now().Format(time.RFC3339Nano)}
+				for k, v := range e.Attrs {
+					out[k] = v
+				}
+				_ = enc.Encode(out)
+			} else {
+				fmt.Printf("%s %s\n", time.Now().Format("15:04:05.000"), e.String())
+			}
+		}
+		return fmt.Errorf("connection to the switch lost")
+	},
+}
+
+func init() {
+	eventCmd.Flags().BoolVar(&eventJSON, "json", false, "one JSON object per line")
+	rootCmd.AddCommand(eventCmd)
+}

@@ -1,0 +1,47 @@
+// Command cloonix is the whole of cloonix in one binary: the switch
+// daemon, its clients (ctrl, fconf, event, graph, exec, console), the tux
+// helpers and image building. This package only turns flags into calls.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+var (
+	flagConfig string
+	flagServer string
+)
+
+var rootCmd = &cobra.Command{
+	Use:           "cloonix",
+	Short:         "cloonix: a network emulation lab (virtual machines, lans, a switch)",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+func main() {
+	rootCmd.PersistentFlags().StringVarP(&flagConfig, "config", "c", "", "switch config file (default ~/.config/cloonix/config.xml)")
+	rootCmd.PersistentFlags().StringVar(&flagServer, "server", "", "switch address: unix:PATH or tcp:HOST:PORT (default: from the config)")
+	if err := rootCmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "cloonix:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func exitCode(err error) int {
+	if e, ok := err.(*exitError); ok {
+		return e.code
+	}
+	return 1
+}

@@ -1,0 +1,348 @@
+// Package daemon is the cloonix switch: the state of one lab, the XML
+// command handlers, events, the control listeners and the supervision of
+// machines and helpers. Verbs are registered by the file that implements
+// them (lans.go, ports.go, ...), so adding a feature is adding a file.
+package daemon
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"cloonix/internal/config"
+	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
+)
+
+// handler serves one verb. It returns the reply's inner XML or an error
+// sentence; it must leave the lab unchanged when it fails.
+type handler func(d *Daemon, c *client, m *proto.Msg) ([]byte, error)
+
+var verbs = map[string]handler{}
+
+// register adds a verb; called from init functions of the feature files.
+func register(verb string, h handler) {
+	if _, dup := verbs[verb]; dup {
+		panic("verb registered twice: " + verb)
+	}
+	verbs[verb] = h
+}
+
+// Daemon is one running switch.
+type Daemon struct {
+	Cfg *config.Config
+	Fab *fabric.Fabric
+
+	mu    sync.Mutex // guards the lab state below and in feature files
+	ports map[string]*rawPort
+
+	subMu sync.Mutex
+	subs  map[*client]struct{}
+
+	listeners []net.Listener
+	quit      chan struct{}
+	quitOnce  sync.Once
+	stopHooks []func() // run on shutdown, last registered first
+	wg        sync.WaitGroup
+}
+
+// startHooks registered by feature files run once the daemon listens.
+var startHooks []func(d *Daemon)
+
+// onStart registers a function run when the daemon starts (e.g. the
+// default slirp tux).
+func onStart(f func(d *Daemon)) { startHooks = append(startHooks, f) }
+
+// New prepares a daemon for cfg; Run starts it.
+func New(cfg *config.Config) *Daemon {
+	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, quit: make(chan struct{})}
+	d.Fab.OnConn = func(port string, up bool) {
+		t := "port_down"
+		if up {
+			t = "port_up"
+		}
+		d.Emit(t, "name", port)
+	}
+	return d
+}
+
+// Run listens on the control sockets and serves until Stop.
+func (d *Daemon) Run() error {
+	if err := os.MkdirAll(d.Cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("work_dir %s: %v", d.Cfg.WorkDir, err)
+	}
+	sock := d.Cfg.ServerName
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("a switch already answers on %s; stop it first (`cloonix stop`) or use another config", sock)
+	}
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(sock)
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %v", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ul.Close()
+		return err
+	}
+	d.listeners = append(d.listeners, ul)
+	if addr := d.Cfg.TCPAddr(); addr != "" {
+		tl, err := net.Listen("tcp", addr)
+		if err != nil {
+			ul.Close()
+			return fmt.Errorf("control TCP %s: %v (another switch on this port? set <server_port> in the config)", addr, err)
+		}
+		d.listeners = append(d.listeners, tl)
+	}
+	if err := os.WriteFile(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	for _, l := range d.listeners {
+		d.wg.Add(1)
+		go d.accept(l)
+	}
+	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
+	for _, f := range startHooks {
+		f(d)
+	}
+	<-d.quit
+	d.shutdown()
+	return nil
+}
+
+// Stop asks Run to shut down.
+func (d *Daemon) Stop() { d.quitOnce.Do(func() { close(d.quit) }) }
+
+// Done is closed once Stop was called.
+func (d *Daemon) Done() <-chan struct{} { return d.quit }
+
+// OnStop registers cleanup to run at shutdown (last first).
+func (d *Daemon) OnStop(f func()) {
+	d.mu.Lock()
+	d.stopHooks = append(d.stopHooks, f)
+	d.mu.Unlock()
+}
+
+func (d *Daemon) shutdown() {
+	for _, l := range d.listeners {
+		l.Close()
+	}
+	d.mu.Lock()
+	hooks := d.stopHooks
+	d.mu.Unlock()
+	for i := len(hooks) - 1; i >= 0; i-- {
+		hooks[i]()
+	}
+	d.Fab.Close()
+	d.subMu.Lock()
+	for c := range d.subs {
+		c.close()
+	}
+	d.subMu.Unlock()
+	_ = os.Remove(d.Cfg.ServerName)
+	_ = os.Remove(d.Cfg.PidFile())
+	_ = os.RemoveAll(d.Cfg.PortsDir())
+	_ = os.RemoveAll(d.Cfg.VDEDir())
+	log.Printf("cloonix switch stopped")
+}
+
+// maxClients bounds concurrent control connections.
+const maxClients = 4096
+
+func (d *Daemon) accept(l net.Listener) {
+	defer d.wg.Done()
+	_, isTCP := l.(*net.TCPListener)
+	sem := make(chan struct{}, maxClients)
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			_ = proto.NewReply("0", errors.New("too many control connections"), nil).Encode(conn)
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer func() { <-sem }()
+			d.serve(conn, isTCP)
+		}()
+	}
+}
+
+// client is one control connection. Its replies and events go through a
+// bounded queue drained by a writer goroutine, so a client that never
+// reads is dropped without slowing anyone else.
+type client struct {
+	conn net.Conn
+	out  chan []byte
+	done chan struct{}
+	once sync.Once
+}
+
+const clientQueue = 4096
+
+func (c *client) close() {
+	c.once.Do(func() {
+		close(c.done)
+		c.conn.Close()
+	})
+}
+
+// send queues a message; a full queue drops the client.
+func (c *client) send(m *proto.Msg) {
+	select {
+	case c.out <- m.Bytes():
+	case <-c.done:
+	default:
+		log.Printf("control client %s does not read its messages; dropped", c.conn.RemoteAddr())
+		c.close()
+	}
+}
+
+func (c *client) writer() {
+	w := bufio.NewWriter(c.conn)
+	for {
+		select {
+		case b := <-c.out:
+			_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := w.Write(b); err != nil {
+				c.close()
+				return
+			}
+			if len(c.out) == 0 {
+				if err := w.Flush(); err != nil {
+					c.close()
+					return
+				}
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (d *Daemon) serve(conn net.Conn, isTCP bool) {
+	c := &client{conn: conn, out: make(chan []byte, clientQueue), done: make(chan struct{})}
+	defer func() {
+		d.subMu.Lock()
+		delete(d.subs, c)
+		d.subMu.Unlock()
+		c.close()
+	}()
+	dec := proto.NewDecoder(bufio.NewReader(conn))
+	if isTCP {
+		if !d.authenticate(conn, dec) {
+			return
+		}
+	}
+	go c.writer()
+	for {
+		m, err := dec.Decode()
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
+				c.send(proto.NewReply("0", fmt.Errorf("%v; closing the connection", err), nil))
+				// Let the writer flush the error before closing.
+				time.Sleep(50 * time.Millisecond)
+			}
+			return
+		}
+		c.send(d.handle(c, m))
+	}
+}
+
+func (d *Daemon) authenticate(conn net.Conn, dec *proto.Decoder) bool {
+	nonce := proto.NewNonce()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if err := (&proto.Msg{Name: "challenge", Attrs: map[string]string{"nonce": nonce}}).Encode(conn); err != nil {
+		return false
+	}
+	m, err := dec.Decode()
+	if err != nil {
+		return false
+	}
+	if m.Name != "auth" || !proto.CheckMAC(d.Cfg.Password, nonce, m.Get("hmac")) {
+		log.Printf("control %s: authentication failed", conn.RemoteAddr())
+		_ = proto.NewReply(m.ID(), errors.New("authentication failed: wrong password (see <password> in the switch's config)"), nil).Encode(conn)
+		return false
+	}
+	return proto.NewReply(m.ID(), nil, nil).Encode(conn) == nil
+}
+
+// handle runs one request; a panic in a handler is an error reply, never
+// the daemon's death.
+func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("panic in <%s>: %v", m.Name, r)
+			reply = proto.NewReply(m.ID(), fmt.Errorf("internal error in <%s>: %v", m.Name, r), nil)
+		}
+	}()
+	h, ok := verbs[m.Name]
+	if !ok {
+		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, knownVerbs()), nil)
+	}
+	payload, err := h(d, c, m)
+	return proto.NewReply(m.ID(), err, payload)
+}
+
+func knownVerbs() string {
+	v := make([]string, 0, len(verbs))
+	for k := range verbs {
+		v = append(v, k)
+	}
+	sort.Strings(v)
+	return strings.Join(v, ", ")
+}
+
+// Emit sends an event to every subscriber. kv are attribute pairs.
+func (d *Daemon) Emit(typ string, kv ...string) {
+	e := proto.Event{Type: typ, Attrs: map[string]string{}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		e.Attrs[kv[i]] = kv[i+1]
+	}
+	m := e.Msg()
+	d.subMu.Lock()
+	for c := range d.subs {
+		c.send(m)
+	}
+	d.subMu.Unlock()
+}
+
+func init() {
+	register("subscribe", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+		d.subMu.Lock()
+		d.subs[c] = struct{}{}
+		d.subMu.Unlock()
+		return nil, nil
+	})
+	register("ping", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+		return []byte(fmt.Sprintf("<pong pid=\"%d\" network=\"%s\"/>", os.Getpid(), xmlEscape(d.Cfg.NetworkName))), nil
+	})
+	register("stop", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+		go func() {
+			time.Sleep(20 * time.Millisecond) // let the reply leave first
+			d.Stop()
+		}()
+		return nil, nil
+	})
+}

@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
+	"cloonix/internal/wire"
+)
+
+// rawPort is a port made by `add port` for an external program.
+type rawPort struct {
+	name, kind, socket string
+}
+
+func init() {
+	register("add_port", (*Daemon).addPort)
+	register("del_port", (*Daemon).delPort)
+}
+
+// Listen makes the listener for a port of the given kind at its socket
+// path in work_dir/ports (or a TCP address for kind stream with tcp set).
+func (d *Daemon) Listen(kind, path, tcp string) (fabric.Listener, error) {
+	switch kind {
+	case "stream":
+		if tcp != "" {
+			return wire.ListenStreamTCP(tcp)
+		}
+		return wire.ListenStream(path)
+	case "dgram":
+		if tcp != "" {
+			return nil, fmt.Errorf("kind dgram takes no tcp address")
+		}
+		return wire.ListenDgram(path)
+	}
+	if mk, ok := listenKinds[kind]; ok {
+		return mk(path)
+	}
+	return nil, fmt.Errorf("port kind %q: use stream or dgram", kind)
+}
+
+// listenKinds lets transport files in this package add kinds (bess, ...).
+var listenKinds = map[string]func(path string) (fabric.Listener, error){}
+
+// AddPort creates a fabric port with its listener; the caller names it.
+func (d *Daemon) AddPort(name, kind, path, tcp string) (*fabric.Port, fabric.Listener, error) {
+	if d.Fab.Port(name) != nil {
+		return nil, nil, fmt.Errorf("port %q already exists", name)
+	}
+	l, err := d.Listen(kind, path, tcp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("port %q: %v", name, err)
+	}
+	p, err := d.Fab.AddPort(name, kind)
+	if err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("port %q already exists", name)
+	}
+	p.Serve(l)
+	d.Emit("port_added", "name", name, "kind", kind, "socket", l.Addr())
+	return p, l, nil
+}
+
+// DelPort removes a port and reports the lans it left.
+func (d *Daemon) DelPort(name string) error {
+	p := d.Fab.Port(name)
+	if p == nil {
+		return fmt.Errorf("port %q: no such port", name)
+	}
+	ports, _ := d.Fab.Snapshot()
+	var lans []string
+	for _, pi := range ports {
+		if pi.Name == name {
+			lans = pi.Lans
+		}
+	}
+	if err := d.Fab.DelPort(name); err != nil {
+		return err
+	}
+	for _, l := range lans {
+		d.Emit("detached", "port", name, "lan", l)
+		if !d.Fab.HasLan(l) {
+			d.Emit("lan_deleted", "name", l)
+		}
+	}
+	d.Emit("port_deleted", "name", name)
+	return nil
+}
+
+func (d *Daemon) addPort(c *client, m *proto.Msg) ([]byte, error) {
+	name, err := need(m, "name")
+	if err != nil {
+		return nil, err
+	}
+	if err := proto.CheckName("port", name); err != nil {
+		return nil, err
+	}
+	kind := m.Get("kind")
+	if kind == "" {
+		kind = "stream"
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.ports[name]; ok {
+		return nil, fmt.Errorf("port %q already exists", name)
+	}
+	path := filepath.Join(d.Cfg.PortsDir(), name+".sock")
+	_, l, err := d.AddPort(name, kind, path, m.Get("tcp"))
+	if err != nil {
+		return nil, err
+	}
+	d.ports[name] = &rawPort{name: name, kind: kind, socket: l.Addr()}
+	return []byte(fmt.Sprintf(`<port name="%s" socket="%s"/>`, xmlEscape(name), xmlEscape(l.Addr()))), nil
+}
+
+func (d *Daemon) delPort(c *client, m *proto.Msg) ([]byte, error) {
+	name, err := need(m, "name")
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.ports[name]; !ok {
+		return nil, fmt.Errorf("port %q: no such raw port (VM eths go with `del vm`, tux with `del tux`)", name)
+	}
+	delete(d.ports, name)
+	return nil, d.DelPort(name)
+}

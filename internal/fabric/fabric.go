@@ -1,0 +1,285 @@
+// Package fabric is the switch core (DESIGN section 2): ports, lans and
+// forwarding. A lan is a name; every port on a lan sees every other; a
+// port may sit on any number of lans and a frame goes once to each port
+// it reaches. Each lan learns MACs so unicast does not reach bystanders.
+//
+// The hot path takes no lock: each port reads an immutable snapshot of
+// its lans and each lan one of its members (copy on write under the
+// fabric mutex). Each port has a bounded output queue drained by its own
+// writer goroutine, so one slow peer only drops its own frames.
+package fabric
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// QueueLen is a port's output queue length in frames.
+const QueueLen = 1024
+
+// Fabric holds the ports and lans of one switch.
+type Fabric struct {
+	mu    sync.Mutex
+	ports map[string]*Port
+	lans  map[string]*Lan
+	now   atomic.Int64 // coarse clock (unix seconds) for MAC aging
+	stop  chan struct{}
+
+	// OnConn, if set, is called when a port's peer connects or leaves.
+	OnConn func(port string, up bool)
+}
+
+// New returns an empty fabric with its MAC aging running.
+func New() *Fabric {
+	f := &Fabric{ports: map[string]*Port{}, lans: map[string]*Lan{}, stop: make(chan struct{})}
+	f.now.Store(time.Now().Unix())
+	go f.clock()
+	return f
+}
+
+// MACAge is how long a learnt MAC stays without being seen.
+const MACAge = 300
+
+func (f *Fabric) clock() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-f.stop:
+			return
+		case now := <-t.C:
+			f.now.Store(now.Unix())
+			if n++; n%30 == 0 {
+				f.mu.Lock()
+				for _, l := range f.lans {
+					l.age(now.Unix() - MACAge)
+				}
+				f.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Close stops every port.
+func (f *Fabric) Close() {
+	f.mu.Lock()
+	ports := make([]*Port, 0, len(f.ports))
+	for _, p := range f.ports {
+		ports = append(ports, p)
+	}
+	f.mu.Unlock()
+	for _, p := range ports {
+		_ = f.DelPort(p.name)
+	}
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+}
+
+// Errors the daemon maps to sentences.
+var (
+	ErrExists   = errors.New("already exists")
+	ErrNotFound = errors.New("not found")
+)
+
+// AddPort creates a port with no peer and no lans.
+func (f *Fabric) AddPort(name, kind string) (*Port, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.ports[name]; ok {
+		return nil, fmt.Errorf("port %q %w", name, ErrExists)
+	}
+	p := &Port{name: name, kind: kind, fab: f, q: make(chan *Frame, QueueLen), quit: make(chan struct{})}
+	p.lans.Store(&[]*Lan{})
+	f.ports[name] = p
+	go p.writer()
+	return p, nil
+}
+
+// Port returns the named port or nil.
+func (f *Fabric) Port(name string) *Port {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ports[name]
+}
+
+// DelPort detaches a port from all lans, closes its peer and listener.
+func (f *Fabric) DelPort(name string) error {
+	f.mu.Lock()
+	p, ok := f.ports[name]
+	if !ok {
+		f.mu.Unlock()
+		return fmt.Errorf("port %q %w", name, ErrNotFound)
+	}
+	for _, l := range *p.lans.Load() {
+		f.detachLocked(p, l)
+	}
+	delete(f.ports, name)
+	f.mu.Unlock()
+	p.shutdown()
+	return nil
+}
+
+// AddLan creates a lan explicitly; it then stays while empty.
+func (f *Fabric) AddLan(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.lans[name]; ok {
+		if l.explicit {
+			return fmt.Errorf("lan %q %w", name, ErrExists)
+		}
+		l.explicit = true
+		return nil
+	}
+	f.lans[name] = newLan(name, true)
+	return nil
+}
+
+// DelLan detaches every port from a lan and removes it.
+func (f *Fabric) DelLan(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.lans[name]
+	if !ok {
+		return fmt.Errorf("lan %q %w", name, ErrNotFound)
+	}
+	for _, p := range *l.members.Load() {
+		f.detachLocked(p, l)
+	}
+	delete(f.lans, name)
+	return nil
+}
+
+// HasLan tells whether a lan exists.
+func (f *Fabric) HasLan(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.lans[name]
+	return ok
+}
+
+// Attach puts a port on a lan (created if needed); it takes effect for
+// the next frame. Attaching twice is an error.
+func (f *Fabric) Attach(port, lan string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.ports[port]
+	if !ok {
+		return fmt.Errorf("port %q %w", port, ErrNotFound)
+	}
+	l, ok := f.lans[lan]
+	if !ok {
+		l = newLan(lan, false)
+		f.lans[lan] = l
+	}
+	for _, x := range *p.lans.Load() {
+		if x == l {
+			return fmt.Errorf("port %q is already on lan %q", port, lan)
+		}
+	}
+	p.lans.Store(appendCopy(*p.lans.Load(), l))
+	l.members.Store(appendCopy(*l.members.Load(), p))
+	return nil
+}
+
+// Detach takes a port off a lan at once. A lan not added explicitly
+// disappears with its last port.
+func (f *Fabric) Detach(port, lan string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.ports[port]
+	if !ok {
+		return fmt.Errorf("port %q %w", port, ErrNotFound)
+	}
+	l, ok := f.lans[lan]
+	if !ok {
+		return fmt.Errorf("lan %q %w", lan, ErrNotFound)
+	}
+	found := false
+	for _, x := range *p.lans.Load() {
+		found = found || x == l
+	}
+	if !found {
+		return fmt.Errorf("port %q is not on lan %q", port, lan)
+	}
+	f.detachLocked(p, l)
+	return nil
+}
+
+func (f *Fabric) detachLocked(p *Port, l *Lan) {
+	p.lans.Store(removeCopy(*p.lans.Load(), l))
+	l.members.Store(removeCopy(*l.members.Load(), p))
+	l.forget(p)
+	if len(*l.members.Load()) == 0 && !l.explicit {
+		delete(f.lans, l.name)
+	}
+}
+
+func appendCopy[T any](s []T, x T) *[]T {
+	n := make([]T, len(s), len(s)+1)
+	copy(n, s)
+	n = append(n, x)
+	return &n
+}
+
+func removeCopy[T comparable](s []T, x T) *[]T {
+	n := make([]T, 0, len(s))
+	for _, y := range s {
+		if y != x {
+			n = append(n, y)
+		}
+	}
+	return &n
+}
+
+// PortInfo and LanInfo are snapshots for `list`.
+type PortInfo struct {
+	Name, Kind, Socket string
+	Connected          bool
+	Lans               []string
+	Counters           Counters
+}
+
+// LanInfo is one lan's snapshot.
+type LanInfo struct {
+	Name     string
+	Ports    []string
+	Counters Counters
+}
+
+// Snapshot returns ports and lans sorted by name.
+func (f *Fabric) Snapshot() ([]PortInfo, []LanInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ports := make([]PortInfo, 0, len(f.ports))
+	for _, p := range f.ports {
+		pi := PortInfo{Name: p.name, Kind: p.kind, Connected: p.conn.Load() != nil, Counters: p.counters.snap(), Lans: []string{}}
+		if l := p.listener.Load(); l != nil {
+			pi.Socket = (*l).Addr()
+		}
+		for _, l := range *p.lans.Load() {
+			pi.Lans = append(pi.Lans, l.name)
+		}
+		sort.Strings(pi.Lans)
+		ports = append(ports, pi)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i].Name < ports[j].Name })
+	lans := make([]LanInfo, 0, len(f.lans))
+	for _, l := range f.lans {
+		li := LanInfo{Name: l.name, Counters: l.counters.snap(), Ports: []string{}}
+		for _, p := range *l.members.Load() {
+			li.Ports = append(li.Ports, p.name)
+		}
+		sort.Strings(li.Ports)
+		lans = append(lans, li)
+	}
+	sort.Slice(lans, func(i, j int) bool { return lans[i].Name < lans[j].Name })
+	return ports, lans
+}

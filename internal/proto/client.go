@@ -1,0 +1,196 @@
+package proto
+
+import (
+	"bufio"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Client is one control connection to a switch. Calls may be made from
+// several goroutines; events arrive on Events() after Subscribe.
+type Client struct {
+	conn   net.Conn
+	w      *bufio.Writer
+	wmu    sync.Mutex
+	mu     sync.Mutex
+	next   int
+	wait   map[string]chan *Msg
+	events chan Event
+	done   chan struct{}
+	err    error
+}
+
+// Dial connects to server, "unix:PATH" or "tcp:HOST:PORT" (a bare path is
+// a unix socket). For TCP, password answers the challenge.
+func Dial(server, password string) (*Client, error) {
+	network, addr := "unix", server
+	switch {
+	case strings.HasPrefix(server, "unix:"):
+		addr = server[5:]
+	case strings.HasPrefix(server, "tcp:"):
+		network, addr = "tcp", server[4:]
+	}
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the switch at %s:%s: %v (is it running? `cloonix start`)", network, addr, err)
+	}
+	c := &Client{conn: conn, w: bufio.NewWriter(conn), wait: map[string]chan *Msg{}, done: make(chan struct{})}
+	dec := NewDecoder(bufio.NewReader(conn))
+	if network == "tcp" {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		ch, err := dec.Decode()
+		if err != nil || ch.Name != "challenge" {
+			conn.Close()
+			return nil, fmt.Errorf("switch at %s sent no challenge: %v", addr, err)
+		}
+		auth := &Msg{Name: "auth", Attrs: map[string]string{"id": "0", "hmac": AuthMAC(password, ch.Get("nonce"))}}
+		if err := auth.Encode(conn); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		r, err := dec.Decode()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("switch at %s closed the connection during authentication: %v", addr, err)
+		}
+		if err := ReplyError(r); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	go c.readLoop(dec)
+	return c, nil
+}
+
+func (c *Client) readLoop(dec *Decoder) {
+	var err error
+	for {
+		var m *Msg
+		m, err = dec.Decode()
+		if err != nil {
+			break
+		}
+		switch m.Name {
+		case "event":
+			c.mu.Lock()
+			ev := c.events
+			c.mu.Unlock()
+			if ev != nil {
+				ev <- EventFromMsg(m)
+			}
+		case "reply":
+			c.mu.Lock()
+			ch := c.wait[m.ID()]
+			delete(c.wait, m.ID())
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		}
+	}
+	if err == io.EOF {
+		err = errors.New("the switch closed the connection")
+	}
+	c.mu.Lock()
+	c.err = err
+	for id, ch := range c.wait {
+		close(ch)
+		delete(c.wait, id)
+	}
+	if c.events != nil {
+		close(c.events)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// Close ends the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Done is closed when the connection ends.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Send issues a request and waits for its reply message.
+func (c *Client) Send(verb string, args map[string]string, inner []byte) (*Msg, error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.next++
+	id := strconv.Itoa(c.next)
+	ch := make(chan *Msg, 1)
+	c.wait[id] = ch
+	c.mu.Unlock()
+	a := map[string]string{"id": id}
+	for k, v := range args {
+		a[k] = v
+	}
+	m := &Msg{Name: verb, Attrs: a, Inner: inner}
+	c.wmu.Lock()
+	err := m.Encode(c.w)
+	if err == nil {
+		err = c.w.Flush()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("sending <%s>: %v", verb, err)
+	}
+	r, ok := <-ch
+	if !ok {
+		c.mu.Lock()
+		err := c.err
+		c.mu.Unlock()
+		return nil, fmt.Errorf("no reply to <%s>: %v", verb, err)
+	}
+	return r, nil
+}
+
+// Call issues a request and returns its payload, or the switch's error.
+func (c *Client) Call(verb string, args map[string]string) ([]byte, error) {
+	r, err := c.Send(verb, args, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := ReplyError(r); err != nil {
+		return nil, err
+	}
+	return r.Inner, nil
+}
+
+// List fetches the running lab.
+func (c *Client) List() (*Lab, error) {
+	inner, err := c.Call("list", nil)
+	if err != nil {
+		return nil, err
+	}
+	lab := &Lab{}
+	if err := xml.Unmarshal(inner, lab); err != nil {
+		return nil, fmt.Errorf("list: bad reply from switch: %v", err)
+	}
+	lab.Normalize()
+	return lab, nil
+}
+
+// Subscribe asks for events; they arrive on the returned channel, which
+// is closed when the connection ends.
+func (c *Client) Subscribe() (<-chan Event, error) {
+	c.mu.Lock()
+	if c.events == nil {
+		c.events = make(chan Event, 1024)
+	}
+	ev := c.events
+	c.mu.Unlock()
+	if _, err := c.Call("subscribe", nil); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
