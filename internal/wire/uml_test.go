@@ -205,7 +205,7 @@ func TestBessRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := <-got
-	c.Write([]byte("short"))            // dropped, stream stays in step
+	c.Write([]byte("short"))             // dropped, stream stays in step
 	c.Write(bytes.Repeat([]byte{1}, 64)) // one frame
 	f, err := conn.ReadFrame()
 	if err != nil || f.N != 64 {
