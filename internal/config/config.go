@@ -19,16 +19,16 @@ import (
 type Config struct {
 	XMLName      xml.Name `xml:"cloonix_config"`
 	NetworkName  string   `xml:"network_name"`
-	ServerName   string   `xml:"server_name"`   // unix control socket
-	ServerPort   int      `xml:"server_port"`   // TCP control port, 0 disables TCP
-	ServerAddr   string   `xml:"server_addr"`   // TCP listen address, default 127.0.0.1
-	Password     string   `xml:"password"`      // TCP control and t2t password
-	WorkDir      string   `xml:"work_dir"`      // COW disks, CDs, sockets, logs
-	BulkDir      string   `xml:"bulk_dir"`      // reference images, never written
-	BinDir       string   `xml:"bin_dir"`       // where helper binaries live (default: this binary)
+	ServerName   string   `xml:"server_name"`    // unix control socket
+	ServerPort   int      `xml:"server_port"`    // TCP control port, 0 disables TCP
+	ServerAddr   string   `xml:"server_addr"`    // TCP listen address, default 127.0.0.1
+	Password     string   `xml:"password"`       // TCP control and t2t password
+	WorkDir      string   `xml:"work_dir"`       // COW disks, CDs, sockets, logs
+	BulkDir      string   `xml:"bulk_dir"`       // reference images, never written
+	BinDir       string   `xml:"bin_dir"`        // where helper binaries live (default: this binary)
 	RSAPublicKey string   `xml:"rsa_public_key"` // put in every guest for ssh
-	Accel        string   `xml:"accel"`         // auto (default), kvm or tcg
-	NoNat        bool     `xml:"no_nat"`        // do not start the default "nat" slirp tux
+	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
+	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
 
 	// Path is the file the config was read from (not serialised).
 	Path string `xml:"-"`

@@ -1,11 +1,15 @@
 package fabric
 
+import "errors"
+
 // Conn is one connected peer of a port, as a transport in package wire
 // gives it. ReadFrame is called from one goroutine, WriteFrame and Flush
 // from another; Close may be called from any.
 type Conn interface {
 	// ReadFrame returns the next frame the peer sent, 14..65535 bytes, in
-	// a frame from NewFrame. Malformed input that ends the stream is an error.
+	// a frame from NewFrame. A frame refused alone (bad size on a
+	// transport that keeps its framing) is an error wrapping ErrSkip: the
+	// port counts a drop and reads on. Any other error ends the peer.
 	ReadFrame() (*Frame, error)
 	// WriteFrame sends (or buffers) one frame to the peer.
 	WriteFrame(b []byte) error
@@ -14,6 +18,9 @@ type Conn interface {
 	Flush() error
 	Close() error
 }
+
+// ErrSkip marks a frame the transport refused on its own; the peer stays.
+var ErrSkip = errors.New("frame skipped")
 
 // Listener hands out the peers connecting to a port's socket.
 type Listener interface {

@@ -96,8 +96,7 @@ func (f *Fabric) AddPort(name, kind string) (*Port, error) {
 	if _, ok := f.ports[name]; ok {
 		return nil, fmt.Errorf("port %q %w", name, ErrExists)
 	}
-	p := &Port{name: name, kind: kind, fab: f, q: make(chan *Frame, QueueLen), quit: make(chan struct{})}
-	p.lans.Store(&[]*Lan{})
+	p := newPort(f, name, kind)
 	f.ports[name] = p
 	go p.writer()
 	return p, nil
@@ -118,8 +117,8 @@ func (f *Fabric) DelPort(name string) error {
 		f.mu.Unlock()
 		return fmt.Errorf("port %q %w", name, ErrNotFound)
 	}
-	for _, l := range *p.lans.Load() {
-		f.detachLocked(p, l)
+	for _, m := range *p.lans.Load() {
+		f.detachLocked(m)
 	}
 	delete(f.ports, name)
 	f.mu.Unlock()
@@ -150,8 +149,8 @@ func (f *Fabric) DelLan(name string) error {
 	if !ok {
 		return fmt.Errorf("lan %q %w", name, ErrNotFound)
 	}
-	for _, p := range *l.members.Load() {
-		f.detachLocked(p, l)
+	for _, m := range *l.members.Load() {
+		f.detachLocked(m)
 	}
 	delete(f.lans, name)
 	return nil
@@ -180,12 +179,13 @@ func (f *Fabric) Attach(port, lan string) error {
 		f.lans[lan] = l
 	}
 	for _, x := range *p.lans.Load() {
-		if x == l {
+		if x.lan == l {
 			return fmt.Errorf("port %q is already on lan %q", port, lan)
 		}
 	}
-	p.lans.Store(appendCopy(*p.lans.Load(), l))
-	l.members.Store(appendCopy(*l.members.Load(), p))
+	m := &member{port: p, lan: l}
+	p.lans.Store(appendCopy(*p.lans.Load(), m))
+	l.members.Store(appendCopy(*l.members.Load(), m))
 	return nil
 }
 
@@ -202,20 +202,23 @@ func (f *Fabric) Detach(port, lan string) error {
 	if !ok {
 		return fmt.Errorf("lan %q %w", lan, ErrNotFound)
 	}
-	found := false
-	for _, x := range *p.lans.Load() {
-		found = found || x == l
+	for _, m := range *p.lans.Load() {
+		if m.lan == l {
+			f.detachLocked(m)
+			return nil
+		}
 	}
-	if !found {
-		return fmt.Errorf("port %q is not on lan %q", port, lan)
-	}
-	f.detachLocked(p, l)
-	return nil
+	return fmt.Errorf("port %q is not on lan %q", port, lan)
 }
 
-func (f *Fabric) detachLocked(p *Port, l *Lan) {
-	p.lans.Store(removeCopy(*p.lans.Load(), l))
-	l.members.Store(removeCopy(*l.members.Load(), p))
+// detachLocked removes one membership. Readers holding the old snapshots
+// may still forward a frame or two through it; Input re-checks
+// membership for learnt MACs so no stale entry outlives the detach.
+func (f *Fabric) detachLocked(m *member) {
+	p, l := m.port, m.lan
+	p.lans.Store(removeCopy(*p.lans.Load(), m))
+	l.members.Store(removeCopy(*l.members.Load(), m))
+	l.gone = l.gone.Add(m.c.snap())
 	l.forget(p)
 	if len(*l.members.Load()) == 0 && !l.explicit {
 		delete(f.lans, l.name)
@@ -264,8 +267,8 @@ func (f *Fabric) Snapshot() ([]PortInfo, []LanInfo) {
 		if l := p.listener.Load(); l != nil {
 			pi.Socket = (*l).Addr()
 		}
-		for _, l := range *p.lans.Load() {
-			pi.Lans = append(pi.Lans, l.name)
+		for _, m := range *p.lans.Load() {
+			pi.Lans = append(pi.Lans, m.lan.name)
 		}
 		sort.Strings(pi.Lans)
 		ports = append(ports, pi)
@@ -273,9 +276,9 @@ func (f *Fabric) Snapshot() ([]PortInfo, []LanInfo) {
 	sort.Slice(ports, func(i, j int) bool { return ports[i].Name < ports[j].Name })
 	lans := make([]LanInfo, 0, len(f.lans))
 	for _, l := range f.lans {
-		li := LanInfo{Name: l.name, Counters: l.counters.snap(), Ports: []string{}}
-		for _, p := range *l.members.Load() {
-			li.Ports = append(li.Ports, p.name)
+		li := LanInfo{Name: l.name, Counters: l.countersLocked(), Ports: []string{}}
+		for _, m := range *l.members.Load() {
+			li.Ports = append(li.Ports, m.port.name)
 		}
 		sort.Strings(li.Ports)
 		lans = append(lans, li)

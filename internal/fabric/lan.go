@@ -9,21 +9,45 @@ import (
 type Lan struct {
 	name     string
 	explicit bool // added by `add lan`: stays while empty
-	members  atomic.Pointer[[]*Port]
-	counters counters
+	// members is an immutable snapshot, replaced under the fabric mutex.
+	members atomic.Pointer[[]*member]
+	// gone holds the counters of members that left, so a lan's totals
+	// never go backwards.
+	gone Counters
 
-	mu  sync.RWMutex
-	mac map[uint64]*macEntry
+	mu  sync.Mutex // serialises MAC table writes; reads are lock-free
+	mac [macSlots]atomic.Pointer[macEntry]
 }
 
+// member is one port's place on one lan. The port's reader owns its
+// counters, so per-lan counting never bounces a shared cache line
+// between the readers of different ports.
+type member struct {
+	port *Port
+	lan  *Lan
+	c    counters
+}
+
+// The MAC table is a fixed open-addressed array of immutable entries:
+// the forwarding path reads it with atomic loads only and writes nothing
+// for a MAC it already knows (beyond a once-a-second timestamp). A full
+// probe window evicts its oldest entry, so a flood of random source MACs
+// costs bounded memory; unknown destinations are flooded, which is safe.
+const (
+	macBits  = 12
+	macSlots = 1 << macBits
+	macProbe = 8
+)
+
 type macEntry struct {
+	key  uint64
 	port *Port
 	seen atomic.Int64
 }
 
 func newLan(name string, explicit bool) *Lan {
-	l := &Lan{name: name, explicit: explicit, mac: map[uint64]*macEntry{}}
-	l.members.Store(&[]*Port{})
+	l := &Lan{name: name, explicit: explicit}
+	l.members.Store(&[]*member{})
 	return l
 }
 
@@ -34,42 +58,60 @@ func macKey(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-// learn records that src lives behind p. The common case (known, same
-// port) takes only a read lock and one atomic store.
+func macSlot(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> (64 - macBits) }
+
+func (l *Lan) find(key uint64) *macEntry {
+	s := macSlot(key)
+	for i := uint64(0); i < macProbe; i++ {
+		if e := l.mac[(s+i)&(macSlots-1)].Load(); e != nil && e.key == key {
+			return e
+		}
+	}
+	return nil
+}
+
+// learn records that src lives behind p.
 func (l *Lan) learn(src uint64, p *Port, now int64) {
-	l.mu.RLock()
-	e := l.mac[src]
-	l.mu.RUnlock()
-	if e != nil && e.port == p {
+	if e := l.find(src); e != nil && e.port == p {
 		if e.seen.Load() != now {
 			e.seen.Store(now)
 		}
 		return
 	}
-	n := &macEntry{port: p}
+	n := &macEntry{key: src, port: p}
 	n.seen.Store(now)
 	l.mu.Lock()
-	l.mac[src] = n
+	s := macSlot(src)
+	victim, oldest := -1, int64(1<<62)
+	for i := uint64(0); i < macProbe; i++ {
+		j := int((s + i) & (macSlots - 1))
+		e := l.mac[j].Load()
+		if e == nil || e.key == src {
+			victim = j
+			break
+		}
+		if t := e.seen.Load(); t < oldest {
+			victim, oldest = j, t
+		}
+	}
+	l.mac[victim].Store(n)
 	l.mu.Unlock()
 }
 
 // lookup returns the port a unicast MAC was learnt on, or nil.
 func (l *Lan) lookup(dst uint64) *Port {
-	l.mu.RLock()
-	e := l.mac[dst]
-	l.mu.RUnlock()
-	if e == nil {
-		return nil
+	if e := l.find(dst); e != nil {
+		return e.port
 	}
-	return e.port
+	return nil
 }
 
 // forget drops the MACs learnt on p (p left the lan).
 func (l *Lan) forget(p *Port) {
 	l.mu.Lock()
-	for k, e := range l.mac {
-		if e.port == p {
-			delete(l.mac, k)
+	for i := range l.mac {
+		if e := l.mac[i].Load(); e != nil && e.port == p {
+			l.mac[i].Store(nil)
 		}
 	}
 	l.mu.Unlock()
@@ -78,10 +120,20 @@ func (l *Lan) forget(p *Port) {
 // age drops MACs not seen since before.
 func (l *Lan) age(before int64) {
 	l.mu.Lock()
-	for k, e := range l.mac {
-		if e.seen.Load() < before {
-			delete(l.mac, k)
+	for i := range l.mac {
+		if e := l.mac[i].Load(); e != nil && e.seen.Load() < before {
+			l.mac[i].Store(nil)
 		}
 	}
 	l.mu.Unlock()
+}
+
+// counters sums what the lan's members counted, present and past.
+// Called under the fabric mutex.
+func (l *Lan) countersLocked() Counters {
+	c := l.gone
+	for _, m := range *l.members.Load() {
+		c = c.Add(m.c.snap())
+	}
+	return c
 }

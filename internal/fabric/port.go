@@ -1,8 +1,10 @@
 package fabric
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Port is one attachment point: a VM eth, a tux, or a raw port. It has at
@@ -12,13 +14,21 @@ type Port struct {
 	name     string
 	kind     string
 	fab      *Fabric
-	lans     atomic.Pointer[[]*Lan]
+	lans     atomic.Pointer[[]*member]
 	conn     atomic.Pointer[connBox]
 	listener atomic.Pointer[Listener]
 	counters counters
-	q        chan *Frame
 	quit     chan struct{}
 	once     sync.Once
+
+	// The output queue: Deliver appends under qmu, the writer swaps the
+	// whole slice out and writes it as one batch (one wakeup and usually
+	// one system call for many frames). wake has room for one token and
+	// is signalled when a frame lands in an empty queue.
+	qmu    sync.Mutex
+	q      []*Frame
+	closed bool
+	wake   chan struct{}
 
 	// Hooks are the extension points for capture and impairments: they
 	// see frames entering the switch from this port and frames leaving
@@ -38,6 +48,13 @@ type Hooks struct {
 }
 
 type connBox struct{ c Conn }
+
+func newPort(f *Fabric, name, kind string) *Port {
+	p := &Port{name: name, kind: kind, fab: f, quit: make(chan struct{}), wake: make(chan struct{}, 1),
+		q: make([]*Frame, 0, QueueLen)}
+	p.lans.Store(&[]*member{})
+	return p
+}
 
 // Name is the port's name.
 func (p *Port) Name() string { return p.name }
@@ -61,6 +78,7 @@ func (p *Port) CountDrop() { p.counters.drops.Add(1) }
 func (p *Port) Serve(l Listener) {
 	p.listener.Store(&l)
 	go func() {
+		delay := 5 * time.Millisecond
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -72,15 +90,26 @@ func (p *Port) Serve(l Listener) {
 				if isClosed(err) {
 					return
 				}
+				// Transient (EMFILE, ECONNABORTED): back off rather
+				// than spin, and keep serving.
+				select {
+				case <-p.quit:
+					return
+				case <-time.After(delay):
+				}
+				if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
 				continue
 			}
+			delay = 5 * time.Millisecond
 			p.SetConn(c)
 		}
 	}()
 }
 
 // SetConn attaches a peer, replacing (and closing) any previous one, and
-// starts reading from it.
+// starts reading from it. The writer starts with the first peer.
 func (p *Port) SetConn(c Conn) {
 	select {
 	case <-p.quit:
@@ -101,6 +130,9 @@ func (p *Port) SetConn(c Conn) {
 
 func (p *Port) shutdown() {
 	p.once.Do(func() {
+		p.qmu.Lock()
+		p.closed = true
+		p.qmu.Unlock()
 		close(p.quit)
 		if l := p.listener.Load(); l != nil {
 			_ = (*l).Close()
@@ -117,6 +149,10 @@ func (p *Port) reader(box *connBox) {
 	for {
 		f, err := box.c.ReadFrame()
 		if err != nil {
+			if errors.Is(err, ErrSkip) {
+				p.counters.drops.Add(1)
+				continue
+			}
 			_ = box.c.Close()
 			if p.conn.CompareAndSwap(box, nil) {
 				if on := p.fab.OnConn; on != nil {
@@ -133,37 +169,46 @@ func (p *Port) reader(box *connBox) {
 // reference is consumed). dst is scratch space, reused by the caller.
 func (p *Port) Input(f *Frame, dst []*Port) {
 	b := f.Bytes()
-	p.counters.rx(len(b))
+	n := len(b)
+	p.counters.rx(n)
 	if h := p.hooks.Load(); h != nil && h.Ingress != nil && !h.Ingress(p, f) {
 		f.Release()
 		return
 	}
 	lans := *p.lans.Load()
-	if len(lans) == 0 {
+	if len(lans) == 0 || n < MinFrame {
 		f.Release()
 		return
 	}
 	dstMAC, srcMAC := macKey(b[0:6]), macKey(b[6:12])
 	now := p.fab.now.Load()
 	flood := b[0]&1 != 0 // broadcast and multicast
-	for _, l := range lans {
-		l.counters.rx(len(b))
+	for _, m := range lans {
+		l := m.lan
+		m.c.rx(n)
 		if b[6]&1 == 0 {
 			l.learn(srcMAC, p, now)
 		}
+		members := *l.members.Load()
 		if !flood {
-			if q := l.lookup(dstMAC); q != nil {
+			// A learnt port that left the lan since (a detach racing
+			// with this frame) is not trusted: flood instead.
+			if q := l.lookup(dstMAC); q != nil && isMember(members, q) {
 				if q != p {
-					dst = addOnce(dst, q)
-					l.counters.tx(len(b))
+					var added bool
+					if dst, added = addOnce(dst, q); added {
+						m.c.tx(n)
+					}
 				}
 				continue
 			}
 		}
-		for _, q := range *l.members.Load() {
-			if q != p {
-				dst = addOnce(dst, q)
-				l.counters.tx(len(b))
+		for _, mm := range members {
+			if q := mm.port; q != p {
+				var added bool
+				if dst, added = addOnce(dst, q); added {
+					m.c.tx(n)
+				}
 			}
 		}
 	}
@@ -177,13 +222,22 @@ func (p *Port) Input(f *Frame, dst []*Port) {
 	}
 }
 
-func addOnce(dst []*Port, q *Port) []*Port {
-	for _, x := range dst {
-		if x == q {
-			return dst
+func isMember(ms []*member, q *Port) bool {
+	for _, m := range ms {
+		if m.port == q {
+			return true
 		}
 	}
-	return append(dst, q)
+	return false
+}
+
+func addOnce(dst []*Port, q *Port) ([]*Port, bool) {
+	for _, x := range dst {
+		if x == q {
+			return dst, false
+		}
+	}
+	return append(dst, q), true
 }
 
 // Output queues one reference of f for the peer, through the egress hook.
@@ -194,55 +248,91 @@ func (p *Port) Output(f *Frame) {
 	p.Deliver(f)
 }
 
-// Deliver queues f for the writer without hooks; a full queue drops it.
+// Deliver queues f for the writer without hooks; a full queue, or no
+// peer to write to, drops it (counted on this port only: a slow or absent
+// peer never holds up the sender). Safe from any goroutine.
 func (p *Port) Deliver(f *Frame) {
-	select {
-	case p.q <- f:
-	default:
+	if p.conn.Load() == nil {
 		p.counters.drops.Add(1)
 		f.Release()
+		return
+	}
+	p.qmu.Lock()
+	n := len(p.q)
+	if n >= QueueLen || p.closed {
+		p.qmu.Unlock()
+		p.counters.drops.Add(1)
+		f.Release()
+		return
+	}
+	p.q = append(p.q, f)
+	p.qmu.Unlock()
+	if n == 0 {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// writer drains the queue to the peer, flushing when the queue is empty.
+// writer drains the queue to the peer a batch at a time, flushing after
+// each batch, so a lone frame leaves at once and a burst costs one write.
+// The queue's two slices alternate between Deliver and the writer, so
+// nothing is allocated per frame.
 func (p *Port) writer() {
+	buf := make([]*Frame, 0, QueueLen)
 	for {
-		var f *Frame
-		select {
-		case f = <-p.q:
-		case <-p.quit:
-			p.drain()
-			return
-		}
-		box := p.conn.Load()
-		if box == nil {
-			p.counters.drops.Add(1)
-			f.Release()
-			continue
-		}
-		n := f.N
-		err := box.c.WriteFrame(f.Bytes())
-		f.Release()
-		if err != nil {
-			p.counters.drops.Add(1)
-			continue
-		}
-		p.counters.tx(n)
-		if len(p.q) == 0 {
-			if err := box.c.Flush(); err != nil {
-				p.counters.drops.Add(1)
+		p.qmu.Lock()
+		batch := p.q
+		if len(batch) == 0 {
+			p.qmu.Unlock()
+			select {
+			case <-p.wake:
+				continue
+			case <-p.quit:
+				p.drain()
+				return
 			}
 		}
+		p.q = buf
+		p.qmu.Unlock()
+		p.writeBatch(batch)
+		clear(batch)
+		buf = batch[:0]
 	}
+}
+
+func (p *Port) writeBatch(batch []*Frame) {
+	box := p.conn.Load()
+	var frames, bytes uint64
+	var err error
+	for _, f := range batch {
+		if box != nil && err == nil {
+			if err = box.c.WriteFrame(f.Bytes()); err == nil {
+				frames++
+				bytes += uint64(f.N)
+			}
+		}
+		f.Release()
+	}
+	if box != nil && err == nil {
+		err = box.c.Flush()
+	}
+	if err != nil || box == nil {
+		// What the peer did not take is lost; its own reader will
+		// notice a dead socket and free the port for a new peer.
+		p.counters.drops.Add(uint64(len(batch)))
+		return
+	}
+	p.counters.txN(frames, bytes)
 }
 
 func (p *Port) drain() {
-	for {
-		select {
-		case f := <-p.q:
-			f.Release()
-		default:
-			return
-		}
+	p.qmu.Lock()
+	q := p.q
+	p.q = nil
+	p.qmu.Unlock()
+	for _, f := range q {
+		f.Release()
 	}
 }

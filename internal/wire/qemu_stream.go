@@ -31,16 +31,24 @@ func NewStreamConn(c net.Conn) *StreamConn {
 	return &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), w: bufio.NewWriterSize(c, streamBuf)}
 }
 
-// ReadFrame reads one length-prefixed frame. A length outside 14..65535
-// means the stream is out of step and cannot be resynchronised: the
-// error ends this connection only.
+// ReadFrame reads one length-prefixed frame. A length over 65535 means
+// the stream is out of step and cannot be resynchronised: the error ends
+// this connection only. A length under 14 is skipped (fabric.ErrSkip).
 func (s *StreamConn) ReadFrame() (*fabric.Frame, error) {
 	if _, err := io.ReadFull(s.r, s.hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(s.hdr[:])
-	if n < fabric.MinFrame || n > fabric.MaxFrame {
+	if n > fabric.MaxFrame {
+		// Nothing this long is a frame: the peer is out of step.
 		return nil, fmt.Errorf("%w: peer sent length %d", ErrFrameSize, n)
+	}
+	if n < fabric.MinFrame {
+		// Too short for an Ethernet header but still in step: skip it.
+		if _, err := s.r.Discard(int(n)); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w: length %d", fabric.ErrSkip, ErrFrameSize, n)
 	}
 	f := fabric.NewFrame(int(n))
 	if _, err := io.ReadFull(s.r, f.Bytes()); err != nil {
