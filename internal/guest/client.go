@@ -1,0 +1,234 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MaxOutput bounds what one Exec collects per stream, so a runaway
+// command cannot exhaust the switch's memory.
+const MaxOutput = 64 << 20
+
+// pingInterval is how often Ping asks again: the first pings may be lost
+// while the guest boots (nobody reads the line yet, or the tty echoes).
+const pingInterval = 200 * time.Millisecond
+
+// ErrClosed is returned by calls on a closed client or a dead line.
+var ErrClosed = errors.New("guest agent line closed")
+
+// Client is the host end of a guest agent line (a serial line of the VM).
+// Its methods may be called concurrently.
+type Client struct {
+	rw     io.ReadWriteCloser
+	wmu    sync.Mutex
+	nextID atomic.Uint32
+
+	mu    sync.Mutex
+	calls map[uint32]*call
+	err   error // set once the reader stopped
+	done  chan struct{}
+}
+
+type call struct {
+	ch             chan Frame // pongs and exits
+	stdout, stderr []byte
+	overflow       bool
+}
+
+// NewClient starts reading frames from rw.
+func NewClient(rw io.ReadWriteCloser) *Client {
+	c := &Client{rw: rw, calls: map[uint32]*call{}, done: make(chan struct{})}
+	go c.readLoop()
+	return c
+}
+
+func (c *Client) readLoop() {
+	dec := NewDecoder(c.rw)
+	var err error
+	for {
+		var f Frame
+		f, err = dec.Next()
+		if err != nil {
+			break
+		}
+		c.mu.Lock()
+		cl := c.calls[f.ID]
+		if cl != nil {
+			switch f.Type {
+			case TStdout:
+				cl.stdout, cl.overflow = appendCapped(cl.stdout, f.Payload, cl.overflow)
+			case TStderr:
+				cl.stderr, cl.overflow = appendCapped(cl.stderr, f.Payload, cl.overflow)
+			case TPong, TExit:
+				select {
+				case cl.ch <- f:
+				default: // a stale pong for a call that already has one
+				}
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) {
+		c.err = ErrClosed
+	} else {
+		c.err = fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+func appendCapped(b, p []byte, over bool) ([]byte, bool) {
+	if len(b)+len(p) > MaxOutput {
+		return b, true
+	}
+	return append(b, p...), over
+}
+
+func (c *Client) register() (uint32, *call) {
+	id := c.nextID.Add(1)
+	cl := &call{ch: make(chan Frame, 4)}
+	c.mu.Lock()
+	c.calls[id] = cl
+	c.mu.Unlock()
+	return id, cl
+}
+
+func (c *Client) unregister(id uint32) {
+	c.mu.Lock()
+	delete(c.calls, id)
+	c.mu.Unlock()
+}
+
+func (c *Client) send(typ byte, id uint32, payload []byte) error {
+	b := AppendFrame(nil, typ, id, payload)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return c.deadErr()
+	default:
+	}
+	if _, err := c.rw.Write(b); err != nil {
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return nil
+}
+
+func (c *Client) deadErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return ErrClosed
+}
+
+// Ping returns nil once the agent answers that it has applied the config
+// CD (and run /etc/rc.d), asking again every 200 ms until ctx ends.
+func (c *Client) Ping(ctx context.Context) error {
+	id, cl := c.register()
+	defer c.unregister(id)
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	last := "no answer"
+	for {
+		if err := c.send(TPing, id, nil); err != nil {
+			return err
+		}
+		select {
+		case f := <-cl.ch:
+			if len(f.Payload) > 0 && f.Payload[0] == 1 {
+				return nil
+			}
+			if len(f.Payload) > 1 {
+				last = string(f.Payload[1:])
+			} else {
+				last = "not ready"
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return fmt.Errorf("guest agent: %s: %w", last, ctx.Err())
+			case <-c.done:
+				return c.deadErr()
+			}
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("guest agent: %s: %w", last, ctx.Err())
+		case <-c.done:
+			return c.deadErr()
+		}
+	}
+}
+
+// Exec runs argv in the guest with stdin and returns its outputs and exit
+// code (128+N when killed by signal N; 127 when argv[0] is not found).
+// err is set only when the command could not be run or collected; if ctx
+// ends first the process is killed.
+func (c *Client) Exec(ctx context.Context, argv []string, stdin []byte) (stdout, stderr []byte, code int, err error) {
+	req, err := encodeExec(argv)
+	if err != nil {
+		return nil, nil, -1, err
+	}
+	id, cl := c.register()
+	defer c.unregister(id)
+	if err := c.send(TExec, id, req); err != nil {
+		return nil, nil, -1, err
+	}
+	// Stdin follows in frames; an empty frame closes it.
+	for len(stdin) > 0 {
+		n := min(len(stdin), MaxPayload)
+		if err := c.send(TStdin, id, stdin[:n]); err != nil {
+			return nil, nil, -1, err
+		}
+		stdin = stdin[n:]
+	}
+	if err := c.send(TStdin, id, nil); err != nil {
+		return nil, nil, -1, err
+	}
+	for {
+		select {
+		case f := <-cl.ch:
+			if f.Type != TExit {
+				continue
+			}
+			code, msg, err := decodeExit(f.Payload)
+			c.mu.Lock()
+			stdout, stderr, over := cl.stdout, cl.stderr, cl.overflow
+			c.mu.Unlock()
+			if err != nil {
+				return stdout, stderr, -1, err
+			}
+			if msg != "" {
+				return stdout, stderr, code, fmt.Errorf("guest agent: %s", msg)
+			}
+			if over {
+				return stdout, stderr, code, fmt.Errorf("guest agent: output larger than %d bytes was cut", MaxOutput)
+			}
+			return stdout, stderr, code, nil
+		case <-ctx.Done():
+			_ = c.send(TKill, id, nil)
+			return nil, nil, -1, fmt.Errorf("guest exec %q: %w", argv[0], ctx.Err())
+		case <-c.done:
+			return nil, nil, -1, c.deadErr()
+		}
+	}
+}
+
+// Close closes the line; pending calls fail with ErrClosed.
+func (c *Client) Close() error {
+	err := c.rw.Close()
+	// Some line types do not wake a blocked Read on Close; do not hang.
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second):
+	}
+	return err
+}

@@ -1,0 +1,223 @@
+package guest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// The agent line protocol (docs/protocol.md, "Guest agent"). A serial line
+// may carry noise (bytes echoed before the agent set raw mode, a host that
+// connected mid-frame), so every frame starts with a magic and ends with a
+// CRC, and the decoder resynchronises on the next magic after a bad frame.
+//
+//	magic  2 bytes  0xC7 0x58
+//	type   1 byte
+//	flags  1 byte   0 (reserved)
+//	id     4 bytes  big endian: the request this frame belongs to
+//	length 4 bytes  big endian: payload length, at most MaxPayload
+//	payload
+//	crc    4 bytes  big endian CRC-32 (IEEE) of type..payload
+
+// Frame types.
+const (
+	TPing   = 1 // host->guest: are you ready? (empty)
+	TPong   = 2 // guest->host: 1 byte ready (0/1), then a status text
+	TExec   = 3 // host->guest: start argv (see encodeArgv)
+	TStdin  = 4 // host->guest: stdin bytes; an empty payload closes stdin
+	TStdout = 5 // guest->host: stdout bytes
+	TStderr = 6 // guest->host: stderr bytes
+	TExit   = 7 // guest->host: 4-byte signed exit code, then an error text (usually empty)
+	TKill   = 8 // host->guest: kill the process of this id (empty)
+)
+
+const (
+	magic0     = 0xC7
+	magic1     = 0x58
+	headerLen  = 12
+	trailerLen = 4
+	// MaxPayload bounds one frame so a corrupted length cannot make the
+	// decoder wait for gigabytes; outputs are sent as several frames.
+	MaxPayload = 32 << 10
+	// maxArgs and maxArgLen bound an Exec request.
+	maxArgs = 1024
+)
+
+// Frame is one decoded frame.
+type Frame struct {
+	Type    byte
+	ID      uint32
+	Payload []byte
+}
+
+// AppendFrame appends the encoding of f to b.
+func AppendFrame(b []byte, typ byte, id uint32, payload []byte) []byte {
+	if len(payload) > MaxPayload {
+		panic("guest: frame payload too large")
+	}
+	start := len(b)
+	b = append(b, magic0, magic1, typ, 0)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	b = append(b, payload...)
+	sum := crc32.ChecksumIEEE(b[start+2:])
+	return binary.BigEndian.AppendUint32(b, sum)
+}
+
+// Decoder reads frames from a byte stream, skipping noise.
+type Decoder struct {
+	r   io.Reader
+	buf []byte // unread bytes, buf[0:n]
+	// Skipped counts bytes dropped while resynchronising (for logs/tests).
+	Skipped int
+}
+
+// NewDecoder reads frames from r.
+func NewDecoder(r io.Reader) *Decoder {
+	return &Decoder{r: r, buf: make([]byte, 0, 2*(headerLen+MaxPayload+trailerLen))}
+}
+
+// fill reads more bytes; it returns the reader's error.
+func (d *Decoder) fill() error {
+	if len(d.buf) == cap(d.buf) {
+		// Cannot happen: a frame never exceeds half the buffer and we
+		// compact before reading. Guard anyway.
+		return errors.New("guest: decoder buffer full")
+	}
+	n, err := d.r.Read(d.buf[len(d.buf):cap(d.buf)])
+	d.buf = d.buf[:len(d.buf)+n]
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// drop removes the first n bytes.
+func (d *Decoder) drop(n int) {
+	copy(d.buf, d.buf[n:])
+	d.buf = d.buf[:len(d.buf)-n]
+}
+
+// Next returns the next valid frame. Its payload is a fresh slice.
+func (d *Decoder) Next() (Frame, error) {
+	var noProgress int
+	for {
+		// Find the magic.
+		i := bytes.IndexByte(d.buf, magic0)
+		for i >= 0 && i+1 < len(d.buf) && d.buf[i+1] != magic1 {
+			j := bytes.IndexByte(d.buf[i+1:], magic0)
+			if j < 0 {
+				i = -1
+				break
+			}
+			i += 1 + j
+		}
+		if i < 0 {
+			d.Skipped += len(d.buf)
+			d.buf = d.buf[:0]
+		} else if i > 0 {
+			d.Skipped += i
+			d.drop(i)
+		}
+		if len(d.buf) >= headerLen {
+			n := binary.BigEndian.Uint32(d.buf[8:12])
+			if n > MaxPayload || d.buf[3] != 0 {
+				d.Skipped++
+				d.drop(1)
+				continue
+			}
+			total := headerLen + int(n) + trailerLen
+			if len(d.buf) >= total {
+				want := binary.BigEndian.Uint32(d.buf[total-4 : total])
+				if crc32.ChecksumIEEE(d.buf[2:total-4]) != want {
+					d.Skipped++
+					d.drop(1)
+					continue
+				}
+				f := Frame{Type: d.buf[2], ID: binary.BigEndian.Uint32(d.buf[4:8])}
+				f.Payload = append([]byte(nil), d.buf[headerLen:total-4]...)
+				d.drop(total)
+				return f, nil
+			}
+		}
+		if err := d.fill(); err != nil {
+			if err == io.ErrNoProgress && noProgress < 100 {
+				noProgress++
+				continue
+			}
+			return Frame{}, err
+		}
+		noProgress = 0
+	}
+}
+
+// encodeExec encodes an Exec payload: uint16 argc, then per argument a
+// uint32 length and the bytes.
+func encodeExec(argv []string) ([]byte, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("exec: empty command")
+	}
+	if len(argv) > maxArgs {
+		return nil, fmt.Errorf("exec: %d arguments, at most %d", len(argv), maxArgs)
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(argv)))
+	for _, a := range argv {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(a)))
+		b = append(b, a...)
+	}
+	if len(b) > MaxPayload {
+		return nil, fmt.Errorf("exec: command line of %d bytes, at most %d", len(b), MaxPayload)
+	}
+	return b, nil
+}
+
+// decodeExec is the inverse of encodeExec.
+func decodeExec(b []byte) ([]string, error) {
+	if len(b) < 2 {
+		return nil, errors.New("exec: short request")
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if n == 0 || n > maxArgs {
+		return nil, fmt.Errorf("exec: bad argument count %d", n)
+	}
+	argv := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		if len(b) < 4 {
+			return nil, errors.New("exec: truncated request")
+		}
+		l := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if uint64(l) > uint64(len(b)) {
+			return nil, errors.New("exec: truncated argument")
+		}
+		argv = append(argv, string(b[:l]))
+		b = b[l:]
+	}
+	if len(b) != 0 {
+		return nil, errors.New("exec: trailing bytes in request")
+	}
+	return argv, nil
+}
+
+// encodeExit encodes an Exit payload.
+func encodeExit(code int, msg string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(int32(code)))
+	if len(msg) > MaxPayload-4 {
+		msg = msg[:MaxPayload-4]
+	}
+	return append(b, msg...)
+}
+
+func decodeExit(b []byte) (int, string, error) {
+	if len(b) < 4 {
+		return 0, "", errors.New("exit: short frame")
+	}
+	return int(int32(binary.BigEndian.Uint32(b))), string(b[4:]), nil
+}

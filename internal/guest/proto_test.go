@@ -1,0 +1,240 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFrameRoundTripWithNoise(t *testing.T) {
+	var stream []byte
+	stream = append(stream, "login: \xc7garbage\xc7\x58\x01"...) // noise, a false magic
+	want := []Frame{
+		{TPing, 1, []byte{}},
+		{TStdout, 7, bytes.Repeat([]byte("x"), MaxPayload)},
+		{TExit, 7, encodeExit(-3, "boom")},
+	}
+	for i, f := range want {
+		stream = AppendFrame(stream, f.Type, f.ID, f.Payload)
+		if i == 0 {
+			// A corrupted frame in between is skipped.
+			bad := AppendFrame(nil, TPing, 9, []byte("abc"))
+			bad[len(bad)-1] ^= 0xff
+			stream = append(stream, bad...)
+		}
+	}
+	dec := NewDecoder(&oneByteReader{bytes.NewReader(stream)})
+	for _, w := range want {
+		f, err := dec.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type != w.Type || f.ID != w.ID || !bytes.Equal(f.Payload, w.Payload) {
+			t.Fatalf("got %d/%d/%d bytes, want %d/%d/%d bytes", f.Type, f.ID, len(f.Payload), w.Type, w.ID, len(w.Payload))
+		}
+	}
+	if _, err := dec.Next(); err != io.EOF {
+		t.Fatalf("want EOF at the end, got %v", err)
+	}
+	if dec.Skipped == 0 {
+		t.Fatal("noise was not counted as skipped")
+	}
+}
+
+// oneByteReader returns one byte per Read, the worst case of a serial line.
+type oneByteReader struct{ r io.Reader }
+
+func (o *oneByteReader) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return o.r.Read(p)
+}
+
+func TestExecEncoding(t *testing.T) {
+	for _, argv := range [][]string{{"true"}, {"sh", "-c", "echo 'a b'"}, {"", "\x00\xff"}} {
+		b, err := encodeExec(argv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeExec(b)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(argv) || len(got) != len(argv) {
+			t.Fatalf("%q: got %q %v", argv, got, err)
+		}
+	}
+	if _, err := encodeExec(nil); err == nil {
+		t.Fatal("empty argv accepted")
+	}
+	for _, bad := range [][]byte{nil, {0, 0}, {0, 1}, {0, 1, 0, 0, 0, 5, 'a'}, {0, 1, 0, 0, 0, 0, 'x'}} {
+		if _, err := decodeExec(bad); err == nil {
+			t.Fatalf("%x accepted", bad)
+		}
+	}
+}
+
+// pipePair connects a Client and a Server in memory.
+func pipePair(t *testing.T, ready func() (bool, string)) *Client {
+	t.Helper()
+	a, b := net.Pipe()
+	s := &Server{Ready: ready}
+	go s.Serve(b)
+	c := NewClient(a)
+	t.Cleanup(func() { c.Close(); b.Close() })
+	return c
+}
+
+func TestClientServer(t *testing.T) {
+	c := pipePair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("0123456789abcdef", 200000) // 3.2 MB, many frames
+	tests := []struct {
+		argv           []string
+		stdin          string
+		stdout, stderr string
+		code           int
+	}{
+		{[]string{"true"}, "", "", "", 0},
+		{[]string{"false"}, "", "", "", 1},
+		{[]string{"sh", "-c", "echo out; echo err >&2; exit 42"}, "", "out\n", "err\n", 42},
+		{[]string{"cat"}, "hello\x00world", "hello\x00world", "", 0},
+		{[]string{"cat"}, big, big, "", 0},
+		{[]string{"sh", "-c", "kill -9 $$"}, "", "", "", 137},
+		{[]string{"sh", "-c", "sleep 60 & echo started"}, "", "started\n", "", 0}, // a leftover child holding stdout
+	}
+	for _, tc := range tests {
+		out, errb, code, err := c.Exec(ctx, tc.argv, []byte(tc.stdin))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.argv, err)
+		}
+		if string(out) != tc.stdout || string(errb) != tc.stderr || code != tc.code {
+			t.Fatalf("%q: got code %d stdout %d bytes %.40q stderr %q; want %d %.40q %q", tc.argv, code, len(out), out, errb, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+	_, errb, code, err := c.Exec(ctx, []string{"/no/such/cmd"}, nil)
+	if err != nil || code != 127 || !strings.Contains(string(errb), "/no/such/cmd") {
+		t.Fatalf("missing command: code %d stderr %q err %v", code, errb, err)
+	}
+}
+
+func TestConcurrentExec(t *testing.T) {
+	c := pipePair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			script := fmt.Sprintf("i=0; while [ $i -lt 2000 ]; do echo line-%d-$i; i=$((i+1)); done; exit %d", i, i)
+			out, _, code, err := c.Exec(ctx, []string{"sh", "-c", script}, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if code != i || len(lines) != 2000 || lines[1999] != fmt.Sprintf("line-%d-1999", i) {
+				errs <- fmt.Errorf("exec %d: code %d, %d lines", i, code, len(lines))
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestExecCancelKills(t *testing.T) {
+	c := pipePair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, _, err := c.Exec(ctx, []string{"sleep", "30"}, nil)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("cancelled exec: err %v after %v", err, time.Since(start))
+	}
+	// The line still works afterwards.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if _, _, code, err := c.Exec(ctx2, []string{"true"}, nil); err != nil || code != 0 {
+		t.Fatalf("after cancel: %d %v", code, err)
+	}
+}
+
+func TestPingWaitsForReady(t *testing.T) {
+	var mu sync.Mutex
+	ready := false
+	c := pipePair(t, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return ready, "applying the config CD"
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err := c.Ping(ctx)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "applying the config CD") {
+		t.Fatalf("ping before ready: %v", err)
+	}
+	mu.Lock()
+	ready = true
+	mu.Unlock()
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClosedLine(t *testing.T) {
+	a, b := net.Pipe()
+	c := NewClient(a)
+	b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("ping on a dead line succeeded")
+	}
+	if _, _, _, err := c.Exec(ctx, []string{"true"}, nil); err == nil {
+		t.Fatal("exec on a dead line succeeded")
+	}
+	c.Close()
+}
+
+func FuzzDecoder(f *testing.F) {
+	f.Add(AppendFrame([]byte("noise"), TExec, 3, []byte{0, 1, 0, 0, 0, 1, 'x'}))
+	f.Add(AppendFrame(nil, TExit, 1, encodeExit(1, "")))
+	f.Add([]byte{magic0, magic1, 1, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec := NewDecoder(bytes.NewReader(data))
+		for i := 0; i < 1000; i++ {
+			fr, err := dec.Next()
+			if err != nil {
+				return
+			}
+			if len(fr.Payload) > MaxPayload {
+				t.Fatal("oversized payload")
+			}
+			// Every decoded frame re-encodes to bytes found in the input.
+			if !bytes.Contains(data, AppendFrame(nil, fr.Type, fr.ID, fr.Payload)) {
+				t.Fatal("decoded a frame that is not in the input")
+			}
+			if fr.Type == TExec {
+				decodeExec(fr.Payload)
+			}
+			if fr.Type == TExit {
+				decodeExit(fr.Payload)
+			}
+		}
+	})
+}
