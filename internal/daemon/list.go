@@ -35,6 +35,7 @@ func (d *Daemon) Lab() *proto.Lab {
 	for _, f := range listers {
 		f(d, lab)
 	}
+	d.fillPositions(lab)
 	lab.Normalize()
 	return lab
 }
