@@ -31,6 +31,8 @@ type Fabric struct {
 
 	// OnConn, if set, is called when a port's peer connects or leaves.
 	OnConn func(port string, up bool)
+
+	ext extState // impairments and captures (ext.go), under mu
 }
 
 // New returns an empty fabric with its MAC aging running.
@@ -186,6 +188,7 @@ func (f *Fabric) Attach(port, lan string) error {
 	m := &member{port: p, lan: l}
 	p.lans.Store(appendCopy(*p.lans.Load(), m))
 	l.members.Store(appendCopy(*l.members.Load(), m))
+	f.hooksChanged(p) // lan captures follow membership (ext.go)
 	return nil
 }
 
@@ -223,6 +226,7 @@ func (f *Fabric) detachLocked(m *member) {
 	if len(*l.members.Load()) == 0 && !l.explicit {
 		delete(f.lans, l.name)
 	}
+	f.hooksChanged(p)
 }
 
 func appendCopy[T any](s []T, x T) *[]T {

@@ -613,7 +613,13 @@ func TestHooks(t *testing.T) {
 	l.attach("A", "lan")
 	l.attach("B", "lan")
 	pa, pb := l.f.Port("A"), l.f.Port("B")
-	pa.SetHooks(&Hooks{Ingress: func(p *Port, f *Frame) bool { return f.Bytes()[14] != 0xdd }})
+	pa.SetHooks(&Hooks{Ingress: func(p *Port, f *Frame) bool {
+		if f.Bytes()[14] == 0xdd { // taken: dropped
+			f.Release()
+			return true
+		}
+		return false
+	}})
 	held := make(chan *Frame, 1)
 	pb.SetHooks(&Hooks{Egress: func(p *Port, f *Frame) bool { held <- f; return true }})
 	drop := eth(bcast, mac(1), 0xdd000000, 60)

@@ -38,8 +38,10 @@ type Port struct {
 
 // Hooks observe or alter a port's traffic (capture, impairments).
 type Hooks struct {
-	// Ingress sees each frame the peer sent, before forwarding.
-	// Returning false drops it.
+	// Ingress sees each frame the peer sent, before forwarding. It
+	// returns true if it took ownership of the frame's reference (to
+	// delay, drop or capture it); it must then call p.Forward or
+	// f.Release later.
 	Ingress func(p *Port, f *Frame) bool
 	// Egress sees each frame queued to the peer. It returns true if it
 	// took ownership of the frame's reference (to delay, shape or drop it);
@@ -168,13 +170,18 @@ func (p *Port) reader(box *connBox) {
 // Input switches one frame that entered through p (the caller's
 // reference is consumed). dst is scratch space, reused by the caller.
 func (p *Port) Input(f *Frame, dst []*Port) {
-	b := f.Bytes()
-	n := len(b)
-	p.counters.rx(n)
-	if h := p.hooks.Load(); h != nil && h.Ingress != nil && !h.Ingress(p, f) {
-		f.Release()
+	p.counters.rx(f.N)
+	if h := p.hooks.Load(); h != nil && h.Ingress != nil && h.Ingress(p, f) {
 		return
 	}
+	p.Forward(f, dst)
+}
+
+// Forward switches a frame from p without the ingress hook or counting
+// (an ingress impairment releasing a frame it held).
+func (p *Port) Forward(f *Frame, dst []*Port) {
+	b := f.Bytes()
+	n := len(b)
 	lans := *p.lans.Load()
 	if len(lans) == 0 || n < MinFrame {
 		f.Release()
