@@ -1,0 +1,465 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"cloonix/internal/proto"
+)
+
+// Op is the kind of one plan step.
+type Op string
+
+// Plan steps, each one control request (attach/detach of a VM's eths are
+// separate steps so they apply live, without touching the guest).
+const (
+	AddLan     Op = "add lan"
+	DelLan     Op = "del lan"
+	AddVM      Op = "add vm"
+	DelVM      Op = "del vm"
+	AddTux     Op = "add tux"
+	DelTux     Op = "del tux"
+	Attach     Op = "attach"
+	Detach     Op = "detach"
+	Impair     Op = "impair"
+	AddForward Op = "add forward"
+	DelForward Op = "del forward"
+)
+
+// Step is one change to the running lab.
+type Step struct {
+	Op      Op
+	Name    string   // VM, tux or lan name
+	Port    string   // attach, detach, impair
+	Lan     string   // attach, detach
+	VM      *VM      // add vm
+	Tux     *Tux     // add tux
+	Spec    string   // impair: the spec, "" to clear
+	Forward *Forward // add/del forward
+	Why     string   // for a replacement: what changed
+	// Undoable steps come before any step that removes something; if one
+	// of them fails, Apply undoes the ones done so the lab is as before.
+	Undoable bool
+}
+
+func (s Step) String() string {
+	switch s.Op {
+	case AddVM:
+		v := s.VM
+		var b strings.Builder
+		fmt.Fprintf(&b, "add vm %s", v.Name)
+		var f []string
+		if v.Type != "" {
+			f = append(f, v.Type)
+		}
+		if v.Mem > 0 {
+			f = append(f, fmt.Sprintf("%d MB", v.Mem))
+		}
+		if v.CPU > 0 {
+			f = append(f, fmt.Sprintf("%d cpu", v.CPU))
+		}
+		if v.Rootfs != "" {
+			f = append(f, v.Rootfs)
+		}
+		f = append(f, fmt.Sprintf("%d eth", len(v.Eths)))
+		fmt.Fprintf(&b, " (%s)", strings.Join(f, ", "))
+		if s.Why != "" {
+			fmt.Fprintf(&b, " [replaces the running one: %s]", s.Why)
+		}
+		return b.String()
+	case DelVM:
+		if s.Why != "" {
+			return fmt.Sprintf("del vm %s [to replace it: %s]", s.Name, s.Why)
+		}
+		return "del vm " + s.Name
+	case AddTux:
+		out := fmt.Sprintf("add tux %s %s", s.Tux.Kind, s.Tux.Name)
+		for _, o := range s.Tux.Options {
+			out += fmt.Sprintf(" %s=%s", o.Name, o.Value)
+		}
+		if s.Why != "" {
+			out += " [replaces the running one: " + s.Why + "]"
+		}
+		return out
+	case DelTux:
+		if s.Why != "" {
+			return fmt.Sprintf("del tux %s [to replace it: %s]", s.Name, s.Why)
+		}
+		return "del tux " + s.Name
+	case Attach, Detach:
+		return fmt.Sprintf("%s %s %s", s.Op, s.Port, s.Lan)
+	case Impair:
+		if s.Spec == "" {
+			return fmt.Sprintf("impair %s clear", s.Port)
+		}
+		return fmt.Sprintf("impair %s %s", s.Port, s.Spec)
+	case AddForward, DelForward:
+		return fmt.Sprintf("%s %s %s %s %s", s.Op, s.Name, s.Forward.Proto, s.Forward.Host, s.Forward.Guest)
+	}
+	return fmt.Sprintf("%s %s", s.Op, s.Name)
+}
+
+// Plan is the ordered list of steps that brings a running lab to a
+// topology.
+type Plan struct {
+	Steps []Step
+	// Keep lists what the file does not describe and the plan leaves
+	// alone (raw ports, the switch's default "nat"), for the user.
+	Keep []string
+}
+
+// Empty tells whether the lab already matches.
+func (p *Plan) Empty() bool { return len(p.Steps) == 0 }
+
+func (p *Plan) String() string {
+	if p.Empty() {
+		return "nothing to change: the running lab matches the file\n"
+	}
+	var b strings.Builder
+	for _, s := range p.Steps {
+		b.WriteString(s.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// NewVMs returns the VMs the plan boots (new or replaced), in order.
+func (p *Plan) NewVMs() []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Op == AddVM {
+			out = append(out, s.VM.Name)
+		}
+	}
+	return out
+}
+
+// DefaultTux is the slirp the switch starts by itself; a file that does
+// not name it leaves it alone.
+const DefaultTux = "nat"
+
+// Diff computes the plan from the running lab cur to the topology t.
+//
+// Order: first the steps that only add (new lans, tux, VMs and their
+// attachments; undone if one fails), then lans to delete (before their
+// ports go, since a lan vanishes with its last port), detaches, removed
+// and replaced VMs and tux, their replacements, attaches and impairments.
+// Nothing running is rebooted for a lan change.
+func Diff(cur *proto.Lab, t *Topology) *Plan {
+	p := &Plan{}
+	curVM := map[string]*proto.VM{}
+	for i := range cur.VMs {
+		curVM[cur.VMs[i].Name] = &cur.VMs[i]
+	}
+	curTux := map[string]*proto.Tux{}
+	for i := range cur.Tux {
+		curTux[cur.Tux[i].Name] = &cur.Tux[i]
+	}
+	curLan := map[string]*proto.Lan{}
+	for i := range cur.Lans {
+		curLan[cur.Lans[i].Name] = &cur.Lans[i]
+	}
+	want := map[string]bool{}
+	for _, l := range t.AllLans() {
+		want[l] = true
+	}
+
+	// governed ports are those the file describes: every VM's eths and
+	// every tux except an unnamed default nat. Others are left alone.
+	governed := map[string]bool{}
+	for _, v := range cur.VMs {
+		for _, e := range v.Eths {
+			governed[e.Port] = true
+		}
+	}
+	wantTux := map[string]*Tux{}
+	for i := range t.Tux {
+		wantTux[t.Tux[i].Name] = &t.Tux[i]
+	}
+	for _, x := range cur.Tux {
+		if x.Name == DefaultTux && x.Kind == "slirp" && wantTux[x.Name] == nil {
+			p.Keep = append(p.Keep, "tux "+x.Name+" (the switch's default slirp; name it in the file to manage it)")
+			continue
+		}
+		governed[x.Name] = true
+	}
+	for _, port := range cur.Ports {
+		if !governed[port.Name] && !isTuxOrVMPort(cur, port.Name) {
+			p.Keep = append(p.Keep, "port "+port.Name+" (a raw port; topology files do not describe raw ports)")
+		}
+	}
+
+	var adds, dels, replDel, replAdd, live []Step
+
+	// VMs.
+	replaced := map[string]bool{}
+	for i := range t.VMs {
+		v := &t.VMs[i]
+		c := curVM[v.Name]
+		if c == nil {
+			adds = append(adds, addVMSteps(v, "", true)...)
+			continue
+		}
+		if why := vmChanges(c, v); why != "" {
+			replaced[v.Name] = true
+			replDel = append(replDel, Step{Op: DelVM, Name: v.Name, Why: why})
+			replAdd = append(replAdd, addVMSteps(v, why, false)...)
+			continue
+		}
+		for n, e := range v.Eths {
+			port := EthPort(v.Name, n)
+			ce := ethOf(c, port)
+			has := map[string]bool{}
+			if ce != nil {
+				for _, l := range ce.Lans {
+					has[l] = true
+				}
+			}
+			for _, l := range sortedKeys(has) {
+				if !contains(e.Lans, l) {
+					live = append(live, Step{Op: Detach, Port: port, Lan: l})
+				}
+			}
+			for _, l := range e.Lans {
+				if !has[l] {
+					live = append(live, Step{Op: Attach, Port: port, Lan: l})
+				}
+			}
+			cur := ""
+			if ce != nil {
+				cur = ce.Impair
+			}
+			if e.Impair != cur {
+				live = append(live, Step{Op: Impair, Port: port, Spec: e.Impair})
+			}
+		}
+	}
+	for _, c := range cur.VMs {
+		if t.VM(c.Name) == nil {
+			dels = append(dels, Step{Op: DelVM, Name: c.Name})
+		}
+	}
+
+	// Tux.
+	for i := range t.Tux {
+		x := &t.Tux[i]
+		c := curTux[x.Name]
+		if c == nil {
+			adds = append(adds, addTuxSteps(x, "", true)...)
+			continue
+		}
+		if why := tuxChanges(c, x); why != "" {
+			replDel = append(replDel, Step{Op: DelTux, Name: x.Name, Why: why})
+			replAdd = append(replAdd, addTuxSteps(x, why, false)...)
+			continue
+		}
+		has := map[string]bool{}
+		for _, l := range c.Lans {
+			has[l] = true
+		}
+		for _, l := range sortedKeys(has) {
+			if !contains(x.Lans, l) {
+				live = append(live, Step{Op: Detach, Port: x.Name, Lan: l})
+			}
+		}
+		for _, l := range x.Lans {
+			if !has[l] {
+				live = append(live, Step{Op: Attach, Port: x.Name, Lan: l})
+			}
+		}
+		curF := map[Forward]bool{}
+		for _, f := range c.Forwards {
+			curF[Forward{f.Proto, f.Host, f.Guest}] = true
+		}
+		wantF := map[Forward]bool{}
+		for _, f := range x.Forwards {
+			wantF[f] = true
+		}
+		for _, f := range c.Forwards {
+			ff := Forward{f.Proto, f.Host, f.Guest}
+			if !wantF[ff] {
+				live = append(live, Step{Op: DelForward, Name: x.Name, Forward: &ff})
+			}
+		}
+		for _, f := range x.Forwards {
+			if !curF[f] {
+				ff := f
+				live = append(live, Step{Op: AddForward, Name: x.Name, Forward: &ff})
+			}
+		}
+		if x.Impair != c.Impair {
+			live = append(live, Step{Op: Impair, Port: x.Name, Spec: x.Impair})
+		}
+	}
+	for _, c := range cur.Tux {
+		if wantTux[c.Name] == nil && governed[c.Name] {
+			dels = append(dels, Step{Op: DelTux, Name: c.Name})
+		}
+	}
+
+	// Lans: explicit ones first (so attaches find them), unwanted ones
+	// deleted whole when every port on them is governed.
+	var lanAdds, lanDels []Step
+	for _, l := range t.Lans {
+		if curLan[l.Name] == nil {
+			lanAdds = append(lanAdds, Step{Op: AddLan, Name: l.Name, Undoable: true})
+		}
+	}
+	deletedLan := map[string]bool{}
+	for _, l := range cur.Lans {
+		if want[l.Name] {
+			continue
+		}
+		all := true
+		for _, port := range l.Ports {
+			all = all && governed[port]
+		}
+		if all {
+			deletedLan[l.Name] = true
+			lanDels = append(lanDels, Step{Op: DelLan, Name: l.Name})
+		}
+	}
+	// A detach from a lan deleted whole is already done by del lan.
+	kept := live[:0]
+	for _, s := range live {
+		if s.Op == Detach && deletedLan[s.Lan] {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	live = kept
+
+	// Detaches before deletions and attaches after, so a lan never sees
+	// both the old and the new wiring at once.
+	var detaches, rest []Step
+	for _, s := range live {
+		if s.Op == Detach || s.Op == DelForward {
+			detaches = append(detaches, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	p.Steps = append(p.Steps, lanAdds...)
+	p.Steps = append(p.Steps, adds...)
+	p.Steps = append(p.Steps, lanDels...)
+	p.Steps = append(p.Steps, detaches...)
+	p.Steps = append(p.Steps, dels...)
+	p.Steps = append(p.Steps, replDel...)
+	p.Steps = append(p.Steps, replAdd...)
+	p.Steps = append(p.Steps, rest...)
+	sort.Strings(p.Keep)
+	return p
+}
+
+func isTuxOrVMPort(lab *proto.Lab, port string) bool {
+	for _, x := range lab.Tux {
+		if x.Name == port {
+			return true
+		}
+	}
+	for _, v := range lab.VMs {
+		for _, e := range v.Eths {
+			if e.Port == port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func ethOf(v *proto.VM, port string) *proto.Eth {
+	for i := range v.Eths {
+		if v.Eths[i].Port == port {
+			return &v.Eths[i]
+		}
+	}
+	return nil
+}
+
+func addVMSteps(v *VM, why string, undoable bool) []Step {
+	s := []Step{{Op: AddVM, Name: v.Name, VM: v, Why: why, Undoable: undoable}}
+	for n, e := range v.Eths {
+		port := EthPort(v.Name, n)
+		for _, l := range e.Lans {
+			s = append(s, Step{Op: Attach, Port: port, Lan: l, Undoable: undoable})
+		}
+		if e.Impair != "" {
+			s = append(s, Step{Op: Impair, Port: port, Spec: e.Impair, Undoable: undoable})
+		}
+	}
+	return s
+}
+
+func addTuxSteps(x *Tux, why string, undoable bool) []Step {
+	s := []Step{{Op: AddTux, Name: x.Name, Tux: x, Why: why, Undoable: undoable}}
+	for _, l := range x.Lans {
+		s = append(s, Step{Op: Attach, Port: x.Name, Lan: l, Undoable: undoable})
+	}
+	for i := range x.Forwards {
+		s = append(s, Step{Op: AddForward, Name: x.Name, Forward: &x.Forwards[i], Undoable: undoable})
+	}
+	if x.Impair != "" {
+		s = append(s, Step{Op: Impair, Port: x.Name, Spec: x.Impair, Undoable: undoable})
+	}
+	return s
+}
+
+// vmChanges says what differs between a running VM and the file's, among
+// the things that need a new machine; "" when none. Values the file
+// leaves out (zero) take whatever runs.
+func vmChanges(c *proto.VM, v *VM) string {
+	var d []string
+	if v.Type != "" && !strings.EqualFold(v.Type, c.Type) {
+		d = append(d, fmt.Sprintf("type %s -> %s", c.Type, v.Type))
+	}
+	if v.Mem > 0 && v.Mem != c.Mem {
+		d = append(d, fmt.Sprintf("mem %d -> %d", c.Mem, v.Mem))
+	}
+	if v.CPU > 0 && v.CPU != c.CPU {
+		d = append(d, fmt.Sprintf("cpu %d -> %d", c.CPU, v.CPU))
+	}
+	if v.Rootfs != "" && v.Rootfs != c.Rootfs {
+		d = append(d, fmt.Sprintf("rootfs %s -> %s", c.Rootfs, v.Rootfs))
+	}
+	if v.Kernel != "" && v.Kernel != c.Kernel {
+		d = append(d, fmt.Sprintf("kernel %s -> %s", orNone(c.Kernel), v.Kernel))
+	}
+	if v.Transport != "" && v.Transport != c.Transport {
+		d = append(d, fmt.Sprintf("transport %s -> %s", orNone(c.Transport), v.Transport))
+	}
+	if len(v.Eths) != len(c.Eths) {
+		d = append(d, fmt.Sprintf("eths %d -> %d", len(c.Eths), len(v.Eths)))
+	}
+	return strings.Join(d, ", ")
+}
+
+// tuxChanges says what differs in a tux beyond its lans and forwards.
+// Options the file gives must match; options the switch reports on its
+// own (defaults) do not count.
+func tuxChanges(c *proto.Tux, x *Tux) string {
+	var d []string
+	if x.Kind != c.Kind {
+		d = append(d, fmt.Sprintf("type %s -> %s", c.Kind, x.Kind))
+	}
+	cur := map[string]string{}
+	for _, o := range c.Options {
+		cur[o.Name] = o.Value
+	}
+	for k, v := range c.Opts {
+		cur[k] = v
+	}
+	for _, o := range x.Options {
+		if cur[o.Name] != o.Value {
+			d = append(d, fmt.Sprintf("%s %s -> %s", o.Name, orNone(cur[o.Name]), o.Value))
+		}
+	}
+	return strings.Join(d, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
