@@ -60,6 +60,8 @@ func (s Step) Request(demo string) (string, map[string]string) {
 			spec = "clear"
 		}
 		return "impair", map[string]string{"target": s.Port, "spec": spec}
+	case SetPos:
+		return "set_pos", map[string]string{"kind": s.Kind, "name": s.Name, "x": strconv.Itoa(s.X), "y": strconv.Itoa(s.Y)}
 	case AddForward, DelForward:
 		verb := "add_forward"
 		if s.Op == DelForward {

@@ -163,9 +163,10 @@ func (d *Demo) checkFolder(dir string) error {
 }
 
 // CheckTree checks a tree that will be copied into a guest's /: a real
-// folder holding only folders, regular files and symlinks whose target,
-// read relative to the link, stays inside the tree. Absolute targets are
-// refused too: on the host they name the host's files.
+// folder holding only folders, regular files and symlinks. A relative
+// symlink target, read from the link's folder, must stay inside the tree;
+// an absolute one names a guest path (e.g. /run/resolv.conf) and is kept
+// as it is: links are copied as links, never followed on the host.
 func CheckTree(root string) error {
 	fi, err := os.Lstat(root)
 	if err != nil {
@@ -190,12 +191,15 @@ func CheckTree(root string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %v", p, errText(err))
 			}
+			if target == "" || strings.ContainsRune(target, 0) {
+				return fmt.Errorf("%s: an empty symlink; refused", p)
+			}
 			if filepath.IsAbs(target) {
-				return fmt.Errorf("%s: a symlink to the absolute path %s would leave %s; refused (use a relative target inside the tree)", p, target, root)
+				return nil
 			}
 			resolved := filepath.Join(filepath.Dir(p), target)
 			if !within(root, resolved) {
-				return fmt.Errorf("%s: a symlink to %s would leave %s; refused (use a relative target inside the tree)", p, target, root)
+				return fmt.Errorf("%s: a symlink to %s would leave %s; refused (use a target inside the tree, or an absolute guest path)", p, target, root)
 			}
 			return nil
 		default:

@@ -25,6 +25,7 @@ const (
 	Impair     Op = "impair"
 	AddForward Op = "add forward"
 	DelForward Op = "del forward"
+	SetPos     Op = "set_pos"
 )
 
 // Step is one change to the running lab.
@@ -37,6 +38,8 @@ type Step struct {
 	Tux     *Tux     // add tux
 	Spec    string   // impair: the spec, "" to clear
 	Forward *Forward // add/del forward
+	Kind    string   // set_pos: vm, lan or tux
+	X, Y    int      // set_pos
 	Why     string   // for a replacement: what changed
 	// Undoable steps come before any step that removes something; if one
 	// of them fails, Apply undoes the ones done so the lab is as before.
@@ -96,6 +99,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("impair %s %s", s.Port, s.Spec)
 	case AddForward, DelForward:
 		return fmt.Sprintf("%s %s %s %s %s", s.Op, s.Name, s.Forward.Proto, s.Forward.Host, s.Forward.Guest)
+	case SetPos:
+		return fmt.Sprintf("place %s %s at %d,%d", s.Kind, s.Name, s.X, s.Y)
 	}
 	return fmt.Sprintf("%s %s", s.Op, s.Name)
 }
@@ -348,8 +353,52 @@ func Diff(cur *proto.Lab, t *Topology) *Plan {
 	p.Steps = append(p.Steps, replDel...)
 	p.Steps = append(p.Steps, replAdd...)
 	p.Steps = append(p.Steps, rest...)
+	p.Steps = append(p.Steps, places(cur, t, replaced)...)
 	sort.Strings(p.Keep)
 	return p
+}
+
+// places are the layout positions the file gives that the switch does
+// not have yet (positions only matter to the graph page; they come last).
+func places(cur *proto.Lab, t *Topology, replaced map[string]bool) []Step {
+	var out []Step
+	differs := func(x, y, cx, cy *int) bool {
+		return x != nil && y != nil && (cx == nil || cy == nil || *cx != *x || *cy != *y)
+	}
+	for _, v := range t.VMs {
+		var cx, cy *int
+		for _, c := range cur.VMs {
+			if c.Name == v.Name && !replaced[v.Name] {
+				cx, cy = c.X, c.Y
+			}
+		}
+		if differs(v.X, v.Y, cx, cy) {
+			out = append(out, Step{Op: SetPos, Kind: "vm", Name: v.Name, X: *v.X, Y: *v.Y})
+		}
+	}
+	for _, x := range t.Tux {
+		var cx, cy *int
+		for _, c := range cur.Tux {
+			if c.Name == x.Name {
+				cx, cy = c.X, c.Y
+			}
+		}
+		if differs(x.X, x.Y, cx, cy) {
+			out = append(out, Step{Op: SetPos, Kind: "tux", Name: x.Name, X: *x.X, Y: *x.Y})
+		}
+	}
+	for _, l := range t.Lans {
+		var cx, cy *int
+		for _, c := range cur.Lans {
+			if c.Name == l.Name {
+				cx, cy = c.X, c.Y
+			}
+		}
+		if differs(l.X, l.Y, cx, cy) {
+			out = append(out, Step{Op: SetPos, Kind: "lan", Name: l.Name, X: *l.X, Y: *l.Y})
+		}
+	}
+	return out
 }
 
 func isTuxOrVMPort(lab *proto.Lab, port string) bool {

@@ -151,6 +151,16 @@ attach t1 l`, nil},
 impair B:eth0 delay=5ms
 impair t clear`, nil},
 	}
+	placed := mkLab(runningABC(), nil, nil, "lone")
+	placed.VMs[0].X, placed.VMs[0].Y = ip(1), ip(2)
+	tests = append(tests, struct {
+		name string
+		cur  *proto.Lab
+		file string
+		want string
+		keep []string
+	}{"positions", placed, strings.Replace(strings.Replace(abc, "<name>A</name>", "<name>A</name><x>1</x><y>2</y>", 1), "<name>B</name>", "<name>B</name><x>3</x><y>4</y>", 1) +
+		"<LAN><name>lone</name><x>-5</x><y>6</y></LAN>", "\nplace vm B at 3,4\nplace lan lone at -5,6", nil})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Diff(tc.cur, mustParse(t, tc.file))

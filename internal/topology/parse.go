@@ -205,6 +205,13 @@ func (p *parser) position(ctx string, n *node) *int {
 	return &v
 }
 
+// bothXY: a position is <x> and <y> together (the switch keeps pairs).
+func (p *parser) bothXY(ctx string, n *node, x, y *int) {
+	if (x == nil) != (y == nil) {
+		p.errf(n.line, "%sgive both <x> and <y>, or neither", ctx)
+	}
+}
+
 // once reports a second occurrence of a single-valued element.
 func (p *parser) once(ctx string, seen map[string]bool, n *node) bool {
 	k := strings.ToLower(n.name)
@@ -384,6 +391,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 	if names == 0 {
 		p.errf(n.line, "<VM> has no <name>")
 	}
+	p.bothXY(ctx, n, v.X, v.Y)
 	if len(v.Eths) > MaxEths {
 		p.errf(n.line, "%s%d <eth>; the limit is %d", ctx, len(v.Eths), MaxEths)
 	}
@@ -546,6 +554,7 @@ func (p *parser) tux(n *node) (Tux, bool) {
 	if names == 0 {
 		p.errf(n.line, "<TUX> has no <name>")
 	}
+	p.bothXY(ctx, n, x.X, x.Y)
 	if x.Kind == "" && !seen["type"] {
 		p.errf(n.line, "%sno <type>; use one of %s", ctx, strings.Join(TuxKinds, ", "))
 	}
@@ -585,6 +594,7 @@ func (p *parser) lan(n *node) (Lan, bool) {
 	if !seen["name"] {
 		p.errf(n.line, "<LAN> has no <name>")
 	}
+	p.bothXY(fmt.Sprintf("LAN %q: ", l.Name), n, l.X, l.Y)
 	return l, len(p.errs) == nerr
 }
 
