@@ -62,7 +62,7 @@ func (f *fakeSwitch) List() (*proto.Lab, error) {
 }
 
 func (f *fakeSwitch) Subscribe() (<-chan proto.Event, error) { return f.events, nil }
-func (f *fakeSwitch) Done() <-chan struct{}                   { return f.done }
+func (f *fakeSwitch) Done() <-chan struct{}                  { return f.done }
 func (f *fakeSwitch) Close() error {
 	f.once.Do(func() { close(f.done) })
 	return nil
@@ -288,7 +288,9 @@ func FuzzCheckCall(f *testing.F) {
 		dec := proto.NewDecoder(bytes.NewReader(m.Bytes()))
 		got, err := dec.Decode()
 		if err != nil {
-			if !strings.ContainsFunc(v1+v2, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF }) && strings.ToValidUTF8(v1+v2, "") == v1+v2 {
+			if !strings.ContainsFunc(v1+v2, func(r rune) bool {
+				return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF
+			}) && strings.ToValidUTF8(v1+v2, "") == v1+v2 {
 				t.Fatalf("accepted request does not decode: %v", err)
 			}
 			return
