@@ -5,12 +5,17 @@ BIN     := bin/cloonix
 export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
 FUZZTIME ?= 5s
 
-.PHONY: all build deps images demo test test-unit test-e2e test-long fuzz bench lint clean
+.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench lint clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cloonix
+
+# The graph page's bundle (web/dist, committed so a Go build needs no npm):
+# rebuild it after changing web/src or web/package.json.
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 deps:
 	./scripts/deps.sh
