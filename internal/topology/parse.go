@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cloonix/internal/netem"
 	"cloonix/internal/proto"
 )
 
@@ -434,23 +435,16 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 	return e
 }
 
-// impairKeys are the settings an <impair> may give (issue 8); values are
-// checked by the switch, keys here so a typo fails before any change.
-var impairKeys = []string{"delay", "jitter", "loss", "rate", "dup", "corrupt", "seed"}
-
+// impair checks an <impair> with the switch's own rules (netem) and
+// returns its canonical text, so a running lab and a file compare equal
+// however the file spells it.
 func (p *parser) impair(ctx string, n *node, s string) string {
-	f := strings.Fields(s)
-	for _, w := range f {
-		if w == "down" || w == "clear" {
-			continue
-		}
-		k, v, ok := strings.Cut(w, "=")
-		if !ok || v == "" || !contains(impairKeys, k) {
-			p.errf(n.line, "%s<impair> has %q; write key=value with keys %s, or down", ctx, w, strings.Join(impairKeys, ", "))
-			return ""
-		}
+	pair, err := netem.Parse(s)
+	if err != nil {
+		p.errf(n.line, "%s<impair> %q: %v (settings: %s; optional in/out sections)", ctx, s, err, netem.Keys)
+		return ""
 	}
-	return strings.Join(f, " ")
+	return pair.String()
 }
 
 // optionName is what a tux option element may be called: lower-case

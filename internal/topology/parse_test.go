@@ -104,7 +104,7 @@ func TestParseErrors(t *testing.T) {
 		{"dup lan in eth", "<TOPOLOGY><VM><name>a</name><eth><vlan>x</vlan><vlan>x</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0 names lan "x" twice`}},
 		{"bad lan", "<TOPOLOGY><VM><name>a</name><eth><vlan>x/y</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0: lan name "x/y" has '/'`}},
 		{"unknown in eth", "<TOPOLOGY><VM><name>a</name><eth><lan>x</lan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0: <lan> unknown`}},
-		{"bad impair", "<TOPOLOGY><VM><name>a</name><eth><impair>slow</impair></eth></VM></TOPOLOGY>", []string{`VM "a": eth0 <impair> has "slow"`}},
+		{"bad impair", "<TOPOLOGY><VM><name>a</name><eth><impair>slow</impair></eth></VM></TOPOLOGY>", []string{`VM "a": eth0 <impair> "slow": `}},
 		{"dup vm", "<TOPOLOGY>\n<VM><name>a</name></VM>\n<VM><name>a</name></VM></TOPOLOGY>", []string{`topology.xml:3: VM "a": a second VM with this name (the first is at line 2)`}},
 		{"dup tux", "<TOPOLOGY>\n<TUX><name>a</name><type>tap</type></TUX>\n<TUX><name>a</name><type>tap</type></TUX></TOPOLOGY>", []string{`topology.xml:3: TUX "a": a second TUX`}},
 		{"tux no type", "<TOPOLOGY><TUX><name>a</name></TUX></TOPOLOGY>", []string{`TUX "a": no <type>`}},
