@@ -31,6 +31,10 @@ type Fabric struct {
 
 	// OnConn, if set, is called when a port's peer connects or leaves.
 	OnConn func(port string, up bool)
+	// OnLan, if set, is called when a lan appears or disappears (VDE
+	// directories follow lans). It runs under the fabric's lock: it must
+	// not call the fabric.
+	OnLan func(lan string, up bool)
 
 	ext extState // impairments and captures (ext.go), under mu
 }
@@ -140,7 +144,14 @@ func (f *Fabric) AddLan(name string) error {
 		return nil
 	}
 	f.lans[name] = newLan(name, true)
+	f.lanEvent(name, true)
 	return nil
+}
+
+func (f *Fabric) lanEvent(name string, up bool) {
+	if f.OnLan != nil {
+		f.OnLan(name, up)
+	}
 }
 
 // DelLan detaches every port from a lan and removes it.
@@ -154,7 +165,10 @@ func (f *Fabric) DelLan(name string) error {
 	for _, m := range *l.members.Load() {
 		f.detachLocked(m)
 	}
-	delete(f.lans, name)
+	if _, still := f.lans[name]; still {
+		delete(f.lans, name)
+		f.lanEvent(name, false)
+	}
 	return nil
 }
 
@@ -179,6 +193,7 @@ func (f *Fabric) Attach(port, lan string) error {
 	if !ok {
 		l = newLan(lan, false)
 		f.lans[lan] = l
+		f.lanEvent(lan, true)
 	}
 	for _, x := range *p.lans.Load() {
 		if x.lan == l {
@@ -225,6 +240,7 @@ func (f *Fabric) detachLocked(m *member) {
 	l.forget(p)
 	if len(*l.members.Load()) == 0 && !l.explicit {
 		delete(f.lans, l.name)
+		f.lanEvent(l.name, false)
 	}
 	f.hooksChanged(p)
 }
