@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// graphServer runs `cloonix graph` for the lab on a free loopback port
+// and returns its URL.
+func graphServer(t *testing.T, l *Lab) string {
+	t.Helper()
+	cmd := exec.Command(bin, "-c", l.Config, "graph", "--listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		if s.Scan() {
+			line <- s.Text()
+		}
+		close(line)
+		for s.Scan() {
+		}
+	}()
+	select {
+	case u, ok := <-line:
+		if !ok || !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Fatalf("cloonix graph printed %q, want its URL", u)
+		}
+		return u
+	case <-time.After(30 * time.Second):
+		t.Fatal("cloonix graph printed no URL")
+	}
+	return ""
+}
+
+// browser starts headless Chromium (Debian's) with a fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := "/usr/bin/chromium"
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s: %v (install the Debian package chromium: scripts/deps.sh)", path, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 860),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancelC()
+		cancelA()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// js evaluates expr in the page and fails the test on error.
+func js[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// do runs page actions with a deadline and fails the test on error.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a boolean expression in the page.
+func waitJS(t *testing.T, ctx context.Context, d time.Duration, what, expr string) {
+	t.Helper()
+	Eventually(t, d, what, func() error {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](expr))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s is false", expr)
+		}
+		return nil
+	})
+}
+
+// pagePos is where node id is drawn, in page pixels.
+func pagePos(t *testing.T, ctx context.Context, id string) (float64, float64) {
+	t.Helper()
+	p := js[[]float64](t, ctx, fmt.Sprintf(`(() => { const cy = window.cloonix.cy; const r = cy.container().getBoundingClientRect();
+		const n = cy.getElementById(%q); if (n.empty()) return [];
+		const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y]; })()`, id))
+	if len(p) != 2 {
+		t.Fatalf("node %s is not drawn", id)
+	}
+	return p[0], p[1]
+}
+
+// drag presses the mouse on node from, moves in steps and releases on node to.
+func drag(t *testing.T, ctx context.Context, from, to string) {
+	t.Helper()
+	x0, y0 := pagePos(t, ctx, from)
+	x1, y1 := pagePos(t, ctx, to)
+	do(t, ctx, "drag "+from+" to "+to, chromedp.DragAndDropXY(x0, y0, x1, y1, 12))
+}
+
+func portOn(l *Lab, port, lan string) error {
+	for _, x := range l.List().Lans {
+		if x.Name == lan {
+			if slices.Contains(x.Ports, port) {
+				return nil
+			}
+			return fmt.Errorf("lan %s has %v, not %s", lan, x.Ports, port)
+		}
+	}
+	return fmt.Errorf("no lan %s", lan)
+}
+
+// TestGraph drives the page in headless Chromium against a real switch.
+func TestGraph(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	buildGraphLab(t, l)
+	url := graphServer(t, l)
+	ctx := browser(t)
+	do(t, ctx, "open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("graph")))
+	waitJS(t, ctx, 10*time.Second, "page connected", `document.getElementById('status').className === 'up'`)
+
+	// The three VMs and two lans are drawn and listed.
+	waitJS(t, ctx, 10*time.Second, "lab drawn", `window.cloonix.cy.nodes('.vm').length === 3 && window.cloonix.cy.nodes('.lan').length === 2`)
+	names := js[[]string](t, ctx, `window.cloonix.cy.nodes('.vm, .lan').map(n => n.id()).sort()`)
+	if want := []string{"lan:lan_one", "lan:lan_two", "vm:A", "vm:B", "vm:C"}; !slices.Equal(names, want) {
+		t.Fatalf("drawn %v, want %v", names, want)
+	}
+	edges := js[int](t, ctx, `window.cloonix.cy.edges().length`)
+	if want := countAttachments(l); edges != want {
+		t.Errorf("%d attachments drawn, the switch has %d", edges, want)
+	}
+	panel := js[string](t, ctx, `document.getElementById('panel').innerText`)
+	for _, w := range []string{"A", "B", "C", "lan_one", "lan_two", "A:eth0"} {
+		if !strings.Contains(panel, w) {
+			t.Errorf("text panel lacks %q:\n%s", w, panel)
+		}
+	}
+	saveScreenshot(t, ctx)
+
+	// Attach a port by dragging its eth onto a lan.
+	if portOn(l, "A:eth0", "lan_two") == nil {
+		t.Fatal("A:eth0 already on lan_two before the drag")
+	}
+	drag(t, ctx, "eth:A:eth0", "lan:lan_two")
+	Eventually(t, 5*time.Second, "A:eth0 on lan_two after the drag", func() error { return portOn(l, "A:eth0", "lan_two") })
+	waitJS(t, ctx, 2*time.Second, "edge drawn", `window.cloonix.cy.getElementById('edge:A:eth0|lan_two').nonempty()`)
+
+	// Detach from the text panel (keyboard users' way).
+	do(t, ctx, "detach button", chromedp.Click(chromedp.ID("b-detach-A-eth0-lan_two")))
+	Eventually(t, 5*time.Second, "A:eth0 off lan_two", func() error {
+		if portOn(l, "A:eth0", "lan_two") == nil {
+			return fmt.Errorf("still attached")
+		}
+		return nil
+	})
+
+	// A lan added with ctrl shows within 200 ms, without reload.
+	js[bool](t, ctx, `(() => { window.__seen = 0; window.cloonix.cy.on('add', 'node', e => { if (e.target.id() === 'lan:lan_three') window.__seen = Date.now(); }); return true; })()`)
+	l.MustRun("ctrl", "add", "lan", "lan_three")
+	replied := time.Now().UnixMilli()
+	waitJS(t, ctx, 5*time.Second, "lan_three drawn", `window.__seen > 0`)
+	seen := js[int64](t, ctx, `window.__seen`)
+	t.Logf("lan_three drawn %d ms after ctrl returned", seen-replied)
+	if seen-replied > 200 {
+		t.Errorf("lan_three drawn %d ms after ctrl returned; want within 200 ms", seen-replied)
+	}
+	waitJS(t, ctx, 2*time.Second, "lan_three listed", `document.getElementById('list-lans').innerText.includes('lan_three')`)
+
+	// Add a lan from the page's dialog; a switch error is shown.
+	do(t, ctx, "add lan dialog", chromedp.Click(chromedp.ID("btn-add-lan")),
+		chromedp.SendKeys(chromedp.CSS("#dlg-lan input[name=name]"), "lan_four"),
+		chromedp.Click(chromedp.CSS("#dlg-lan button[value=ok]")))
+	Eventually(t, 5*time.Second, "lan_four added from the page", func() error {
+		for _, x := range l.List().Lans {
+			if x.Name == "lan_four" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no lan_four")
+	})
+	do(t, ctx, "add lan dialog", chromedp.Click(chromedp.ID("btn-add-lan")),
+		chromedp.SendKeys(chromedp.CSS("#dlg-lan input[name=name]"), "lan_four"),
+		chromedp.Click(chromedp.CSS("#dlg-lan button[value=ok]")))
+	waitJS(t, ctx, 5*time.Second, "switch error shown", `document.querySelector('#dlg-lan .dlg-error').textContent.includes('already exists')`)
+	js[bool](t, ctx, `document.getElementById('dlg-lan').close(), true`)
+
+	// Dragging a lan stores its position in the switch.
+	x, y := pagePos(t, ctx, "lan:lan_one")
+	do(t, ctx, "drag lan_one", chromedp.DragAndDropXY(x, y, x+60, y+40, 6))
+	want := js[[]int](t, ctx, `(() => { const p = window.cloonix.cy.getElementById('lan:lan_one').position(); return [Math.round(p.x), Math.round(p.y)]; })()`)
+	Eventually(t, 5*time.Second, "lan_one position kept by the switch", func() error {
+		for _, x := range l.List().Lans {
+			if x.Name == "lan_one" {
+				if x.X == nil || *x.X != want[0] || *x.Y != want[1] {
+					return fmt.Errorf("switch has %v,%v; page has %v", x.X, x.Y, want)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no lan_one")
+	})
+
+	// A lost switch shows, and the page recovers when it is back.
+	l.MustRun("stop")
+	waitJS(t, ctx, 5*time.Second, "lost switch shown", `document.getElementById('status').className === 'down' && document.getElementById('status').textContent.includes('switch unreachable')`)
+	l.MustRun("start")
+	waitJS(t, ctx, 10*time.Second, "page recovered", `document.getElementById('status').className === 'up' && window.cloonix.cy.nodes('.vm').length === 0`)
+	l.MustRun("ctrl", "add", "lan", "lan_back")
+	waitJS(t, ctx, 5*time.Second, "lan after recovery drawn", `window.cloonix.cy.getElementById('lan:lan_back').nonempty()`)
+}
+
+func countAttachments(l *Lab) int {
+	n := 0
+	for _, x := range l.List().Lans {
+		n += len(x.Ports)
+	}
+	return n
+}
+
+// saveScreenshot writes the page to CLOONIX_GRAPH_PNG when set (how
+// docs/graph.png is made), else to the test's temp dir.
+func saveScreenshot(t *testing.T, ctx context.Context) {
+	t.Helper()
+	path := os.Getenv("CLOONIX_GRAPH_PNG")
+	if path == "" {
+		path = t.TempDir() + "/graph.png"
+	}
+	do(t, ctx, "settle", chromedp.Sleep(300*time.Millisecond))
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// buildGraphLab makes the seed's lan_rule lab: A, B and C, A:eth1 and
+// B:eth1 on lan_one, B:eth1 and C:eth1 on lan_two.
+func buildGraphLab(t *testing.T, l *Lab) {
+	t.Helper()
+	if _, err := os.Stat("../demos/lan_rule/topology"); err == nil {
+		l.MustRun("fconf", "load", "../demos/lan_rule")
+		return
+	}
+	for _, vm := range []string{"A", "B", "C"} {
+		l.MustRun("ctrl", "add", "vm", vm, "--rootfs", "busybox", "--eth", "2", "--mem", "128")
+	}
+	for _, a := range [][2]string{{"A:eth1", "lan_one"}, {"B:eth1", "lan_one"}, {"B:eth1", "lan_two"}, {"C:eth1", "lan_two"}} {
+		l.MustRun("ctrl", "attach", a[0], a[1])
+	}
+}
