@@ -1,0 +1,383 @@
+package tux
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"cloonix/internal/wire"
+)
+
+// The tap helper: a host tap interface on a switch port. It runs with
+// CAP_NET_ADMIN only (it drops every other capability, see dropToNetAdmin)
+// and opens the tap with IFF_VNET_HDR and TSO/checksum offloads, so the
+// host's TCP segments of up to 64 KiB cross the switch whole (gso.go).
+// Reads from the tap are batched into the switch socket (one flush when
+// the tap has nothing more); writes to the switch are buffered the same.
+//
+// The helper gives the switch a copy of the tap's file descriptor (one
+// byte 'T' with SCM_RIGHTS on fd 3 before any frame). The switch holds
+// it and hands it back (--fd 4) to a relaunched helper, so the interface,
+// its addresses and its network namespace survive the helper's death.
+
+func init() { setups["tap"] = setupTap }
+
+// Flags and offloads of linux/if_tun.h.
+const (
+	tunFCsum        = 0x01
+	tunFTSO4        = 0x02
+	tunFTSO6        = 0x04
+	tunSetVnetHdrSz = 0x400454d8
+	capNetAdmin     = 12
+	tapHeldFD       = 4
+	tapFDEnv        = "CLOONIX_TAP_CAPS"
+	maxTapRead      = VnetHdrLen + 65535 + 64
+)
+
+// ErrNoNetAdmin is the clear error for a switch without CAP_NET_ADMIN.
+var ErrNoNetAdmin = errors.New("creating a tap interface needs CAP_NET_ADMIN: run the switch as root, or give the cloonix binary the capability (setcap cap_net_admin+ep $(command -v cloonix))")
+
+// CheckIfName validates an interface name as the kernel would (1..15
+// bytes, no '/', ':', spaces) before it reaches an ioctl.
+func CheckIfName(n string) error {
+	if n == "" || len(n) > 15 {
+		return fmt.Errorf("interface name %q: want 1 to 15 characters", n)
+	}
+	if n == "." || n == ".." {
+		return fmt.Errorf("interface name %q is not allowed", n)
+	}
+	for _, r := range n {
+		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+			return fmt.Errorf("interface name %q has %q; use letters, digits, '-', '_' and '.'", n, r)
+		}
+	}
+	return nil
+}
+
+type tapHelper struct {
+	fd                        int
+	ifname                    string
+	mtu                       int
+	rxF, rxB, txF, txB, drops atomic.Uint64
+}
+
+func setupTap(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+	fs := flag.NewFlagSet("tap", flag.ContinueOnError)
+	ifname := fs.String("ifname", "", "interface name")
+	held := fs.Bool("held", false, "the switch passes the tap's descriptor on fd 4")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckIfName(*ifname); err != nil {
+		return nil, nil, err
+	}
+	t := &tapHelper{ifname: *ifname, mtu: 1500, fd: -1}
+	if *held {
+		t.fd = tapHeldFD
+		if err := unix.IoctlIfreq(t.fd, unix.TUNGETIFF, mustIfreq("")); err != nil {
+			// The interface was destroyed (e.g. with its namespace): make a new one.
+			unix.Close(t.fd)
+			t.fd = -1
+		}
+	}
+	if t.fd < 0 {
+		if err := t.create(); err != nil {
+			return nil, nil, err
+		}
+	}
+	unix.CloseOnExec(t.fd)
+	if l, err := netlink.LinkByName(t.ifname); err == nil && l.Attrs().MTU > 0 {
+		t.mtu = l.Attrs().MTU
+	}
+	// Hand the switch a copy of the descriptor (see above).
+	uc, ok := sw.(*net.UnixConn)
+	if !ok {
+		return nil, nil, fmt.Errorf("fd %d is not a unix socket", SwitchFD)
+	}
+	if _, _, err := uc.WriteMsgUnix([]byte{'T'}, unix.UnixRights(t.fd), nil); err != nil {
+		return nil, nil, fmt.Errorf("passing the tap to the switch: %v", err)
+	}
+	if err := unix.SetNonblock(t.fd, true); err != nil {
+		return nil, nil, err
+	}
+	return t, map[string]string{"ifname": t.ifname, "mtu": strconv.Itoa(t.mtu)}, nil
+}
+
+func mustIfreq(name string) *unix.Ifreq {
+	r, err := unix.NewIfreq(name)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// create makes the interface, sets the offloads and brings it up.
+func (t *tapHelper) create() error {
+	if _, err := net.InterfaceByName(t.ifname); err == nil {
+		return fmt.Errorf("interface %s already exists on this host; choose another name with --ifname", t.ifname)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
+	}
+	ifr, err := unix.NewIfreq(t.ifname)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EPERM) {
+			return ErrNoNetAdmin
+		}
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("interface %s exists or is busy; choose another name with --ifname", t.ifname)
+		}
+		return fmt.Errorf("creating tap %s: %v", t.ifname, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, tunSetVnetHdrSz, VnetHdrLen); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ: %v", t.ifname, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("tap %s: TUNSETOFFLOAD: %v", t.ifname, err)
+	}
+	l, err := netlink.LinkByName(t.ifname)
+	if err == nil {
+		err = netlink.LinkSetUp(l)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("tap %s: bringing it up: %v", t.ifname, err)
+	}
+	t.fd = fd
+	return nil
+}
+
+// dropToNetAdmin leaves the helper with CAP_NET_ADMIN alone. Capabilities
+// are per thread in Linux, so it drops them on one locked thread and
+// re-executes itself from there: the new image gets only what that
+// thread's bounding set allows. It fails clearly when CAP_NET_ADMIN is
+// missing.
+func dropToNetAdmin() error {
+	eff, err := capEff()
+	if err != nil {
+		return err
+	}
+	if eff&(1<<capNetAdmin) == 0 {
+		return ErrNoNetAdmin
+	}
+	if eff == 1<<capNetAdmin || os.Getenv(tapFDEnv) != "" {
+		return nil
+	}
+	runtime.LockOSThread()
+	last := 40
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	for c := 0; c <= last; c++ {
+		if c == capNetAdmin {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			// Without CAP_SETPCAP the bounding set stays; the checks
+			// below still hold the helper to what it has.
+			break
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{{Effective: 1 << capNetAdmin, Permitted: 1 << capNetAdmin, Inheritable: 1 << capNetAdmin}}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("dropping capabilities: %v", err)
+	}
+	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, capNetAdmin, 0, 0)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), tapFDEnv+"=1")
+	return syscall.Exec(self, os.Args, env)
+}
+
+// capEff reads the effective capability set of this process.
+func capEff() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+func (t *tapHelper) handle(r Request) error {
+	return fmt.Errorf("a tap tux has no %q", r.Op)
+}
+
+func (t *tapHelper) stats() Stats {
+	return Stats{State: "up", RxFrames: t.rxF.Load(), RxBytes: t.rxB.Load(), TxFrames: t.txF.Load(), TxBytes: t.txB.Load(), Drops: t.drops.Load()}
+}
+
+func (t *tapHelper) serve(sw net.Conn) error {
+	errc := make(chan error, 2)
+	go func() { errc <- t.fromTap(sw) }()
+	go func() { errc <- t.toTap(sw) }()
+	err := <-errc
+	sw.Close()
+	return err
+}
+
+// waitFD blocks this goroutine's thread until fd is ready.
+func waitFD(fd int, ev int16) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: ev}}
+	for {
+		if _, err := unix.Poll(p, -1); err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// fromTap reads the tap until it has nothing, writing frames to the
+// switch, then flushes once: a burst costs one write to the switch.
+func (t *tapHelper) fromTap(sw net.Conn) error {
+	runtime.LockOSThread()
+	w := bufio.NewWriterSize(sw, 512<<10)
+	buf := make([]byte, maxTapRead)
+	scratch := make([]byte, 65535)
+	var lenb [4]byte
+	put := func(b []byte) error {
+		binary.BigEndian.PutUint32(lenb[:], uint32(len(b)))
+		if _, err := w.Write(lenb[:]); err != nil {
+			return err
+		}
+		_, err := w.Write(b)
+		t.rxF.Add(1)
+		t.rxB.Add(uint64(len(b)))
+		return err
+	}
+	var h vnetHdr
+	for {
+		n, err := unix.Read(t.fd, buf)
+		if err == unix.EAGAIN {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			waitFD(t.fd, unix.POLLIN)
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading tap %s: %v", t.ifname, err)
+		}
+		if n < VnetHdrLen+14 {
+			t.drops.Add(1)
+			continue
+		}
+		h.decode(buf)
+		f := buf[VnetHdrLen:n]
+		if h.gsoType&^gsoECN != gsoNone && len(f) > StdFrame {
+			if len(f) <= 65535 {
+				err = put(f) // a super frame: partial checksum kept
+			} else {
+				// Too long for the switch's 16-bit frames: cut in two or more
+				// super frames at MSS boundaries.
+				mss := int(h.gsoSize)
+				if mss == 0 {
+					mss = 1448
+				}
+				chunk := (60000 / mss) * mss
+				if !SegmentTCP(f, chunk, true, scratch, func(s []byte) {
+					if err == nil {
+						err = put(s)
+					}
+				}) {
+					t.drops.Add(1)
+				}
+			}
+		} else {
+			if h.flags&vnetNeedsCsum != 0 && !completeChecksum(f, int(h.csumStart), int(h.csumOffset)) {
+				t.drops.Add(1)
+				continue
+			}
+			err = put(f)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// toTap writes each frame from the switch to the tap, whole super frames
+// with a GSO header so the kernel takes them as one segment.
+func (t *tapHelper) toTap(sw net.Conn) error {
+	runtime.LockOSThread()
+	sc := wire.NewStreamConn(sw)
+	hb := make([]byte, VnetHdrLen)
+	iov := make([][]byte, 2)
+	for {
+		f, err := sc.ReadFrame()
+		if err != nil {
+			return err
+		}
+		b := f.Bytes()
+		h := vnetHdr{}
+		if len(b) > t.mtu+18 {
+			if ti, ok := parseTCP(b); ok {
+				h.flags = vnetNeedsCsum
+				h.gsoType = gsoTCPv4
+				if ti.v6 {
+					h.gsoType = gsoTCPv6
+				}
+				h.hdrLen = uint16(ti.hdrEnd())
+				h.gsoSize = uint16(t.mtu - (ti.l4 - ti.l3) - ti.thl)
+				h.csumStart = uint16(ti.l4)
+				h.csumOffset = 16
+			}
+		}
+		h.encode(hb)
+		iov[0], iov[1] = hb, b
+		for {
+			_, err = unix.Writev(t.fd, iov)
+			if err == unix.EAGAIN {
+				waitFD(t.fd, unix.POLLOUT)
+				continue
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			break
+		}
+		n := len(b)
+		f.Release()
+		if err != nil {
+			if err == unix.EIO || err == unix.EINVAL {
+				t.drops.Add(1) // interface down or frame refused
+				continue
+			}
+			return fmt.Errorf("writing tap %s: %v", t.ifname, err)
+		}
+		t.txF.Add(1)
+		t.txB.Add(uint64(n))
+	}
+}

@@ -1,0 +1,159 @@
+// Package tux holds the helpers that join a cloonix switch to the outside
+// (DESIGN sections 1 and 8), one file per kind: slirp (a user-mode NAT
+// network from gvisor-tap-vsock), tap (a host tap interface) and t2t (a
+// lan shared with another cloonix over TCP).
+//
+// A helper is a process of its own, started by the switch as
+// `cloonix tux-helper KIND [flags]`. It gets:
+//
+//   - fd 3: one end of a unix stream socketpair whose other end is the
+//     tux's switch port; frames travel with QEMU's stream framing (4-byte
+//     big-endian length, then the frame), as in internal/wire.
+//   - stdin/stdout: the control channel, one JSON object per line. The
+//     helper's first line is {"ready":true,...} or {"error":"..."}; then
+//     the switch sends Requests and the helper answers Replies with the
+//     same id, and may send unsolicited {"event":...} lines.
+//   - stderr: its log (the switch appends it to work_dir/tux/NAME.log).
+//
+// The helper ends when stdin closes (the switch is gone) and also gets
+// SIGKILL from the kernel when the switch dies (Pdeathsig), so no helper
+// outlives its switch.
+package tux
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+)
+
+// Request is one control request from the switch to a helper.
+type Request struct {
+	ID    int    `json:"id"`
+	Op    string `json:"op"` // stats, forward_add, forward_del
+	Proto string `json:"proto,omitempty"`
+	Host  string `json:"host,omitempty"`
+	Guest string `json:"guest,omitempty"`
+}
+
+// Reply is one line from a helper: the first (ready or error), an answer
+// to a Request (same ID), or an event.
+type Reply struct {
+	ID    int               `json:"id,omitempty"`
+	Ready bool              `json:"ready,omitempty"`
+	Error string            `json:"error,omitempty"`
+	Stats *Stats            `json:"stats,omitempty"`
+	Info  map[string]string `json:"info,omitempty"`
+	Event string            `json:"event,omitempty"`
+}
+
+// Stats are a helper's own counters, as for a port: Rx is what the
+// helper sent into the switch (from the outside), Tx what it delivered
+// from the switch to the outside, Drops frames lost on the way (e.g.
+// while a t2t link is down).
+type Stats struct {
+	State    string `json:"state"`
+	RxFrames uint64 `json:"rx_frames"`
+	RxBytes  uint64 `json:"rx_bytes"`
+	TxFrames uint64 `json:"tx_frames"`
+	TxBytes  uint64 `json:"tx_bytes"`
+	Drops    uint64 `json:"drops"`
+}
+
+// SwitchFD is the helper's end of its switch port.
+const SwitchFD = 3
+
+// ctl is the helper side of the control channel.
+type ctl struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (c *ctl) send(r Reply) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.enc.Encode(r)
+}
+
+// Event sends an unsolicited event line ("up", "down", "refused: ...").
+func (c *ctl) Event(e string) { c.send(Reply{Event: e}) }
+
+// kind is what each helper file implements.
+type kind interface {
+	// handle answers one control request (other than stats).
+	handle(r Request) error
+	// stats returns the current counters.
+	stats() Stats
+	// serve moves frames between the switch and the outside until the
+	// switch connection ends.
+	serve(sw net.Conn) error
+}
+
+// setups builds a kind from its command line; it does every check and
+// allocation that can fail, so that the switch gets one clear error.
+// sw is the switch port (fd 3).
+var setups = map[string]func(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error){}
+
+// RunHelper is `cloonix tux-helper KIND ARGS...`. It returns only on a
+// setup error (already reported on stdout) or when its switch is gone.
+func RunHelper(kindName string, args []string) error {
+	c := &ctl{enc: json.NewEncoder(os.Stdout)}
+	setup, ok := setups[kindName]
+	if !ok {
+		err := fmt.Errorf("tux kind %q: use slirp, tap or t2t", kindName)
+		c.send(Reply{Error: err.Error()})
+		return err
+	}
+	if kindName == "tap" {
+		// First of all, before fd 3 is touched: this may re-execute.
+		if err := dropToNetAdmin(); err != nil {
+			c.send(Reply{Error: err.Error()})
+			return err
+		}
+	}
+	f := os.NewFile(SwitchFD, "switch")
+	sw, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		err = fmt.Errorf("tux-helper is started by the switch with its port on fd %d: %v", SwitchFD, err)
+		c.send(Reply{Error: err.Error()})
+		return err
+	}
+	k, info, err := setup(args, c, sw)
+	if err != nil {
+		c.send(Reply{Error: err.Error()})
+		return err
+	}
+	c.send(Reply{Ready: true, Info: info})
+	done := make(chan error, 2)
+	go func() { done <- serveControl(os.Stdin, c, k) }()
+	go func() { done <- k.serve(sw) }()
+	return <-done
+}
+
+// serveControl answers requests until stdin closes.
+func serveControl(in io.Reader, c *ctl, k kind) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var r Request
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			c.send(Reply{Error: fmt.Sprintf("bad control line: %v", err)})
+			continue
+		}
+		if r.Op == "stats" {
+			s := k.stats()
+			c.send(Reply{ID: r.ID, Stats: &s})
+			continue
+		}
+		if err := k.handle(r); err != nil {
+			c.send(Reply{ID: r.ID, Error: err.Error()})
+			continue
+		}
+		c.send(Reply{ID: r.ID})
+	}
+	return io.EOF
+}
