@@ -72,6 +72,7 @@ func New(cfg *config.Config) *Daemon {
 		}
 		d.Emit(t, "name", port)
 	}
+	d.Fab.OnLan = d.vdeLanChanged // vde.go
 	return d
 }
 

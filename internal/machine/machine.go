@@ -1,0 +1,470 @@
+// Package machine runs one guest (QEMU/KVM or User-Mode-Linux): its COW
+// disk, config CD, command line, process, serial console and agent line
+// (DESIGN sections 6-7). The daemon decides names, sockets and lans; a
+// Machine reports its state changes through callbacks.
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"cloonix/internal/guest"
+)
+
+// States a machine goes through (DESIGN section 3).
+const (
+	Booting = "booting"
+	Running = "running" // the agent answered
+	Stopped = "stopped"
+	Crashed = "crashed"
+)
+
+// Types of machine.
+const (
+	KVM = "kvm" // QEMU, with KVM when it works, TCG otherwise
+	UML = "uml"
+)
+
+// Spec is everything needed to launch one machine; Check validates it.
+type Spec struct {
+	Name      string
+	Type      string // KVM or UML
+	Mem       int    // MB
+	CPU       int
+	Image     Image
+	Kernel    string // QEMU: kernel for a bare filesystem image; UML: the linux binary
+	Initrd    string // QEMU only, may be empty
+	Transport string // UML eths: bess or daemon
+	Accel     string // QEMU: kvm or tcg
+	Dir       string // work_dir/NAME: COW, CD, sockets, logs
+	// EthSocks are the switch's sockets for eth0, eth1, ...: stream
+	// (QEMU), seqpacket (UML bess) or uml_switch control (UML daemon).
+	EthSocks    []string
+	CD          guest.CDSpec
+	BootTimeout time.Duration
+	QEMU        string // qemu-system-x86_64
+	QemuImg     string // qemu-img
+}
+
+// Events a machine reports. Both are called from the machine's own
+// goroutines, never with its lock held.
+type Events struct {
+	// State reports each new state; detail says why (may be empty).
+	State func(m *Machine, state, detail string)
+	// BootTimeout reports that the agent did not answer in time; the
+	// machine keeps trying.
+	BootTimeout func(m *Machine, after time.Duration)
+}
+
+// Machine is one launched guest.
+type Machine struct {
+	Spec
+	ev Events
+
+	mu       sync.Mutex
+	state    string
+	detail   string
+	changed  chan struct{} // closed and replaced on each state change
+	stopping bool
+	ready    time.Duration // launch to agent ready
+
+	cmd     *exec.Cmd
+	pid     int
+	started time.Time
+	agent   *guest.Client
+	agentOK chan struct{} // closed once agent is set
+	console *Console
+	closers []io.Closer
+	ctx     context.Context
+	cancel  context.CancelFunc
+	exited  chan struct{}
+}
+
+// Socket paths inside Dir.
+func (s *Spec) path(name string) string { return filepath.Join(s.Dir, name) }
+
+// OverlayPath is the COW disk.
+func (s *Spec) OverlayPath() string {
+	if s.Type == UML {
+		return s.path("root.cow")
+	}
+	return s.path("root.qcow2")
+}
+
+// CDPath is the config CD image.
+func (s *Spec) CDPath() string { return s.path("cd.iso") }
+
+// ConsolePath is the unix socket `cloonix console` connects to.
+func (s *Spec) ConsolePath() string { return s.path("console.sock") }
+
+// LogPath receives the emulator's own output.
+func (s *Spec) LogPath() string { return s.path(s.Type + ".log") }
+
+// ConsoleLog keeps the guest's console output.
+func (s *Spec) ConsoleLog() string { return s.path("console.log") }
+
+// Start prepares the disks and CD in Dir (which must exist and be empty
+// of another machine), launches the guest and returns once its process
+// runs (state booting).
+func Start(s Spec, ev Events) (*Machine, error) {
+	m := &Machine{Spec: s, ev: ev, state: Booting, changed: make(chan struct{}), exited: make(chan struct{}), agentOK: make(chan struct{})}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if err := m.prepare(); err != nil {
+		m.cancel()
+		return nil, err
+	}
+	if err := m.launch(); err != nil {
+		m.cancel()
+		m.closeAll()
+		return nil, err
+	}
+	return m, nil
+}
+
+// prepare makes the COW disk and the config CD.
+func (m *Machine) prepare() error {
+	if m.Type == KVM {
+		if err := CreateOverlay(m.QemuImg, m.Image, m.OverlayPath()); err != nil {
+			return err
+		}
+	}
+	// UML makes its COW file itself from ubd0=COW,ROOTFS.
+	if err := guest.WriteCD(m.CDPath(), m.CD); err != nil {
+		return fmt.Errorf("config CD for %s: %v", m.Name, err)
+	}
+	return nil
+}
+
+func (m *Machine) launch() error {
+	logf, err := os.OpenFile(m.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	var (
+		args        []string
+		extra       []*os.File
+		consoleSide io.ReadWriteCloser
+		agentSide   io.ReadWriteCloser
+		acceptCon   *net.UnixListener
+		acceptAgent *net.UnixListener
+	)
+	switch m.Type {
+	case UML:
+		// Two socket pairs: fd 3 is con0 (the console), fd 4 is ssl1
+		// (ttyS1, the agent line).
+		conHost, conGuest, err := socketPair()
+		if err != nil {
+			return err
+		}
+		agHost, agGuest, err := socketPair()
+		if err != nil {
+			conHost.Close()
+			conGuest.Close()
+			return err
+		}
+		defer conGuest.Close()
+		defer agGuest.Close()
+		extra = []*os.File{conGuest, agGuest}
+		if consoleSide, err = fileConn(conHost); err != nil {
+			agHost.Close()
+			return err
+		}
+		if agentSide, err = fileConn(agHost); err != nil {
+			consoleSide.Close()
+			return err
+		}
+		m.closers = append(m.closers, consoleSide, agentSide)
+		args = UMLArgs(&m.Spec, 3, 4)
+	default:
+		// QEMU connects its two serial lines to our sockets at start.
+		if acceptCon, err = listenUnix(m.path("con.sock")); err != nil {
+			return err
+		}
+		m.closers = append(m.closers, acceptCon)
+		if acceptAgent, err = listenUnix(m.path("agent.sock")); err != nil {
+			return err
+		}
+		m.closers = append(m.closers, acceptAgent)
+		args = QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = m.Dir
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = extra
+	// Own process group: stopping kills UML's helper processes too. The
+	// guest dies with the switch.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "TMPDIR="+os.TempDir())
+	fmt.Fprintf(logf, "# %s\n", strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %v", args[0], err)
+	}
+	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()
+	m.console = NewConsole(m.ConsolePath(), m.ConsoleLog())
+	go m.wait()
+	if m.Type == UML {
+		m.console.Attach(consoleSide)
+		m.setAgent(agentSide)
+	} else {
+		go func() {
+			if c, err := acceptOne(m.ctx, acceptCon); err == nil {
+				m.console.Attach(c)
+			}
+		}()
+		go func() {
+			if c, err := acceptOne(m.ctx, acceptAgent); err == nil {
+				m.setAgent(c)
+			}
+		}()
+	}
+	go m.pingLoop()
+	return nil
+}
+
+func (m *Machine) setAgent(rw io.ReadWriteCloser) {
+	c := guest.NewClient(rw)
+	m.mu.Lock()
+	m.agent = c
+	m.closers = append(m.closers, c)
+	m.mu.Unlock()
+	close(m.agentOK)
+}
+
+// pingLoop waits for the agent: running once it answers. If that takes
+// longer than BootTimeout a boot timeout is reported and it keeps waiting.
+func (m *Machine) pingLoop() {
+	timeout := m.BootTimeout
+	if timeout <= 0 {
+		timeout = DefaultBootTimeout(m.Type, m.Accel)
+	}
+	ready := make(chan struct{})
+	defer close(ready)
+	go func() {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			if st, _ := m.State(); st == Booting && m.ctx.Err() == nil && m.ev.BootTimeout != nil {
+				m.ev.BootTimeout(m, timeout)
+			}
+		case <-ready:
+		case <-m.ctx.Done():
+		}
+	}()
+	select {
+	case <-m.agentOK:
+	case <-m.ctx.Done():
+		return
+	}
+	m.mu.Lock()
+	agent := m.agent
+	m.mu.Unlock()
+	if err := agent.Ping(m.ctx); err != nil {
+		return
+	}
+	m.mu.Lock()
+	m.ready = time.Since(m.started)
+	m.mu.Unlock()
+	m.setState(Running, "")
+}
+
+// DefaultBootTimeout is how long a guest may take to answer: UML and KVM
+// boot in seconds; TCG emulates every instruction.
+func DefaultBootTimeout(typ, accel string) time.Duration {
+	if typ == KVM && accel != "kvm" {
+		return 180 * time.Second
+	}
+	return 90 * time.Second
+}
+
+func (m *Machine) setState(state, detail string) {
+	m.mu.Lock()
+	if m.state == state || m.state == Stopped || m.state == Crashed {
+		m.mu.Unlock()
+		return
+	}
+	m.state, m.detail = state, detail
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	if m.ev.State != nil {
+		m.ev.State(m, state, detail)
+	}
+}
+
+// wait reaps the process and decides stopped or crashed.
+func (m *Machine) wait() {
+	err := m.cmd.Wait()
+	// Whatever is left of the group (UML helpers) goes too.
+	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	m.cancel()
+	m.mu.Lock()
+	stopping := m.stopping
+	m.mu.Unlock()
+	state, detail := Stopped, ""
+	switch {
+	case stopping:
+	case err == nil:
+		detail = "the guest powered off"
+	default:
+		state = Crashed
+		detail = exitText(err)
+		log.Printf("vm %s (pid %d): %s; see %s and %s", m.Name, m.pid, detail, m.LogPath(), m.ConsoleLog())
+	}
+	m.closeAll()
+	m.setState(state, detail)
+	close(m.exited)
+}
+
+func exitText(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+		}
+		return fmt.Sprintf("exited with status %d", ee.ExitCode())
+	}
+	return err.Error()
+}
+
+func (m *Machine) closeAll() {
+	m.mu.Lock()
+	cl := m.closers
+	m.closers = nil
+	con := m.console
+	m.mu.Unlock()
+	for i := len(cl) - 1; i >= 0; i-- {
+		_ = cl[i].Close()
+	}
+	if con != nil {
+		con.Close()
+	}
+}
+
+// Stop kills the guest (its COW is thrown away with work_dir/NAME, so
+// there is nothing to flush) and waits for it.
+func (m *Machine) Stop() {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
+	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	select {
+	case <-m.exited:
+	case <-time.After(15 * time.Second):
+		log.Printf("vm %s (pid %d) did not exit after SIGKILL", m.Name, m.pid)
+	}
+}
+
+// State returns the current state and why.
+func (m *Machine) State() (string, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state, m.detail
+}
+
+// Pid is the emulator's process id.
+func (m *Machine) Pid() int { return m.pid }
+
+// ReadyAfter is the time from launch to the agent's first answer (0
+// before that).
+func (m *Machine) ReadyAfter() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ready
+}
+
+// Exited is closed once the process is gone.
+func (m *Machine) Exited() <-chan struct{} { return m.exited }
+
+// WaitSettled waits until the state is no longer booting, or ctx ends.
+func (m *Machine) WaitSettled(ctx context.Context) (string, string) {
+	for {
+		m.mu.Lock()
+		st, det, ch := m.state, m.detail, m.changed
+		m.mu.Unlock()
+		if st != Booting {
+			return st, det
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, det
+		}
+	}
+}
+
+// ErrNotRunning is returned by Exec before the agent answered or after
+// the guest stopped.
+var ErrNotRunning = errors.New("not running")
+
+// Exec runs argv in the guest through its agent. A guest still booting is
+// waited for until ctx ends.
+func (m *Machine) Exec(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, int, error) {
+	st, det := m.WaitSettled(ctx)
+	if st != Running {
+		if det != "" {
+			st += " (" + det + ")"
+		}
+		return nil, nil, -1, fmt.Errorf("vm %s is %s: %w", m.Name, st, ErrNotRunning)
+	}
+	m.mu.Lock()
+	agent := m.agent
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return agent.Exec(ctx, argv, stdin)
+}
+
+func socketPair() (*os.File, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest"), nil
+}
+
+// fileConn turns our end of a socket pair into a net.Conn (closing f).
+func fileConn(f *os.File) (net.Conn, error) {
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+func listenUnix(path string) (*net.UnixListener, error) {
+	_ = os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// acceptOne takes the first connection on l, then closes l.
+func acceptOne(ctx context.Context, l *net.UnixListener) (net.Conn, error) {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	c, err := l.Accept()
+	l.Close()
+	return c, err
+}

@@ -1,0 +1,181 @@
+package machine
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMAC(t *testing.T) {
+	re := regexp.MustCompile(`^02:c1(:[0-9a-f]{2}){4}$`)
+	seen := map[string]bool{}
+	for _, vm := range []string{"A", "B", "ROUTER1"} {
+		for n := 0; n < 4; n++ {
+			m := MAC(vm, n)
+			if !re.MatchString(m) {
+				t.Fatalf("MAC(%s,%d) = %s", vm, n, m)
+			}
+			if seen[m] {
+				t.Fatalf("MAC(%s,%d) = %s repeats", vm, n, m)
+			}
+			seen[m] = true
+			if MAC(vm, n) != m {
+				t.Fatal("MAC not deterministic")
+			}
+		}
+	}
+}
+
+func spec(typ string) *Spec {
+	return &Spec{
+		Name: "A", Type: typ, Mem: 256, CPU: 1,
+		Image:     Image{Path: "/bulk/busybox.img", Format: "raw"},
+		Kernel:    "/bulk/vmlinuz",
+		Initrd:    "/bulk/initrd.img",
+		Transport: "bess", Accel: "tcg", Dir: "/w/A",
+		EthSocks: []string{"/w/A/eth0.sock", "/w/A/eth1.sock"},
+		QEMU:     "qemu-system-x86_64",
+	}
+}
+
+func TestQEMUArgs(t *testing.T) {
+	s := spec(KVM)
+	got := strings.Join(QEMUArgs(s, "/w/A/con.sock", "/w/A/agent.sock"), " ")
+	for _, want := range []string{
+		"-accel tcg",
+		"-m 256 -smp 1",
+		"-drive file=/w/A/root.qcow2,if=virtio,format=qcow2",
+		"-drive file=/w/A/cd.iso,if=virtio,format=raw,readonly=on",
+		"-kernel /bulk/vmlinuz -initrd /bulk/initrd.img",
+		"-append root=/dev/vda rw console=ttyS0 cloonix.name=A cloonix.agent=/dev/ttyS1 cloonix.cd=/dev/vdb net.ifnames=0 init=/sbin/init",
+		"-chardev socket,id=con0,path=/w/A/con.sock -serial chardev:con0 -chardev socket,id=agent0,path=/w/A/agent.sock -serial chardev:agent0",
+		"-netdev stream,id=n0,server=off,addr.type=unix,addr.path=/w/A/eth0.sock -device virtio-net-pci,netdev=n0,mac=" + MAC("A", 0),
+		"-netdev stream,id=n1,server=off,addr.type=unix,addr.path=/w/A/eth1.sock -device virtio-net-pci,netdev=n1,mac=" + MAC("A", 1),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("QEMU args lack %q:\n%s", want, got)
+		}
+	}
+	s.Accel = "kvm"
+	s.Image = Image{Path: "/bulk/disk.qcow2", Format: "qcow2", Disk: true}
+	got = strings.Join(QEMUArgs(s, "c", "a"), " ")
+	if !strings.Contains(got, "-accel kvm -cpu host") || strings.Contains(got, "-kernel") {
+		t.Errorf("disk image under KVM: %s", got)
+	}
+	s.Dir = "/w/a,b"
+	if got := strings.Join(QEMUArgs(s, "c", "a"), " "); !strings.Contains(got, "file=/w/a,,b/root.qcow2,") {
+		t.Errorf("comma not escaped: %s", got)
+	}
+}
+
+func TestUMLArgs(t *testing.T) {
+	s := spec(UML)
+	got := strings.Join(UMLArgs(s, 3, 4), " ")
+	for _, want := range []string{
+		"mem=256M",
+		"ubd0=/w/A/root.cow,/bulk/busybox.img ubd1r=/w/A/cd.iso",
+		"con=null ssl=null con0=fd:3,fd:3 ssl1=fd:4,fd:4",
+		"vec0:transport=bess,dst=/w/A/eth0.sock,mac=" + MAC("A", 0),
+		"vec1:transport=bess,dst=/w/A/eth1.sock,mac=" + MAC("A", 1),
+		"root=/dev/ubda rw cloonix.name=A cloonix.agent=/dev/ttyS1 cloonix.cd=/dev/ubdb net.ifnames=0 init=/sbin/init",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("UML args lack %q:\n%s", want, got)
+		}
+	}
+	s.Transport = "daemon"
+	s.EthSocks = []string{"/w/A/eth0.ctl"}
+	got = strings.Join(UMLArgs(s, 3, 4), " ")
+	if !strings.Contains(got, "eth0=daemon,"+MAC("A", 0)+",unix,/w/A/eth0.ctl") || strings.Contains(got, "vec") {
+		t.Errorf("daemon transport: %s", got)
+	}
+}
+
+func TestResolveImage(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "fs.img"), make([]byte, 4096), 0o644)
+	mbr := make([]byte, 4096)
+	mbr[510], mbr[511] = 0x55, 0xaa
+	os.WriteFile(filepath.Join(dir, "disk.img"), mbr, 0o644)
+	os.WriteFile(filepath.Join(dir, "cloud.qcow2"), []byte("QFI\xfb\x00\x00\x00\x03"), 0o644)
+	cases := []struct {
+		name, format string
+		disk, err    bool
+	}{
+		{"fs", "raw", false, false},
+		{"fs.img", "raw", false, false},
+		{"disk", "raw", true, false},
+		{"cloud", "qcow2", true, false},
+		{filepath.Join(dir, "fs.img"), "raw", false, false},
+		{"nope", "", false, true},
+		{"../etc/passwd", "", false, true},
+		{"rel/x.img", "", false, true},
+	}
+	for _, c := range cases {
+		img, err := ResolveImage(dir, c.name)
+		if (err != nil) != c.err || err == nil && (img.Format != c.format || img.Disk != c.disk) {
+			t.Errorf("%s: %+v %v", c.name, img, err)
+		}
+	}
+	_, err := ResolveImage(dir, "nope")
+	if err == nil || !strings.Contains(err.Error(), "cloud, disk, fs") {
+		t.Errorf("unknown image error does not list images: %v", err)
+	}
+}
+
+func TestCreateOverlay(t *testing.T) {
+	qi, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed (Debian package qemu-utils)")
+	}
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.img")
+	os.WriteFile(base, make([]byte, 1<<20), 0o444)
+	ov := filepath.Join(dir, "ov.qcow2")
+	if err := CreateOverlay(qi, Image{Path: base, Format: "raw"}, ov); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(qi, "info", ov).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "backing file: "+base) {
+		t.Fatalf("overlay info: %v %s", err, out)
+	}
+}
+
+func TestProbeKVM(t *testing.T) {
+	q, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	t0 := time.Now()
+	ok, why := ProbeKVM(q, "", t.TempDir())
+	t.Logf("firmware probe: KVM usable: %v (%v) in %v", ok, why, time.Since(t0))
+	if k := ProbeKernel("/nonexistent"); k != "" {
+		t0 = time.Now()
+		ok, why = ProbeKVM(q, k, t.TempDir())
+		t.Logf("kernel probe (%s): KVM usable: %v (%v) in %v", k, ok, why, time.Since(t0))
+		if !ok && time.Since(t0) < time.Second {
+			t.Logf("probe failed fast: %v", why)
+		}
+	}
+	t.Logf("KVM usable: %v (%v) in %v", ok, why, time.Since(t0))
+	if time.Since(t0) > ProbeTimeout+3*time.Second {
+		t.Fatal("probe overran its timeout")
+	}
+	// With TCG the same firmware must exit at once: proves the probe
+	// firmware itself is right, so a false above is KVM's fault.
+	out, err := exec.Command(q, "-nodefaults", "-display", "none", "-machine", "pc", "-accel", "tcg", "-m", "16",
+		"-bios", writeBIOS(t), "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("probe firmware under TCG: %v %s", err, out)
+	}
+}
+
+func writeBIOS(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "bios.bin")
+	os.WriteFile(p, probeBIOS(), 0o644)
+	return p
+}

@@ -1,0 +1,32 @@
+package machine
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// UMLArgs is the User-Mode-Linux command line for s. conFD and agentFD
+// are the inherited descriptors of the console (con0) and the agent line
+// (ssl1, the guest's /dev/ttyS1). The root disk is ubd0=COW,ROOTFS so the
+// reference image is only read; the CD is ubd1, read-only.
+func UMLArgs(s *Spec, conFD, agentFD int) []string {
+	a := []string{s.Kernel,
+		"mem=" + strconv.Itoa(s.Mem) + "M",
+		// uml_dir/umid keep UML's pid file and mconsole socket in Dir.
+		"uml_dir=" + s.Dir, "umid=uml",
+		"ubd0=" + s.OverlayPath() + "," + s.Image.Path,
+		"ubd1r=" + s.CDPath(),
+		// No xterms: every line is null but the console and the agent's.
+		"con=null", "ssl=null",
+		fmt.Sprintf("con0=fd:%d,fd:%d", conFD, conFD),
+		fmt.Sprintf("ssl1=fd:%d,fd:%d", agentFD, agentFD),
+	}
+	for i, sock := range s.EthSocks {
+		if s.Transport == "daemon" {
+			a = append(a, fmt.Sprintf("eth%d=daemon,%s,unix,%s", i, MAC(s.Name, i), sock))
+		} else {
+			a = append(a, fmt.Sprintf("vec%d:transport=bess,dst=%s,mac=%s", i, sock, MAC(s.Name, i)))
+		}
+	}
+	return append(a, KernelCmdline(s, "/dev/ubda", "", "/dev/ubdb"))
+}
