@@ -197,6 +197,11 @@ type client struct {
 	out  chan []byte
 	done chan struct{}
 	once sync.Once
+
+	// takeover, when a handler sets it, gets the connection once the
+	// reply is flushed; the connection then carries a stream (capture.go).
+	takeover func(net.Conn)
+	handed   chan struct{}
 }
 
 const clientQueue = 4096
@@ -224,6 +229,13 @@ func (c *client) writer() {
 	for {
 		select {
 		case b := <-c.out:
+			if b == nil { // hand the connection over (takeover)
+				if w.Flush() != nil {
+					c.close()
+				}
+				close(c.handed)
+				return
+			}
 			_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := w.Write(b); err != nil {
 				c.close()
@@ -267,6 +279,21 @@ func (d *Daemon) serve(conn net.Conn, isTCP bool) {
 			return
 		}
 		c.send(d.handle(c, m))
+		if c.takeover != nil {
+			c.handed = make(chan struct{})
+			select {
+			case c.out <- nil:
+			case <-c.done:
+				return
+			}
+			select {
+			case <-c.handed:
+				_ = conn.SetWriteDeadline(time.Time{})
+				c.takeover(conn)
+			case <-c.done:
+			}
+			return
+		}
 	}
 }
 

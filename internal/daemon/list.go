@@ -36,6 +36,7 @@ func (d *Daemon) Lab() *proto.Lab {
 		f(d, lab)
 	}
 	d.fillPositions(lab)
+	d.fillImpairs(lab)
 	lab.Normalize()
 	return lab
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+var (
+	impIn, impOut     bool
+	impSeed           string
+	impIsPort, impLan bool
+)
+
+var impairCmd = &cobra.Command{
+	Use:   "impair PORT|LAN [delay=50ms] [jitter=5ms] [loss=1%] [rate=10mbit] [dup=0.1%] [corrupt=0.1%] [limit=N] [down] | clear",
+	Short: "impair a port (both ways, or --in/--out) or every port of a lan; `clear` removes; no settings shows",
+	Long: `Impair the traffic of a port, or of every port of a lan:
+
+  delay=D     add D to every frame (us, ms, s)      jitter=J   vary the delay by up to +-J
+  loss=P%     lose P% of the frames                 rate=R     cap at R bit/s (bit, kbit, mbit, gbit)
+  dup=P%      duplicate P% of the frames            corrupt=P% flip one bit in P% of the frames
+  limit=N     frames held by delay/rate (def. 1000) down       cut the link
+  seed=N      (or --seed N) repeatable random choices
+
+On a port the settings apply both ways unless --in (frames from the port's peer into the
+switch) or --out (frames to the peer) is given; the other direction is then kept. Words
+"in" and "out" in the settings give each direction its own: "in loss=5% out rate=1mbit".
+On a lan they apply on the way out to each of its ports (--in for the way in), so each
+frame crossing the lan is impaired once. The settings replace the previous ones of that
+direction; "clear" removes them. With no settings the current ones and counters are shown.`,
+	Args: cobra.MinimumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		a := map[string]string{}
+		switch {
+		case impIsPort && impLan:
+			return errors.New("impair: --port and --lan exclude each other")
+		case impIsPort:
+			a["port"] = args[0]
+		case impLan:
+			a["lan"] = args[0]
+		default:
+			a["name"] = args[0]
+		}
+		switch {
+		case impIn && impOut:
+			a["dir"] = "both"
+		case impIn:
+			a["dir"] = "in"
+		case impOut:
+			a["dir"] = "out"
+		}
+		words := args[1:]
+		if len(words) == 1 && words[0] == "clear" {
+			if impSeed != "" {
+				return errors.New("impair: --seed goes with settings, not clear")
+			}
+			a["clear"] = "true"
+		} else {
+			for _, w := range words {
+				if w == "clear" {
+					return errors.New("impair: `clear` stands alone")
+				}
+			}
+			if impSeed != "" {
+				if _, err := strconv.ParseUint(impSeed, 10, 64); err != nil {
+					return fmt.Errorf("impair: --seed %q: want a whole number", impSeed)
+				}
+				if len(words) == 0 {
+					return errors.New("impair: --seed goes with settings")
+				}
+				words = append(words, "seed="+impSeed)
+			}
+			if len(words) > 0 {
+				a["spec"] = strings.Join(words, " ")
+			}
+		}
+		out, err := call("impair", a)
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Ports []struct {
+				Port       string `xml:"port,attr"`
+				Impair     string `xml:"impair,attr"`
+				Lost       string `xml:"lost,attr"`
+				Duplicated string `xml:"duplicated,attr"`
+				Corrupted  string `xml:"corrupted,attr"`
+				Overflow   string `xml:"overflow,attr"`
+				Down       string `xml:"down,attr"`
+			} `xml:"impaired"`
+		}
+		if err := xml.Unmarshal(append(append([]byte("<r>"), out...), "</r>"...), &r); err != nil {
+			return fmt.Errorf("impair: bad reply from the switch: %v", err)
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		defer w.Flush()
+		show := a["spec"] == "" && a["clear"] == ""
+		if show {
+			fmt.Fprintln(w, "PORT\tIMPAIR\tLOST\tDUPLICATED\tCORRUPTED\tOVERFLOW\tDOWN")
+		}
+		for _, p := range r.Ports {
+			imp := p.Impair
+			if imp == "" {
+				imp = "-"
+			}
+			if show {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Port, imp, p.Lost, p.Duplicated, p.Corrupted, p.Overflow, p.Down)
+			} else {
+				fmt.Fprintf(w, "%s\t%s\n", p.Port, imp)
+			}
+		}
+		return nil
+	},
+}
+
+func init() {
+	f := impairCmd.Flags()
+	f.BoolVar(&impIn, "in", false, "only frames from the port's peer into the switch")
+	f.BoolVar(&impOut, "out", false, "only frames from the switch to the port's peer")
+	f.StringVar(&impSeed, "seed", "", "seed of the random choices (loss, dup, corrupt, jitter), for repeatable runs")
+	f.BoolVar(&impIsPort, "port", false, "the name is a port (when a lan has the same name)")
+	f.BoolVar(&impLan, "lan", false, "the name is a lan (when a port has the same name)")
+	ctrlCmd.AddCommand(impairCmd)
+}

@@ -1,0 +1,232 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
+)
+
+// Capture (docs/protocol.md, "Capture streams"). The request
+//
+//	<capture id="1" name="lan_one" count="100" duration="10s"/>
+//
+// is answered with an ordinary reply; on success the connection then
+// carries the capture as pcapng, in chunks: a 4-byte big-endian length
+// and that many bytes of pcapng, repeated; a zero length ends the data
+// and is followed by one line <capture_end frames=".." dropped=".."
+// reason=".."/>, then the switch closes. The client ends a capture early
+// by shutting down its sending side (or just closing).
+
+// MaxCaptures bounds captures running at once.
+const MaxCaptures = 64
+
+var (
+	capMu    sync.Mutex
+	capCount = map[*Daemon]int{}
+)
+
+func init() {
+	register("capture", (*Daemon).capture)
+}
+
+func (d *Daemon) capture(c *client, m *proto.Msg) ([]byte, error) {
+	t, err := d.resolveTarget(m)
+	if err != nil {
+		return nil, err
+	}
+	count, err := intArg(m, "count", 0, 0, 1<<31-1)
+	if err != nil {
+		return nil, err
+	}
+	var dur time.Duration
+	if v := m.Get("duration"); v != "" {
+		if dur, err = time.ParseDuration(v); err != nil || dur <= 0 || dur > 7*24*time.Hour {
+			return nil, fmt.Errorf("<capture> duration=%q: want a duration such as 10s or 5m, up to a week", v)
+		}
+	}
+	queue, err := intArg(m, "queue", fabric.TapQueue, 16, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	d.subMu.Lock()
+	_, subscribed := d.subs[c]
+	d.subMu.Unlock()
+	if subscribed {
+		return nil, fmt.Errorf("<capture> needs its own connection (this one receives events)")
+	}
+	capMu.Lock()
+	if capCount[d] >= MaxCaptures {
+		capMu.Unlock()
+		return nil, fmt.Errorf("%d captures are running already; stop one first", MaxCaptures)
+	}
+	capCount[d]++
+	capMu.Unlock()
+	var tap *fabric.Tap
+	var ifaces []pcapgo.NgInterface
+	if t.lan != "" {
+		tap, err = d.Fab.CaptureLan(t.lan, queue)
+		ifaces = []pcapgo.NgInterface{{Name: t.lan, Description: "frames entering lan " + t.lan}}
+	} else {
+		p := t.ports[0]
+		tap, err = d.Fab.CapturePort(p, queue)
+		ifaces = []pcapgo.NgInterface{
+			{Name: p + "-in", Description: "frames from " + p + "'s peer into the switch"},
+			{Name: p + "-out", Description: "frames from the switch to " + p + "'s peer"},
+		}
+	}
+	if err != nil {
+		capDone(d)
+		return nil, fmt.Errorf("capture %s: %v", t.name(), err)
+	}
+	d.Emit("capture_started", "name", tap.Name())
+	c.takeover = func(conn net.Conn) {
+		defer capDone(d)
+		frames, dropped, reason := d.streamCapture(conn, tap, ifaces, int64(count), dur)
+		d.Emit("capture_ended", "name", tap.Name(), "frames", strconv.FormatInt(frames, 10),
+			"dropped", strconv.FormatUint(dropped, 10), "reason", reason)
+	}
+	return nil, nil
+}
+
+func capDone(d *Daemon) {
+	capMu.Lock()
+	if capCount[d]--; capCount[d] <= 0 {
+		delete(capCount, d)
+	}
+	capMu.Unlock()
+}
+
+// chunker frames the pcapng bytes (see the protocol comment above).
+type chunker struct{ w *bufio.Writer }
+
+func (c chunker) Write(p []byte) (int, error) {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(p)))
+	if _, err := c.w.Write(h[:]); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// streamCapture writes the tap to conn until count, duration, the client
+// leaving, the port's deletion or the switch stopping; it returns what
+// it wrote, what the capture missed and why it stopped.
+func (d *Daemon) streamCapture(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.NgInterface, count int64, dur time.Duration) (n int64, dropped uint64, reason string) {
+	defer tap.Close()
+	start := time.Now()
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	for i := range ifaces {
+		ifaces[i].LinkType = layers.LinkTypeEthernet
+		ifaces[i].OS = runtime.GOOS
+		ifaces[i].TimestampResolution = 9
+	}
+	ng, err := pcapgo.NewNgWriterInterface(chunker{bw}, ifaces[0], pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: "cloonix capture " + tap.Name()}})
+	for _, ifc := range ifaces[1:] {
+		if err == nil {
+			_, err = ng.AddInterface(ifc)
+		}
+	}
+	flush := func() error {
+		if err := ng.Flush(); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	if err == nil {
+		err = flush() // the header at once, so a live reader starts
+	}
+	if err != nil {
+		return 0, tap.Dropped(), "client gone"
+	}
+	gone := make(chan struct{})
+	go func() {
+		// The client sends nothing more: EOF or an error means it is done.
+		_, _ = io.Copy(io.Discard, conn)
+		close(gone)
+	}()
+	var timeout <-chan time.Time
+	if dur > 0 {
+		tm := time.NewTimer(dur)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	var seen [2]uint64
+	reason = ""
+loop:
+	for count == 0 || n < count {
+		select {
+		case c := <-tap.Frames():
+			b := c.Frame.Bytes()
+			err := ng.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, c.Time), CaptureLength: len(b), Length: len(b), InterfaceIndex: c.Iface}, b)
+			c.Release()
+			if err != nil {
+				reason = "client gone"
+				break loop
+			}
+			n++
+			seen[c.Iface]++
+			if len(tap.Frames()) == 0 {
+				if flush() != nil {
+					reason = "client gone"
+					break loop
+				}
+			}
+		case <-tap.Done():
+			reason = tap.Reason()
+			break loop
+		case <-timeout:
+			reason = "duration reached"
+			break loop
+		case <-gone:
+			reason = "stopped by the client"
+			break loop
+		case <-d.Done():
+			reason = "the switch is stopping"
+			break loop
+		}
+	}
+	if reason == "" {
+		reason = "count reached"
+	}
+	dropped = tap.Dropped()
+	if reason == "client gone" {
+		return n, dropped, reason
+	}
+	// Interface statistics at the end: tshark and capinfos show the drops.
+	end := time.Now()
+	for i := range ifaces {
+		st := pcapgo.NgInterfaceStatistics{LastUpdate: end, StartTime: start, EndTime: end, PacketsReceived: seen[i], PacketsDropped: pcapgo.NgNoValue64}
+		if i == 0 {
+			st.PacketsDropped = dropped // the tap's drops are not per direction
+		}
+		if ng.WriteInterfaceStats(i, st) != nil {
+			return n, dropped, "client gone"
+		}
+	}
+	if flush() != nil {
+		return n, dropped, "client gone"
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	bw.Write([]byte{0, 0, 0, 0})
+	bw.Write((&proto.Msg{Name: "capture_end", Attrs: map[string]string{
+		"name": tap.Name(), "frames": strconv.FormatInt(n, 10), "dropped": strconv.FormatUint(dropped, 10), "reason": reason}}).Bytes())
+	if err := bw.Flush(); err != nil {
+		log.Printf("capture %s: end not delivered: %v", tap.Name(), err)
+	}
+	return n, dropped, reason
+}

@@ -1,0 +1,156 @@
+package proto
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A capture turns its control connection into a stream (docs/protocol.md,
+// "Capture streams"): after the ok reply come chunks of pcapng, each a
+// 4-byte big-endian length and its bytes; a zero length ends them and one
+// <capture_end .../> line follows. Every message before the stream is one
+// line, so the client reads lines and never reads past the reply.
+
+// CaptureEnd is the switch's summary of a finished capture.
+type CaptureEnd struct {
+	Frames  int64  // frames written
+	Dropped uint64 // frames the capture missed (its reader was behind)
+	Reason  string // count reached, duration reached, stopped by the client, ...
+}
+
+// CaptureStream is a running capture.
+type CaptureStream struct {
+	conn net.Conn
+	r    *bufio.Reader
+	left uint32 // bytes left in the current chunk
+	end  *CaptureEnd
+	err  error
+}
+
+// DialCapture connects to server (as Dial) and starts a capture with the
+// given request attributes (name or port or lan, count, duration, queue).
+func DialCapture(server, password string, args map[string]string) (*CaptureStream, error) {
+	network, addr := "unix", server
+	switch {
+	case strings.HasPrefix(server, "unix:"):
+		addr = server[5:]
+	case strings.HasPrefix(server, "tcp:"):
+		network, addr = "tcp", server[4:]
+	}
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the switch at %s:%s: %v (is it running? `cloonix start`)", network, addr, err)
+	}
+	s := &CaptureStream{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	fail := func(err error) (*CaptureStream, error) {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	if network == "tcp" {
+		ch, err := s.line()
+		if err != nil || ch.Name != "challenge" {
+			return fail(fmt.Errorf("switch at %s sent no challenge: %v", addr, err))
+		}
+		auth := &Msg{Name: "auth", Attrs: map[string]string{"id": "0", "hmac": AuthMAC(password, ch.Get("nonce"))}}
+		if err := auth.Encode(conn); err != nil {
+			return fail(err)
+		}
+		r, err := s.line()
+		if err != nil {
+			return fail(fmt.Errorf("switch at %s closed the connection during authentication: %v", addr, err))
+		}
+		if err := ReplyError(r); err != nil {
+			return fail(err)
+		}
+	}
+	a := map[string]string{"id": "1"}
+	for k, v := range args {
+		a[k] = v
+	}
+	if err := (&Msg{Name: "capture", Attrs: a}).Encode(conn); err != nil {
+		return fail(err)
+	}
+	r, err := s.line()
+	if err != nil {
+		return fail(fmt.Errorf("no reply to <capture>: %v", err))
+	}
+	if err := ReplyError(r); err != nil {
+		return fail(err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return s, nil
+}
+
+// line reads one message that sits on one line.
+func (s *CaptureStream) line() (*Msg, error) {
+	b, err := s.r.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF {
+			err = errors.New("the switch closed the connection")
+		}
+		return nil, err
+	}
+	return NewDecoder(bytes.NewReader(b)).Decode()
+}
+
+// Read returns pcapng bytes; io.EOF once the switch ended the capture
+// (End then holds its summary).
+func (s *CaptureStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	for s.left == 0 {
+		var h [4]byte
+		if _, err := io.ReadFull(s.r, h[:]); err != nil {
+			s.err = fmt.Errorf("capture stream cut: %v", err)
+			return 0, s.err
+		}
+		s.left = binary.BigEndian.Uint32(h[:])
+		if s.left == 0 {
+			m, err := s.line()
+			if err != nil || m.Name != "capture_end" {
+				s.err = fmt.Errorf("capture stream: bad end: %v", err)
+				return 0, s.err
+			}
+			e := &CaptureEnd{Reason: m.Get("reason")}
+			e.Frames, _ = strconv.ParseInt(m.Get("frames"), 10, 64)
+			e.Dropped, _ = strconv.ParseUint(m.Get("dropped"), 10, 64)
+			s.end, s.err = e, io.EOF
+			return 0, io.EOF
+		}
+	}
+	if uint32(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.r.Read(p)
+	s.left -= uint32(n)
+	if err != nil {
+		s.err = fmt.Errorf("capture stream cut: %v", err)
+		return n, s.err
+	}
+	return n, nil
+}
+
+// End is the switch's summary, once Read returned io.EOF (else nil).
+func (s *CaptureStream) End() *CaptureEnd { return s.end }
+
+// Stop asks the switch to end the capture; Read then drains what is left
+// and the summary.
+func (s *CaptureStream) Stop() error {
+	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return s.conn.Close()
+}
+
+// Close drops the connection (the switch ends the capture too).
+func (s *CaptureStream) Close() error { return s.conn.Close() }
