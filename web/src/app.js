@@ -278,14 +278,16 @@ function sync(lab) {
     const anyPlaced = nodes.some((n) => n.x != null);
     if (firstDraw && !anyPlaced) {
       for (const n of unplaced) if (n.kind === 'vm') placeEths(cy.getElementById(n.id), { x: 0, y: 0 });
-      cy.layout({ name: 'cose', animate: false, randomize: true, nodeRepulsion: () => 9000, idealEdgeLength: () => 70, nodeDimensionsIncludeLabels: true, padding: 40 }).run();
+      runLayout(true);
     } else {
       for (const n of unplaced) {
         const el = cy.getElementById(n.id);
         const p = nearNeighbours(n, edges) || freeSpot();
         if (n.kind === 'vm') placeEths(el, p);
         else el.position(p);
+        pendingAuto.add(n.id);
       }
+      scheduleRelayout();
     }
   }
   // A new eth of a known VM (rare) goes beside its siblings.
@@ -302,6 +304,30 @@ function sync(lab) {
     if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
     firstDraw = false;
   }
+}
+
+// Nodes placed by this page (not by the switch) since the last layout.
+// A batch of them (fconf load into an open page) gets a real layout once
+// it settles, as long as nothing in the lab has a kept position.
+const pendingAuto = new Set();
+let relayoutTimer = null;
+
+function runLayout(randomize) {
+  pendingAuto.clear();
+  cy.layout({ name: 'cose', animate: false, randomize, nodeRepulsion: () => 9000, idealEdgeLength: () => 70, nodeDimensionsIncludeLabels: true, padding: 40 }).run();
+}
+
+function scheduleRelayout() {
+  clearTimeout(relayoutTimer);
+  relayoutTimer = setTimeout(() => {
+    const kept = [...serverPos.values()].some((v) => v);
+    if (pendingAuto.size >= 2 && !kept && !dragging) {
+      runLayout(false);
+      cy.fit(undefined, 40);
+      if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
+    }
+    pendingAuto.clear();
+  }, 300);
 }
 
 function placeEths(vm, p) {
