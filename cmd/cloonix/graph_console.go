@@ -1,12 +1,9 @@
 package main
 
-import (
-	"fmt"
-	"io"
-)
+import "io"
 
-// graphConsole opens a VM's serial console for the graph page.
-// TODO(console): wire to the switch's console plumbing once it lands.
+// graphConsole opens a VM's serial console for the graph page, the same
+// way `cloonix console` does (the switch names the console's socket).
 func graphConsole(vm string) (io.ReadWriteCloser, error) {
-	return nil, fmt.Errorf("console of %s: this cloonix has no console support yet", vm)
+	return openConsole(vm)
 }
