@@ -55,11 +55,10 @@ func (s Step) Request(demo string) (string, map[string]string) {
 	case Detach:
 		return "detach", map[string]string{"port": s.Port, "lan": s.Lan}
 	case Impair:
-		spec := s.Spec
-		if spec == "" {
-			spec = "clear"
+		if s.Spec == "" {
+			return "impair", map[string]string{"port": s.Port, "clear": "true"}
 		}
-		return "impair", map[string]string{"target": s.Port, "spec": spec}
+		return "impair", map[string]string{"port": s.Port, "spec": s.Spec}
 	case SetPos:
 		return "set_pos", map[string]string{"kind": s.Kind, "name": s.Name, "x": strconv.Itoa(s.X), "y": strconv.Itoa(s.Y)}
 	case AddForward, DelForward:

@@ -269,7 +269,7 @@ func TestRequest(t *testing.T) {
 		t.Errorf("%s %v", verb, a)
 	}
 	verb, a = Step{Op: Impair, Port: "A:eth0"}.Request("")
-	if verb != "impair" || a["spec"] != "clear" {
+	if verb != "impair" || a["clear"] != "true" || a["port"] != "A:eth0" {
 		t.Errorf("%s %v", verb, a)
 	}
 }
