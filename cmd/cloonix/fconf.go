@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,6 +95,12 @@ func fconfLoad(path string, out io.Writer) error {
 		}
 		return nil
 	}
+	// Events tell why a guest failed (its exit, its console log); states
+	// come from list, so a missed event costs nothing.
+	details := newDetails()
+	if ev, err := c.Subscribe(); err == nil {
+		go details.follow(ev)
+	}
 	start := time.Now()
 	err = plan.Apply(c, demo.Dir, func(s topology.Step) { fmt.Fprintln(out, s) })
 	if err != nil {
@@ -115,7 +122,7 @@ func fconfLoad(path string, out io.Writer) error {
 		}
 		return nil
 	}
-	failed, err := waitGuests(c, wait, fconfTimeout, out, isTerminal(out))
+	failed, err := waitGuests(c, wait, fconfTimeout, out, isTerminal(out), details)
 	if err != nil {
 		return err
 	}
@@ -133,6 +140,41 @@ func contains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// vmDetails keeps the last detail events gave about each VM.
+type vmDetails struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func newDetails() *vmDetails { return &vmDetails{m: map[string]string{}} }
+
+func (v *vmDetails) follow(ev <-chan proto.Event) {
+	for e := range ev {
+		name := e.Attrs["name"]
+		var d string
+		switch e.Type {
+		case "vm_state":
+			d = e.Attrs["detail"]
+		case "vm_boot_timeout":
+			d = "no answer from its agent after " + e.Attrs["after"] + ", console log " + e.Attrs["console"]
+		}
+		if name != "" && d != "" {
+			v.mu.Lock()
+			v.m[name] = d
+			v.mu.Unlock()
+		}
+	}
+}
+
+func (v *vmDetails) get(name string) string {
+	if v == nil {
+		return ""
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m[name]
 }
 
 func orBooting(s string) string {
@@ -173,7 +215,7 @@ func (g *bootGuest) line(now time.Duration) string {
 // its agent answered) or failed (crashed, stopped, gone, or not ready
 // within timeout). On a terminal the lines are redrawn in place; elsewhere
 // one line is printed per change. It returns the failed ones.
-func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.Writer, tty bool) ([]string, error) {
+func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.Writer, tty bool, details *vmDetails) ([]string, error) {
 	start := time.Now()
 	gs := make([]*bootGuest, len(names))
 	for i, n := range names {
@@ -225,8 +267,14 @@ func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.W
 				g.state, g.took, g.why = "failed", el, "deleted"
 			case s == "crashed" || s == "stopped":
 				g.state, g.took, g.why = "failed", el, s
+				if d := details.get(g.name); d != "" {
+					g.why += ": " + d
+				}
 			case el > timeout:
 				g.state, g.took, g.why = "failed", el, "still "+orBooting(s)+", over --timeout"
+				if d := details.get(g.name); d != "" {
+					g.why += "; " + d
+				}
 			default:
 				pending++
 				continue

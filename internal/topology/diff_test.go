@@ -258,10 +258,10 @@ func TestApplyUndo(t *testing.T) {
 }
 
 func TestRequest(t *testing.T) {
-	top := mustParse(t, `<VM><name>A</name><type>UML</type><mem>64</mem><cpu>2</cpu><rootfs>busybox</rootfs><transport>daemon</transport><eth/><eth/></VM>
+	top := mustParse(t, `<VM><name>A</name><type>UML</type><mem>64</mem><cpu>1</cpu><rootfs>busybox</rootfs><transport>daemon</transport><eth/><eth/></VM>
 <TUX><name>v</name><type>vxlan</type><vni>7</vni><remote>1.2.3.4</remote></TUX>`)
 	verb, a := Step{Op: AddVM, VM: &top.VMs[0]}.Request("/d")
-	if want := map[string]string{"name": "A", "type": "uml", "mem": "64", "cpu": "2", "rootfs": "busybox", "transport": "daemon", "eth": "2", "demo": "/d"}; verb != "add_vm" || !reflect.DeepEqual(a, want) {
+	if want := map[string]string{"name": "A", "type": "uml", "mem": "64", "cpu": "1", "rootfs": "busybox", "transport": "daemon", "eth": "2", "demo": "/d"}; verb != "add_vm" || !reflect.DeepEqual(a, want) {
 		t.Errorf("%s %v", verb, a)
 	}
 	verb, a = Step{Op: AddTux, Tux: &top.Tux[0]}.Request("")

@@ -26,9 +26,10 @@ const maxErrors = 20
 
 // Limits checked on values before anything reaches the switch.
 const (
-	MaxEths = 64
+	MaxEths = 32      // as the switch's add_vm
+	MinMem  = 32      // MB, as the switch's add_vm
 	MaxMem  = 1 << 20 // MB
-	MaxCPU  = 256
+	MaxCPU  = 64
 )
 
 // Error is one problem in a file: where, and what.
@@ -346,7 +347,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 			}
 		case "mem":
-			if x, ok := p.integer(ctx, k, 1, MaxMem); ok && p.once(ctx, seen, k) {
+			if x, ok := p.integer(ctx, k, MinMem, MaxMem); ok && p.once(ctx, seen, k) {
 				v.Mem = x
 			}
 		case "cpu":
@@ -393,6 +394,9 @@ func (p *parser) vm(n *node) (VM, bool) {
 		p.errf(n.line, "<VM> has no <name>")
 	}
 	p.bothXY(ctx, n, v.X, v.Y)
+	if v.Type == "uml" && v.CPU > 1 {
+		p.errf(n.line, "%s<cpu> %d with <type> UML: UML guests have one CPU; drop <cpu> or use KVM", ctx, v.CPU)
+	}
 	if len(v.Eths) > MaxEths {
 		p.errf(n.line, "%s%d <eth>; the limit is %d", ctx, len(v.Eths), MaxEths)
 	}

@@ -39,7 +39,7 @@ func TestParseGood(t *testing.T) {
 		{"xml header and comments", "<?xml version=\"1.0\"?>\n<!-- lab -->\n<TOPOLOGY><!-- none --></TOPOLOGY>\n", &Topology{}},
 		{"extensions", `<TOPOLOGY>
 <VM>
-  <name>A</name> <type> uml </type> <mem>64</mem> <cpu> 2 </cpu> <rootfs>busybox</rootfs>
+  <name>A</name> <type> kvm </type> <mem>64</mem> <cpu> 2 </cpu> <rootfs>busybox</rootfs>
   <kernel> vmlinuz </kernel> <transport> daemon </transport>
   <eth/>
   <eth> <vlan>l1</vlan> <impair> delay=50ms   loss=1% </impair> </eth>
@@ -49,7 +49,7 @@ func TestParseGood(t *testing.T) {
 <TUX> <name>s</name> <type>slirp</type> <forward> tcp 127.0.0.1:2222 10.0.2.15:22 </forward> </TUX>
 <LAN> <name> l2 </name> <x>5</x> <y>6</y> </LAN>
 </TOPOLOGY>`, &Topology{
-			VMs: []VM{{Name: "A", Type: "uml", Mem: 64, CPU: 2, Rootfs: "busybox", Kernel: "vmlinuz", Transport: "daemon", Line: 2,
+			VMs: []VM{{Name: "A", Type: "kvm", Mem: 64, CPU: 2, Rootfs: "busybox", Kernel: "vmlinuz", Transport: "daemon", Line: 2,
 				Eths: []Eth{{Line: 5}, {Lans: []string{"l1"}, Impair: "delay=50ms loss=1%", Line: 6}}, X: ip(10), Y: ip(-20)}},
 			Tux: []Tux{
 				{Name: "t", Kind: "vxlan", Lans: []string{"l1"}, Options: []Option{{"remote", "10.0.0.2,10.0.0.3"}, {"vni", "42"}}, Impair: "down", X: ip(1), Y: ip(2), Line: 9},
@@ -89,13 +89,15 @@ func TestParseErrors(t *testing.T) {
 		{"doctype", "<!DOCTYPE x [<!ENTITY a \"b\">]><TOPOLOGY/>", []string{"directives"}},
 		{"attribute", `<TOPOLOGY><VM name="a"/></TOPOLOGY>`, []string{`<VM name=...>: attributes are not used`}},
 		{"unknown top", "<TOPOLOGY>\n<ROUTER/></TOPOLOGY>", []string{"topology.xml:2: <ROUTER> inside <TOPOLOGY>: unknown element"}},
-		{"no name", "<TOPOLOGY>\n<VM><mem>3</mem></VM></TOPOLOGY>", []string{"topology.xml:2: <VM> has no <name>"}},
+		{"no name", "<TOPOLOGY>\n<VM><mem>64</mem></VM></TOPOLOGY>", []string{"topology.xml:2: <VM> has no <name>"}},
 		{"bad name", "<TOPOLOGY><VM><name> a b </name></VM></TOPOLOGY>", []string{`<VM> <name>: VM name "a b" has ' '`}},
 		{"bad type", "<TOPOLOGY><VM><name>a</name>\n<type>xen</type></VM></TOPOLOGY>", []string{`topology.xml:2: VM "a": <type> is "xen"; use KVM (QEMU) or UML`}},
 		{"bad mem", "<TOPOLOGY><VM><name>a</name><mem> lots </mem></VM></TOPOLOGY>", []string{`VM "a": <mem> is "lots"; give a whole number`}},
 		{"zero mem", "<TOPOLOGY><VM><name>a</name><mem>0</mem></VM></TOPOLOGY>", []string{`VM "a": <mem> is "0"`}},
 		{"bad cpu", "<TOPOLOGY><VM><name>a</name><cpu>-1</cpu></VM></TOPOLOGY>", []string{`VM "a": <cpu> is "-1"`}},
-		{"twice", "<TOPOLOGY><VM><name>a</name><mem>1</mem><mem>2</mem></VM></TOPOLOGY>", []string{`VM "a": <mem> given twice`}},
+		{"uml cpu", "<TOPOLOGY><VM><name>a</name><type>UML</type><cpu>2</cpu></VM></TOPOLOGY>", []string{`VM "a": <cpu> 2 with <type> UML`}},
+		{"small mem", "<TOPOLOGY><VM><name>a</name><mem>16</mem></VM></TOPOLOGY>", []string{`VM "a": <mem> is "16"; give a whole number from 32`}},
+		{"twice", "<TOPOLOGY><VM><name>a</name><mem>100</mem><mem>200</mem></VM></TOPOLOGY>", []string{`VM "a": <mem> given twice`}},
 		{"two names", "<TOPOLOGY><VM><name>a</name><name>b</name></VM></TOPOLOGY>", []string{`VM "a": <name> given twice`}},
 		{"rootfs path", "<TOPOLOGY><VM><name>a</name><rootfs>../../etc/shadow</rootfs></VM></TOPOLOGY>", []string{`VM "a": <rootfs>: rootfs name "../../etc/shadow" may not contain ".."`}},
 		{"text in vm", "<TOPOLOGY><VM><name>a</name> oops </VM></TOPOLOGY>", []string{`VM "a": text "oops" inside <VM>`}},
