@@ -62,9 +62,9 @@ func (s Step) Request(demo string) (string, map[string]string) {
 	case SetPos:
 		return "set_pos", map[string]string{"kind": s.Kind, "name": s.Name, "x": strconv.Itoa(s.X), "y": strconv.Itoa(s.Y)}
 	case AddForward, DelForward:
-		verb := "add_forward"
+		verb := "forward_add"
 		if s.Op == DelForward {
-			verb = "del_forward"
+			verb = "forward_del"
 		}
 		return verb, map[string]string{"name": s.Name, "proto": s.Forward.Proto, "host": s.Forward.Host, "guest": s.Forward.Guest}
 	}

@@ -182,7 +182,8 @@ impair t clear`, nil},
 // TestDiffFromLab: a running lab saved and diffed against itself needs no
 // change.
 func TestDiffFromLab(t *testing.T) {
-	cur := mkLab(runningABC(), []proto.Tux{nat, {Name: "t", Kind: "t2t", Lans: []string{"lan_one"}, Options: []proto.Option{{Name: "peer", Value: "h:1"}}}}, nil, "alone")
+	slirp := proto.Tux{Name: "nat", Kind: "slirp", Options: []proto.Option{{Name: "subnet", Value: "10.0.2.0/24"}, {Name: "gateway", Value: "10.0.2.2"}, {Name: "link", Value: "up"}}}
+	cur := mkLab(runningABC(), []proto.Tux{slirp, {Name: "t", Kind: "t2t", Lans: []string{"lan_one"}, Options: []proto.Option{{Name: "peer", Value: "h:1"}}}}, nil, "alone")
 	top := FromLab(cur)
 	again, err := Parse("saved", top.Bytes())
 	if err != nil {
@@ -190,6 +191,9 @@ func TestDiffFromLab(t *testing.T) {
 	}
 	if p := Diff(cur, again); !p.Empty() {
 		t.Errorf("saved lab differs from itself:\n%s\n%s", p, top.Bytes())
+	}
+	if b := string(top.Bytes()); !strings.Contains(b, "<subnet> 10.0.2.0/24 </subnet>") || strings.Contains(b, "gateway") || strings.Contains(b, "link") {
+		t.Errorf("saved tux options: only what add_tux takes:\n%s", b)
 	}
 	if len(again.Lans) != 1 || again.Lans[0].Name != "alone" {
 		t.Errorf("the empty lan is not kept: %+v", again.Lans)

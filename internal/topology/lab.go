@@ -37,7 +37,10 @@ func FromLab(lab *proto.Lab) *Topology {
 			used[l] = true
 		}
 		for _, o := range x.Options {
-			tx.Options = append(tx.Options, Option{o.Name, o.Value})
+			// Only what add_tux takes: list also shows derived values.
+			if contains(TuxOptions[x.Kind], o.Name) && o.Value != "" {
+				tx.Options = append(tx.Options, Option{o.Name, o.Value})
+			}
 		}
 		sort.Slice(tx.Options, func(i, j int) bool { return tx.Options[i].Name < tx.Options[j].Name })
 		for _, f := range x.Forwards {

@@ -465,6 +465,17 @@ func optionName(s string) bool {
 	return true
 }
 
+func optionList(kind string) string {
+	if len(TuxOptions[kind]) == 0 {
+		return "none"
+	}
+	o := make([]string, len(TuxOptions[kind]))
+	for i, k := range TuxOptions[kind] {
+		o[i] = "<" + k + ">"
+	}
+	return strings.Join(o, ", ")
+}
+
 // reservedOptions may not be given as tux options: they are the request's own.
 var reservedOptions = []string{"id", "name", "kind", "lan", "lans"}
 
@@ -481,6 +492,7 @@ func (p *parser) tux(n *node) (Tux, bool) {
 	if x.Name != "" {
 		ctx = fmt.Sprintf("TUX %q: ", x.Name)
 	}
+	var optLines []int
 	p.noText(ctx, n)
 	seen := map[string]bool{}
 	names := 0
@@ -546,6 +558,7 @@ func (p *parser) tux(n *node) (Tux, bool) {
 				p.errf(k.line, "%s<%s> is %q; give a value on one line", ctx, k.name, s)
 			default:
 				x.Options = append(x.Options, Option{k.name, s})
+				optLines = append(optLines, k.line)
 			}
 		}
 	}
@@ -553,6 +566,15 @@ func (p *parser) tux(n *node) (Tux, bool) {
 		p.errf(n.line, "<TUX> has no <name>")
 	}
 	p.bothXY(ctx, n, x.X, x.Y)
+	// Options are checked against the kind once <type> is known, wherever
+	// it stands in the element.
+	if contains(TuxKinds, x.Kind) {
+		for i, o := range x.Options {
+			if !contains(TuxOptions[x.Kind], o.Name) {
+				p.errf(optLines[i], "%s<%s>: a %s tux takes no such option (it takes: %s)", ctx, o.Name, x.Kind, optionList(x.Kind))
+			}
+		}
+	}
 	if x.Kind == "" && !seen["type"] {
 		p.errf(n.line, "%sno <type>; use one of %s", ctx, strings.Join(TuxKinds, ", "))
 	}

@@ -114,6 +114,7 @@ func TestParseErrors(t *testing.T) {
 		{"tux reserved option", "<TOPOLOGY><TUX><name>a</name><type>tap</type><kind>x</kind></TUX></TOPOLOGY>", []string{`TUX "a": <kind>: unknown element`}},
 		{"tux upper option", "<TOPOLOGY><TUX><name>a</name><type>tap</type><IfName>x</IfName></TUX></TOPOLOGY>", []string{`TUX "a": <IfName>: unknown element`}},
 		{"tux empty option", "<TOPOLOGY><TUX><name>a</name><type>tap</type><ifname> </ifname></TUX></TOPOLOGY>", []string{`TUX "a": <ifname> is ""`}},
+		{"tux option of another kind", "<TOPOLOGY><TUX><name>a</name><peer>h:1</peer>\n<type>tap</type></TUX></TOPOLOGY>", []string{`topology.xml:1: TUX "a": <peer>: a tap tux takes no such option (it takes: <ifname>)`}},
 		{"tux bad forward", "<TOPOLOGY><TUX><name>a</name><type>slirp</type><forward>tcp 22</forward></TUX></TOPOLOGY>", []string{`TUX "a": <forward> is "tcp 22"`}},
 		{"forward not slirp", "<TOPOLOGY><TUX><name>a</name><type>tap</type><forward>tcp 1:2 3:4</forward></TUX></TOPOLOGY>", []string{`TUX "a": <forward> needs <type> slirp`}},
 		{"tux empty lan", "<TOPOLOGY><TUX><name>a</name><type>tap</type><vlan/></TUX></TOPOLOGY>", []string{`TUX "a": names lan "" (empty)`}},
