@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -183,7 +184,26 @@ func TestGraph(t *testing.T) {
 			t.Errorf("text panel lacks %q:\n%s", w, panel)
 		}
 	}
+	// A console in the page: type hostname, read the answer.
+	do(t, ctx, "open the console of A", chromedp.Click(chromedp.ID("b-console-A")))
+	waitJS(t, ctx, 10*time.Second, "console connected", `window.cloonix.consoleText('A').includes('[console of A]')`)
+	do(t, ctx, "type hostname", chromedp.Sleep(300*time.Millisecond), chromedp.KeyEvent("hostname\r"))
+	Eventually(t, 20*time.Second, "hostname answered in the console", func() error {
+		text := js[string](t, ctx, `window.cloonix.consoleText('A')`)
+		lines := strings.Split(text, "\n")
+		for i, line := range lines {
+			if strings.Contains(line, "hostname") {
+				for _, next := range lines[i+1:] {
+					if strings.TrimSpace(next) == "A" {
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("console shows:\n%s", lastLines(text, 12))
+	})
 	saveScreenshot(t, ctx)
+	do(t, ctx, "close the console", chromedp.Click(chromedp.ID("b-close-console-A")))
 
 	// Attach a port by dragging its eth onto a lan.
 	if portOn(l, "A:eth0", "lan_two") == nil {
@@ -286,18 +306,19 @@ func saveScreenshot(t *testing.T, ctx context.Context) {
 	t.Logf("screenshot: %s", path)
 }
 
-// buildGraphLab makes the seed's lan_rule lab: A, B and C, A:eth1 and
-// B:eth1 on lan_one, B:eth1 and C:eth1 on lan_two.
+// buildGraphLab loads demos/lan_rule: VMs A, B and C; A:eth0 and B:eth0
+// on lan_one, B:eth0 and C:eth0 on lan_two. fconf load returns once the
+// guests answer.
 func buildGraphLab(t *testing.T, l *Lab) {
 	t.Helper()
-	if _, err := os.Stat("../demos/lan_rule/topology"); err == nil {
-		l.MustRun("fconf", "load", "../demos/lan_rule")
-		return
+	demo, err := filepath.Abs("../demos/lan_rule")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, vm := range []string{"A", "B", "C"} {
-		l.MustRun("ctrl", "add", "vm", vm, "--rootfs", "busybox", "--eth", "2", "--mem", "128")
-	}
-	for _, a := range [][2]string{{"A:eth1", "lan_one"}, {"B:eth1", "lan_one"}, {"B:eth1", "lan_two"}, {"C:eth1", "lan_two"}} {
-		l.MustRun("ctrl", "attach", a[0], a[1])
+	l.MustRun("fconf", "load", demo)
+	for _, v := range l.List().VMs {
+		if v.State != "running" {
+			t.Fatalf("after fconf load, vm %s is %s", v.Name, v.State)
+		}
 	}
 }

@@ -216,7 +216,10 @@ function nearNeighbours(n, edges) {
   if (!pts.length) return null;
   const x = pts.reduce((a, p) => a + p.x, 0) / pts.length;
   const y = pts.reduce((a, p) => a + p.y, 0) / pts.length;
-  return { x: x + 30 + Math.random() * 40, y: y + (n.kind === 'lan' ? 110 : -110) };
+  const p = { x, y: y + (n.kind === 'lan' ? 110 : -110) };
+  // Step aside from nodes already there.
+  for (let i = 0; i < 50 && cy.nodes().some((o) => o.id() !== n.id && !o.isParent() && Math.abs(o.position().x - p.x) < 50 && Math.abs(o.position().y - p.y) < 40); i++) p.x += 60;
+  return p;
 }
 
 // moveVM moves a VM (its eths) so its centre is at p.
