@@ -454,6 +454,11 @@ func (t *tuxProc) launch(first bool) error {
 		t.mu.Unlock()
 		fc = newOffloadConn(wire.NewStreamConn(conn))
 	}
+	if t.kind == "t2t" {
+		// The other switch cuts super frames for its own guests, so
+		// they may cross the link whole.
+		fc = newOffloadConn(wire.NewStreamConn(conn))
+	}
 	t.mu.Lock()
 	t.cmd, t.stdin, t.pid, t.state, t.exited = cmd, stdin, cmd.Process.Pid, "running", exited
 	t.pending = map[int]chan tux.Reply{}

@@ -105,10 +105,12 @@ func setupT2T(args []string, c *ctl, sw net.Conn) (kind, map[string]string, erro
 		switch {
 		case err == nil:
 			t.first = s
+			t.cur.Store(s) // frames flow from the start
+			t.state.Store("up")
 		case isConnErr(err):
 			// Nobody there yet: keep trying in the background.
 		default:
-			return nil, nil, fmt.Errorf("t2t peer %s: %v", t.peer, err)
+			return nil, nil, fmt.Errorf("t2t peer %s: %w", t.peer, err)
 		}
 	}
 	return t, info, nil
@@ -210,7 +212,7 @@ func (t *t2tHelper) serve(sw net.Conn) error {
 
 // run makes s the live session until it ends.
 func (t *t2tHelper) run(s *t2tSession) {
-	if old := t.cur.Swap(s); old != nil {
+	if old := t.cur.Swap(s); old != nil && old != s {
 		old.close()
 	}
 	t.state.Store("up")
