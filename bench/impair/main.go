@@ -1,0 +1,272 @@
+// Command impair measures what impairments and captures cost: the
+// forwarding rate A->B through one lan of three stream ports, plain,
+// with port C (a bystander) impaired by delay=1ms rate=100mbit, with the
+// path itself impaired (A->C through that impairment; A's ingress
+// delayed by 1 ms), and with a capture of the lan running. Run it with
+// `go run ./bench/impair`; docs/benchmarks.md records results.
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/netem"
+	"cloonix/internal/wire"
+)
+
+var (
+	dur    = flag.Duration("d", time.Second, "measuring time per round and case")
+	rounds = flag.Int("rounds", 3, "rounds; each case keeps its best (the machine may be shared)")
+)
+
+var macs = map[string][]byte{
+	"A": {0x52, 0x54, 0, 0xbe, 0, 0xa},
+	"B": {0x52, 0x54, 0, 0xbe, 0, 0xb},
+	"C": {0x52, 0x54, 0, 0xbe, 0, 0xc},
+}
+
+func frame(dst, src []byte, size int) []byte {
+	b := make([]byte, size)
+	copy(b, dst)
+	copy(b[6:], src)
+	b[12], b[13] = 0x88, 0xb5
+	return b
+}
+
+type lab struct {
+	fab   *fabric.Fabric
+	conns map[string]*wire.StreamConn
+	dir   string
+}
+
+func newLab() *lab {
+	dir, err := os.MkdirTemp("", "cloonix-bench-impair")
+	if err != nil {
+		panic(err)
+	}
+	l := &lab{fab: fabric.New(), conns: map[string]*wire.StreamConn{}, dir: dir}
+	for _, n := range []string{"A", "B", "C"} {
+		ln, err := wire.ListenStream(filepath.Join(dir, n+".sock"))
+		if err != nil {
+			panic(err)
+		}
+		p, _ := l.fab.AddPort(n, "stream")
+		p.Serve(ln)
+		if err := l.fab.Attach(n, "lan"); err != nil {
+			panic(err)
+		}
+		c, err := net.Dial("unix", filepath.Join(dir, n+".sock"))
+		if err != nil {
+			panic(err)
+		}
+		l.conns[n] = wire.NewStreamConn(c)
+		for !p.Connected() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Every port speaks once so the lan knows where each MAC lives.
+	for n, c := range l.conns {
+		_ = c.WriteFrame(frame([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macs[n], 60))
+		_ = c.Flush()
+	}
+	time.Sleep(50 * time.Millisecond)
+	// Each port got the other two's broadcast.
+	for _, c := range l.conns {
+		for i := 0; i < 2; i++ {
+			f, err := c.ReadFrame()
+			if err != nil {
+				panic(err)
+			}
+			f.Release()
+		}
+	}
+	return l
+}
+
+func (l *lab) close() {
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.fab.Close()
+	os.RemoveAll(l.dir)
+}
+
+func (l *lab) impair(port, spec string) {
+	p, err := netem.Parse(spec)
+	if err != nil {
+		panic(err)
+	}
+	if err := l.fab.SetImpair(port, p); err != nil {
+		panic(err)
+	}
+}
+
+type result struct {
+	frames uint64
+	secs   float64
+}
+
+func (r result) fps() float64          { return float64(r.frames) / r.secs }
+func (r result) mbps(size int) float64 { return r.fps() * float64(size) * 8 / 1e6 }
+func better(a, b result) bool          { return a.secs > 0 && (b.secs == 0 || a.fps() > b.fps()) }
+func pct(a, base result) string        { return fmt.Sprintf("%.0f%%", 100*a.fps()/base.fps()) }
+func (r result) row(size int) (string, string) {
+	return fmt.Sprintf("%.0f", r.fps()), fmt.Sprintf("%.1f", r.mbps(size))
+}
+
+// blast sends from src to dst as fast as it can for d; the rate is what
+// arrived at dst over the time it took (after a warm-up of 100 ms, so a
+// shaper's queue is full and its rate is what shows).
+func blast(l *lab, src, dst string, size int, d time.Duration) result {
+	tx, rx := l.conns[src], l.conns[dst]
+	const ring, flushEvery = 1024, 64
+	frames := make([][]byte, ring)
+	for i := range frames {
+		frames[i] = frame(macs[dst], macs[src], size)
+	}
+	var stop atomic.Bool
+	go func() {
+		var n uint64
+		for !stop.Load() {
+			for i := 0; i < flushEvery; i++ {
+				f := frames[n%ring]
+				binary.BigEndian.PutUint64(f[14:], n)
+				if tx.WriteFrame(f) != nil {
+					return
+				}
+				n++
+			}
+			if tx.Flush() != nil {
+				return
+			}
+		}
+	}()
+	var got uint64
+	var first, last time.Time
+	start := time.Now()
+	for {
+		fr, err := rx.ReadFrame()
+		if err != nil {
+			break
+		}
+		fr.Release()
+		now := time.Now()
+		if now.Sub(start) < 100*time.Millisecond {
+			continue
+		}
+		if got == 0 {
+			first = now
+		}
+		got++
+		last = now
+		if last.Sub(first) > d {
+			break
+		}
+	}
+	stop.Store(true) // the lab is thrown away after each case
+	if got < 2 {
+		return result{}
+	}
+	return result{frames: got - 1, secs: last.Sub(first).Seconds()}
+}
+
+// rtt is the median round trip of n lone frames src->dst->src.
+func rtt(l *lab, src, dst string, n int) time.Duration {
+	tx, rx := l.conns[src], l.conns[dst]
+	var d []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		_ = tx.WriteFrame(frame(macs[dst], macs[src], 100))
+		_ = tx.Flush()
+		f, err := rx.ReadFrame()
+		if err != nil {
+			panic(err)
+		}
+		f.Release()
+		_ = rx.WriteFrame(frame(macs[src], macs[dst], 100))
+		_ = rx.Flush()
+		if f, err = tx.ReadFrame(); err != nil {
+			panic(err)
+		}
+		f.Release()
+		d = append(d, time.Since(t0))
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[n/2]
+}
+
+type benchCase struct {
+	name     string
+	src, dst string
+	setup    func(l *lab) func()
+}
+
+func main() {
+	flag.Parse()
+	const shaping = "delay=1ms rate=100mbit"
+	cases := []benchCase{
+		{"plain lan, A->B", "A", "B", nil},
+		{"C impaired (" + shaping + "), A->B", "A", "B", func(l *lab) func() { l.impair("C", shaping); return nil }},
+		{"through C's impairment, A->C", "A", "C", func(l *lab) func() { l.impair("C", shaping); return nil }},
+		{"A in delay=1ms limit=100000, A->B", "A", "B", func(l *lab) func() { l.impair("A", "in delay=1ms limit=100000"); return nil }},
+		{"lan capture running, A->B", "A", "B", func(l *lab) func() {
+			t, err := l.fab.CaptureLan("lan", 0)
+			if err != nil {
+				panic(err)
+			}
+			go func() {
+				for c := range t.Frames() {
+					c.Release()
+				}
+			}()
+			return t.Close
+		}},
+	}
+	fmt.Printf("cloonix impairment benchmark: %s, GOMAXPROCS %d, %d CPUs, best of %d rounds of %v per case\n\n", runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), *rounds, *dur)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "frame\tcase\tframes/s\tMbit/s\tvs plain\t")
+	for _, size := range []int{64, 1500} {
+		best := make([]result, len(cases))
+		for r := 0; r < *rounds; r++ {
+			// Alternate the cases so load from elsewhere hits all alike.
+			for i, c := range cases {
+				l := newLab()
+				var undo func()
+				if c.setup != nil {
+					undo = c.setup(l)
+				}
+				res := blast(l, c.src, c.dst, size, *dur)
+				if undo != nil {
+					undo()
+				}
+				l.close()
+				if better(res, best[i]) {
+					best[i] = res
+				}
+			}
+		}
+		for i, c := range cases {
+			fps, mb := best[i].row(size)
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t\n", size, c.name, fps, mb, pct(best[i], best[0]))
+		}
+	}
+	w.Flush()
+	l := newLab()
+	plain := rtt(l, "A", "B", 50)
+	l.impair("C", shaping)
+	by := rtt(l, "A", "B", 50)
+	through := rtt(l, "A", "C", 50)
+	l.close()
+	fmt.Printf("\nround trip of a lone 100-byte frame (median of 50): plain A-B %v, A-B with C impaired %v, A-C through C's %s %v\n",
+		plain.Round(time.Microsecond), by.Round(time.Microsecond), shaping, through.Round(time.Microsecond))
+}
