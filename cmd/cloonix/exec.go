@@ -30,6 +30,13 @@ With --stdin, cloonix's standard input is sent to CMD. A guest still booting is 
 		if d := cmd.ArgsLenAtDash(); d != 1 && d != -1 {
 			return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
 		}
+		// With interspersed flags off, pflag keeps the "--" after VM.
+		if args[1] == "--" {
+			args = append(args[:1], args[2:]...)
+			if len(args) < 2 {
+				return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
+			}
+		}
 		var inner bytes.Buffer
 		for _, a := range args[1:] {
 			inner.WriteString("<arg>")
