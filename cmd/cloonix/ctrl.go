@@ -125,6 +125,7 @@ func printLab(lab *proto.Lab) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Kind, peer, p.Counters.RxFrames, p.Counters.TxFrames, p.Counters.Drops, strings.Join(p.Lans, ","), p.Socket)
 	}
+	printImpairs(w, lab) // impair.go
 }
 
 func init() {

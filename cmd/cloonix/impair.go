@@ -4,12 +4,15 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"cloonix/internal/proto"
 )
 
 var (
@@ -128,4 +131,19 @@ func init() {
 	f.BoolVar(&impIsPort, "port", false, "the name is a port (when a lan has the same name)")
 	f.BoolVar(&impLan, "lan", false, "the name is a lan (when a port has the same name)")
 	ctrlCmd.AddCommand(impairCmd)
+}
+
+// printImpairs adds the impaired ports to `ctrl list`.
+func printImpairs(w io.Writer, lab *proto.Lab) {
+	first := true
+	for _, p := range lab.Ports {
+		if p.Impair == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nIMPAIRED PORT\tIMPAIR")
+			first = false
+		}
+		fmt.Fprintf(w, "%s\t%s\n", p.Name, p.Impair)
+	}
 }
