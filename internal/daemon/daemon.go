@@ -283,15 +283,15 @@ func (d *Daemon) serve(conn net.Conn, isTCP bool) {
 			c.handed = make(chan struct{})
 			select {
 			case c.out <- nil:
-			case <-c.done:
-				return
-			}
-			select {
-			case <-c.handed:
-				_ = conn.SetWriteDeadline(time.Time{})
-				c.takeover(conn)
+				select {
+				case <-c.handed:
+				case <-c.done:
+				}
 			case <-c.done:
 			}
+			// Even on a connection that just died: the taker cleans up.
+			_ = conn.SetWriteDeadline(time.Time{})
+			c.takeover(conn)
 			return
 		}
 	}
