@@ -51,6 +51,7 @@ test-long:
 
 bench: build
 	$(GO) run ./bench/fabric
+	$(GO) run ./bench/impair
 
 lint:
 	gofmt -l . | tee /dev/stderr | (! read)
