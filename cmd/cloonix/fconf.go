@@ -27,6 +27,7 @@ var fconfCmd = &cobra.Command{
 
 var (
 	fconfPlan    bool
+	fconfAdd     bool
 	fconfTimeout time.Duration
 )
 
@@ -38,7 +39,8 @@ var fconfLoadCmd = &cobra.Command{
 		"parallel), lan changes are made live without rebooting anyone, VMs and tux not in the file are\n" +
 		"removed, and a VM whose type, memory, cpu, image or eth count changed is replaced. It returns\n" +
 		"when every new guest is ready (exit 0) or names those that failed (exit 1).\n" +
-		"Raw ports and the switch's default slirp `nat` (when the file does not name it) are left alone.",
+		"Raw ports and the switch's default slirp `nat` (when the file does not name it) are left alone;\n" +
+		"with --add, so is everything else the file does not name.",
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		return fconfLoad(args[0], os.Stdout)
@@ -87,7 +89,7 @@ func fconfLoad(path string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan := topology.Diff(lab, demo.Topology)
+	plan := topology.DiffWith(lab, demo.Topology, topology.Options{Add: fconfAdd})
 	if fconfPlan {
 		fmt.Fprint(out, plan.String())
 		for _, k := range plan.Keep {
@@ -306,6 +308,7 @@ func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.W
 
 func init() {
 	fconfLoadCmd.Flags().BoolVar(&fconfPlan, "plan", false, "print the changes the load would make, and change nothing")
+	fconfLoadCmd.Flags().BoolVar(&fconfAdd, "add", false, "keep the VMs, tux and lans the file does not name (load several demos side by side)")
 	fconfLoadCmd.Flags().DurationVar(&fconfTimeout, "timeout", 5*time.Minute, "how long a guest may take to be ready")
 	fconfCmd.AddCommand(fconfLoadCmd, fconfSaveCmd)
 	rootCmd.AddCommand(fconfCmd)

@@ -151,7 +151,18 @@ const DefaultTux = "nat"
 // ports go, since a lan vanishes with its last port), detaches, removed
 // and replaced VMs and tux, their replacements, attaches and impairments.
 // Nothing running is rebooted for a lan change.
-func Diff(cur *proto.Lab, t *Topology) *Plan {
+func Diff(cur *proto.Lab, t *Topology) *Plan { return DiffWith(cur, t, Options{}) }
+
+// Options change what Diff does with things the file does not name.
+type Options struct {
+	// Add keeps every VM, tux and lan the file does not name: the file
+	// adds to the running lab (several demos side by side) instead of
+	// describing all of it. What it names is still made to match.
+	Add bool
+}
+
+// DiffWith is Diff with options.
+func DiffWith(cur *proto.Lab, t *Topology, o Options) *Plan {
 	p := &Plan{}
 	curVM := map[string]*proto.VM{}
 	for i := range cur.VMs {
@@ -242,6 +253,10 @@ func Diff(cur *proto.Lab, t *Topology) *Plan {
 	}
 	for _, c := range cur.VMs {
 		if t.VM(c.Name) == nil {
+			if o.Add {
+				p.Keep = append(p.Keep, "vm "+c.Name+" (not in the file; --add keeps it)")
+				continue
+			}
 			dels = append(dels, Step{Op: DelVM, Name: c.Name})
 		}
 	}
@@ -299,6 +314,10 @@ func Diff(cur *proto.Lab, t *Topology) *Plan {
 	}
 	for _, c := range cur.Tux {
 		if wantTux[c.Name] == nil && governed[c.Name] {
+			if o.Add {
+				p.Keep = append(p.Keep, "tux "+c.Name+" (not in the file; --add keeps it)")
+				continue
+			}
 			dels = append(dels, Step{Op: DelTux, Name: c.Name})
 		}
 	}
@@ -313,7 +332,7 @@ func Diff(cur *proto.Lab, t *Topology) *Plan {
 	}
 	deletedLan := map[string]bool{}
 	for _, l := range cur.Lans {
-		if want[l.Name] {
+		if want[l.Name] || o.Add {
 			continue
 		}
 		all := true

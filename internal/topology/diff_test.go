@@ -179,6 +179,23 @@ impair t clear`, nil},
 	}
 }
 
+func TestDiffAdd(t *testing.T) {
+	cur := mkLab(append(runningABC(), vmDesc{"D", "uml", 64, [][]string{{"lan_d"}, {"lan_one"}}}), []proto.Tux{{Name: "t", Kind: "tap", Lans: []string{"lan_d"}}}, nil, "old")
+	// The file names A (moved to lan_two) and a new E; D, t, old stay.
+	p := DiffWith(cur, mustParse(t, `<VM><name>A</name><type>uml</type><mem>64</mem><eth><vlan>lan_two</vlan></eth></VM>
+<VM><name>E</name><eth><vlan>lan_d</vlan></eth></VM>`), Options{Add: true})
+	want := "add vm E (1 eth)\nattach E:eth0 lan_d\ndetach A:eth0 lan_one\nattach A:eth0 lan_two"
+	if got := strings.TrimSpace(p.String()); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	keep := strings.Join(p.Keep, "\n")
+	for _, k := range []string{"vm B", "vm C", "vm D", "tux t"} {
+		if !strings.Contains(keep, k) {
+			t.Errorf("keep lacks %s: %q", k, p.Keep)
+		}
+	}
+}
+
 // TestDiffFromLab: a running lab saved and diffed against itself needs no
 // change.
 func TestDiffFromLab(t *testing.T) {
