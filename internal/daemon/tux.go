@@ -747,11 +747,14 @@ func listTux(d *Daemon, lab *proto.Lab) {
 		t.mu.Lock()
 		x := proto.Tux{Name: t.name, Kind: t.kind, State: t.state, Pid: t.pid, Restarts: t.restarts,
 			Lans: d.PortLans(t.name), Forwards: append([]proto.Forward{}, t.forwards...)}
-		x.Options = append(x.Options, t.opts...)
-		for _, k := range sortedKeys(t.info) {
-			if !hasOption(x.Options, k) {
-				x.Options = append(x.Options, proto.Option{Name: k, Value: t.info[k]})
+		// What the helper reports (e.g. the port a listen on :0 got) wins.
+		for _, o := range t.opts {
+			if _, ok := t.info[o.Name]; !ok {
+				x.Options = append(x.Options, o)
 			}
+		}
+		for _, k := range sortedKeys(t.info) {
+			x.Options = append(x.Options, proto.Option{Name: k, Value: t.info[k]})
 		}
 		if s := stats[i]; s != nil {
 			x.Counters = proto.Counters{RxFrames: s.RxFrames, RxBytes: s.RxBytes, TxFrames: s.TxFrames, TxBytes: s.TxBytes, Drops: s.Drops}
@@ -760,15 +763,6 @@ func listTux(d *Daemon, lab *proto.Lab) {
 		t.mu.Unlock()
 		lab.Tux = append(lab.Tux, x)
 	}
-}
-
-func hasOption(l []proto.Option, k string) bool {
-	for _, o := range l {
-		if o.Name == k {
-			return true
-		}
-	}
-	return false
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -1,0 +1,485 @@
+package e2e
+
+// Tux end-to-end tests (issue 6). Traffic uses only loopback and network
+// namespaces these tests create; every netns, tap and veth name carries a
+// random suffix. Network namespaces holding a tap stand in for guests
+// where no guest is needed; the guest tests boot busybox machines.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloonix/internal/proto"
+)
+
+// tuxSuffix is a short random tag for host-wide names (ifnames <= 15).
+func tuxSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sh(t *testing.T, cmd string) string {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	return string(out)
+}
+
+// tuxNetns makes a network namespace, removed when t ends.
+func tuxNetns(t *testing.T, name string) string {
+	t.Helper()
+	sh(t, "ip netns add "+name+" && ip netns exec "+name+" ip link set lo up")
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+// nsTap adds a tap tux NAME with interface ifname, attaches it to lan and
+// moves the interface into ns (with addr/24 unless addr is empty).
+func nsTap(t *testing.T, l *Lab, name, ifname, lan, ns, addr string) {
+	t.Helper()
+	l.MustRun("ctrl", "add", "tux", "tap", name, "--ifname", ifname)
+	l.MustRun("ctrl", "attach", name, lan)
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip link set %s up", ifname, ns, ns, ifname))
+	if addr != "" {
+		sh(t, fmt.Sprintf("ip netns exec %s ip addr add %s/24 dev %s", ns, addr, ifname))
+	}
+}
+
+func tuxOf(lab *proto.Lab, name string) *proto.Tux {
+	for i := range lab.Tux {
+		if lab.Tux[i].Name == name {
+			return &lab.Tux[i]
+		}
+	}
+	return nil
+}
+
+func (l *Lab) tux(name string) *proto.Tux {
+	l.t.Helper()
+	x := tuxOf(l.List(), name)
+	if x == nil {
+		l.t.Fatalf("tux %s not in ctrl list", name)
+	}
+	return x
+}
+
+// hostHTTP serves body on a loopback port; returns the port.
+func hostHTTP(t *testing.T, body string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+var leaseRe = regexp.MustCompile(`lease of ([0-9.]+) obtained`)
+
+// nsDHCP runs busybox udhcpc in ns on ifname and applies the lease.
+func nsDHCP(t *testing.T, ns, ifname string) string {
+	t.Helper()
+	out := sh(t, fmt.Sprintf("timeout 20 ip netns exec %s busybox udhcpc -i %s -n -q -t 5 -T 1 -s /bin/true 2>&1", ns, ifname))
+	m := leaseRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no DHCP lease in %s:\n%s", ns, out)
+	}
+	sh(t, fmt.Sprintf("ip netns exec %s ip addr flush dev %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip route replace default via 10.0.2.2", ns, ifname, ns, m[1], ifname, ns))
+	return m[1]
+}
+
+// nsListen starts `busybox nc -l` in ns answering each connection with
+// msg; stopped when t ends.
+func nsListen(t *testing.T, ns string, port int, msg string) {
+	t.Helper()
+	c := exec.Command("ip", "netns", "exec", ns, "busybox", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "echo", msg)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	time.Sleep(200 * time.Millisecond)
+}
+
+// dialRead connects to addr and returns what it says.
+func dialRead(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	return strings.TrimSpace(string(b)), err
+}
+
+// killRelaunch kills a tux helper with SIGKILL and waits for the switch to
+// relaunch it; it returns how long that took.
+func killRelaunch(t *testing.T, l *Lab, name string) time.Duration {
+	t.Helper()
+	before := l.tux(name)
+	if before.Pid <= 0 || before.State != "running" {
+		t.Fatalf("tux %s: %+v", name, before)
+	}
+	start := time.Now()
+	if err := syscall.Kill(before.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for time.Since(start) < 10*time.Second {
+		x := tuxOf(l.List(), name)
+		if x != nil && x.Pid != before.Pid && x.State == "running" {
+			if x.Restarts != before.Restarts+1 {
+				t.Fatalf("tux %s: restarts %d after %d", name, x.Restarts, before.Restarts)
+			}
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("tux %s not relaunched within 10 s", name)
+	return 0
+}
+
+func TestTuxSlirpTap(t *testing.T) {
+	l := NewLab(t, "")
+	events, err := l.Client().Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The default slirp starts with the switch.
+	Eventually(t, 10*time.Second, "nat running", func() error {
+		if x := tuxOf(l.List(), "nat"); x == nil || x.State != "running" {
+			return fmt.Errorf("nat: %+v", x)
+		}
+		return nil
+	})
+	nat := l.tux("nat")
+	if nat.Kind != "slirp" || nat.State != "running" || nat.Pid <= 0 || nat.Opts["subnet"] != "10.0.2.0/24" {
+		t.Fatalf("default nat: %+v", nat)
+	}
+	sfx := tuxSuffix()
+	ns := tuxNetns(t, "clxs"+sfx)
+	ifn := "clxs" + sfx
+	l.MustRun("ctrl", "attach", "nat", "lan")
+	nsTap(t, l, "tp", ifn, "lan", ns, "")
+
+	// DHCP from .15, a page from the host's loopback through 10.0.2.2.
+	if ip := nsDHCP(t, ns, ifn); ip != "10.0.2.15" {
+		t.Fatalf("first lease %s, want 10.0.2.15", ip)
+	}
+	port := hostHTTP(t, "page-from-host-"+sfx)
+	wget := fmt.Sprintf("timeout 10 ip netns exec %s busybox wget -q -O - http://10.0.2.2:%d/", ns, port)
+	if out := sh(t, wget); !strings.Contains(out, "page-from-host-"+sfx) {
+		t.Fatalf("wget through 10.0.2.2: %q", out)
+	}
+	// A forward from the host's loopback to a listener behind slirp.
+	nsListen(t, ns, 7777, "guest-"+sfx)
+	fport := freePort(t)
+	faddr := fmt.Sprintf("127.0.0.1:%d", fport)
+	l.MustRun("ctrl", "forward", "add", "nat", "tcp", faddr, "10.0.2.15:7777")
+	if got, err := dialRead(faddr); err != nil || got != "guest-"+sfx {
+		t.Fatalf("forward: %q %v", got, err)
+	}
+	if f := l.tux("nat").Forwards; len(f) != 1 || f[0] != (proto.Forward{Proto: "tcp", Host: faddr, Guest: "10.0.2.15:7777"}) {
+		t.Fatalf("forwards in list: %+v", f)
+	}
+
+	// kill -9 the slirp helper: back within a second, forward and lease kept.
+	if d := killRelaunch(t, l, "nat"); d > time.Second {
+		t.Fatalf("slirp relaunched after %v, want < 1 s", d)
+	}
+	Eventually(t, 5*time.Second, "forward after relaunch", func() error {
+		got, err := dialRead(faddr)
+		if err == nil && got != "guest-"+sfx {
+			err = fmt.Errorf("got %q", got)
+		}
+		return err
+	})
+	if out := sh(t, wget); !strings.Contains(out, "page-from-host-"+sfx) {
+		t.Fatalf("wget after relaunch: %q", out)
+	}
+	if ip := nsDHCP(t, ns, ifn); ip != "10.0.2.15" {
+		t.Fatalf("lease after relaunch %s, want 10.0.2.15 again", ip)
+	}
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Second)
+	for !(seen["tux_died"] && seen["tux_relaunched"] && seen["forward_added"]) {
+		select {
+		case e := <-events:
+			if e.Attrs["name"] == "nat" {
+				seen[e.Type] = true
+			}
+		case <-timeout:
+			t.Fatalf("events seen: %v", seen)
+		}
+	}
+
+	// The tap helper too: its interface stays in the namespace.
+	if d := killRelaunch(t, l, "tp"); d > time.Second {
+		t.Fatalf("tap relaunched after %v", d)
+	}
+	Eventually(t, 5*time.Second, "wget after the tap helper's relaunch", func() error {
+		_, err := exec.Command("sh", "-c", wget).CombinedOutput()
+		return err
+	})
+
+	// Forward del, then the port is free again.
+	l.MustRun("ctrl", "forward", "del", "nat", "tcp", faddr)
+	if f := l.tux("nat").Forwards; len(f) != 0 {
+		t.Fatalf("forwards after del: %+v", f)
+	}
+	if _, err := dialRead(faddr); err == nil {
+		t.Fatal("forward still answers after del")
+	}
+	tp := l.tux("tp")
+	if tp.Counters.RxFrames == 0 || tp.Counters.TxFrames == 0 || tp.Opts["ifname"] != ifn {
+		t.Fatalf("tap in list: %+v", tp)
+	}
+	// Deleting the tux removes the interface.
+	l.MustRun("ctrl", "del", "tux", "tp")
+	Eventually(t, 3*time.Second, "interface gone", func() error {
+		if exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", ifn).Run() == nil {
+			return fmt.Errorf("%s still exists", ifn)
+		}
+		return nil
+	})
+}
+
+// TestTuxTapIperf runs iperf3 between two namespaces whose taps share a lan.
+func TestTuxTapIperf(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	sfx := tuxSuffix()
+	a, b := tuxNetns(t, "clxa"+sfx), tuxNetns(t, "clxb"+sfx)
+	nsTap(t, l, "ta", "clxa"+sfx, "lan", a, "10.91.0.1")
+	nsTap(t, l, "tb", "clxb"+sfx, "lan", b, "10.91.0.2")
+	sh(t, "ip netns exec "+a+" busybox ping -c 2 -W 3 10.91.0.2")
+	srv := exec.Command("ip", "netns", "exec", b, "iperf3", "-s", "-1")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	out := sh(t, "ip netns exec "+a+" iperf3 -c 10.91.0.2 -t 3")
+	m := regexp.MustCompile(`([0-9.]+) ([GM])bits/sec\s+receiver`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("iperf3:\n%s", out)
+	}
+	t.Logf("iperf3 through two tap tux: %s %sbit/s", m[1], m[2])
+	// TSO: the segments crossed the switch whole (far fewer frames than
+	// 1500-byte packets would need).
+	ta := l.tux("ta")
+	if ta.Counters.RxFrames == 0 || ta.Counters.RxBytes/ta.Counters.RxFrames < 3000 {
+		t.Fatalf("tap ta: %d frames, %d bytes: large segments did not cross whole", ta.Counters.RxFrames, ta.Counters.RxBytes)
+	}
+}
+
+func TestTuxBadInput(t *testing.T) {
+	l := NewLab(t, "")
+	Eventually(t, 10*time.Second, "nat running", func() error {
+		if x := tuxOf(l.List(), "nat"); x == nil || x.State != "running" {
+			return fmt.Errorf("nat: %+v", x)
+		}
+		return nil
+	})
+	sfx := tuxSuffix()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyAddr := busy.Addr().String()
+	garbage, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer garbage.Close()
+	go func() {
+		for {
+			c, err := garbage.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\nmore text here"))
+			time.Sleep(200 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	// A real t2t listener with another password.
+	l.MustRun("ctrl", "add", "tux", "t2t", "lsn", "--listen", "127.0.0.1:0", "--password", "right")
+	lsnAddr := l.tux("lsn").Opts["listen"]
+	if !strings.HasPrefix(lsnAddr, "127.0.0.1:") || strings.HasSuffix(lsnAddr, ":0") {
+		t.Fatalf("t2t listen address in list: %q", lsnAddr)
+	}
+	l.MustRun("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "10.0.2.15:22")
+	before := l.List()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ctrl", "add", "tux", "t2t", "x", "--listen", busyAddr}, "port taken"},
+		{[]string{"ctrl", "add", "tux", "tap", "x", "--ifname", "lo"}, "already exists"},
+		{[]string{"ctrl", "add", "tux", "tap", "x", "--ifname", "bad/name"}, "interface name"},
+		{[]string{"ctrl", "add", "tux", "tap", "x", "--ifname", "much-too-long-name"}, "1 to 15"},
+		{[]string{"ctrl", "add", "tux", "tap", "bad name"}, "tux name"},
+		{[]string{"ctrl", "add", "tux", "slirp", "nat"}, "already exists"},
+		{[]string{"ctrl", "add", "tux", "slirp", "s" + sfx, "--subnet", "10.0.2.0/30"}, "/8 to /27"},
+		{[]string{"ctrl", "add", "tux", "t2t", "x", "--peer", garbage.Addr().String()}, "does not speak cloonix t2t"},
+		{[]string{"ctrl", "add", "tux", "t2t", "x", "--peer", lsnAddr, "--password", "wrong"}, "wrong t2t password"},
+		{[]string{"ctrl", "add", "tux", "t2t", "x", "--peer", "nohostport"}, "HOST:PORT"},
+		{[]string{"ctrl", "forward", "add", "nat", "tcp", busyAddr, "10.0.2.15:22"}, "already in use"},
+		{[]string{"ctrl", "forward", "add", "nat", "sctp", "127.0.0.1:1", "10.0.2.15:22"}, "tcp or udp"},
+		{[]string{"ctrl", "forward", "add", "nat", "tcp", "127.0.0.1:1", "192.168.9.9:22"}, "outside"},
+		{[]string{"ctrl", "forward", "add", "lsn", "tcp", "127.0.0.1:1", "10.0.2.15:22"}, "slirp"},
+		{[]string{"ctrl", "forward", "add", "nope", "tcp", "127.0.0.1:1", "10.0.2.15:22"}, "no such tux"},
+		{[]string{"ctrl", "forward", "del", "nat", "tcp", "127.0.0.1:1"}, "no such forward"},
+		{[]string{"ctrl", "del", "tux", "nope"}, "no such tux"},
+	} {
+		out, err := l.Run(tc.args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err == nil || !strings.Contains(out, tc.want) || len(lines) != 1 {
+			t.Errorf("%v: err=%v, want one line with %q, got:\n%s", tc.args, err, tc.want, out)
+		}
+	}
+	after := l.List()
+	if len(after.Tux) != len(before.Tux) || len(after.Ports) != len(before.Ports) || len(tuxOf(after, "nat").Forwards) != 1 {
+		t.Fatalf("bad input changed the lab:\nbefore %+v\nafter  %+v", before.Tux, after.Tux)
+	}
+	for _, x := range after.Tux {
+		if x.State != "running" {
+			t.Errorf("tux %s is %s after bad input", x.Name, x.State)
+		}
+	}
+}
+
+// TestTuxNoNetAdmin: a switch without CAP_NET_ADMIN cannot make a tap, and
+// says so.
+func TestTuxNoNetAdmin(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv (util-linux) is needed for this test")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.xml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>nocap</network_name><server_name>%s/ctl.sock</server_name>
+<server_port>0</server_port><password>p</password><work_dir>%s</work_dir><no_nat>true</no_nat></cloonix_config>`, dir, dir)), 0o600)
+	out, err := exec.Command("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", bin, "-c", cfg, "start").CombinedOutput()
+	if err != nil {
+		t.Fatalf("start without CAP_NET_ADMIN: %v\n%s", err, out)
+	}
+	defer exec.Command(bin, "-c", cfg, "stop").Run()
+	out, err = exec.Command(bin, "-c", cfg, "ctrl", "add", "tux", "tap", "t", "--ifname", "clxn"+tuxSuffix()).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("CAP_NET_ADMIN")) {
+		t.Fatalf("tap without the capability: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(bin, "-c", cfg, "ctrl", "list", "--json").CombinedOutput()
+	if bytes.Contains(out, []byte(`"kind": "tap"`)) {
+		t.Fatalf("a failed tap stayed:\n%s", out)
+	}
+}
+
+// startSwitchIn starts a switch with its own config inside network
+// namespace ns (ns "" for this one); it is stopped when t ends.
+func startSwitchIn(t *testing.T, ns, password string) *Lab {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "clxn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: password}
+	os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config>
+  <network_name>e2e-ns-%s</network_name>
+  <server_name>%s</server_name>
+  <server_port>0</server_port>
+  <password>%s</password>
+  <work_dir>%s</work_dir>
+  <bulk_dir>%s</bulk_dir>
+  <no_nat>true</no_nat>
+</cloonix_config>
+`, filepath.Base(dir), l.Sock, password, dir, bulkDir)), 0o600)
+	args := []string{bin, "-c", l.Config, "start"}
+	if ns != "" {
+		args = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("start in %s: %v\n%s", ns, err, out)
+	}
+	t.Cleanup(func() {
+		_, _ = l.Run("stop")
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(dir, "switch.log")); err == nil {
+				t.Logf("%s switch.log:\n%s", ns, lastLines(string(b), 40))
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	return l
+}
+
+// TestTuxT2T joins two switches (the second in its own namespace, reached
+// over a veth pair) with t2t; a namespace with a tap on each side stands
+// for a guest. They ping; the link is cut (the helper killed, on either
+// side) and comes back.
+func TestTuxT2T(t *testing.T) {
+	sfx := tuxSuffix()
+	swNS := tuxNetns(t, "clxw"+sfx)
+	h, n := "clxh"+sfx, "clxv"+sfx
+	sh(t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s", h, n, n, swNS))
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", h).Run() })
+	sh(t, fmt.Sprintf("ip addr add 10.92.0.1/24 dev %s && ip link set %s up && ip netns exec %s ip addr add 10.92.0.2/24 dev %s && ip netns exec %s ip link set %s up", h, h, swNS, n, swNS, n))
+	a := NewLab(t, "<no_nat>true</no_nat>")
+	b := startSwitchIn(t, swNS, a.Pass)
+	b.MustRun("ctrl", "add", "tux", "t2t", "link", "--listen", "10.92.0.2:7300")
+	b.MustRun("ctrl", "attach", "link", "lan")
+	a.MustRun("ctrl", "add", "tux", "t2t", "link", "--peer", "10.92.0.2:7300") // the config's password
+	a.MustRun("ctrl", "attach", "link", "lan")
+	ga, gb := tuxNetns(t, "clxga"+sfx), tuxNetns(t, "clxgb"+sfx)
+	nsTap(t, a, "tp", "clxga"+sfx, "lan", ga, "10.93.0.1")
+	// b's tap is made inside b's namespace, then moved to the "guest".
+	b.MustRun("ctrl", "add", "tux", "tap", "tp", "--ifname", "clxgb"+sfx)
+	b.MustRun("ctrl", "attach", "tp", "lan")
+	sh(t, fmt.Sprintf("ip netns exec %s ip link set clxgb%s netns %s && ip netns exec %s ip addr add 10.93.0.2/24 dev clxgb%s && ip netns exec %s ip link set clxgb%s up", swNS, sfx, gb, gb, sfx, gb, sfx))
+	ping := "ip netns exec " + ga + " busybox ping -c 1 -W 1 10.93.0.2"
+	pingOK := func() error {
+		out, err := exec.Command("sh", "-c", ping).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	Eventually(t, 10*time.Second, "ping across t2t", pingOK)
+	if x := a.tux("link"); x.Opts["link"] != "up" || x.Counters.TxFrames == 0 || x.Counters.RxFrames == 0 {
+		t.Fatalf("t2t in list: %+v", x)
+	}
+	for _, side := range []*Lab{a, b} {
+		killRelaunch(t, side, "link")
+		Eventually(t, 15*time.Second, "ping after the t2t helper was killed", pingOK)
+	}
+	// Frames sent while the link is down are counted as drops.
+	b.MustRun("ctrl", "del", "tux", "link")
+	_ = exec.Command("sh", "-c", "ip netns exec "+ga+" busybox ping -c 3 -W 1 10.93.0.2").Run()
+	Eventually(t, 10*time.Second, "drops while down", func() error {
+		x := a.tux("link")
+		if x.Counters.Drops == 0 || x.Opts["link"] == "up" {
+			return fmt.Errorf("link %s, drops %d", x.Opts["link"], x.Counters.Drops)
+		}
+		return nil
+	})
+	b.MustRun("ctrl", "add", "tux", "t2t", "link", "--listen", "10.92.0.2:7300")
+	b.MustRun("ctrl", "attach", "link", "lan")
+	Eventually(t, 15*time.Second, "ping after the peer came back (back-off redial)", pingOK)
+}
