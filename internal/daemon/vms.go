@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"sort"
@@ -35,16 +34,6 @@ func init() {
 	onList(listVMs)
 	onStart(func(d *Daemon) {
 		d.OnStop(d.stopAllVMs)
-		// Probe KVM now, so the first `add vm` need not wait for it.
-		if d.Cfg.Accel == "auto" {
-			if q, err := machine.LookProgram("qemu-system-x86_64"); err == nil {
-				go func() {
-					a, _ := machine.ResolveAccel("auto", q, machine.ProbeKernel(d.Cfg.BulkDir), d.Cfg.WorkDir)
-					_, why := machine.KVMProbeResult()
-					log.Printf("acceleration for QEMU guests: %s (%v)", a, why)
-				}()
-			}
-		}
 	})
 }
 
@@ -177,10 +166,20 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 			if s.Kernel, err = machine.LookProgram("linux.uml"); err != nil {
 				return nil, fmt.Errorf("vm %s: %v", name, err)
 			}
+			// `bulk build` leaves a copy patched for this host's FPU there.
+			if p := filepath.Join(d.Cfg.BulkDir, "linux.uml"); fileExists(p) {
+				s.Kernel = p
+			} else {
+				s.XstateFilter = machine.NeedXstateWorkaround()
+			}
 		} else if s.Kernel, err = kernelPath(d.Cfg.BulkDir, kernel); err != nil {
 			return nil, fmt.Errorf("vm %s: %v", name, err)
 		}
 		r.portKind = transport
+		s.NoAVX = machine.NeedXstateWorkaround()
+		if kernel != "" {
+			s.XstateFilter = s.NoAVX
+		}
 	} else {
 		if s.QEMU, err = machine.LookProgram("qemu-system-x86_64"); err != nil {
 			return nil, fmt.Errorf("vm %s: %v", name, err)

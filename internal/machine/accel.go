@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -75,6 +76,9 @@ func ProbeKVM(qemu, kernel, tmpDir string) (bool, error) {
 		want = 3
 	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
+	// A hung probe must not outlive us (a switch stopped mid-probe).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return false, fmt.Errorf("a KVM guest did not finish booting within %v", ProbeTimeout)

@@ -55,6 +55,9 @@ type Spec struct {
 	BootTimeout time.Duration
 	QEMU        string // qemu-system-x86_64
 	QemuImg     string // qemu-img
+	// NoAVX (UML) keeps guest programs off AVX and XstateFilter starts
+	// linux.uml under the XSTATE seccomp filter (umlexec.go).
+	NoAVX, XstateFilter bool
 }
 
 // Events a machine reports. Both are called from the machine's own
@@ -187,6 +190,13 @@ func (m *Machine) launch() error {
 		}
 		m.closers = append(m.closers, consoleSide, agentSide)
 		args = UMLArgs(&m.Spec, 3, 4)
+		if m.XstateFilter {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			args = append([]string{self, "uml-exec", "--"}, args...)
+		}
 	default:
 		// QEMU connects its two serial lines to our sockets at start.
 		if acceptCon, err = listenUnix(m.path("con.sock")); err != nil {
@@ -207,7 +217,6 @@ func (m *Machine) launch() error {
 	// Own process group: stopping kills UML's helper processes too. The
 	// guest dies with the switch.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(), "TMPDIR="+os.TempDir())
 	fmt.Fprintf(logf, "# %s\n", strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %v", args[0], err)

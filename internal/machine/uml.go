@@ -28,5 +28,10 @@ func UMLArgs(s *Spec, conFD, agentFD int) []string {
 			a = append(a, fmt.Sprintf("vec%d:transport=bess,dst=%s,mac=%s", i, sock, MAC(s.Name, i)))
 		}
 	}
-	return append(a, KernelCmdline(s, "/dev/ubda", "", "/dev/ubdb"))
+	a = append(a, KernelCmdline(s, "/dev/ubda", "", "/dev/ubdb"))
+	if s.NoAVX {
+		// The kernel hands these to init's environment; see umlexec.go.
+		a = append(a, guestNoAVXEnv...)
+	}
+	return a
 }
