@@ -21,7 +21,7 @@ import (
 // VXLAN constants.
 const (
 	VXLANHdrLen      = 8
-	VXLANPort        = 4789    // IANA's port for VXLAN
+	VXLANPort        = 4789      // IANA's port for VXLAN
 	MaxVNI           = 1<<24 - 1 // 24 bits
 	vxlanFlagI       = 0x08
 	minInnerFrame    = 14 // an Ethernet header
@@ -39,10 +39,9 @@ const VXLANOverhead = vxlanOverheadIP4
 
 // Reasons a datagram from the network is dropped, counted per reason.
 var (
-	errVXShort = errors.New("short")    // shorter than the header and an Ethernet header
-	errVXFlags = errors.New("flags")    // the I bit is clear
-	errVXVNI   = errors.New("vni")      // another VNI (not ours)
-	errVXTrunc = errors.New("truncated") // larger than the receive buffer
+	errVXShort = errors.New("short") // shorter than the header and an Ethernet header
+	errVXFlags = errors.New("flags") // the I bit is clear
+	errVXVNI   = errors.New("vni")   // another VNI (not ours)
 )
 
 // putVXLANHdr writes the header for vni into b[0:8].
