@@ -154,80 +154,106 @@ func (d *Daemon) addTux(c *client, m *proto.Msg) ([]byte, error) {
 	return []byte(fmt.Sprintf(`<tux name="%s" kind="%s" pid="%d"/>`, xmlEscape(name), xmlEscape(kind), t.pid)), nil
 }
 
+// tuxKind describes one kind of tux for add_tux: the options it takes
+// and how they become helper flags, environment and the options list
+// shows. Other files add kinds with registerTuxKind.
+type tuxKind struct {
+	keys    []string
+	options func(d *Daemon, name string, o map[string]string) (args, env []string, shown []proto.Option, err error)
+}
+
+var tuxKinds = map[string]tuxKind{}
+
+func registerTuxKind(kind string, keys []string, f func(d *Daemon, name string, o map[string]string) (args, env []string, shown []proto.Option, err error)) {
+	tuxKinds[kind] = tuxKind{keys: keys, options: f}
+}
+
+func init() {
+	registerTuxKind("slirp", []string{"subnet"}, slirpOptions)
+	registerTuxKind("tap", []string{"ifname"}, tapOptions)
+	registerTuxKind("t2t", []string{"peer", "listen", "password"}, t2tOptions)
+}
+
 // tuxOptions checks a kind's options and turns them into helper flags,
 // environment and the options shown by list.
 func (d *Daemon) tuxOptions(name, kind string, o map[string]string) (args, env []string, shown []proto.Option, err error) {
-	allowed := map[string][]string{"slirp": {"subnet"}, "tap": {"ifname"}, "t2t": {"peer", "listen", "password"}}
-	keys, ok := allowed[kind]
+	k, ok := tuxKinds[kind]
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("tux kind %q: use slirp, tap or t2t", kind)
+		var kinds []string
+		for x := range tuxKinds {
+			kinds = append(kinds, x)
+		}
+		sort.Strings(kinds)
+		return nil, nil, nil, fmt.Errorf("tux kind %q: use %s", kind, strings.Join(kinds, ", "))
 	}
-	for k := range o {
-		if !contains(keys, k) {
-			return nil, nil, nil, fmt.Errorf("tux kind %s takes no option %q (it takes: %s)", kind, k, strings.Join(keys, ", "))
+	for x := range o {
+		if !contains(k.keys, x) {
+			return nil, nil, nil, fmt.Errorf("tux kind %s takes no option %q (it takes: %s)", kind, x, strings.Join(k.keys, ", "))
 		}
 	}
-	switch kind {
-	case "slirp":
-		subnet := o["subnet"]
-		if subnet == "" {
-			subnet = tux.DefaultSubnet
-		}
-		plan, err := tux.PlanFor(subnet)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		args = []string{"--subnet", plan.Subnet.String(), "--state", filepath.Join(d.tuxDir(), name+".leases")}
-		shown = []proto.Option{{Name: "subnet", Value: plan.Subnet.String()}, {Name: "gateway", Value: plan.Gateway.String()}, {Name: "dns", Value: plan.DNS.String()}}
-	case "tap":
-		ifname := o["ifname"]
-		if ifname == "" {
-			ifname = name
-		}
-		if err := tux.CheckIfName(ifname); err != nil {
-			return nil, nil, nil, fmt.Errorf("tap %s: %v (set it with --ifname)", name, err)
-		}
-		if _, err := net.InterfaceByName(ifname); err == nil {
-			return nil, nil, nil, fmt.Errorf("tap %s: interface %s already exists on this host; choose another with --ifname", name, ifname)
-		}
-		tuxMu.Lock()
-		for _, t := range d.tuxes() {
-			for _, op := range t.opts {
-				if t.kind == "tap" && op.Name == "ifname" && op.Value == ifname {
-					tuxMu.Unlock()
-					return nil, nil, nil, fmt.Errorf("tap %s: interface %s belongs to tux %s (it may sit in another network namespace)", name, ifname, t.name)
-				}
+	return k.options(d, name, o)
+}
+
+func slirpOptions(d *Daemon, name string, o map[string]string) (args, env []string, shown []proto.Option, err error) {
+	subnet := o["subnet"]
+	if subnet == "" {
+		subnet = tux.DefaultSubnet
+	}
+	plan, err := tux.PlanFor(subnet)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	args = []string{"--subnet", plan.Subnet.String(), "--state", filepath.Join(d.tuxDir(), name+".leases")}
+	shown = []proto.Option{{Name: "subnet", Value: plan.Subnet.String()}, {Name: "gateway", Value: plan.Gateway.String()}, {Name: "dns", Value: plan.DNS.String()}}
+	return args, nil, shown, nil
+}
+
+func tapOptions(d *Daemon, name string, o map[string]string) (args, env []string, shown []proto.Option, err error) {
+	ifname := o["ifname"]
+	if ifname == "" {
+		ifname = name
+	}
+	if err := tux.CheckIfName(ifname); err != nil {
+		return nil, nil, nil, fmt.Errorf("tap %s: %v (set it with --ifname)", name, err)
+	}
+	if _, err := net.InterfaceByName(ifname); err == nil {
+		return nil, nil, nil, fmt.Errorf("tap %s: interface %s already exists on this host; choose another with --ifname", name, ifname)
+	}
+	tuxMu.Lock()
+	for _, t := range d.tuxes() {
+		for _, op := range t.opts {
+			if t.kind == "tap" && op.Name == "ifname" && op.Value == ifname {
+				tuxMu.Unlock()
+				return nil, nil, nil, fmt.Errorf("tap %s: interface %s belongs to tux %s (it may sit in another network namespace)", name, ifname, t.name)
 			}
 		}
-		tuxMu.Unlock()
-		args = []string{"--ifname", ifname}
-		shown = []proto.Option{{Name: "ifname", Value: ifname}}
-	case "t2t":
-		peer, listen := o["peer"], o["listen"]
-		if (peer == "") == (listen == "") {
-			return nil, nil, nil, fmt.Errorf("t2t %s needs exactly one of peer=HOST:PORT (dial) or listen=ADDR:PORT", name)
-		}
-		addr, flag := peer, "--peer"
-		if listen != "" {
-			addr, flag = listen, "--listen"
-		}
-		h, p, err := net.SplitHostPort(addr)
-		n, perr := strconv.Atoi(p)
-		if err != nil || perr != nil || n < 0 || n > 65535 || (peer != "" && (h == "" || n == 0)) {
-			return nil, nil, nil, fmt.Errorf("t2t %s: address %q: want HOST:PORT", name, addr)
-		}
-		pw := o["password"]
-		if pw == "" {
-			pw = d.Cfg.Password
-		}
-		if pw == "" {
-			return nil, nil, nil, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", name)
-		}
-		args = []string{flag, addr}
-		env = []string{tux.T2TPasswordEnv + "=" + pw}
-		shown = []proto.Option{{Name: strings.TrimPrefix(flag, "--"), Value: addr}}
 	}
-	return args, env, shown, nil
+	tuxMu.Unlock()
+	return []string{"--ifname", ifname}, nil, []proto.Option{{Name: "ifname", Value: ifname}}, nil
+}
+
+func t2tOptions(d *Daemon, name string, o map[string]string) (args, env []string, shown []proto.Option, err error) {
+	peer, listen := o["peer"], o["listen"]
+	if (peer == "") == (listen == "") {
+		return nil, nil, nil, fmt.Errorf("t2t %s needs exactly one of peer=HOST:PORT (dial) or listen=ADDR:PORT", name)
+	}
+	addr, flag := peer, "--peer"
+	if listen != "" {
+		addr, flag = listen, "--listen"
+	}
+	h, p, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (peer != "" && (h == "" || n == 0)) {
+		return nil, nil, nil, fmt.Errorf("t2t %s: address %q: want HOST:PORT", name, addr)
+	}
+	pw := o["password"]
+	if pw == "" {
+		pw = d.Cfg.Password
+	}
+	if pw == "" {
+		return nil, nil, nil, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", name)
+	}
+	return []string{flag, addr}, []string{tux.T2TPasswordEnv + "=" + pw}, []proto.Option{{Name: strings.TrimPrefix(flag, "--"), Value: addr}}, nil
 }
 
 func contains(l []string, s string) bool {
