@@ -324,3 +324,97 @@ func waitCmd(t *testing.T, c *exec.Cmd, what string) {
 		t.Fatalf("%s did not end", what)
 	}
 }
+
+// pingTimes runs ping in vm and returns each reply's round trip.
+func (l *Lab) pingTimes(vm, addr string, n int) []time.Duration {
+	l.t.Helper()
+	out := l.mustExec(vm, "ping", "-c", fmt.Sprint(n), "-W", "3", addr)
+	var d []time.Duration
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, "time="); i >= 0 {
+			f := strings.Fields(line[i+5:])
+			if len(f) == 0 {
+				continue
+			}
+			if v, err := time.ParseDuration(f[0] + "ms"); err == nil {
+				d = append(d, v)
+			}
+		}
+	}
+	if len(d) == 0 {
+		l.t.Fatalf("no replies in:\n%s", out)
+	}
+	return d
+}
+
+// TestImpairGuests: two busybox guests from a topology file whose <impair>
+// delays A's eth0; the delay shows in ping, fconf save writes it back, a
+// capture during a ping is read by tshark, clear restores.
+func TestImpairGuests(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Fatal("tshark is not installed (Debian package tshark; scripts/deps.sh)")
+	}
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	demo := copyDemo(t, absPath(t, "../demos/lan_rule"))
+	top := `<TOPOLOGY>
+  <config_path> . </config_path>
+  <VM> <name> A </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+       <eth> <vlan> lan_one </vlan> <impair> delay=25ms </impair> </eth> </VM>
+  <VM> <name> B </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+       <eth> <vlan> lan_one </vlan> </eth> </VM>
+</TOPOLOGY>
+`
+	if err := os.WriteFile(filepath.Join(demo, "topology"), []byte(top), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.load(demo)
+	l.allRunning("A", "B")
+	lab := l.List()
+	if got := lab.VMs[0].Eths[0].Impair; got != "delay=25ms" {
+		t.Errorf("list: A:eth0 impair %q, want delay=25ms", got)
+	}
+
+	// 25 ms each way on A's port: 50 ms more per round trip. The first
+	// reply also waits for ARP, so take the median.
+	if m := median(l.pingTimes("A", "10.0.0.2", 7)); m < 45*time.Millisecond || m > 55*time.Millisecond {
+		t.Errorf("ping with delay=25ms on A:eth0: median %v, want 50ms within 10%%", m)
+	}
+	saved := filepath.Join(t.TempDir(), "saved")
+	l.MustRun("fconf", "save", saved)
+	if b, _ := os.ReadFile(saved); !strings.Contains(string(b), "<impair> delay=25ms </impair>") {
+		t.Errorf("fconf save lost the impairment:\n%s", b)
+	}
+
+	// A capture of the lan during a ping.
+	events, err := l.Client().Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "ping.pcapng")
+	capture := exec.Command(bin, "-c", l.Config, "capture", "lan_one", "-w", file, "--duration", "5s")
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for started := false; !started; {
+		select {
+		case e := <-events:
+			started = e.Type == "capture_started"
+		case <-time.After(10 * time.Second):
+			t.Fatal("the capture did not start")
+		}
+	}
+	l.pingTimes("A", "B", 3)
+	waitCmd(t, capture, "capture during ping")
+	out := string(tshark(t, "-r", file, "-Y", "icmp", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"))
+	if n := strings.Count(out, "10.0.0.1\t10.0.0.2\t8\n"); n != 3 {
+		t.Errorf("capture: %d echo requests A->B, want 3:\n%s", n, out)
+	}
+	if n := strings.Count(out, "10.0.0.2\t10.0.0.1\t0\n"); n != 3 {
+		t.Errorf("capture: %d echo replies B->A, want 3:\n%s", n, out)
+	}
+
+	l.MustRun("ctrl", "impair", "A:eth0", "clear")
+	if m := median(l.pingTimes("A", "10.0.0.2", 5)); m > 20*time.Millisecond {
+		t.Errorf("after clear: median round trip %v", m)
+	}
+}
