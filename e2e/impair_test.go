@@ -285,6 +285,29 @@ func TestCaptureTshark(t *testing.T) {
 		t.Errorf("port capture: %d echo replies on ca-out, want 5:\n%s", got, out)
 	}
 
+	// Over TCP, authenticated with the password.
+	tcpFile := filepath.Join(dir, "tcp.pcapng")
+	capTCP := exec.Command(bin, "--server", fmt.Sprintf("tcp:127.0.0.1:%d", l.TCPPort), "capture", lan, "-w", tcpFile, "--count", "2")
+	capTCP.Env = append(os.Environ(), "CLOONIX_PASSWORD="+l.Pass)
+	var tcpOut strings.Builder
+	capTCP.Stderr = &tcpOut
+	if err := capTCP.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for started := false; !started; {
+		select {
+		case e := <-events:
+			started = e.Type == "capture_started"
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the TCP capture did not start: %s", tcpOut.String())
+		}
+	}
+	ping(t, a, b, 1)
+	waitCmd(t, capTCP, "capture over TCP")
+	if out := string(tshark(t, "-r", tcpFile, "-T", "fields", "-e", "icmp.type")); out != "8\n0\n" {
+		t.Errorf("capture over TCP: %q", out)
+	}
+
 	// Bad input: one clear error.
 	for _, c := range [][]string{
 		{"capture", "nosuch", "-w", filepath.Join(dir, "x")},
