@@ -103,7 +103,7 @@ func RunHelper(kindName string, args []string) error {
 	c := &ctl{enc: json.NewEncoder(os.Stdout)}
 	setup, ok := setups[kindName]
 	if !ok {
-		err := fmt.Errorf("tux kind %q: use slirp, tap or t2t", kindName)
+		err := fmt.Errorf("tux kind %q: use slirp, tap, t2t or vxlan", kindName)
 		c.send(Reply{Error: err.Error()})
 		return err
 	}

@@ -106,7 +106,8 @@ func setupVXLAN(args []string, c *ctl, sw net.Conn) (kind, map[string]string, er
 	if err != nil {
 		return nil, nil, err
 	}
-	return h, map[string]string{"listen": h.conn.LocalAddr().String()}, nil
+	// No info: list shows the options given, which fconf save writes back.
+	return h, nil, nil
 }
 
 // newVXLAN opens the socket; its errors say what to change.
