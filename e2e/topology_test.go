@@ -403,3 +403,42 @@ func TestFconfOSPF(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFconfFailures: a VM the switch refuses (unknown image) takes back
+// the VMs already added by that load, so nothing changed; a guest not
+// ready in time is named and the exit code is 1.
+func TestFconfFailures(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	dir := t.TempDir()
+	refused := filepath.Join(dir, "refused.xml")
+	os.WriteFile(refused, []byte(`<TOPOLOGY>
+  <VM> <name> P </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> <eth> <vlan> l </vlan> </eth> </VM>
+  <VM> <name> Q </name> <type> UML </type> <mem> 64 </mem> <rootfs> no_such_image </rootfs> </VM>
+</TOPOLOGY>`), 0o644)
+	out, err := l.Run("fconf", "load", refused)
+	if err == nil || !strings.Contains(out, "add vm Q") || !strings.Contains(out, "no_such_image") || !strings.Contains(out, "nothing was changed") {
+		t.Errorf("refused VM: err %v\n%s", err, out)
+	}
+	Eventually(t, 30*time.Second, "P taken back", func() error {
+		lab := l.List()
+		if len(lab.VMs) != 0 || len(lab.Lans) != 0 {
+			return fmt.Errorf("lab after a refused load: %+v %+v", lab.VMs, lab.Lans)
+		}
+		return nil
+	})
+
+	slow := filepath.Join(dir, "slow.xml")
+	os.WriteFile(slow, []byte(`<TOPOLOGY>
+  <VM> <name> S </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> </VM>
+</TOPOLOGY>`), 0o644)
+	out, err = l.Run("fconf", "load", slow, "--timeout", "100ms")
+	if err == nil || !strings.Contains(out, "1 of 1 guests failed: S (still booting, over --timeout") {
+		t.Errorf("slow guest: err %v\n%s", err, out)
+	}
+	// The guest stays; a second load waits for it (or finds it ready).
+	out = l.load(slow)
+	if !strings.Contains(out, "lab ready: 1 guests") && !strings.Contains(out, "nothing to change") {
+		t.Errorf("second load:\n%s", out)
+	}
+	l.allRunning("S")
+}
