@@ -685,12 +685,22 @@ function closeConsole(vm) {
   t.tab.remove();
   t.pane.remove();
   terminals.delete(vm);
-  if (terminals.size === 0) $('consoles').hidden = true;
-  else selectConsole(terminals.keys().next().value);
+  if (terminals.size === 0) {
+    $('consoles').hidden = true;
+    dockChanged();
+  } else selectConsole(terminals.keys().next().value);
+}
+
+// dockChanged lets the drawing take the room the console dock leaves or takes.
+function dockChanged() {
+  cy.resize();
 }
 
 function openConsole(vm) {
-  $('consoles').hidden = false;
+  if ($('consoles').hidden) {
+    $('consoles').hidden = false;
+    dockChanged();
+  }
   if (terminals.has(vm)) {
     selectConsole(vm);
     return;
