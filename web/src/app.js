@@ -182,7 +182,8 @@ const cy = cytoscape({
     { selector: 'node.eth.up', style: { 'border-color': '#15803d', 'background-color': '#dcfce7' } },
     { selector: 'node.lan', style: { shape: 'ellipse', width: 26, height: 26, 'background-color': '#2563eb', 'text-valign': 'bottom', 'text-margin-y': 5, 'font-size': 11 } },
     { selector: 'node.tux', style: { shape: 'hexagon', width: 46, height: 40, 'background-color': '#f5f3ff', 'border-color': '#7c3aed', 'border-width': 2, 'text-valign': 'bottom', 'text-margin-y': 5 } },
-    { selector: 'node.tux.state-restarting', style: { 'border-color': '#b45309', 'border-style': 'dashed', 'background-color': '#fffbeb' } },
+    { selector: 'node.tux.state-running', style: { 'border-color': '#15803d', 'background-color': '#ecfdf3' } },
+    { selector: 'node.tux.state-restarting, node.tux.state-starting', style: { 'border-color': '#b45309', 'border-style': 'dashed', 'background-color': '#fffbeb' } },
     { selector: 'node.tux.state-down, node.tux.state-stopped, node.tux.state-failed', style: { 'border-color': '#b91c1c', 'background-color': '#fef2f2' } },
     { selector: 'node.port', style: { shape: 'tag', width: 40, height: 24, 'background-color': '#f8fafc', 'border-color': '#94a3b8', 'border-width': 2, 'text-valign': 'bottom', 'text-margin-y': 5, 'font-size': 10 } },
     { selector: 'node.port.up', style: { 'border-color': '#15803d', 'background-color': '#dcfce7' } },
@@ -499,9 +500,12 @@ const dialogs = {
   },
   'dlg-lan': (f) => ['add_lan', { name: f.name.value.trim() }],
   'dlg-tux': (f) => {
+    // The options of the chosen kind that were filled in, by input name.
     const a = { name: f.name.value.trim(), kind: f.kind.value };
-    if (f.kind.value === 'tap' && f.ifname.value.trim()) a.ifname = f.ifname.value.trim();
-    if (f.kind.value === 't2t' && f.peer.value.trim()) a.peer = f.peer.value.trim();
+    for (const l of f.querySelectorAll('label[data-kind]')) {
+      const i = l.querySelector('input');
+      if (l.dataset.kind === f.kind.value && i.value.trim()) a[i.name] = i.value.trim();
+    }
     return ['add_tux', a];
   },
 };
