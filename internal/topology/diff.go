@@ -478,6 +478,10 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 // leaves out (zero) take whatever runs.
 func vmChanges(c *proto.VM, v *VM) string {
 	var d []string
+	if c.State == "crashed" || c.State == "stopped" {
+		// A dead guest does not match a file that wants it: boot it again.
+		d = append(d, "it is "+c.State)
+	}
 	if v.Type != "" && !strings.EqualFold(v.Type, c.Type) {
 		d = append(d, fmt.Sprintf("type %s -> %s", c.Type, v.Type))
 	}

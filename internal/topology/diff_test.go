@@ -118,6 +118,10 @@ attach C:eth0 lan_two`, nil},
 del vm C [to replace it: type uml -> kvm, eths 1 -> 2]
 add vm C (kvm, 64 MB, 2 eth) [replaces the running one: type uml -> kvm, eths 1 -> 2]
 attach C:eth0 lan_two`, nil},
+		{"crashed vm is booted again", func() *proto.Lab { l := mkLab(runningABC(), nil, nil); l.VMs[2].State = "crashed"; return l }(), abc, `
+del vm C [to replace it: it is crashed]
+add vm C (uml, 64 MB, 1 eth) [replaces the running one: it is crashed]
+attach C:eth0 lan_two`, nil},
 		{"unset values take what runs", mkLab(runningABC(), nil, nil), `
 <VM><name>A</name><eth><vlan>lan_one</vlan></eth></VM>
 <VM><name>B</name><eth><vlan>lan_one</vlan><vlan>lan_two</vlan></eth></VM>
