@@ -11,7 +11,9 @@ type Conn interface {
 	// transport that keeps its framing) is an error wrapping ErrSkip: the
 	// port counts a drop and reads on. Any other error ends the peer.
 	ReadFrame() (*Frame, error)
-	// WriteFrame sends (or buffers) one frame to the peer.
+	// WriteFrame sends (or buffers) one frame to the peer. b stays valid
+	// and unchanged until the next Flush returns, so a transport may
+	// queue it for a vectored write instead of copying it.
 	WriteFrame(b []byte) error
 	// Flush pushes out what WriteFrame buffered; called when the port's
 	// queue runs empty, so batching never delays a lone frame.

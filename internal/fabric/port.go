@@ -145,12 +145,17 @@ func (p *Port) shutdown() {
 	})
 }
 
-// reader forwards every frame the peer sends until it leaves.
+// reader forwards every frame the peer sends until it leaves. While the
+// transport holds more frames already read (Buffered), deliveries and
+// counters collect in a batch and go out together: one lock and at most
+// one wakeup per destination per batch, not per frame.
 func (p *Port) reader(box *connBox) {
-	var scratch [8]*Port
+	bt := &batch{}
+	bc, _ := box.c.(interface{ Buffered() int })
 	for {
 		f, err := box.c.ReadFrame()
 		if err != nil {
+			bt.flush(p)
 			if errors.Is(err, ErrSkip) {
 				p.counters.drops.Add(1)
 				continue
@@ -163,23 +168,122 @@ func (p *Port) reader(box *connBox) {
 			}
 			return
 		}
-		p.Input(f, scratch[:0])
+		p.input(f, bt)
+		if bc == nil || bt.frames >= maxBatch || bc.Buffered() == 0 {
+			bt.flush(p)
+		}
 	}
+}
+
+// maxBatch bounds how long a frame waits in its reader's batch.
+const maxBatch = 64
+
+// batch is a reader's pending work: frames per destination port and
+// counts, applied by flush.
+type batch struct {
+	frames, bytes uint64
+	out           []outq
+	mem           []memberCount
+	dst           [8]*Port // scratch for one frame's destinations
+}
+
+type outq struct {
+	port   *Port
+	frames []*Frame
+}
+
+type memberCount struct {
+	m                  *member
+	rxF, rxB, txF, txB uint64
+}
+
+func (b *batch) member(m *member) *memberCount {
+	for i := range b.mem {
+		if b.mem[i].m == m {
+			return &b.mem[i]
+		}
+	}
+	b.mem = append(b.mem, memberCount{m: m})
+	return &b.mem[len(b.mem)-1]
+}
+
+func (b *batch) add(q *Port, f *Frame) {
+	for i := range b.out {
+		if b.out[i].port == q {
+			b.out[i].frames = append(b.out[i].frames, f)
+			return
+		}
+	}
+	// Reuse a slot left from an earlier batch when there is one.
+	if n := len(b.out); n < cap(b.out) {
+		b.out = b.out[:n+1]
+		b.out[n].port = q
+		b.out[n].frames = append(b.out[n].frames[:0], f)
+		return
+	}
+	b.out = append(b.out, outq{port: q, frames: append(make([]*Frame, 0, maxBatch), f)})
+}
+
+func (b *batch) flush(p *Port) {
+	if b.frames > 0 {
+		p.counters.rxFrames.Add(b.frames)
+		p.counters.rxBytes.Add(b.bytes)
+		b.frames, b.bytes = 0, 0
+	}
+	for i := range b.mem {
+		c := &b.mem[i]
+		if c.rxF > 0 {
+			c.m.c.rxFrames.Add(c.rxF)
+			c.m.c.rxBytes.Add(c.rxB)
+		}
+		if c.txF > 0 {
+			c.m.c.txN(c.txF, c.txB)
+		}
+		b.mem[i] = memberCount{}
+	}
+	b.mem = b.mem[:0]
+	for i := range b.out {
+		o := &b.out[i]
+		o.port.deliverAll(o.frames)
+		clear(o.frames)
+		o.frames = o.frames[:0]
+		o.port = nil
+	}
+	b.out = b.out[:0]
 }
 
 // Input switches one frame that entered through p (the caller's
-// reference is consumed). dst is scratch space, reused by the caller.
+// reference is consumed), for callers outside a port's reader (helpers
+// that inject frames). dst is unused, kept for compatibility.
 func (p *Port) Input(f *Frame, dst []*Port) {
-	p.counters.rx(f.N)
-	if h := p.hooks.Load(); h != nil && h.Ingress != nil && h.Ingress(p, f) {
-		return
-	}
-	p.Forward(f, dst)
+	b := batches.Get().(*batch)
+	p.input(f, b)
+	b.flush(p)
+	batches.Put(b)
 }
 
 // Forward switches a frame from p without the ingress hook or counting
-// (an ingress impairment releasing a frame it held).
+// (an ingress impairment releasing a frame it held). dst is unused.
 func (p *Port) Forward(f *Frame, dst []*Port) {
+	b := batches.Get().(*batch)
+	p.forward(f, b)
+	b.flush(p)
+	batches.Put(b)
+}
+
+// batches serve Input and Forward, which run outside a reader.
+var batches = sync.Pool{New: func() any { return &batch{} }}
+
+func (p *Port) input(f *Frame, bt *batch) {
+	bt.frames++
+	bt.bytes += uint64(f.N)
+	if h := p.hooks.Load(); h != nil && h.Ingress != nil && h.Ingress(p, f) {
+		return
+	}
+	p.forward(f, bt)
+}
+
+func (p *Port) forward(f *Frame, bt *batch) {
 	b := f.Bytes()
 	n := len(b)
 	lans := *p.lans.Load()
@@ -190,9 +294,12 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 	dstMAC, srcMAC := macKey(b[0:6]), macKey(b[6:12])
 	now := p.fab.now.Load()
 	flood := b[0]&1 != 0 // broadcast and multicast
+	dst := bt.dst[:0]
 	for _, m := range lans {
 		l := m.lan
-		m.c.rx(n)
+		mc := bt.member(m)
+		mc.rxF++
+		mc.rxB += uint64(n)
 		if b[6]&1 == 0 {
 			l.learn(srcMAC, p, now)
 		}
@@ -204,7 +311,8 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 				if q != p {
 					var added bool
 					if dst, added = addOnce(dst, q); added {
-						m.c.tx(n)
+						mc.txF++
+						mc.txB += uint64(n)
 					}
 				}
 				continue
@@ -214,7 +322,8 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 			if q := mm.port; q != p {
 				var added bool
 				if dst, added = addOnce(dst, q); added {
-					m.c.tx(n)
+					mc.txF++
+					mc.txB += uint64(n)
 				}
 			}
 		}
@@ -223,9 +332,14 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 		f.Release()
 		return
 	}
-	f.Ref(int32(len(dst) - 1))
+	if len(dst) > 1 {
+		f.Ref(int32(len(dst) - 1))
+	}
 	for _, q := range dst {
-		q.Output(f)
+		if h := q.hooks.Load(); h != nil && h.Egress != nil && h.Egress(q, f) {
+			continue
+		}
+		bt.add(q, f)
 	}
 }
 
@@ -282,12 +396,49 @@ func (p *Port) Deliver(f *Frame) {
 	}
 }
 
+// deliverAll queues frames (one reference each) under one lock; what
+// does not fit is dropped and counted on this port.
+func (p *Port) deliverAll(fs []*Frame) {
+	if len(fs) == 0 {
+		return
+	}
+	if p.conn.Load() == nil {
+		p.counters.drops.Add(uint64(len(fs)))
+		for _, f := range fs {
+			f.Release()
+		}
+		return
+	}
+	p.qmu.Lock()
+	n := len(p.q)
+	room := QueueLen - n
+	if p.closed {
+		room = 0
+	}
+	take := min(room, len(fs))
+	p.q = append(p.q, fs[:take]...)
+	p.qmu.Unlock()
+	if n == 0 && take > 0 {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	if rest := fs[take:]; len(rest) > 0 {
+		p.counters.drops.Add(uint64(len(rest)))
+		for _, f := range rest {
+			f.Release()
+		}
+	}
+}
+
 // writer drains the queue to the peer a batch at a time, flushing after
 // each batch, so a lone frame leaves at once and a burst costs one write.
 // The queue's two slices alternate between Deliver and the writer, so
 // nothing is allocated per frame.
 func (p *Port) writer() {
 	buf := make([]*Frame, 0, QueueLen)
+	rel := &releaser{run: make([]*Frame, 0, QueueLen)}
 	for {
 		p.qmu.Lock()
 		batch := p.q
@@ -303,28 +454,34 @@ func (p *Port) writer() {
 		}
 		p.q = buf
 		p.qmu.Unlock()
-		p.writeBatch(batch)
+		p.writeBatch(batch, rel)
 		clear(batch)
 		buf = batch[:0]
 	}
 }
 
-func (p *Port) writeBatch(batch []*Frame) {
+func (p *Port) writeBatch(batch []*Frame, rel *releaser) {
 	box := p.conn.Load()
 	var frames, bytes uint64
 	var err error
-	for _, f := range batch {
-		if box != nil && err == nil {
-			if err = box.c.WriteFrame(f.Bytes()); err == nil {
-				frames++
-				bytes += uint64(f.N)
+	if box != nil {
+		for _, f := range batch {
+			if err = box.c.WriteFrame(f.Bytes()); err != nil {
+				break
 			}
+			frames++
+			bytes += uint64(f.N)
 		}
-		f.Release()
+		if err == nil {
+			err = box.c.Flush()
+		}
 	}
-	if box != nil && err == nil {
-		err = box.c.Flush()
+	// Frames are released only after Flush: a transport may write them
+	// from where they are (writev) instead of copying.
+	for _, f := range batch {
+		rel.release(f)
 	}
+	rel.flush()
 	if err != nil || box == nil {
 		// What the peer did not take is lost; its own reader will
 		// notice a dead socket and free the port for a new peer.

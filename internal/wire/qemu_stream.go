@@ -12,23 +12,37 @@ import (
 
 // QEMU's `-netdev stream` (and the older `-netdev socket`) sends each frame
 // after a 4-byte big-endian length. The same framing serves tux helpers
-// and t2t. Reads and writes are buffered: a burst of small frames costs
-// one system call each way, and Flush runs when the port's queue is empty.
+// and t2t. Reads are buffered: a burst of small frames costs one system
+// call, and the port batches its forwarding while frames remain buffered
+// (Buffered). Writes gather headers and small frames in one buffer and
+// point at large frames where they are, then Flush sends it all with one
+// writev, so a 1500-byte frame is never copied in user space on its way out.
 
-const streamBuf = 256 << 10
+const (
+	streamBuf = 256 << 10
+	// Frames from this size up are written from their own buffer.
+	gatherMin = 512
+	// Flush early past this many pieces (the kernel takes 1024 per writev).
+	maxPieces = 1000
+)
 
 // StreamConn frames a byte stream.
 type StreamConn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	w   *bufio.Writer
-	hdr [4]byte
-	whd [4]byte
+	c     net.Conn
+	r     *bufio.Reader
+	alloc *fabric.Allocator
+	hdr   [4]byte
+
+	wbuf []byte      // headers and small frames, never reallocated
+	mark int         // start of wbuf not yet in iov
+	iov  net.Buffers // pieces to write: slices of wbuf and large frames
+	out  net.Buffers // what WriteTo consumes (it advances the slice)
 }
 
 // NewStreamConn wraps a connected stream socket.
 func NewStreamConn(c net.Conn) *StreamConn {
-	return &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), w: bufio.NewWriterSize(c, streamBuf)}
+	return &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), alloc: fabric.NewAllocator(),
+		wbuf: make([]byte, 0, streamBuf), iov: make(net.Buffers, 0, maxPieces+2)}
 }
 
 // ReadFrame reads one length-prefixed frame. A length over 65535 means
@@ -50,26 +64,62 @@ func (s *StreamConn) ReadFrame() (*fabric.Frame, error) {
 		}
 		return nil, fmt.Errorf("%w: %w: length %d", fabric.ErrSkip, ErrFrameSize, n)
 	}
-	f := fabric.NewFrame(int(n))
+	f := s.alloc.Frame(int(n))
 	if _, err := io.ReadFull(s.r, f.Bytes()); err != nil {
 		f.Release()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, err
 	}
 	return f, nil
 }
 
-// WriteFrame buffers one frame with its length.
+// Buffered is how many bytes are read and not yet returned as frames.
+func (s *StreamConn) Buffered() int { return s.r.Buffered() }
+
+// WriteFrame queues one frame with its length; b must stay unchanged
+// until Flush (fabric.Conn).
 func (s *StreamConn) WriteFrame(b []byte) error {
-	binary.BigEndian.PutUint32(s.whd[:], uint32(len(b)))
-	if _, err := s.w.Write(s.whd[:]); err != nil {
-		return err
+	need := 4
+	if len(b) < gatherMin {
+		need += len(b)
 	}
-	_, err := s.w.Write(b)
-	return err
+	if len(s.wbuf)+need > cap(s.wbuf) || len(s.iov) >= maxPieces {
+		if err := s.Flush(); err != nil {
+			return err
+		}
+	}
+	s.wbuf = binary.BigEndian.AppendUint32(s.wbuf, uint32(len(b)))
+	if len(b) < gatherMin {
+		s.wbuf = append(s.wbuf, b...)
+		return nil
+	}
+	s.iov = append(s.iov, s.wbuf[s.mark:], b)
+	s.mark = len(s.wbuf)
+	return nil
 }
 
-// Flush sends what is buffered.
-func (s *StreamConn) Flush() error { return s.w.Flush() }
+// Flush sends what is queued, in one writev when it can.
+func (s *StreamConn) Flush() error {
+	if s.mark < len(s.wbuf) {
+		s.iov = append(s.iov, s.wbuf[s.mark:])
+	}
+	var err error
+	switch len(s.iov) {
+	case 0:
+	case 1:
+		_, err = s.c.Write(s.iov[0])
+	default:
+		s.out = s.iov
+		_, err = s.out.WriteTo(s.c)
+	}
+	clear(s.iov)
+	s.iov = s.iov[:0]
+	s.wbuf = s.wbuf[:0]
+	s.mark = 0
+	return err
+}
 
 // Close closes the socket.
 func (s *StreamConn) Close() error { return s.c.Close() }
