@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -287,6 +288,17 @@ func TestGraph(t *testing.T) {
 		}
 		return fmt.Errorf("no lan_one")
 	})
+
+	// fconf save writes the kept position, so the lab reopens as drawn.
+	saved := filepath.Join(t.TempDir(), "topology")
+	l.MustRun("fconf", "save", saved)
+	topo, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(fmt.Sprintf(`(?s)lan_one\s*</name>\s*<x>\s*%d\s*</x>\s*<y>\s*%d\s*</y>`, want[0], want[1])).Match(topo) {
+		t.Errorf("fconf save lacks lan_one at %v:\n%s", want, topo)
+	}
 
 	// A lost switch shows, and the page recovers when it is back.
 	l.MustRun("stop")
