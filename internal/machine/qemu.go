@@ -41,8 +41,10 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 		a = append(a, "-accel", "tcg")
 	}
 	// cache=unsafe: the overlay is thrown away with the VM, so flushes
-	// to the host disk only cost time.
-	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=qcow2,cache=unsafe,discard=unmap", qemuEscape(s.OverlayPath())))
+	// to the host disk only cost time. The reference image is opened
+	// read-only with no lock: UML guests hold a whole-file read lock on
+	// it, which QEMU's byte-range image locking takes for a conflict.
+	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=qcow2,cache=unsafe,discard=unmap,backing.file.locking=off", qemuEscape(s.OverlayPath())))
 	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,readonly=on", qemuEscape(s.CDPath())))
 	if !s.Image.Disk {
 		a = append(a, "-kernel", s.Kernel)
