@@ -304,8 +304,7 @@ function sync(lab) {
     cy.getElementById(n.id).position(p);
   }
   if (firstDraw && nodes.length) {
-    cy.fit(undefined, 40);
-    if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
+    fitAll();
     firstDraw = false;
   }
 }
@@ -327,8 +326,7 @@ function scheduleRelayout() {
     const kept = [...serverPos.values()].some((v) => v);
     if (pendingAuto.size >= 2 && !kept && !dragging) {
       runLayout(false);
-      cy.fit(undefined, 40);
-      if (cy.zoom() > 1.6) { cy.zoom(1.6); cy.center(); }
+      fitAll();
     }
     pendingAuto.clear();
   }, 300);
@@ -544,7 +542,7 @@ for (const id of Object.keys(dialogs)) {
 $('btn-add-vm').onclick = () => openDialog('dlg-vm');
 $('btn-add-lan').onclick = () => openDialog('dlg-lan');
 $('btn-add-tux').onclick = () => openDialog('dlg-tux');
-$('btn-fit').onclick = () => cy.fit(undefined, 40);
+$('btn-fit').onclick = fitAll;
 
 // ---- the text panel ------------------------------------------------------
 
@@ -698,6 +696,15 @@ function closeConsole(vm) {
 // dockChanged lets the drawing take the room the console dock leaves or takes.
 function dockChanged() {
   cy.resize();
+  fitAll();
+}
+
+function fitAll() {
+  cy.fit(undefined, 40);
+  if (cy.zoom() > 1.6) {
+    cy.zoom(1.6);
+    cy.center();
+  }
 }
 
 function openConsole(vm) {
@@ -715,7 +722,7 @@ function openConsole(vm) {
     button(`b-close-console-${vm}`, '×', `Close the console of ${vm}`, () => closeConsole(vm)));
   $('console-tabs').append(tab);
   $('console-body').append(pane);
-  const term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 13, scrollback: 5000, screenReaderMode: false });
+  const term = new Terminal({ convertEol: true, cursorBlink: true, fontSize: 13, scrollback: 5000, screenReaderMode: false });
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.open(pane);
