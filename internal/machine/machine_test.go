@@ -179,3 +179,61 @@ func writeBIOS(t *testing.T) string {
 	os.WriteFile(p, probeBIOS(), 0o644)
 	return p
 }
+
+func TestLookProgramNamesPackage(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for prog, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"} {
+		_, err := LookProgram(prog)
+		if err == nil || !strings.Contains(err.Error(), pkg) {
+			t.Errorf("%s missing: %v (want the package %s named)", prog, err, pkg)
+		}
+	}
+}
+
+func TestXstateFilter(t *testing.T) {
+	f := xstateFilter()
+	// Every jump must land inside the program, on a return eventually.
+	for i, ins := range f {
+		if ins.code == bpfJeqK && (i+1+int(ins.jt) >= len(f) || i+1+int(ins.jf) >= len(f)) {
+			t.Fatalf("instruction %d jumps out of the program", i)
+		}
+	}
+	// Interpret it on a few calls.
+	run := func(nr, arch uint32, a0, a2 uint32) uint32 {
+		data := map[uint32]uint32{0: nr, 4: arch, 16: a0, 32: a2}
+		var acc uint32
+		for pc := 0; pc < len(f); pc++ {
+			ins := f[pc]
+			switch ins.code {
+			case bpfLdWAbs:
+				acc = data[ins.k]
+			case bpfJeqK:
+				if acc == ins.k {
+					pc += int(ins.jt)
+				} else {
+					pc += int(ins.jf)
+				}
+			case bpfRetK:
+				return ins.k
+			}
+		}
+		t.Fatal("fell off the program")
+		return 0
+	}
+	deny := uint32(seccompRetErrno | 5)
+	cases := []struct {
+		nr, arch, a0, a2, want uint32
+	}{
+		{sysPtrace, auditArchX8664, ptraceGetRegset, ntX86Xstate, deny},
+		{sysPtrace, auditArchX8664, ptraceSetRegset, ntX86Xstate, deny},
+		{sysPtrace, auditArchX8664, ptraceGetRegset, 1, seccompRetAllow}, // NT_PRSTATUS
+		{sysPtrace, auditArchX8664, 12, ntX86Xstate, seccompRetAllow},    // PTRACE_GETREGS
+		{0, auditArchX8664, ptraceGetRegset, ntX86Xstate, seccompRetAllow},
+		{sysPtrace, 0x40000003, ptraceGetRegset, ntX86Xstate, seccompRetAllow},
+	}
+	for _, c := range cases {
+		if got := run(c.nr, c.arch, c.a0, c.a2); got != c.want {
+			t.Errorf("%+v: got %#x", c, got)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+// Command boot measures guest start-up: seconds from `ctrl add vm` to the
+// agent's first answer (state running) for UML and QEMU (KVM when it
+// works, TCG otherwise) with the busybox and debian-frr images, and for
+// ten UML busybox guests added at once; then the memory each guest and
+// the switch use. It starts its own switch (a fresh cloonix binary, a
+// private work_dir) and prints a table. Run: `go run ./bench/boot`
+// (images from CLOONIX_BULK or ~/cloonix_labs/bulk; `make images`).
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"cloonix/internal/proto"
+)
+
+var (
+	bulk   = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
+	many   = flag.Int("n", 10, "guests in the all-at-once case")
+	rounds = flag.Int("rounds", 2, "rounds per single-guest case; the best is kept (the machine may be shared)")
+	skipQ  = flag.Bool("no-qemu", false, "skip the QEMU cases")
+)
+
+type row struct {
+	what    string
+	secs    float64
+	memMB   float64 // proportional set size per guest
+	note    string
+	targetS float64
+}
+
+func main() {
+	flag.Parse()
+	if *bulk == "" {
+		*bulk = os.Getenv("CLOONIX_BULK")
+	}
+	if *bulk == "" {
+		home, _ := os.UserHomeDir()
+		*bulk = filepath.Join(home, "cloonix_labs", "bulk")
+	}
+	dir, err := os.MkdirTemp("/tmp", "cxboot")
+	check(err)
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "cloonix")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/cloonix")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fail("building cloonix: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "config.xml")
+	sock := filepath.Join(dir, "ctl.sock")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>bench-boot</network_name>
+<server_name>%s</server_name><server_port>%d</server_port><password>bench</password>
+<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
+	run(bin, "-c", cfg, "start")
+	defer run(bin, "-c", cfg, "stop")
+	c, err := proto.Dial("unix:"+sock, "")
+	check(err)
+	defer c.Close()
+
+	var rows []row
+	n := 0
+	name := func() string { n++; return fmt.Sprintf("g%d", n) }
+	single := func(typ, image string, target float64) {
+		what := fmt.Sprintf("%s %s", typ, image)
+		if _, err := os.Stat(filepath.Join(*bulk, image+".img")); err != nil {
+			rows = append(rows, row{what: what, note: "image missing (cloonix bulk build " + image + ")"})
+			return
+		}
+		best := row{what: what, secs: -1, targetS: target}
+		for r := 0; r < *rounds; r++ {
+			g := name()
+			secs, accel, err := addVM(c, g, typ, image)
+			if err != nil {
+				best.note = err.Error()
+				break
+			}
+			mem := guestMem(c, g)
+			if best.secs < 0 || secs < best.secs {
+				best.secs, best.memMB = secs, mem
+			}
+			if accel != "" {
+				best.what = fmt.Sprintf("%s (%s) %s", typ, accel, image)
+			}
+			_, _ = c.Call("del_vm", map[string]string{"name": g})
+		}
+		rows = append(rows, best)
+	}
+	single("uml", "busybox", 2)
+	if !*skipQ {
+		single("kvm", "busybox", 6)
+	}
+	single("uml", "debian-frr", 0)
+	if !*skipQ {
+		single("kvm", "debian-frr", 0)
+	}
+
+	// N UML busybox guests at once.
+	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err == nil {
+		var wg sync.WaitGroup
+		names := make([]string, *many)
+		errs := make([]error, *many)
+		t0 := time.Now()
+		for i := range names {
+			names[i] = name()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, errs[i] = addVM(c, names[i], "uml", "busybox")
+			}()
+		}
+		wg.Wait()
+		secs := time.Since(t0).Seconds()
+		r := row{what: fmt.Sprintf("%d x uml busybox at once", *many), secs: secs, targetS: 8}
+		for _, e := range errs {
+			if e != nil {
+				r.note = e.Error()
+			}
+		}
+		var tot float64
+		for _, g := range names {
+			tot += guestMem(c, g)
+		}
+		r.memMB = tot / float64(*many)
+		rows = append(rows, r)
+	}
+	pid := switchPid(dir)
+	sw := rss(pid)
+
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "case\tadd vm -> agent ready (s)\ttarget (s)\tmemory per guest (MB PSS)\tnote")
+	for _, r := range rows {
+		secs, tgt, mem := "-", "-", "-"
+		if r.secs > 0 {
+			secs = fmt.Sprintf("%.2f", r.secs)
+		}
+		if r.targetS > 0 {
+			tgt = fmt.Sprintf("< %.0f", r.targetS)
+		}
+		if r.memMB > 0 {
+			mem = fmt.Sprintf("%.1f", r.memMB)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.what, secs, tgt, mem, r.note)
+	}
+	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, sw)
+	w.Flush()
+	fmt.Printf("host: %d CPUs, load average %s\n", numCPU(), loadAvg())
+}
+
+// addVM adds a guest and waits for its agent; it returns the seconds
+// taken and the acceleration used.
+func addVM(c *proto.Client, name, typ, image string) (float64, string, error) {
+	t0 := time.Now()
+	out, err := c.Call("add_vm", map[string]string{"name": name, "type": typ, "rootfs": image, "eth": "1", "wait": "true"})
+	secs := time.Since(t0).Seconds()
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %v", name, err)
+	}
+	accel := ""
+	if i := strings.Index(string(out), `accel="`); i >= 0 {
+		accel = strings.SplitN(string(out)[i+7:], `"`, 2)[0]
+	}
+	return secs, accel, nil
+}
+
+// guestMem is the proportional set size (MB) of a guest's process group:
+// UML runs one host process per guest address space sharing its memory
+// file, so PSS rather than RSS.
+func guestMem(c *proto.Client, name string) float64 {
+	lab, err := c.List()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	for _, v := range lab.VMs {
+		if v.Name == name {
+			pid = v.Pid
+		}
+	}
+	if pid == 0 {
+		return 0
+	}
+	ents, _ := os.ReadDir("/proc")
+	var kb float64
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(p); err != nil || g != pid {
+			continue
+		}
+		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+	}
+	return kb / 1024
+}
+
+func rss(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
+
+func procField(path, key string) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), key) {
+			v, _ := strconv.ParseFloat(strings.Fields(s.Text())[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func switchPid(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "switch.pid"))
+	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return p
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func run(args ...string) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		fail("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func fail(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "bench/boot: "+f+"\n", a...)
+	os.Exit(1)
+}
