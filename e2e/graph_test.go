@@ -199,8 +199,9 @@ func TestGraph(t *testing.T) {
 	if want := countAttachments(l); edges != want {
 		t.Errorf("%d attachments drawn, the switch has %d", edges, want)
 	}
+	waitJS(t, ctx, 5*time.Second, "states drawn", `['A', 'B', 'C'].every(v => window.cloonix.cy.getElementById('vm:' + v).hasClass('state-running'))`)
 	panel := js[string](t, ctx, `document.getElementById('panel').innerText`)
-	for _, w := range []string{"A", "B", "C", "lan_one", "lan_two", "A:eth0"} {
+	for _, w := range []string{"A", "B", "C", "running", "lan_one", "lan_two", "A:eth0", "B:eth0: lan_one", "lan_two"} {
 		if !strings.Contains(panel, w) {
 			t.Errorf("text panel lacks %q:\n%s", w, panel)
 		}
@@ -230,9 +231,25 @@ func TestGraph(t *testing.T) {
 	if portOn(l, "A:eth0", "lan_two") == nil {
 		t.Fatal("A:eth0 already on lan_two before the drag")
 	}
+	if out, err := l.Run("exec", "A", "--", "ping", "-c1", "-W1", "C"); err == nil {
+		t.Fatalf("A reaches C before sharing a lan:\n%s", out)
+	}
 	drag(t, ctx, "eth:A:eth0", "lan:lan_two")
 	Eventually(t, 5*time.Second, "A:eth0 on lan_two after the drag", func() error { return portOn(l, "A:eth0", "lan_two") })
 	waitJS(t, ctx, 2*time.Second, "edge drawn", `window.cloonix.cy.getElementById('edge:A:eth0|lan_two').nonempty()`)
+	l.MustRun("exec", "A", "--", "ping", "-c1", "-W3", "C")
+
+	// Lan counters are live: the page catches up with the switch's.
+	var frames uint64
+	for _, x := range l.List().Lans {
+		if x.Name == "lan_two" {
+			frames = x.Counters.RxFrames
+		}
+	}
+	if frames == 0 {
+		t.Fatal("lan_two counted no frames after a ping across it")
+	}
+	waitJS(t, ctx, 3*time.Second, "lan_two counters in the drawing", fmt.Sprintf(`parseInt(window.cloonix.cy.getElementById('lan:lan_two').data('label').split('\n')[1]) >= %d`, frames))
 
 	// Detach from the text panel (keyboard users' way).
 	do(t, ctx, "detach button", chromedp.Click(chromedp.ID("b-detach-A-eth0-lan_two")))
