@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ type Client struct {
 	calls map[uint32]*call
 	err   error // set once the reader stopped
 	done  chan struct{}
+
+	// Host-to-guest flow control (HostWindow).
+	fmu      sync.Mutex
+	fcond    *sync.Cond
+	inflight int
 }
 
 type call struct {
@@ -44,6 +50,7 @@ type call struct {
 // NewClient starts reading frames from rw.
 func NewClient(rw io.ReadWriteCloser) *Client {
 	c := &Client{rw: rw, calls: map[uint32]*call{}, done: make(chan struct{})}
+	c.fcond = sync.NewCond(&c.fmu)
 	go c.readLoop()
 	return c
 }
@@ -56,6 +63,15 @@ func (c *Client) readLoop() {
 		f, err = dec.Next()
 		if err != nil {
 			break
+		}
+		if f.Type == TAck {
+			if len(f.Payload) == 4 {
+				c.fmu.Lock()
+				c.inflight = max(0, c.inflight-int(binary.BigEndian.Uint32(f.Payload)))
+				c.fcond.Broadcast()
+				c.fmu.Unlock()
+			}
+			continue
 		}
 		c.mu.Lock()
 		cl := c.calls[f.ID]
@@ -82,6 +98,9 @@ func (c *Client) readLoop() {
 	}
 	c.mu.Unlock()
 	close(c.done)
+	c.fmu.Lock()
+	c.fcond.Broadcast()
+	c.fmu.Unlock()
 }
 
 func appendCapped(b, p []byte, over bool) ([]byte, bool) {
@@ -106,8 +125,42 @@ func (c *Client) unregister(id uint32) {
 	c.mu.Unlock()
 }
 
+// credit waits until n more bytes fit in the window. If nothing was
+// acknowledged for a while the frames were lost (a reboot, line noise):
+// start afresh rather than stall forever.
+func (c *Client) credit(n int) error {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for c.inflight > 0 && c.inflight+n > HostWindow {
+		select {
+		case <-c.done:
+			return c.deadErr()
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.inflight = 0
+			break
+		}
+		t := time.AfterFunc(100*time.Millisecond, func() {
+			c.fmu.Lock()
+			c.fcond.Broadcast()
+			c.fmu.Unlock()
+		})
+		c.fcond.Wait()
+		t.Stop()
+	}
+	c.inflight += n
+	return nil
+}
+
 func (c *Client) send(typ byte, id uint32, payload []byte) error {
 	b := AppendFrame(nil, typ, id, payload)
+	if typ != TPing {
+		if err := c.credit(len(b)); err != nil {
+			return err
+		}
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	select {
@@ -179,12 +232,16 @@ func (c *Client) Exec(ctx context.Context, argv []string, stdin []byte) (stdout,
 	}
 	id, cl := c.register()
 	defer c.unregister(id)
-	if err := c.send(TExec, id, req); err != nil {
-		return nil, nil, -1, err
+	for len(req) > 0 {
+		n := min(len(req), HostChunk)
+		if err := c.send(TExec, id, req[:n]); err != nil {
+			return nil, nil, -1, err
+		}
+		req = req[n:]
 	}
 	// Stdin follows in frames; an empty frame closes it.
 	for len(stdin) > 0 {
-		n := min(len(stdin), MaxPayload)
+		n := min(len(stdin), HostChunk)
 		if err := c.send(TStdin, id, stdin[:n]); err != nil {
 			return nil, nil, -1, err
 		}

@@ -26,12 +26,23 @@ import (
 const (
 	TPing   = 1 // host->guest: are you ready? (empty)
 	TPong   = 2 // guest->host: 1 byte ready (0/1), then a status text
-	TExec   = 3 // host->guest: start argv (see encodeArgv)
+	TExec   = 3 // host->guest: a piece of the request (see encodeExec); the process starts once it is whole
 	TStdin  = 4 // host->guest: stdin bytes; an empty payload closes stdin
 	TStdout = 5 // guest->host: stdout bytes
 	TStderr = 6 // guest->host: stderr bytes
 	TExit   = 7 // guest->host: 4-byte signed exit code, then an error text (usually empty)
 	TKill   = 8 // host->guest: kill the process of this id (empty)
+	TAck    = 9 // guest->host: 4-byte count of the bytes of a TExec/TStdin/TKill frame received
+)
+
+// Flow control from host to guest. A guest tty buffers about 4 KiB and
+// UML's serial line stops reading for good once the tty throttled it, so
+// the host keeps at most HostWindow bytes of TExec/TStdin/TKill frames
+// unacknowledged and sends pieces of at most HostChunk bytes. Pings are
+// not counted (they are rare and tiny).
+const (
+	HostWindow = 2048
+	HostChunk  = 1024
 )
 
 const (
@@ -157,8 +168,9 @@ func (d *Decoder) Next() (Frame, error) {
 	}
 }
 
-// encodeExec encodes an Exec payload: uint16 argc, then per argument a
-// uint32 length and the bytes.
+// encodeExec encodes an Exec request: uint32 length of the rest, uint16
+// argc, then per argument a uint32 length and the bytes. It travels in
+// TExec frames of at most HostChunk bytes each.
 func encodeExec(argv []string) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("exec: empty command")
@@ -174,15 +186,35 @@ func encodeExec(argv []string) ([]byte, error) {
 	if len(b) > MaxPayload {
 		return nil, fmt.Errorf("exec: command line of %d bytes, at most %d", len(b), MaxPayload)
 	}
-	return b, nil
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...), nil
+}
+
+// execLen returns the total request length announced by its first bytes.
+func execLen(b []byte) (int, error) {
+	if len(b) < 4 {
+		return 0, errors.New("exec: short request")
+	}
+	n := binary.BigEndian.Uint32(b)
+	if n < 2 || n > MaxPayload {
+		return 0, fmt.Errorf("exec: bad request length %d", n)
+	}
+	return int(n) + 4, nil
 }
 
 // decodeExec is the inverse of encodeExec.
 func decodeExec(b []byte) ([]string, error) {
+	n, err := execLen(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != n {
+		return nil, fmt.Errorf("exec: request of %d bytes, announced %d", len(b), n)
+	}
+	b = b[4:]
 	if len(b) < 2 {
 		return nil, errors.New("exec: short request")
 	}
-	n := int(binary.BigEndian.Uint16(b))
+	n = int(binary.BigEndian.Uint16(b))
 	b = b[2:]
 	if n == 0 || n > maxArgs {
 		return nil, fmt.Errorf("exec: bad argument count %d", n)

@@ -71,7 +71,7 @@ func TestExecEncoding(t *testing.T) {
 	if _, err := encodeExec(nil); err == nil {
 		t.Fatal("empty argv accepted")
 	}
-	for _, bad := range [][]byte{nil, {0, 0}, {0, 1}, {0, 1, 0, 0, 0, 5, 'a'}, {0, 1, 0, 0, 0, 0, 'x'}} {
+	for _, bad := range [][]byte{nil, {0, 0, 0, 2, 0, 0}, {0, 0, 0, 2, 0, 1}, {0, 0, 0, 7, 0, 1, 0, 0, 0, 5, 'a'}, {0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 'x'}, {0, 0, 0, 9, 0, 1}} {
 		if _, err := decodeExec(bad); err == nil {
 			t.Fatalf("%x accepted", bad)
 		}
@@ -212,7 +212,7 @@ func TestClosedLine(t *testing.T) {
 }
 
 func FuzzDecoder(f *testing.F) {
-	f.Add(AppendFrame([]byte("noise"), TExec, 3, []byte{0, 1, 0, 0, 0, 1, 'x'}))
+	f.Add(AppendFrame([]byte("noise"), TExec, 3, []byte{0, 0, 0, 7, 0, 1, 0, 0, 0, 1, 'x'}))
 	f.Add(AppendFrame(nil, TExit, 1, encodeExit(1, "")))
 	f.Add([]byte{magic0, magic1, 1, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {

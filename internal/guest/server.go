@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,9 +36,9 @@ type Server struct {
 }
 
 type proc struct {
-	cmd   *exec.Cmd
+	cmd   *exec.Cmd // nil while the request is still arriving
+	req   []byte    // the request so far
 	stdin *queue
-	done  bool
 }
 
 // Serve reads requests from rw until it fails (EOF on a serial line
@@ -56,6 +57,11 @@ func (s *Server) Serve(rw io.ReadWriter) error {
 			return err
 		}
 		switch f.Type {
+		case TExec, TStdin, TKill:
+			// Acknowledge what the host counts in its window.
+			s.send(TAck, f.ID, binary.BigEndian.AppendUint32(nil, uint32(headerLen+len(f.Payload)+trailerLen)))
+		}
+		switch f.Type {
 		case TPing:
 			ok, msg := true, "ready"
 			if s.Ready != nil {
@@ -67,7 +73,7 @@ func (s *Server) Serve(rw io.ReadWriter) error {
 			}
 			s.send(TPong, f.ID, append(b, msg...))
 		case TExec:
-			s.start(f.ID, f.Payload)
+			s.request(f.ID, f.Payload)
 		case TStdin:
 			s.mu.Lock()
 			p := s.procs[f.ID]
@@ -79,7 +85,7 @@ func (s *Server) Serve(rw io.ReadWriter) error {
 			s.mu.Lock()
 			p := s.procs[f.ID]
 			s.mu.Unlock()
-			if p != nil && p.cmd.Process != nil {
+			if p != nil && p.cmd != nil && p.cmd.Process != nil {
 				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			}
 		}
@@ -124,23 +130,52 @@ func (w frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *Server) start(id uint32, payload []byte) {
-	argv, err := decodeExec(payload)
-	if err != nil {
-		s.send(TExit, id, encodeExit(-1, err.Error()))
-		return
-	}
+// request collects the pieces of an Exec request and starts it once whole.
+func (s *Server) request(id uint32, piece []byte) {
 	s.mu.Lock()
-	if _, dup := s.procs[id]; dup {
+	p := s.procs[id]
+	if p == nil {
+		if len(s.procs) >= maxProcs {
+			s.mu.Unlock()
+			s.send(TExit, id, encodeExit(-1, fmt.Sprintf("%d commands already running; wait for some to end", maxProcs)))
+			return
+		}
+		p = &proc{stdin: newQueue()}
+		s.procs[id] = p
+	}
+	if p.cmd != nil {
 		s.mu.Unlock()
 		s.send(TExit, id, encodeExit(-1, fmt.Sprintf("request id %d already running", id)))
 		return
 	}
-	if len(s.procs) >= maxProcs {
+	p.req = append(p.req, piece...)
+	n, err := execLen(p.req)
+	if err == nil && len(p.req) > n {
+		err = errors.New("exec: request longer than announced")
+	}
+	if err != nil {
+		delete(s.procs, id)
 		s.mu.Unlock()
-		s.send(TExit, id, encodeExit(-1, fmt.Sprintf("%d commands already running; wait for some to end", maxProcs)))
+		s.send(TExit, id, encodeExit(-1, err.Error()))
 		return
 	}
+	if len(p.req) < n {
+		s.mu.Unlock()
+		return
+	}
+	argv, err := decodeExec(p.req)
+	p.req = nil
+	if err != nil {
+		delete(s.procs, id)
+		s.mu.Unlock()
+		s.send(TExit, id, encodeExit(-1, err.Error()))
+		return
+	}
+	s.start(id, p, argv)
+}
+
+// start runs argv for p; called with s.mu held, returns with it released.
+func (s *Server) start(id uint32, p *proc, argv []string) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if s.Env != nil {
 		cmd.Env = s.Env
@@ -154,8 +189,7 @@ func (s *Server) start(id uint32, payload []byte) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A command that leaves a daemon holding its stdout must still end.
 	cmd.WaitDelay = 500 * time.Millisecond
-	p := &proc{cmd: cmd, stdin: newQueue()}
-	s.procs[id] = p
+	p.cmd = cmd
 	s.mu.Unlock()
 
 	stdin, err := cmd.StdinPipe()

@@ -1,0 +1,253 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Real boots of the bulk images (CLOONIX_E2E=1, images in CLOONIX_BULK,
+// built by `cloonix bulk build`): the agent applies the CD, answers pings
+// and runs commands. These also measure boot-to-agent-ready times
+// (docs/images.md).
+
+func bulkDir(t *testing.T) string {
+	if os.Getenv("CLOONIX_E2E") != "1" {
+		t.Skip("boots real guests; set CLOONIX_E2E=1 (and CLOONIX_BULK)")
+	}
+	dir := os.Getenv("CLOONIX_BULK")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, "cloonix_labs", "bulk")
+	}
+	return dir
+}
+
+func needFile(t *testing.T, p string) {
+	t.Helper()
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%v: build the images first (make images)", err)
+	}
+}
+
+// lockedBuf is a console log written by the VM process.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// demoTrees makes a small demo: a file for all, a per-VM file, an rc.d
+// script through a symlink.
+func demoTrees(t *testing.T, dir, vm string) []string {
+	all := filepath.Join(dir, "files_to_add_in_all_targets")
+	one := filepath.Join(dir, "files_to_add_in_"+vm)
+	mkTree(t, all, map[string]string{
+		"etc/init.d/hello":  "x:#!/bin/sh\necho \"rc $1\" > /tmp/rc-ran\n",
+		"etc/rc.d/S50hello": "->../init.d/hello",
+		"etc/motd":          "all",
+	})
+	mkTree(t, one, map[string]string{"etc/motd": "only " + vm})
+	return []string{all, one}
+}
+
+type bootCase struct {
+	vm      string
+	cdDev   string
+	eths    int
+	command func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd
+}
+
+func TestBootUML(t *testing.T) {
+	bulk := bulkDir(t)
+	img := filepath.Join(bulk, "busybox.img")
+	needFile(t, img)
+	dir := t.TempDir()
+	// A SOCK_SEQPACKET listener stands for the switch's bess socket: the
+	// guest's vec0 must come up as eth0 and connect to it.
+	bess := filepath.Join(dir, "bess.sock")
+	ln, err := net.Listen("unixpacket", bess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	connected := make(chan struct{}, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			connected <- struct{}{}
+			defer c.Close()
+			buf := make([]byte, 2048)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	bootAndCheck(t, bootCase{vm: "uml1", cdDev: "/dev/ubdb", eths: 1, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+		uml := filepath.Join(bulk, "linux.uml") // patched for this host when needed
+		if _, err := os.Stat(uml); err != nil {
+			uml = "/usr/bin/linux.uml"
+		}
+		cmd := exec.Command(uml,
+			"mem=64M", "umid=cxtest-"+filepath.Base(dir), "uml_dir="+dir,
+			"ubd0="+filepath.Join(dir, "root.cow")+","+img, "ubd1r="+cd, "root=/dev/ubda",
+			"con=null", "ssl=null", "con0=fd:0,fd:1", "ssl1=fd:3",
+			"vec0:transport=bess,dst="+bess,
+			"cloonix.name=uml1", "cloonix.cd=/dev/ubdb", "cloonix.agent=/dev/ttyS1", "net.ifnames=0", "init=/sbin/init", "quiet", NoAVXGodebug, NoAVXGlibc)
+		cmd.ExtraFiles = []*os.File{agentFd}
+		return cmd
+	}})
+	select {
+	case <-connected:
+	default:
+		t.Error("the guest's eth0 did not connect to the bess socket")
+	}
+}
+
+func TestBootQEMU(t *testing.T) {
+	bulk := bulkDir(t)
+	img := filepath.Join(bulk, "busybox.img")
+	for _, f := range []string{img, filepath.Join(bulk, "vmlinuz"), filepath.Join(bulk, "initrd.img")} {
+		needFile(t, f)
+	}
+	bootAndCheck(t, bootCase{vm: "qemu1", cdDev: "/dev/vdb", eths: 2, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+		overlay := filepath.Join(dir, "root.qcow2")
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img, overlay).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v %s", err, out)
+		}
+		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-smp", "1",
+			"-nodefaults", "-display", "none", "-no-reboot",
+			"-kernel", filepath.Join(bulk, "vmlinuz"), "-initrd", filepath.Join(bulk, "initrd.img"),
+			"-append", "root=/dev/vda console=ttyS0 cloonix.name=qemu1 cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init quiet",
+			"-drive", "file="+overlay+",if=virtio,format=qcow2",
+			"-drive", "file="+cd+",if=virtio,format=raw,readonly=on",
+			"-serial", "stdio",
+			"-chardev", "pipe,id=agent,path=/dev/fd/3", // replaced below
+			"-serial", "chardev:agent",
+			"-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0",
+			"-netdev", "user,id=n1,restrict=on", "-device", "e1000,netdev=n1",
+		)
+		// QEMU takes an inherited socket as a chardev through fd=.
+		for i, a := range cmd.Args {
+			if strings.HasPrefix(a, "pipe,id=agent") {
+				cmd.Args[i] = "socket,id=agent,fd=3"
+			}
+		}
+		cmd.ExtraFiles = []*os.File{agentFd}
+		return cmd
+	}})
+}
+
+func bootAndCheck(t *testing.T, bc bootCase) {
+	dir := t.TempDir()
+	trees := demoTrees(t, dir, bc.vm)
+	cd := filepath.Join(dir, "cd.iso")
+	if err := WriteCD(cd, CDSpec{Name: bc.vm, SSHKey: "ssh-ed25519 AAAAtest test@cloonix", DeleteCmds: "rm -f /etc/cloonix-release\n", Trees: trees, Eths: bc.eths}); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guestEnd := os.NewFile(uintptr(fds[1]), "agent-guest")
+	hostEnd := os.NewFile(uintptr(fds[0]), "agent-host")
+	conn, err := net.FileConn(hostEnd)
+	hostEnd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := bc.command(t, dir, cd, guestEnd)
+	var console lockedBuf
+	stdin, _ := cmd.StdinPipe() // the console's input stays open
+	cmd.Stdout, cmd.Stderr = &console, &console
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	guestEnd.Close()
+	defer func() {
+		stdin.Close()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("console of %s:\n%s", bc.vm, console.String())
+		}
+	}()
+	c := NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("agent never ready: %v", err)
+	}
+	t.Logf("%s: boot to agent ready in %.2f s", bc.vm, time.Since(start).Seconds())
+	run := func(want int, argv ...string) string {
+		t.Helper()
+		out, errb, code, err := c.Exec(ctx, argv, nil)
+		if err != nil || code != want {
+			t.Fatalf("exec %q: code %d err %v stdout %q stderr %q", argv, code, err, out, errb)
+		}
+		return string(out)
+	}
+	if h := strings.TrimSpace(run(0, "hostname")); h != bc.vm {
+		t.Errorf("hostname %q, want %q", h, bc.vm)
+	}
+	run(1, "false")
+	if out := run(0, "cat", "/etc/motd", "/tmp/rc-ran", "/root/.ssh/authorized_keys"); out != "only "+bc.vm+"rc start\nssh-ed25519 AAAAtest test@cloonix\n" {
+		t.Errorf("demo files, rc.d or key: %q", out)
+	}
+	run(1, "test", "-e", "/etc/cloonix-release") // deleted by the delete commands
+	if out := run(0, "ls", "-l", "/etc/rc.d/S50hello"); !strings.Contains(out, "-> ../init.d/hello") {
+		t.Errorf("symlink not kept: %q", out)
+	}
+	links := run(0, "sh", "-c", "cd /sys/class/net && echo *")
+	for i := 0; i < bc.eths; i++ {
+		if !strings.Contains(links, fmt.Sprintf("eth%d", i)) {
+			t.Errorf("no eth%d in %q", i, links)
+		}
+	}
+	// Outputs larger than a frame, stdin, and stderr.
+	out, errb, code, err := c.Exec(ctx, []string{"sh", "-c", "cat; echo oops >&2; exit 3"}, bytes.Repeat([]byte("z"), 100000))
+	if err != nil || code != 3 || len(out) != 100000 || string(errb) != "oops\n" {
+		t.Errorf("stdin/stdout/stderr: code %d, %d bytes, %q, %v", code, len(out), errb, err)
+	}
+	// udhcpc's default script is where udhcpc looks for it.
+	run(0, "test", "-x", "/usr/share/udhcpc/default.script")
+	run(0, "test", "-x", "/etc/udhcpc/default.script")
+	// Concurrent execs.
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out, _, code, err := c.Exec(ctx, []string{"sh", "-c", fmt.Sprintf("sleep 0.2; echo %d", i)}, nil)
+			if err != nil || code != 0 || strings.TrimSpace(string(out)) != fmt.Sprint(i) {
+				t.Errorf("concurrent exec %d: %q %d %v", i, out, code, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+}
