@@ -306,6 +306,28 @@ func TestGraph(t *testing.T) {
 		return fmt.Errorf("no lan_one")
 	})
 
+	// Dragging a VM box (by its frame) moves its eths and stores its place.
+	box := js[[]float64](t, ctx, `(() => { const cy = window.cloonix.cy; const r = cy.container().getBoundingClientRect();
+		const b = cy.getElementById('vm:C').renderedBoundingBox({ includeLabels: false }); return [r.left + b.x1 + 6, r.top + b.y2 - 4]; })()`)
+	ethBefore := js[[]float64](t, ctx, `(() => { const p = window.cloonix.cy.getElementById('eth:C:eth0').position(); return [p.x, p.y]; })()`)
+	do(t, ctx, "drag VM C", chromedp.DragAndDropXY(box[0], box[1], box[0]+40, box[1]+50, 6))
+	ethAfter := js[[]float64](t, ctx, `(() => { const p = window.cloonix.cy.getElementById('eth:C:eth0').position(); return [p.x, p.y]; })()`)
+	if ethAfter[1]-ethBefore[1] < 10 {
+		t.Errorf("C's eth did not move with its box: %v -> %v", ethBefore, ethAfter)
+	}
+	vmPos := js[[]int](t, ctx, `(() => { const p = window.cloonix.cy.getElementById('vm:C').position(); return [Math.round(p.x), Math.round(p.y)]; })()`)
+	Eventually(t, 5*time.Second, "C's position kept by the switch", func() error {
+		for _, v := range l.List().VMs {
+			if v.Name == "C" {
+				if v.X == nil || *v.X != vmPos[0] || *v.Y != vmPos[1] {
+					return fmt.Errorf("switch has %v,%v; page has %v", v.X, v.Y, vmPos)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no vm C")
+	})
+
 	// fconf save writes the kept position, so the lab reopens as drawn.
 	saved := filepath.Join(t.TempDir(), "topology")
 	l.MustRun("fconf", "save", saved)

@@ -242,7 +242,12 @@ function sync(lab) {
   const added = [];
   cy.batch(() => {
     cy.edges().forEach((e) => { if (!want.has(e.id())) e.remove(); });
-    cy.nodes().forEach((n) => { if (n.inside() && !want.has(n.id())) n.remove(); });
+    cy.nodes().forEach((n) => {
+      if (n.inside() && !want.has(n.id())) {
+        serverPos.delete(n.id());
+        n.remove();
+      }
+    });
     for (const n of nodes) {
       let el = cy.getElementById(n.id);
       const { classes, x, y, ...data } = n;
@@ -266,7 +271,7 @@ function sync(lab) {
     const el = cy.getElementById(n.id);
     const key = n.x != null && n.y != null ? `${n.x},${n.y}` : '';
     const isNew = added.includes(n);
-    if (key && key !== serverPos.get(n.id) && dragging !== n.id) {
+    if (key && (isNew || key !== serverPos.get(n.id)) && dragging !== n.id) {
       if (n.kind === 'vm') {
         if (isNew) placeEths(el, { x: n.x, y: n.y });
         moveVM(el, { x: n.x, y: n.y });
