@@ -290,6 +290,39 @@ func TestGraph(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "switch error shown", `document.querySelector('#dlg-lan .dlg-error').textContent.includes('already exists')`)
 	js[bool](t, ctx, `document.getElementById('dlg-lan').close(), true`)
 
+	// Add a VM from the page (a bad image first: the switch's error shows),
+	// then delete it; the same for a slirp tux.
+	js[bool](t, ctx, `(() => { window.confirm = () => true; return true; })()`)
+	do(t, ctx, "add VM dialog", chromedp.Click(chromedp.ID("btn-add-vm")),
+		chromedp.SendKeys(chromedp.CSS("#dlg-vm input[name=name]"), "D"),
+		chromedp.SetValue(chromedp.CSS("#dlg-vm select[name=type]"), "uml"),
+		chromedp.SetValue(chromedp.CSS("#dlg-vm input[name=rootfs]"), "no_such_image"),
+		chromedp.SetValue(chromedp.CSS("#dlg-vm input[name=mem]"), "64"),
+		chromedp.SetValue(chromedp.CSS("#dlg-vm input[name=eth]"), "1"),
+		chromedp.Click(chromedp.CSS("#dlg-vm button[value=ok]")))
+	waitJS(t, ctx, 10*time.Second, "bad image refused in the dialog", `document.querySelector('#dlg-vm .dlg-error').textContent.includes('no_such_image')`)
+	do(t, ctx, "fix the image", chromedp.SetValue(chromedp.CSS("#dlg-vm input[name=rootfs]"), "busybox"),
+		chromedp.Click(chromedp.CSS("#dlg-vm button[value=ok]")))
+	waitJS(t, ctx, 10*time.Second, "D drawn", `window.cloonix.cy.getElementById('vm:D').nonempty() && window.cloonix.cy.getElementById('eth:D:eth0').nonempty()`)
+	for _, v := range l.List().VMs {
+		if v.Name == "D" && (v.Type != "uml" || v.Mem != 64 || len(v.Eths) != 1 || v.Rootfs != "busybox") {
+			t.Errorf("D added as %+v", v)
+		}
+	}
+	do(t, ctx, "delete D", chromedp.Click(chromedp.ID("b-delvm-D")))
+	waitJS(t, ctx, 20*time.Second, "D gone", `window.cloonix.cy.getElementById('vm:D').empty()`)
+	if vms := l.List().VMs; len(vms) != 3 {
+		t.Errorf("after deleting D the switch has %d VMs", len(vms))
+	}
+	do(t, ctx, "add tux dialog", chromedp.Click(chromedp.ID("btn-add-tux")),
+		chromedp.SendKeys(chromedp.CSS("#dlg-tux input[name=name]"), "nat2"),
+		chromedp.Click(chromedp.CSS("#dlg-tux button[value=ok]")))
+	waitJS(t, ctx, 10*time.Second, "nat2 drawn running", `window.cloonix.cy.getElementById('tux:nat2').hasClass('state-running')`)
+	drag(t, ctx, "tux:nat2", "lan:lan_one")
+	Eventually(t, 5*time.Second, "nat2 on lan_one after the drag", func() error { return portOn(l, "nat2", "lan_one") })
+	do(t, ctx, "delete nat2", chromedp.Click(chromedp.ID("b-deltux-nat2")))
+	waitJS(t, ctx, 10*time.Second, "nat2 gone", `window.cloonix.cy.getElementById('tux:nat2').empty()`)
+
 	// Dragging a lan stores its position in the switch.
 	x, y := pagePos(t, ctx, "lan:lan_one")
 	do(t, ctx, "drag lan_one", chromedp.DragAndDropXY(x, y, x+60, y+40, 6))

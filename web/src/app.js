@@ -199,8 +199,26 @@ function ethPos(x, y, i, n) {
   return { x: x + (i - (n - 1) / 2) * 46, y };
 }
 
-function freeSpot() {
-  if (cy.nodes().length === 0) return { x: 0, y: 0 };
+// occupied tells whether a node other than id is drawn near p.
+function occupied(p, id) {
+  return cy.nodes().some((o) => {
+    if (o.id() === id || o.isParent()) return false;
+    const q = o.position();
+    return Math.abs(q.x - p.x) < 60 && Math.abs(q.y - p.y) < 50;
+  });
+}
+
+// freeSpot is a free place in the visible part of the drawing, so a new
+// node shows (and can be dragged) at once; beside everything otherwise.
+function freeSpot(id) {
+  if (cy.nodes().length <= 1) return { x: 0, y: 0 };
+  const e = cy.extent();
+  const step = 70;
+  for (let y = e.y1 + 50; y < e.y2 - 40; y += step) {
+    for (let x = e.x1 + 50; x < e.x2 - 40; x += step) {
+      if (!occupied({ x, y }, id)) return { x, y };
+    }
+  }
   const bb = cy.nodes().boundingBox();
   return { x: bb.x2 + 90, y: (bb.y1 + bb.y2) / 2 };
 }
@@ -219,7 +237,7 @@ function nearNeighbours(n, edges) {
   const y = pts.reduce((a, p) => a + p.y, 0) / pts.length;
   const p = { x, y: y + (n.kind === 'lan' ? 110 : -110) };
   // Step aside from nodes already there.
-  for (let i = 0; i < 50 && cy.nodes().some((o) => o.id() !== n.id && !o.isParent() && Math.abs(o.position().x - p.x) < 50 && Math.abs(o.position().y - p.y) < 40); i++) p.x += 60;
+  for (let i = 0; i < 50 && occupied(p, n.id); i++) p.x += 60;
   return p;
 }
 
@@ -291,7 +309,7 @@ function sync(lab) {
     } else {
       for (const n of unplaced) {
         const el = cy.getElementById(n.id);
-        const p = nearNeighbours(n, edges) || freeSpot();
+        const p = nearNeighbours(n, edges) || freeSpot(n.id);
         if (n.kind === 'vm') placeEths(el, p);
         else el.position(p);
         pendingAuto.add(n.id);
