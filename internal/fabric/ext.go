@@ -136,8 +136,22 @@ func (e *portExt) forward(f *Frame) {
 	if v := e.view.Load(); len(v.lan) > 0 {
 		putAll(v.lan, f, 0)
 	}
-	var scratch [8]*Port
-	e.p.Forward(f, scratch[:0])
+	e.p.Forward(f, nil)
+}
+
+// forwardAll forwards frames that fell due together as one batch: one
+// queue lock and wakeup per destination, as the port's reader does.
+func (e *portExt) forwardAll(fs []*Frame) {
+	v := e.view.Load()
+	bt := batches.Get().(*batch)
+	for _, f := range fs {
+		if len(v.lan) > 0 {
+			putAll(v.lan, f, 0)
+		}
+		e.p.forward(f, bt)
+	}
+	bt.flush(e.p)
+	batches.Put(bt)
 }
 
 // egress: an egress impairment takes the frame and delivers it later;
@@ -162,6 +176,16 @@ func (e *portExt) deliver(f *Frame) {
 	e.p.Deliver(f)
 }
 
+// deliverAll delivers frames that fell due together under one lock.
+func (e *portExt) deliverAll(fs []*Frame) {
+	if v := e.view.Load(); len(v.wire) > 0 {
+		for _, f := range fs {
+			putAll(v.wire, f, 1)
+		}
+	}
+	e.p.deliverAll(fs)
+}
+
 // SetImpair replaces a port's impairments; the zero Pair clears them.
 // Frames held by the previous settings go out at once.
 func (f *Fabric) SetImpair(port string, pair netem.Pair) error {
@@ -175,10 +199,10 @@ func (f *Fabric) SetImpair(port string, pair netem.Pair) error {
 	oldIn, oldOut := e.in, e.out
 	e.in, e.out, e.pair = nil, nil, pair
 	if !pair.In.Zero() {
-		e.in = newImpairer(pair.In, port+"/in", e.forward, p.CountDrop)
+		e.in = newImpairer(pair.In, port+"/in", e.forward, e.forwardAll, p.CountDrop)
 	}
 	if !pair.Out.Zero() {
-		e.out = newImpairer(pair.Out, port+"/out", e.deliver, p.CountDrop)
+		e.out = newImpairer(pair.Out, port+"/out", e.deliver, e.deliverAll, p.CountDrop)
 	}
 	f.hooksChanged(p)
 	f.mu.Unlock()

@@ -23,9 +23,10 @@ import (
 // deep: a frame leaves no earlier than the previous one's departure plus
 // its own serialisation time at the rate (the link is busy sending it).
 type impairer struct {
-	spec netem.Spec
-	out  func(*Frame) // where frames go when released
-	drop func()       // counts a frame lost at the port
+	spec   netem.Spec
+	out    func(*Frame)   // where a frame goes when released on the spot
+	outAll func([]*Frame) // where frames falling due together go (one batch)
+	drop   func()         // counts a frame lost at the port
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -61,7 +62,7 @@ var epoch = time.Now()
 
 func mono() int64 { return int64(time.Since(epoch)) }
 
-func newImpairer(spec netem.Spec, salt string, out func(*Frame), drop func()) *impairer {
+func newImpairer(spec netem.Spec, salt string, out func(*Frame), outAll func([]*Frame), drop func()) *impairer {
 	var seed1, seed2 uint64
 	if spec.HasSeed {
 		// Each port and direction gets its own stream from one seed,
@@ -73,7 +74,7 @@ func newImpairer(spec netem.Spec, salt string, out func(*Frame), drop func()) *i
 	} else {
 		seed1, seed2 = rand.Uint64(), rand.Uint64()
 	}
-	im := &impairer{spec: spec, out: out, drop: drop, rng: rand.New(rand.NewPCG(seed1, seed2)),
+	im := &impairer{spec: spec, out: out, outAll: outAll, drop: drop, rng: rand.New(rand.NewPCG(seed1, seed2)),
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	if spec.Queued() {
 		im.ring = make([]slot, 64)
@@ -247,10 +248,8 @@ func (im *impairer) run() {
 			im.n--
 		}
 		im.mu.Unlock()
-		for i, f := range batch {
-			im.out(f)
-			batch[i] = nil
-		}
+		im.outAll(batch)
+		clear(batch)
 		batch = batch[:0]
 	}
 }
@@ -279,12 +278,12 @@ func (im *impairer) stop(flush bool) {
 		im.n--
 	}
 	im.mu.Unlock()
+	if flush {
+		im.outAll(left)
+		return
+	}
 	for _, f := range left {
-		if flush {
-			im.out(f)
-		} else {
-			f.Release()
-		}
+		f.Release()
 	}
 }
 
