@@ -322,7 +322,9 @@ func TestVXLANGuests(t *testing.T) {
 		t.Fatal("the guests do not ping each other across vxlan")
 	}
 	// A bulk transfer: 4 MiB of random bytes, compared by checksum.
-	b.mustExec("GB", "sh", "-c", "nc -l -p 5001 > /tmp/rx 2>/dev/null </dev/null &")
+	// The sink reads until the sender closes (nc -l alone would stop at
+	// its own stdin's end).
+	b.mustExec("GB", "sh", "-c", `printf '#!/bin/sh\ncat > /tmp/rx\n' > /tmp/sink && chmod +x /tmp/sink && (nc -l -p 5001 -e /tmp/sink </dev/null >/dev/null 2>&1 &)`)
 	time.Sleep(500 * time.Millisecond)
 	a.mustExec("GA", "sh", "-c", "dd if=/dev/urandom of=/tmp/tx bs=1024 count=4096 2>/dev/null && nc 10.99.0.2 5001 < /tmp/tx")
 	want := strings.Fields(a.mustExec("GA", "md5sum", "/tmp/tx"))[0]
@@ -346,5 +348,9 @@ func TestVXLANGuests(t *testing.T) {
 		if !strings.Contains(s, w) {
 			t.Errorf("fconf save lacks %s:\n%s", w, s)
 		}
+	}
+	// Loading what was saved changes nothing.
+	if plan := a.MustRun("fconf", "load", saved, "--plan"); !strings.Contains(plan, "nothing to change") {
+		t.Errorf("the saved file does not match the running lab:\n%s\nplan:\n%s", s, plan)
 	}
 }
