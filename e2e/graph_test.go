@@ -251,14 +251,27 @@ func TestGraph(t *testing.T) {
 	}
 	waitJS(t, ctx, 3*time.Second, "lan_two counters in the drawing", fmt.Sprintf(`parseInt(window.cloonix.cy.getElementById('lan:lan_two').data('label').split('\n')[1]) >= %d`, frames))
 
-	// Detach from the text panel (keyboard users' way).
-	do(t, ctx, "detach button", chromedp.Click(chromedp.ID("b-detach-A-eth0-lan_two")))
-	Eventually(t, 5*time.Second, "A:eth0 off lan_two", func() error {
+	// Detach from the line's menu (right click).
+	mid := js[[]float64](t, ctx, `(() => { const cy = window.cloonix.cy; const r = cy.container().getBoundingClientRect();
+		const m = cy.getElementById('edge:A:eth0|lan_two').renderedMidpoint(); return [r.left + m.x, r.top + m.y]; })()`)
+	do(t, ctx, "right click the line", chromedp.MouseClickXY(mid[0], mid[1], chromedp.ButtonRight))
+	waitJS(t, ctx, 3*time.Second, "menu shown", `!document.getElementById('menu').hidden && document.querySelector('#menu button').textContent === 'Detach A:eth0 from lan_two'`)
+	do(t, ctx, "menu detach", chromedp.Click(chromedp.CSS("#menu button")))
+	off := func() error {
 		if portOn(l, "A:eth0", "lan_two") == nil {
 			return fmt.Errorf("still attached")
 		}
 		return nil
-	})
+	}
+	Eventually(t, 5*time.Second, "A:eth0 off lan_two after the menu", off)
+	waitJS(t, ctx, 2*time.Second, "line gone", `window.cloonix.cy.getElementById('edge:A:eth0|lan_two').empty()`)
+
+	// The keyboard way, in the text panel: type a lan and Attach, then ×.
+	do(t, ctx, "panel attach", chromedp.SendKeys(chromedp.ID("in-A-eth0"), "lan_two"), chromedp.Click(chromedp.ID("b-attach-A-eth0")))
+	Eventually(t, 5*time.Second, "A:eth0 on lan_two from the panel", func() error { return portOn(l, "A:eth0", "lan_two") })
+	waitJS(t, ctx, 2*time.Second, "detach button listed", `document.getElementById('b-detach-A-eth0-lan_two') !== null`)
+	do(t, ctx, "panel detach", chromedp.Click(chromedp.ID("b-detach-A-eth0-lan_two")))
+	Eventually(t, 5*time.Second, "A:eth0 off lan_two from the panel", off)
 
 	// A lan added with ctrl shows within 200 ms, without reload.
 	js[bool](t, ctx, `(() => { window.__seen = 0; window.cloonix.cy.on('add', 'node', e => { if (e.target.id() === 'lan:lan_three') window.__seen = Date.now(); }); return true; })()`)
