@@ -199,6 +199,24 @@ func (l *live) session(stop <-chan struct{}) error {
 	}
 	l.setStatus(sw, nil)
 	l.publish(lab)
+	// Events are drained by their own goroutine: the client's reader
+	// blocks on a full event channel, and it must stay free to deliver
+	// the replies to List below.
+	changed := make(chan struct{}, 1)
+	lost := make(chan struct{})
+	go func() {
+		defer close(lost)
+		for e := range events {
+			b := mustJSON(map[string]any{"type": "event", "event": e})
+			l.mu.Lock()
+			l.broadcastLocked(b)
+			l.mu.Unlock()
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	var pending <-chan time.Time
@@ -209,14 +227,9 @@ func (l *live) session(stop <-chan struct{}) error {
 			return nil
 		case <-sw.Done():
 			return errors.New("connection to the switch lost")
-		case e, ok := <-events:
-			if !ok {
-				return errors.New("connection to the switch lost")
-			}
-			b := mustJSON(map[string]any{"type": "event", "event": e})
-			l.mu.Lock()
-			l.broadcastLocked(b)
-			l.mu.Unlock()
+		case <-lost:
+			return errors.New("connection to the switch lost")
+		case <-changed:
 			if pending == nil {
 				pending = time.After(settle)
 			}

@@ -64,7 +64,10 @@ func (f *fakeSwitch) List() (*proto.Lab, error) {
 func (f *fakeSwitch) Subscribe() (<-chan proto.Event, error) { return f.events, nil }
 func (f *fakeSwitch) Done() <-chan struct{}                  { return f.done }
 func (f *fakeSwitch) Close() error {
-	f.once.Do(func() { close(f.done) })
+	f.once.Do(func() {
+		close(f.done)
+		close(f.events)
+	})
 	return nil
 }
 
