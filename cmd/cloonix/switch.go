@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,25 +98,94 @@ var startCmd = &cobra.Command{
 var stopCmd = &cobra.Command{
 	Use:   "stop",
 	Short: "stop every machine and helper, then the switch",
-	Args:  cobra.NoArgs,
+	Long: "stop every machine and helper, then the switch; returns once the switch process has\n" +
+		"exited and its sockets are gone.",
+	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
+		cfg, cfgErr := loadConfig()
 		c, err := connect()
 		if err != nil {
+			if cfgErr == nil && flagServer == "" && cleanStale(cfg) {
+				fmt.Println("switch was not running; removed its stale socket")
+				return nil
+			}
 			return err
+		}
+		// The pid, to wait for the process itself and not only for the
+		// connection to close.
+		pid := 0
+		if out, err := c.Call("ping", nil); err == nil {
+			var pong struct {
+				Pid int `xml:"pid,attr"`
+			}
+			if xml.Unmarshal(out, &pong) == nil {
+				pid = pong.Pid
+			}
 		}
 		if _, err := c.Call("stop", nil); err != nil {
 			c.Close()
 			return err
 		}
+		deadline := time.Now().Add(90 * time.Second)
 		select {
 		case <-c.Done():
-		case <-time.After(60 * time.Second):
+		case <-time.After(time.Until(deadline)):
 			c.Close()
-			return errors.New("the switch did not stop within 60 s")
+			return errors.New("the switch did not stop within 90 s")
+		}
+		c.Close()
+		// Only a local switch can be waited for by pid.
+		local := flagServer == "" || strings.HasPrefix(flagServer, "unix:")
+		if pid > 0 && local {
+			for alive(pid) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("the switch (pid %d) is still running 90 s after stop", pid)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if cfgErr == nil && flagServer == "" {
+			cleanStale(cfg)
 		}
 		fmt.Println("switch stopped")
 		return nil
 	},
+}
+
+// alive tells whether pid still runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
+}
+
+// cleanStale removes the control socket and pid file of a switch that is
+// gone (nothing answers, its pid is dead); it reports whether it did.
+func cleanStale(cfg *config.Config) bool {
+	if c, err := net.DialTimeout("unix", cfg.ServerName, time.Second); err == nil {
+		c.Close()
+		return false
+	}
+	if b, err := os.ReadFile(cfg.PidFile()); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && alive(pid) {
+			return false
+		}
+	}
+	removed := false
+	if fi, err := os.Lstat(cfg.ServerName); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		removed = os.Remove(cfg.ServerName) == nil
+	}
+	if os.Remove(cfg.PidFile()) == nil {
+		removed = true
+	}
+	return removed
 }
 
 func init() {

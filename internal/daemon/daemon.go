@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"cloonix/internal/config"
@@ -47,6 +48,7 @@ type Daemon struct {
 
 	subMu sync.Mutex
 	subs  map[*client]struct{}
+	conns map[net.Conn]struct{} // every control connection, closed at shutdown
 
 	listeners []net.Listener
 	quit      chan struct{}
@@ -64,7 +66,7 @@ func onStart(f func(d *Daemon)) { startHooks = append(startHooks, f) }
 
 // New prepares a daemon for cfg; Run starts it.
 func New(cfg *config.Config) *Daemon {
-	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, quit: make(chan struct{})}
+	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{})}
 	d.Fab.OnConn = func(port string, up bool) {
 		t := "port_down"
 		if up {
@@ -89,25 +91,32 @@ func (d *Daemon) Run() error {
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
 		return err
 	}
-	_ = os.Remove(sock)
-	ul, err := net.Listen("unix", sock)
+	if fi, err := os.Lstat(sock); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("control socket %s: a file that is not a socket is in the way; remove it or change <server_name>", sock)
+		}
+		_ = os.Remove(sock) // stale: nobody answered on it
+	}
+	ul, err := listenPrivate(sock)
 	if err != nil {
 		return fmt.Errorf("control socket %s: %v", sock, err)
 	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ul.Close()
-		return err
-	}
 	d.listeners = append(d.listeners, ul)
+	closeAll := func() {
+		for _, l := range d.listeners {
+			l.Close()
+		}
+	}
 	if addr := d.Cfg.TCPAddr(); addr != "" {
 		tl, err := net.Listen("tcp", addr)
 		if err != nil {
-			ul.Close()
+			closeAll()
 			return fmt.Errorf("control TCP %s: %v (another switch on this port? set <server_port> in the config)", addr, err)
 		}
 		d.listeners = append(d.listeners, tl)
 	}
 	if err := os.WriteFile(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		closeAll()
 		return err
 	}
 	for _, l := range d.listeners {
@@ -136,10 +145,27 @@ func (d *Daemon) OnStop(f func()) {
 	d.mu.Unlock()
 }
 
+// listenPrivate listens on a unix socket that only the owner may use: the
+// umask makes it 0600 from birth, so no client can slip in before a chmod.
+func listenPrivate(path string) (net.Listener, error) {
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
 func (d *Daemon) shutdown() {
 	for _, l := range d.listeners {
 		l.Close()
 	}
+	d.wg.Wait() // no new connections from here on
 	d.mu.Lock()
 	hooks := d.stopHooks
 	d.mu.Unlock()
@@ -150,6 +176,9 @@ func (d *Daemon) shutdown() {
 	d.subMu.Lock()
 	for c := range d.subs {
 		c.close()
+	}
+	for c := range d.conns {
+		c.Close()
 	}
 	d.subMu.Unlock()
 	_ = os.Remove(d.Cfg.ServerName)
@@ -172,9 +201,18 @@ func (d *Daemon) accept(l net.Listener) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			// Transient (EMFILE, ECONNABORTED): back off, keep serving.
+			log.Printf("control accept: %v", err)
+			select {
+			case <-d.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 			continue
 		}
+		d.subMu.Lock()
+		d.conns[conn] = struct{}{}
+		d.subMu.Unlock()
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -183,7 +221,12 @@ func (d *Daemon) accept(l net.Listener) {
 			continue
 		}
 		go func() {
-			defer func() { <-sem }()
+			defer func() {
+				d.subMu.Lock()
+				delete(d.conns, conn)
+				d.subMu.Unlock()
+				<-sem
+			}()
 			d.serve(conn, isTCP)
 		}()
 	}

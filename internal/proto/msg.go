@@ -149,6 +149,9 @@ func (d *Decoder) Decode() (*Msg, error) {
 			}
 			m := &Msg{Name: raw.XMLName.Local, Attrs: make(map[string]string, len(raw.Attrs)), Inner: raw.Inner}
 			for _, a := range raw.Attrs {
+				if _, dup := m.Attrs[a.Name.Local]; dup {
+					return nil, fmt.Errorf("%w: <%s> has attribute %s twice", ErrBadMessage, m.Name, a.Name.Local)
+				}
 				m.Attrs[a.Name.Local] = a.Value
 			}
 			return m, nil

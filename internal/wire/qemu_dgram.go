@@ -21,6 +21,7 @@ type DgramConn struct {
 	c       *net.UnixConn
 	peer    atomic.Pointer[net.UnixAddr]
 	pending *fabric.Frame // the datagram that announced the peer
+	skipped int           // bad datagrams before it, counted once handed over
 }
 
 // read returns the next datagram; one of a bad size is an ErrSkip error,
@@ -50,6 +51,10 @@ func (d *DgramConn) read() (*fabric.Frame, error) {
 
 // ReadFrame returns the next datagram of a valid size (see read).
 func (d *DgramConn) ReadFrame() (*fabric.Frame, error) {
+	if d.skipped > 0 {
+		d.skipped--
+		return nil, fmt.Errorf("%w: %w: refused before the peer was known", fabric.ErrSkip, ErrFrameSize)
+	}
 	if f := d.pending; f != nil {
 		d.pending = nil
 		return f, nil
@@ -108,6 +113,7 @@ func (l *DgramListener) Accept() (fabric.Conn, error) {
 	for {
 		f, err := l.conn.read()
 		if errors.Is(err, fabric.ErrSkip) {
+			l.conn.skipped++
 			continue
 		}
 		if err != nil {
