@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,21 +28,23 @@ func (s *Server) apiConsole(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if s.opt.Console == nil {
-		http.Error(w, "this switch offers no consoles", http.StatusNotImplemented)
-		return
-	}
-	con, err := s.opt.Console(vm)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer con.Close()
+	// Accept first, so a failure reaches the page as the close reason
+	// (a browser does not show a refused websocket's HTTP answer).
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
 	}
 	defer c.CloseNow()
+	if s.opt.Console == nil {
+		closeWith(c, websocket.StatusInternalError, "this switch offers no consoles")
+		return
+	}
+	con, err := s.opt.Console(vm)
+	if err != nil {
+		closeWith(c, websocket.StatusInternalError, err.Error())
+		return
+	}
+	defer con.Close()
 	c.SetReadLimit(64 << 10)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -64,10 +67,7 @@ func (s *Server) apiConsole(w http.ResponseWriter, r *http.Request) {
 				if err != io.EOF {
 					msg = "console closed: " + err.Error()
 				}
-				if len(msg) > 120 {
-					msg = msg[:120]
-				}
-				c.Close(websocket.StatusNormalClosure, msg)
+				closeWith(c, websocket.StatusNormalClosure, msg)
 				return
 			}
 		}
@@ -82,4 +82,13 @@ func (s *Server) apiConsole(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// closeWith closes with a reason cut to what a close frame holds (123
+// bytes), on a rune boundary.
+func closeWith(c *websocket.Conn, code websocket.StatusCode, reason string) {
+	if len(reason) > 123 {
+		reason = strings.ToValidUTF8(reason[:120], "") + "..."
+	}
+	c.Close(code, reason)
 }

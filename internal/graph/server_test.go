@@ -501,10 +501,7 @@ func TestConsole(t *testing.T) {
 		c.CloseNow()
 		t.Fatal("bad vm name accepted")
 	}
-	if c, err := dialLive(t, r, "/api/console?vm=B&token="+tok, r.ts.URL); err == nil {
-		c.CloseNow()
-		t.Fatal("console of a missing vm accepted")
-	}
+	wantClosed(t, r, "/api/console?vm=B&token="+tok, "no such vm")
 	c, err := dialLive(t, r, "/api/console?vm=A&token="+tok, r.ts.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -523,15 +520,22 @@ func TestConsole(t *testing.T) {
 
 func TestNoConsole(t *testing.T) {
 	r := newRig(t, Options{Loopback: true})
-	req, _ := http.NewRequest("GET", r.url("/api/console?vm=A&token="+r.srv.Token()), nil)
-	req.Header.Set("Origin", r.ts.URL)
-	resp, err := http.DefaultClient.Do(req)
+	wantClosed(t, r, "/api/console?vm=A&token="+url.QueryEscape(r.srv.Token()), "offers no consoles")
+}
+
+// wantClosed dials a console websocket and expects it closed with reason.
+func wantClosed(t *testing.T, r *rig, path, reason string) {
+	t.Helper()
+	c, err := dialLive(t, r, path, r.ts.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotImplemented {
-		t.Fatalf("console without support: %d", resp.StatusCode)
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err = c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusInternalError || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("console closed with %v, want %q", err, reason)
 	}
 }
 
