@@ -1,0 +1,191 @@
+// Command vxlan measures TCP throughput (iperf3) across two "hosts" (two
+// network namespaces joined by a veth pair, the underlay), in one run:
+//
+//   - Linux: two Linux vxlan devices, one per host namespace, the kernel's
+//     own path (iperf3 runs on the vxlan devices themselves);
+//   - cloonix vxlan: a switch in each host namespace, joined by vxlan tux;
+//     iperf3 runs in two more namespaces, each on a tap tux of a switch;
+//   - cloonix t2t: the same, joined by t2t tux (TCP) instead.
+//
+// Every case has an inner MTU of 1500 and the same underlay: a veth pair
+// with MTU 1550, so a VXLAN datagram (frame + 50) is never fragmented.
+// It prints a table. Run as root: `go run ./bench/vxlan` (flags: -t
+// seconds, -bin cloonix). Every name it creates carries its pid, and it
+// removes them all when done.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+var (
+	secs   = flag.Int("t", 10, "iperf3 seconds per case")
+	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
+	tag    = fmt.Sprintf("x%d", os.Getpid()%100000)
+	undo   []string // shell commands run at the end, last first
+)
+
+func sh(cmd string) (string, error) {
+	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %v\n%s", cmd, err, out)
+	}
+	return string(out), nil
+}
+
+func must(cmd string) string {
+	out, err := sh(cmd)
+	if err != nil {
+		cleanup()
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return out
+}
+
+func cleanup() {
+	for i := len(undo) - 1; i >= 0; i-- {
+		_, _ = sh(undo[i])
+	}
+	undo = nil
+}
+
+func netns(name string) string {
+	ns := tag + name
+	must("ip netns add " + ns)
+	undo = append(undo, "ip netns del "+ns)
+	must("ip netns exec " + ns + " ip link set lo up")
+	return ns
+}
+
+// underlay joins two host namespaces with a veth pair (MTU 1550):
+// 10.88.0.1 in a, 10.88.0.2 in b. It returns the interface names.
+func underlay(a, b string) (string, string) {
+	va, vb := tag+"ua", tag+"ub"
+	must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s && ip link set %s netns %s", va, vb, va, a, vb, b))
+	must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.1/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", a, va, a, va))
+	must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.2/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", b, vb, b, vb))
+	return va, vb
+}
+
+var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
+
+// iperf runs iperf3 from nsA to the server in nsB at addr; Gbit/s.
+func iperf(nsA, nsB, addr string) float64 {
+	must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D -I /tmp/%s-iperf.pid", nsB, tag))
+	undo = append(undo, fmt.Sprintf("kill $(cat /tmp/%s-iperf.pid) 2>/dev/null; rm -f /tmp/%s-iperf.pid", tag, tag))
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		if _, err := sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
+	m := gbitRe.FindStringSubmatch(out)
+	if m == nil {
+		fmt.Fprintln(os.Stderr, out)
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	switch m[2] {
+	case "M":
+		v /= 1000
+	case "K":
+		v /= 1e6
+	}
+	return v
+}
+
+func linuxVXLAN() float64 {
+	a, b := netns("lxA"), netns("lxB")
+	defer cleanup()
+	va, vb := underlay(a, b)
+	for _, x := range []struct{ ns, dev, local, remote, ip string }{{a, va, "10.88.0.1", "10.88.0.2", "10.89.0.1"}, {b, vb, "10.88.0.2", "10.88.0.1", "10.89.0.2"}} {
+		must(fmt.Sprintf("ip netns exec %s ip link add vx type vxlan id 100 remote %s local %s dstport 4789 dev %s && ip netns exec %s ip link set vx mtu 1500 up && ip netns exec %s ip addr add %s/24 dev vx",
+			x.ns, x.remote, x.local, x.dev, x.ns, x.ns, x.ip))
+	}
+	return iperf(a, b, "10.89.0.2")
+}
+
+// startSwitch starts a switch with its own config inside namespace ns.
+func startSwitch(bin, name, ns string) string {
+	dir, _ := os.MkdirTemp("/tmp", "clxbench")
+	cfg := filepath.Join(dir, "config.xml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
+  <network_name>%s</network_name>
+  <server_name>%s/ctl.sock</server_name>
+  <server_port>0</server_port>
+  <password>bench-%s</password>
+  <work_dir>%s</work_dir>
+  <no_nat>true</no_nat>
+</cloonix_config>
+`, name, dir, tag, dir)), 0o600)
+	c := bin + " -c " + cfg
+	undo = append(undo, "rm -rf "+dir, c+" stop")
+	must("ip netns exec " + ns + " " + c + " start")
+	return c
+}
+
+// twoSwitches builds the cloonix cases: a switch per host namespace,
+// joined by the tux that link adds (given both switches' commands), and
+// a guest namespace on a tap of each; iperf3 between the guests.
+func twoSwitches(bin, name string, link func(c1, c2 string)) float64 {
+	a, b := netns(name+"A"), netns(name+"B")
+	ga, gb := netns(name+"gA"), netns(name+"gB")
+	defer cleanup()
+	underlay(a, b)
+	c1, c2 := startSwitch(bin, tag+name+"1", a), startSwitch(bin, tag+name+"2", b)
+	link(c1, c2)
+	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
+		ifn := tag + name + x.s
+		must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
+		must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
+	}
+	return iperf(ga, gb, "10.90.0.2")
+}
+
+func main() {
+	flag.Parse()
+	bin := *binArg
+	if bin == "" {
+		dir, _ := os.MkdirTemp("", "clxbin")
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "cloonix")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/cloonix").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	fmt.Printf("iperf3 TCP, %d s per case, inner MTU 1500, veth underlay MTU 1550, %s\n", *secs, time.Now().UTC().Format(time.RFC3339))
+	lx := linuxVXLAN()
+	vx := twoSwitches(bin, "vx", func(c1, c2 string) {
+		must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
+		must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
+	})
+	tt := twoSwitches(bin, "tt", func(c1, c2 string) {
+		must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
+		must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
+	})
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "path\tGbit/s\tvs Linux vxlan\t")
+	row := func(name string, v float64) {
+		r := 0.0
+		if lx > 0 {
+			r = v / lx
+		}
+		fmt.Fprintf(w, "%s\t%.2f\t%.2fx\t\n", name, v, r)
+	}
+	row("Linux vxlan devices (kernel)", lx)
+	row("cloonix vxlan tux (2 switches, taps)", vx)
+	row("cloonix t2t tux (2 switches, taps)", tt)
+	w.Flush()
+}
