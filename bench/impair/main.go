@@ -225,8 +225,17 @@ func main() {
 				panic(err)
 			}
 			go func() {
-				for c := range t.Frames() {
-					c.Release()
+				var buf []fabric.Captured
+				for {
+					select {
+					case <-t.Ready():
+						buf = t.Take(buf)
+						for _, c := range buf {
+							c.Release()
+						}
+					case <-t.Done():
+						return
+					}
 				}
 			}()
 			return t.Close

@@ -166,25 +166,32 @@ func (d *Daemon) streamCapture(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.N
 		timeout = tm.C
 	}
 	var seen [2]uint64
+	var batch []fabric.Captured
 	reason = ""
 loop:
 	for count == 0 || n < count {
 		select {
-		case c := <-tap.Frames():
-			b := c.Frame.Bytes()
-			err := ng.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, c.Time), CaptureLength: len(b), Length: len(b), InterfaceIndex: c.Iface}, b)
-			c.Release()
+		case <-tap.Ready():
+			batch = tap.Take(batch)
+			var err error
+			for i, c := range batch {
+				if err == nil && (count == 0 || n < count) {
+					b := c.Frame.Bytes()
+					err = ng.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, c.Time), CaptureLength: len(b), Length: len(b), InterfaceIndex: c.Iface}, b)
+					if err == nil {
+						n++
+						seen[c.Iface]++
+					}
+				}
+				c.Release()
+				batch[i] = fabric.Captured{}
+			}
+			if err == nil {
+				err = flush() // a live reader sees each batch at once
+			}
 			if err != nil {
 				reason = "client gone"
 				break loop
-			}
-			n++
-			seen[c.Iface]++
-			if len(tap.Frames()) == 0 {
-				if flush() != nil {
-					reason = "client gone"
-					break loop
-				}
 			}
 		case <-tap.Done():
 			reason = tap.Reason()

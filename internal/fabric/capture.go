@@ -8,15 +8,20 @@ import (
 )
 
 // A Tap is one running capture. The forwarding path hands it a reference
-// to each frame (no copy) through a bounded channel; when the reader
-// falls behind, frames are dropped from the capture and counted, never
-// pushed back on the traffic.
+// to each frame (no copy) into a bounded queue; when the reader falls
+// behind, frames are dropped from the capture and counted, never pushed
+// back on the traffic. The reader takes the whole queue at a time and is
+// woken only when the queue was empty, so a busy capture costs a lock
+// and an append per frame, not a goroutine switch.
 type Tap struct {
 	f      *Fabric
 	name   string // the port or lan captured
 	lan    bool
 	port   *Port
-	ch     chan Captured
+	mu     sync.Mutex
+	q      []Captured
+	max    int
+	ready  chan struct{} // room for one token: frames are waiting
 	drops  atomic.Uint64
 	done   chan struct{}
 	once   sync.Once
@@ -42,19 +47,29 @@ func newTap(f *Fabric, name string, lan bool, queue int) *Tap {
 	if queue <= 0 {
 		queue = TapQueue
 	}
-	return &Tap{f: f, name: name, lan: lan, ch: make(chan Captured, queue), done: make(chan struct{})}
+	return &Tap{f: f, name: name, lan: lan, max: queue, q: make([]Captured, 0, min(queue, 1024)),
+		ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // put hands one frame to every tap in ts.
 func putAll(ts []*Tap, f *Frame, iface int) {
 	now := time.Now().UnixNano()
 	for _, t := range ts {
-		f.Ref(1)
-		select {
-		case t.ch <- Captured{Frame: f, Time: now, Iface: iface}:
-		default:
-			f.Release()
+		t.mu.Lock()
+		n := len(t.q)
+		if n >= t.max {
+			t.mu.Unlock()
 			t.drops.Add(1)
+			continue
+		}
+		f.Ref(1)
+		t.q = append(t.q, Captured{Frame: f, Time: now, Iface: iface})
+		t.mu.Unlock()
+		if n == 0 {
+			select {
+			case t.ready <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -97,8 +112,20 @@ func (f *Fabric) CaptureLan(lan string, queue int) (*Tap, error) {
 	return t, nil
 }
 
-// Frames is where captured frames arrive.
-func (t *Tap) Frames() <-chan Captured { return t.ch }
+// Ready is signalled when frames are waiting to be taken.
+func (t *Tap) Ready() <-chan struct{} { return t.ready }
+
+// Take returns the frames waiting, in order, and keeps buf (emptied) as
+// the queue's next storage: pass back the slice Take returned last, once
+// its frames are released, and capturing allocates nothing.
+func (t *Tap) Take(buf []Captured) []Captured {
+	clear(buf)
+	t.mu.Lock()
+	got := t.q
+	t.q = buf[:0]
+	t.mu.Unlock()
+	return got
+}
 
 // Done is closed when the capture ends: Close, or its port was deleted.
 func (t *Tap) Done() <-chan struct{} { return t.done }
@@ -141,13 +168,8 @@ func (t *Tap) Close() {
 	}
 	f.mu.Unlock()
 	t.end("")
-	for {
-		select {
-		case c := <-t.ch:
-			c.Release()
-		default:
-			return
-		}
+	for _, c := range t.Take(nil) {
+		c.Release()
 	}
 }
 

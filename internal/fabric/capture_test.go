@@ -13,8 +13,8 @@ func taken(tap *fabric.Tap) []fabric.Captured {
 	var got []fabric.Captured
 	for {
 		select {
-		case c := <-tap.Frames():
-			got = append(got, c)
+		case <-tap.Ready():
+			got = append(got, tap.Take(nil)...)
 		case <-time.After(200 * time.Millisecond):
 			return got
 		}
