@@ -199,6 +199,16 @@ func TestGraph(t *testing.T) {
 	if want := countAttachments(l); edges != want {
 		t.Errorf("%d attachments drawn, the switch has %d", edges, want)
 	}
+	// The topology's <x>/<y> place the VMs.
+	for _, v := range l.List().VMs {
+		if v.X == nil {
+			t.Fatalf("vm %s has no position after fconf load of a topology with <x>/<y>", v.Name)
+		}
+		p := js[[]int](t, ctx, fmt.Sprintf(`(() => { const p = window.cloonix.cy.getElementById('vm:%s').position(); return [Math.round(p.x), Math.round(p.y)]; })()`, v.Name))
+		if p[0] != *v.X || p[1] != *v.Y {
+			t.Errorf("vm %s drawn at %v, kept at %d,%d", v.Name, p, *v.X, *v.Y)
+		}
+	}
 	waitJS(t, ctx, 5*time.Second, "states drawn", `['A', 'B', 'C'].every(v => window.cloonix.cy.getElementById('vm:' + v).hasClass('state-running'))`)
 	panel := js[string](t, ctx, `document.getElementById('panel').innerText`)
 	for _, w := range []string{"A", "B", "C", "running", "lan_one", "lan_two", "A:eth0", "B:eth0: lan_one", "lan_two"} {
