@@ -187,6 +187,7 @@ const cy = cytoscape({
     { selector: 'node.tux.state-down, node.tux.state-stopped, node.tux.state-failed', style: { 'border-color': '#b91c1c', 'background-color': '#fef2f2' } },
     { selector: 'node.port', style: { shape: 'tag', width: 40, height: 24, 'background-color': '#f8fafc', 'border-color': '#94a3b8', 'border-width': 2, 'text-valign': 'bottom', 'text-margin-y': 5, 'font-size': 10 } },
     { selector: 'node.port.up', style: { 'border-color': '#15803d', 'background-color': '#dcfce7' } },
+    { selector: 'node.lan, node.tux, node.port', style: { 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 2, 'text-background-shape': 'roundrectangle' } },
     { selector: 'edge', style: { width: 2, 'line-color': '#60a5fa', 'curve-style': 'bezier' } },
     { selector: 'node.drop-target', style: { 'background-color': '#f97316', 'border-width': 4, 'border-color': '#c2410c', width: 34, height: 34 } },
     { selector: '.faded', style: { opacity: 0.2 } },
@@ -224,18 +225,19 @@ function freeSpot(id) {
 }
 
 // nearNeighbours finds a place for a new node by the nodes it links to.
-function nearNeighbours(n, edges) {
+function nearNeighbours(n, edges, unplaced) {
   const pts = [];
   for (const e of edges) {
     const other = e.source === n.id ? e.target : e.target === n.id ? e.source : null;
-    if (!other) continue;
+    if (!other || unplaced.has(other)) continue;
     const o = cy.getElementById(other);
     if (o.nonempty()) pts.push(o.position());
   }
   if (!pts.length) return null;
   const x = pts.reduce((a, p) => a + p.x, 0) / pts.length;
   const y = pts.reduce((a, p) => a + p.y, 0) / pts.length;
-  const p = { x, y: y + (n.kind === 'lan' ? 110 : -110) };
+  // Below what it links to: VMs above their lans, tux below.
+  const p = { x, y: y + 110 };
   // Step aside from nodes already there.
   for (let i = 0; i < 50 && occupied(p, n.id); i++) p.x += 60;
   return p;
@@ -307,9 +309,11 @@ function sync(lab) {
       for (const n of unplaced) if (n.kind === 'vm') placeEths(cy.getElementById(n.id), { x: 0, y: 0 });
       runLayout(true);
     } else {
+      const waiting = new Set(unplaced.map((n) => n.id));
       for (const n of unplaced) {
         const el = cy.getElementById(n.id);
-        const p = nearNeighbours(n, edges) || freeSpot(n.id);
+        const p = nearNeighbours(n, edges, waiting) || freeSpot(n.id);
+        waiting.delete(n.id);
         if (n.kind === 'vm') placeEths(el, p);
         else el.position(p);
         pendingAuto.add(n.id);
