@@ -394,7 +394,7 @@ func (t *tuxProc) launch(first bool) error {
 		args = append(args, "--strict")
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), t.env...)
+	cmd.Env = append(append(os.Environ(), t.env...), "GOMAXPROCS=1")
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	logPath := filepath.Join(t.d.tuxDir(), t.name+".log")
@@ -478,12 +478,12 @@ func (t *tuxProc) launch(first bool) error {
 		}
 		t.held = f
 		t.mu.Unlock()
-		fc = newOffloadConn(wire.NewStreamConn(conn))
+		fc = newOffloadConn(conn)
 	}
 	if t.kind == "t2t" {
 		// The other switch cuts super frames for its own guests, so
 		// they may cross the link whole.
-		fc = newOffloadConn(wire.NewStreamConn(conn))
+		fc = newOffloadConn(conn)
 	}
 	t.mu.Lock()
 	t.cmd, t.stdin, t.pid, t.state, t.exited = cmd, stdin, cmd.Process.Pid, "running", exited

@@ -1,6 +1,11 @@
 package daemon
 
 import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
 	"sync"
 
 	"cloonix/internal/fabric"
@@ -22,20 +27,57 @@ func macOf(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-// offloadConn is the switch's side of a tap helper.
+// offloadConn is the switch's side of a tap (or t2t) helper: the stream
+// framing of internal/wire, read and written so that a super frame is
+// never copied in user space: its bytes go from the socket straight into
+// the frame's buffer, and out of it with one writev.
 type offloadConn struct {
-	*wire.StreamConn
+	c       net.Conn
+	r       *bufio.Reader
+	hdr     [4]byte
+	hdrs    []byte      // length prefixes of the frames in iov
+	iov     net.Buffers // frames written since the last Flush, in place
 	pending []*fabric.Frame
 	lastSrc uint64
 	scratch []byte
 }
 
-func newOffloadConn(s *wire.StreamConn) *offloadConn {
-	return &offloadConn{StreamConn: s, scratch: make([]byte, fabric.MaxFrame)}
+func newOffloadConn(c net.Conn) *offloadConn {
+	// A small read buffer: a burst of small frames still costs one read,
+	// while most of a super frame is read straight into its own buffer.
+	return &offloadConn{c: c, r: bufio.NewReaderSize(c, 8<<10), hdrs: make([]byte, 0, 4*maxIov), scratch: make([]byte, fabric.MaxFrame)}
 }
+
+// maxIov bounds the frames gathered for one writev.
+const maxIov = 512
 
 // guestMTU is the IP MTU of ordinary ports.
 const guestMTU = 1500
+
+func (c *offloadConn) readRaw() (*fabric.Frame, error) {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(c.hdr[:]))
+	if n < fabric.MinFrame || n > fabric.MaxFrame {
+		return nil, fmt.Errorf("%w: helper sent length %d", wire.ErrFrameSize, n)
+	}
+	f := fabric.NewFrame(n)
+	dst := f.Bytes()
+	k := min(c.r.Buffered(), n)
+	if _, err := io.ReadFull(c.r, dst[:k]); err != nil {
+		f.Release()
+		return nil, err
+	}
+	if k < n {
+		// The rest is not buffered yet: read it in place.
+		if _, err := io.ReadFull(c.c, dst[k:]); err != nil {
+			f.Release()
+			return nil, err
+		}
+	}
+	return f, nil
+}
 
 func (c *offloadConn) ReadFrame() (*fabric.Frame, error) {
 	if len(c.pending) > 0 {
@@ -44,7 +86,7 @@ func (c *offloadConn) ReadFrame() (*fabric.Frame, error) {
 		c.pending = c.pending[1:]
 		return f, nil
 	}
-	f, err := c.StreamConn.ReadFrame()
+	f, err := c.readRaw()
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +96,7 @@ func (c *offloadConn) ReadFrame() (*fabric.Frame, error) {
 		c.lastSrc = src
 	}
 	if len(b) <= tux.StdFrame {
-		return f, nil
+		return f.Shrink(), nil
 	}
 	if b[0]&1 == 0 {
 		if _, ok := offloadMACs.Load(macOf(b[0:6])); ok {
@@ -76,3 +118,34 @@ func (c *offloadConn) ReadFrame() (*fabric.Frame, error) {
 	f.Release()
 	return c.ReadFrame()
 }
+
+// WriteFrame gathers the frame where it is (the fabric keeps it until
+// Flush returns); Flush sends the whole batch with one writev.
+func (c *offloadConn) WriteFrame(b []byte) error {
+	if len(c.hdrs) == cap(c.hdrs) {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
+	n := len(c.hdrs)
+	c.hdrs = binary.BigEndian.AppendUint32(c.hdrs, uint32(len(b)))
+	c.iov = append(c.iov, c.hdrs[n:n+4], b)
+	return nil
+}
+
+// Flush sends the gathered frames.
+func (c *offloadConn) Flush() error {
+	if len(c.iov) == 0 {
+		return nil
+	}
+	full := c.iov
+	bufs := c.iov
+	_, err := bufs.WriteTo(c.c)
+	clear(full)
+	c.iov = full[:0]
+	c.hdrs = c.hdrs[:0]
+	return err
+}
+
+// Close closes the socket.
+func (c *offloadConn) Close() error { return c.c.Close() }

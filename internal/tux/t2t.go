@@ -49,6 +49,7 @@ type t2tHelper struct {
 
 	swMu sync.Mutex // one session at a time writes to the switch
 	swW  *bufio.Writer
+	sw   net.Conn
 
 	rxF, rxB, txF, txB, drops atomic.Uint64
 	state                     atomic.Value
@@ -86,7 +87,7 @@ func setupT2T(args []string, c *ctl, sw net.Conn) (kind, map[string]string, erro
 	if pw == "" {
 		return nil, nil, errors.New("t2t needs a password (" + T2TPasswordEnv + ")")
 	}
-	t := &t2tHelper{peer: *peer, listen: *listen, pw: []byte(pw), c: c, swW: bufio.NewWriterSize(sw, 256<<10)}
+	t := &t2tHelper{peer: *peer, listen: *listen, pw: []byte(pw), c: c, swW: bufio.NewWriterSize(sw, 256<<10), sw: sw}
 	t.state.Store("connecting")
 	info := map[string]string{}
 	if t.listen != "" {
@@ -300,23 +301,16 @@ func (t *t2tHelper) keepalive(s *t2tSession) {
 
 // fromSwitch sends the switch's frames to the live session (dropping
 // and counting them while there is none), flushing when the switch has
-// nothing more buffered.
+// nothing more buffered; large frames go out from where they were read.
 func (t *t2tHelper) fromSwitch(sw net.Conn) error {
-	r := bufio.NewReaderSize(sw, 256<<10)
-	buf := make([]byte, maxRecord)
-	var lb [4]byte
+	fr := newFrameReader(sw)
 	var hdr [recHdrLen]byte
 	for {
-		if _, err := io.ReadFull(r, lb[:]); err != nil {
+		b, err := fr.next()
+		if err != nil {
 			return err
 		}
-		n := int(binary.BigEndian.Uint32(lb[:]))
-		if n < 14 || n > maxRecord {
-			return fmt.Errorf("switch sent a frame of %d bytes", n)
-		}
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return err
-		}
+		n := len(b)
 		s := t.cur.Load()
 		if s == nil {
 			t.drops.Add(1)
@@ -324,12 +318,20 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 		}
 		putRecordHdr(hdr[:], recFrame, n)
 		s.mu.Lock()
-		_, err := s.w.Write(hdr[:])
-		if err == nil {
-			_, err = s.w.Write(buf[:n])
-		}
-		if err == nil && r.Buffered() < 4 {
+		if n > bigWrite {
 			err = s.w.Flush()
+			if err == nil {
+				bufs := net.Buffers{hdr[:], b}
+				_, err = bufs.WriteTo(s.conn)
+			}
+		} else {
+			_, err = s.w.Write(hdr[:])
+			if err == nil {
+				_, err = s.w.Write(b)
+			}
+			if err == nil && fr.buffered() < 4 {
+				err = s.w.Flush()
+			}
 		}
 		s.last = time.Now()
 		s.mu.Unlock()
@@ -345,7 +347,7 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 
 // toSwitch gives the peer's frames to the switch until the session ends.
 func (t *t2tHelper) toSwitch(s *t2tSession) error {
-	buf := make([]byte, maxRecord)
+	fr := newFrameReader(s.r)
 	var lb [4]byte
 	deadline := time.Time{}
 	for {
@@ -353,7 +355,7 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 			deadline = now.Add(T2TDeadAfter)
 			_ = s.conn.SetReadDeadline(deadline)
 		}
-		typ, p, err := readRecord(s.r, buf)
+		typ, p, err := fr.nextRecord()
 		if err != nil {
 			return err
 		}
@@ -365,12 +367,20 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 		}
 		binary.BigEndian.PutUint32(lb[:], uint32(len(p)))
 		t.swMu.Lock()
-		_, err = t.swW.Write(lb[:])
-		if err == nil {
-			_, err = t.swW.Write(p)
-		}
-		if err == nil && s.r.Buffered() < recHdrLen {
+		if len(p) > bigWrite {
 			err = t.swW.Flush()
+			if err == nil {
+				bufs := net.Buffers{lb[:], p}
+				_, err = bufs.WriteTo(t.sw)
+			}
+		} else {
+			_, err = t.swW.Write(lb[:])
+			if err == nil {
+				_, err = t.swW.Write(p)
+			}
+			if err == nil && fr.buffered() < recHdrLen {
+				err = t.swW.Flush()
+			}
 		}
 		t.swMu.Unlock()
 		if err != nil {

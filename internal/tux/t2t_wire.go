@@ -144,6 +144,42 @@ func putRecordHdr(b []byte, typ byte, n int) {
 	binary.BigEndian.PutUint32(b, uint32(typ)<<24|uint32(n))
 }
 
+// checkRecord validates a record header; see readRecord.
+func checkRecord(v uint32) (byte, int, error) {
+	typ, n := byte(v>>24), int(v&0xffffff)
+	switch typ {
+	case recFrame:
+		if n < 14 || n > maxRecord {
+			return 0, 0, fmt.Errorf("%w: frame record of %d bytes", ErrT2TGarbage, n)
+		}
+	case recKeepalive:
+		if n != 0 {
+			return 0, 0, fmt.Errorf("%w: keepalive of %d bytes", ErrT2TGarbage, n)
+		}
+	case recClose:
+		if n > maxReason {
+			return 0, 0, fmt.Errorf("%w: close reason of %d bytes", ErrT2TGarbage, n)
+		}
+	default:
+		return 0, 0, fmt.Errorf("%w: record type %d", ErrT2TGarbage, typ)
+	}
+	return typ, n, nil
+}
+
+// nextRecord reads one record in place from a frameReader (the payload
+// is valid until the next call).
+func (f *frameReader) nextRecord() (byte, []byte, error) {
+	if err := f.fill(recHdrLen); err != nil {
+		return 0, nil, err
+	}
+	typ, n, err := checkRecord(binary.BigEndian.Uint32(f.buf[f.r:]))
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := f.take(n)
+	return typ, p, err
+}
+
 // readRecord reads one record into buf (at least maxRecord long) and
 // returns its type and payload. Malformed records are errors: the stream
 // cannot be resynchronised, so the connection ends.
@@ -152,23 +188,9 @@ func readRecord(r *bufio.Reader, buf []byte) (byte, []byte, error) {
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
 	}
-	v := binary.BigEndian.Uint32(h[:])
-	typ, n := byte(v>>24), int(v&0xffffff)
-	switch typ {
-	case recFrame:
-		if n < 14 || n > maxRecord {
-			return 0, nil, fmt.Errorf("%w: frame record of %d bytes", ErrT2TGarbage, n)
-		}
-	case recKeepalive:
-		if n != 0 {
-			return 0, nil, fmt.Errorf("%w: keepalive of %d bytes", ErrT2TGarbage, n)
-		}
-	case recClose:
-		if n > maxReason {
-			return 0, nil, fmt.Errorf("%w: close reason of %d bytes", ErrT2TGarbage, n)
-		}
-	default:
-		return 0, nil, fmt.Errorf("%w: record type %d", ErrT2TGarbage, typ)
+	typ, n, err := checkRecord(binary.BigEndian.Uint32(h[:]))
+	if err != nil {
+		return 0, nil, err
 	}
 	if _, err := io.ReadFull(r, buf[:n]); err != nil {
 		return 0, nil, err

@@ -1,7 +1,6 @@
 package tux
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"cloonix/internal/wire"
 )
 
 // The tap helper: a host tap interface on a switch port. It runs with
@@ -44,6 +41,8 @@ const (
 	tapHeldFD       = 4
 	tapFDEnv        = "CLOONIX_TAP_CAPS"
 	maxTapRead      = VnetHdrLen + 65535 + 64
+	tapSlots        = 16
+	bigWrite        = 16 << 10
 )
 
 // ErrNoNetAdmin is the clear error for a switch without CAP_NET_ADMIN.
@@ -68,6 +67,8 @@ func CheckIfName(n string) error {
 
 type tapHelper struct {
 	fd                        int
+	file                      *os.File
+	rc                        syscall.RawConn
 	ifname                    string
 	mtu                       int
 	rxF, rxB, txF, txB, drops atomic.Uint64
@@ -112,6 +113,13 @@ func setupTap(args []string, c *ctl, sw net.Conn) (kind, map[string]string, erro
 	if err := unix.SetNonblock(t.fd, true); err != nil {
 		return nil, nil, err
 	}
+	// The runtime's poller serves the tap like a socket.
+	t.file = os.NewFile(uintptr(t.fd), "tap")
+	rc, err := t.file.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	t.rc = rc
 	return t, map[string]string{"ifname": t.ifname, "mtu": strconv.Itoa(t.mtu)}, nil
 }
 
@@ -246,84 +254,120 @@ func (t *tapHelper) serve(sw net.Conn) error {
 	return err
 }
 
-// waitFD blocks this goroutine's thread until fd is ready.
-func waitFD(fd int, ev int16) {
-	p := []unix.PollFd{{Fd: int32(fd), Events: ev}}
-	for {
-		if _, err := unix.Poll(p, -1); err != unix.EINTR {
-			return
-		}
-	}
-}
-
 // fromTap reads the tap until it has nothing, writing frames to the
 // switch, then flushes once: a burst costs one write to the switch.
 func (t *tapHelper) fromTap(sw net.Conn) error {
-	runtime.LockOSThread()
-	w := bufio.NewWriterSize(sw, 512<<10)
-	buf := make([]byte, maxTapRead)
+	// Each frame is read into a slot of its own and sent from there: the
+	// slots waiting go out with one writev when the tap runs dry or the
+	// slots are used up. No copy in user space, one wakeup of the switch
+	// per burst.
+	slots := make([][]byte, tapSlots)
+	for i := range slots {
+		slots[i] = make([]byte, maxTapRead)
+	}
+	hdrs := make([]byte, 4*tapSlots)
+	iov := make(net.Buffers, 0, 2*tapSlots)
+	used := 0
+	buf := slots[0]
 	scratch := make([]byte, 65535)
-	var lenb [4]byte
-	put := func(b []byte) error {
-		binary.BigEndian.PutUint32(lenb[:], uint32(len(b)))
-		if _, err := w.Write(lenb[:]); err != nil {
-			return err
+	flush := func() error {
+		if len(iov) == 0 {
+			return nil
 		}
-		_, err := w.Write(b)
+		all := iov
+		_, err := all.WriteTo(sw)
+		clear(iov[:cap(iov)])
+		iov, used = iov[:0], 0
+		buf = slots[0]
+		return err
+	}
+	// put queues b, which lies in the current slot.
+	put := func(b []byte) error {
 		t.rxF.Add(1)
 		t.rxB.Add(uint64(len(b)))
+		binary.BigEndian.PutUint32(hdrs[4*used:], uint32(len(b)))
+		iov = append(iov, hdrs[4*used:4*used+4], b)
+		used++
+		if used == tapSlots {
+			return flush()
+		}
+		buf = slots[used]
+		return nil
+	}
+	// putCopy sends b (in scratch) at once, after what is queued.
+	putCopy := func(b []byte) error {
+		if err := flush(); err != nil {
+			return err
+		}
+		t.rxF.Add(1)
+		t.rxB.Add(uint64(len(b)))
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(b)))
+		all := net.Buffers{l[:], b}
+		_, err := all.WriteTo(sw)
 		return err
 	}
 	var h vnetHdr
-	for {
-		n, err := unix.Read(t.fd, buf)
-		if err == unix.EAGAIN {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			waitFD(t.fd, unix.POLLIN)
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("reading tap %s: %v", t.ifname, err)
-		}
+	frame := func(n int) error {
 		if n < VnetHdrLen+14 {
 			t.drops.Add(1)
-			continue
+			return nil
 		}
 		h.decode(buf)
 		f := buf[VnetHdrLen:n]
 		if h.gsoType&^gsoECN != gsoNone && len(f) > StdFrame {
 			if len(f) <= 65535 {
-				err = put(f) // a super frame: partial checksum kept
-			} else {
-				// Too long for the switch's 16-bit frames: cut in two or more
-				// super frames at MSS boundaries.
-				mss := int(h.gsoSize)
-				if mss == 0 {
-					mss = 1448
-				}
-				chunk := (60000 / mss) * mss
-				if !SegmentTCP(f, chunk, true, scratch, func(s []byte) {
-					if err == nil {
-						err = put(s)
-					}
-				}) {
-					t.drops.Add(1)
-				}
+				return put(f) // a super frame: partial checksum kept
 			}
-		} else {
-			if h.flags&vnetNeedsCsum != 0 && !completeChecksum(f, int(h.csumStart), int(h.csumOffset)) {
+			// Too long for the switch's 16-bit frames: cut in two or more
+			// super frames at MSS boundaries.
+			mss := int(h.gsoSize)
+			if mss == 0 {
+				mss = 1448
+			}
+			var err error
+			if !SegmentTCP(f, (60000/mss)*mss, true, scratch, func(s []byte) {
+				if err == nil {
+					err = putCopy(s)
+				}
+			}) {
 				t.drops.Add(1)
-				continue
 			}
-			err = put(f)
-		}
-		if err != nil {
 			return err
+		}
+		if h.flags&vnetNeedsCsum != 0 && !completeChecksum(f, int(h.csumStart), int(h.csumOffset)) {
+			t.drops.Add(1)
+			return nil
+		}
+		return put(f)
+	}
+	// Read in the runtime's poller (no thread of our own to wake): drain
+	// the tap, flush once it is empty, then wait.
+	var ioErr error
+	for {
+		err := t.rc.Read(func(fd uintptr) bool {
+			for {
+				n, err := unix.Read(int(fd), buf)
+				switch err {
+				case nil:
+					if ioErr = frame(n); ioErr != nil {
+						return true
+					}
+				case unix.EINTR:
+				case unix.EAGAIN:
+					ioErr = flush()
+					return ioErr != nil
+				default:
+					ioErr = fmt.Errorf("reading tap %s: %v", t.ifname, err)
+					return true
+				}
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("reading tap %s: %v", t.ifname, err)
+		}
+		if ioErr != nil {
+			return ioErr
 		}
 	}
 }
@@ -331,16 +375,14 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 // toTap writes each frame from the switch to the tap, whole super frames
 // with a GSO header so the kernel takes them as one segment.
 func (t *tapHelper) toTap(sw net.Conn) error {
-	runtime.LockOSThread()
-	sc := wire.NewStreamConn(sw)
+	fr := newFrameReader(sw)
 	hb := make([]byte, VnetHdrLen)
 	iov := make([][]byte, 2)
 	for {
-		f, err := sc.ReadFrame()
+		b, err := fr.next()
 		if err != nil {
 			return err
 		}
-		b := f.Bytes()
 		h := vnetHdr{}
 		if len(b) > t.mtu+18 {
 			if ti, ok := parseTCP(b); ok {
@@ -357,19 +399,12 @@ func (t *tapHelper) toTap(sw net.Conn) error {
 		}
 		h.encode(hb)
 		iov[0], iov[1] = hb, b
-		for {
-			_, err = unix.Writev(t.fd, iov)
-			if err == unix.EAGAIN {
-				waitFD(t.fd, unix.POLLOUT)
-				continue
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			break
+		if werr := t.rc.Write(func(fd uintptr) bool {
+			_, err = unix.Writev(int(fd), iov)
+			return err != unix.EAGAIN && err != unix.EINTR
+		}); werr != nil {
+			return fmt.Errorf("writing tap %s: %v", t.ifname, werr)
 		}
-		n := len(b)
-		f.Release()
 		if err != nil {
 			if err == unix.EIO || err == unix.EINVAL {
 				t.drops.Add(1) // interface down or frame refused
@@ -378,6 +413,6 @@ func (t *tapHelper) toTap(sw net.Conn) error {
 			return fmt.Errorf("writing tap %s: %v", t.ifname, err)
 		}
 		t.txF.Add(1)
-		t.txB.Add(uint64(n))
+		t.txB.Add(uint64(len(b)))
 	}
 }

@@ -10,14 +10,17 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // The vxlan helper: the lans its port is on, carried as standard VXLAN
@@ -74,6 +77,12 @@ type vxlanHelper struct {
 
 	macs sync.Map // uint64 MAC -> *vxMAC (only with several remotes)
 
+	gsoOK    bool // UDP GSO sends work (fromSwitch only)
+	gsoLimit int  // largest datagram sent with GSO
+	gro      bool // the socket coalesces received datagrams (UDP_GRO)
+
+	gsoSends, groRecvs atomic.Uint64 // offloaded sends and receives (tests)
+
 	rxF, rxB, txF, txB atomic.Uint64
 	drops              [vxDropReasons]atomic.Uint64
 	lastErr            atomic.Pointer[vxErr]
@@ -126,7 +135,14 @@ func newVXLAN(cfg VXLANConfig) (*vxlanHelper, error) {
 	}
 	_ = conn.SetReadBuffer(vxSockBuf)
 	_ = conn.SetWriteBuffer(vxSockBuf)
-	h := &vxlanHelper{cfg: cfg, conn: conn, maxLen: maxUDPPayloadV4 - VXLANHdrLen}
+	h := &vxlanHelper{cfg: cfg, conn: conn, maxLen: maxUDPPayloadV4 - VXLANHdrLen, gsoOK: true, gsoLimit: 65535}
+	if os.Getenv("CLOONIX_VXLAN_NO_OFFLOAD") != "" {
+		h.gsoOK = false // to compare, and a way out should a kernel misbehave
+	} else if rc, err := conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			h.gro = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+		})
+	}
 	if cfg.V6() {
 		h.bc = ipv6.NewPacketConn(conn)
 		h.maxLen = maxUDPPayloadV6 - VXLANHdrLen
@@ -200,19 +216,21 @@ func (h *vxlanHelper) serve(sw net.Conn) error {
 	return err
 }
 
-// destinations returns which remotes get a frame (b is the frame).
-func (h *vxlanHelper) destinations(b []byte, all []int, one []int) []int {
-	if len(h.remotes) == 1 || b[0]&1 != 0 {
-		return all
+// destination is the remote a frame goes to, or -1 for all of them.
+func (h *vxlanHelper) destination(b []byte) int {
+	if len(h.remotes) == 1 {
+		return 0
+	}
+	if b[0]&1 != 0 {
+		return -1
 	}
 	if v, ok := h.macs.Load(macOf(b[0:6])); ok {
 		e := v.(*vxMAC)
 		if time.Now().UnixNano()-e.seen.Load() < int64(vxMACAge) {
-			one[0] = int(e.remote.Load())
-			return one
+			return int(e.remote.Load())
 		}
 	}
-	return all
+	return -1
 }
 
 // learn notes that src lives behind remote i.
@@ -255,89 +273,276 @@ func macOf(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-// fromSwitch reads the switch's frames and sends them, a batch at a
-// time: it keeps adding frames while whole ones wait in its buffer.
+// fromSwitch reads the switch's frames and sends them a batch at a
+// time: every frame already buffered from the switch joins the batch, so
+// a burst costs one sendmmsg. Frames are sent from where they were read
+// (the VXLAN header is a second iovec, the same for all), and runs of
+// equal-sized datagrams to one remote go as one UDP GSO send when the
+// kernel takes it. TCP super frames (from a tap, see gso.go) are cut here
+// into 1500-byte frames with full checksums, as a NIC would.
 func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
-	r := bufio.NewReaderSize(sw, 512<<10)
-	slots := make([][]byte, vxBatch)
-	for i := range slots {
-		slots[i] = make([]byte, VXLANHdrLen+65535)
-		putVXLANHdr(slots[i], h.cfg.VNI)
-	}
-	maxMsgs := vxBatch * len(h.remotes)
-	ms := make([]ipv4.Message, maxMsgs)
-	bufs := make([][][]byte, maxMsgs)
-	for i := range ms {
-		bufs[i] = make([][]byte, 1)
-	}
-	all := make([]int, len(h.remotes))
-	for i := range all {
-		all[i] = i
-	}
-	one := make([]int, 1)
-	var lb [4]byte
+	rd := &vxReader{c: sw, buf: make([]byte, 1<<20)}
+	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
+	putVXLANHdr(b.hdr, h.cfg.VNI)
 	for {
-		nslot, nmsg, nbytes := 0, 0, 0
-		for nslot < vxBatch && (nslot == 0 || r.Buffered() >= 4) {
-			if _, err := io.ReadFull(r, lb[:]); err != nil {
-				return err
-			}
-			n := int(binary.BigEndian.Uint32(lb[:]))
-			if n < minInnerFrame || n > 65535 {
-				return fmt.Errorf("switch sent a frame of %d bytes", n)
-			}
-			slot := slots[nslot]
-			if _, err := io.ReadFull(r, slot[VXLANHdrLen:VXLANHdrLen+n]); err != nil {
-				return err
-			}
-			if n > h.maxLen {
-				// Never truncated: counted (see docs/multi-host.md on MTUs).
-				h.drop(vxDropOversize, sw.LocalAddr())
-				continue
-			}
-			nslot++
-			nbytes += n
-			for _, i := range h.destinations(slot[VXLANHdrLen:], all, one) {
-				bufs[nmsg][0] = slot[:VXLANHdrLen+n]
-				ms[nmsg] = ipv4.Message{Buffers: bufs[nmsg], Addr: h.remotes[i]}
-				nmsg++
-			}
+		f, ok := rd.next()
+		if ok && f == nil {
+			return rd.err
 		}
-		if nmsg == 0 {
+		if !ok {
+			if len(b.frames) > 0 {
+				b.flush() // before reading (and maybe moving) the buffer
+			}
+			if err := rd.fill(); err != nil {
+				return err
+			}
 			continue
 		}
-		h.send(ms[:nmsg])
-		h.txF.Add(uint64(nslot))
-		h.txB.Add(uint64(nbytes))
+		n := len(f)
+		if n > StdFrame && isSuperTCP(f) {
+			if len(b.segs)-b.segOff < 2*n+4096 {
+				b.flush()
+			}
+			b.segment(f)
+		} else if n > h.maxLen {
+			// Never truncated: counted (see docs/multi-host.md on MTUs).
+			h.drop(vxDropOversize, sw.LocalAddr())
+		} else {
+			b.add(f)
+		}
+		if len(b.frames) >= vxMaxFrames {
+			b.flush()
+		}
 	}
 }
 
-// send writes ms, skipping (and counting) a datagram the kernel refuses.
-func (h *vxlanHelper) send(ms []ipv4.Message) {
+// isSuperTCP tells a TCP super frame (partial checksum) from a frame.
+func isSuperTCP(f []byte) bool {
+	_, ok := parseTCP(f)
+	return ok
+}
+
+const (
+	vxMaxFrames  = 512   // frames per batch
+	vxGSOMaxSegs = 64    // UDP_MAX_SEGMENTS of Linux 6.1
+	vxGSOMaxLen  = 65000 // payload of one GSO send, under 64 KiB
+)
+
+// vxReader hands out stream-framed frames in place from a large buffer.
+type vxReader struct {
+	c    io.Reader
+	buf  []byte
+	r, w int
+	err  error // a bad frame length: the stream is lost
+}
+
+// next returns the next whole frame already buffered, if any.
+func (rd *vxReader) next() ([]byte, bool) {
+	if rd.w-rd.r < 4 {
+		return nil, false
+	}
+	n := int(binary.BigEndian.Uint32(rd.buf[rd.r:]))
+	if n < minInnerFrame || n > 65535 {
+		rd.err = fmt.Errorf("switch sent a frame of %d bytes", n)
+		return nil, true
+	}
+	if rd.w-rd.r < 4+n {
+		return nil, false
+	}
+	f := rd.buf[rd.r+4 : rd.r+4+n]
+	rd.r += 4 + n
+	return f, true
+}
+
+// fill reads more; frames handed out before are no longer valid.
+func (rd *vxReader) fill() error {
+	if rd.r == rd.w {
+		rd.r, rd.w = 0, 0
+	} else if len(rd.buf)-rd.r < 4+65536 {
+		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+		rd.r = 0
+	}
+	m, err := rd.c.Read(rd.buf[rd.w:])
+	rd.w += m
+	if m > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// vxTx is the batch being built by fromSwitch.
+type vxTx struct {
+	h       *vxlanHelper
+	hdr     []byte // the VXLAN header, shared by all datagrams
+	frames  []vxFrame
+	segs    []byte // frames cut from super frames live here until flushed
+	segOff  int
+	scratch []byte
+	bytes   uint64
+
+	ms   []ipv4.Message
+	iov  [][]byte
+	oob  []byte
+	gsoN []int // frames per message (for counting a refused GSO send)
+}
+
+type vxFrame struct {
+	b   []byte
+	dst int // remote index, -1 for all
+}
+
+func (b *vxTx) add(f []byte) {
+	b.frames = append(b.frames, vxFrame{f, b.h.destination(f)})
+	b.bytes += uint64(len(f))
+}
+
+// segment cuts a super frame into b.segs (room checked by the caller).
+func (b *vxTx) segment(f []byte) {
+	mss := MSSFor(f, 1500)
+	ok := SegmentTCP(f, mss, false, b.scratch, func(s []byte) {
+		c := b.segs[b.segOff : b.segOff+len(s)]
+		copy(c, s)
+		b.segOff += len(s)
+		b.add(c)
+	})
+	if !ok {
+		b.h.drop(vxDropOversize, nil)
+	}
+}
+
+// flush sends the batch: floods as one datagram per remote, runs to one
+// remote as GSO sends when possible.
+func (b *vxTx) flush() {
+	h := b.h
+	b.ms, b.iov, b.oob, b.gsoN = b.ms[:0], b.iov[:0], b.oob[:0], b.gsoN[:0]
+	if cap(b.iov) < 2*len(b.frames) {
+		b.iov = make([][]byte, 0, 2*vxMaxFrames+2*len(b.frames))
+	}
+	if cap(b.oob) < 32*len(b.frames) {
+		b.oob = make([]byte, 0, 32*(vxMaxFrames+len(b.frames)))
+	}
+	fr := b.frames
+	for i := 0; i < len(fr); {
+		f := fr[i]
+		if f.dst < 0 {
+			at := len(b.iov)
+			b.iov = append(b.iov, b.hdr, f.b)
+			for _, r := range h.remotes {
+				b.ms = append(b.ms, ipv4.Message{Buffers: b.iov[at : at+2 : at+2], Addr: r})
+				b.gsoN = append(b.gsoN, 1)
+			}
+			i++
+			continue
+		}
+		seg := VXLANHdrLen + len(f.b)
+		j, total := i+1, seg
+		if h.gsoOK && seg <= h.gsoLimit {
+			for j < len(fr) && j-i < vxGSOMaxSegs && fr[j].dst == f.dst {
+				l := VXLANHdrLen + len(fr[j].b)
+				if l > seg || total+l > vxGSOMaxLen {
+					break
+				}
+				total += l
+				j++
+				if l < seg {
+					break // a shorter one ends a run
+				}
+			}
+		}
+		at := len(b.iov)
+		for _, x := range fr[i:j] {
+			b.iov = append(b.iov, b.hdr, x.b)
+		}
+		m := ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: h.remotes[f.dst]}
+		if j-i > 1 {
+			h.gsoSends.Add(1)
+			o := len(b.oob)
+			b.oob = appendGSO(b.oob, uint16(seg))
+			m.OOB = b.oob[o:len(b.oob):len(b.oob)]
+		}
+		b.ms = append(b.ms, m)
+		b.gsoN = append(b.gsoN, j-i)
+		i = j
+	}
+	h.send(b.ms, b.gsoN)
+	h.txF.Add(uint64(len(fr)))
+	h.txB.Add(b.bytes)
+	clear(b.frames)
+	b.frames, b.segOff, b.bytes = b.frames[:0], 0, 0
+}
+
+// appendGSO appends a UDP_SEGMENT control message for size.
+func appendGSO(b []byte, size uint16) []byte {
+	o := len(b)
+	b = append(b, make([]byte, unix.CmsgSpace(2))...)
+	hd := (*unix.Cmsghdr)(unsafe.Pointer(&b[o]))
+	hd.Level, hd.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	hd.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[o+unix.CmsgLen(0):], size)
+	return b
+}
+
+// send writes ms (gsoN[i] frames in ms[i]). A GSO send the kernel
+// refuses (path MTU below the datagram, no checksum offload) is sent
+// again datagram by datagram, and such sizes go without GSO from then
+// on; any other refusal drops the datagrams, counted.
+func (h *vxlanHelper) send(ms []ipv4.Message, gsoN []int) {
 	for len(ms) > 0 {
 		n, err := h.bc.WriteBatch(ms, 0)
-		if err != nil {
-			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			h.drops[vxDropSend].Add(1)
-			e := &vxErr{at: time.Now(), msg: fmt.Sprintf("sending to %v: %v", ms[0].Addr, errors.Unwrap(err))}
-			if old := h.lastErr.Swap(e); old == nil || old.msg != e.msg {
-				log.Print("vxlan: ", e.msg)
-			}
-			n = 1
+		if err == nil {
+			ms, gsoN = ms[n:], gsoN[n:]
+			continue
 		}
-		ms = ms[n:]
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		m := ms[0]
+		if len(m.OOB) > 0 {
+			seg := 0
+			for _, x := range m.Buffers[:2] {
+				seg += len(x)
+			}
+			if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOPROTOOPT) {
+				h.gsoOK = false
+			} else {
+				h.gsoLimit = min(h.gsoLimit, seg-1)
+			}
+			log.Printf("vxlan: UDP GSO of %d-byte datagrams refused (%v); sending them one by one", seg, errors.Unwrap(err))
+			one := make([]ipv4.Message, 0, len(m.Buffers)/2)
+			ones := make([]int, 0, len(m.Buffers)/2)
+			for k := 0; k+1 < len(m.Buffers); k += 2 {
+				one = append(one, ipv4.Message{Buffers: m.Buffers[k : k+2 : k+2], Addr: m.Addr})
+				ones = append(ones, 1)
+			}
+			h.send(one, ones)
+			ms, gsoN = ms[1:], gsoN[1:]
+			continue
+		}
+		h.drops[vxDropSend].Add(uint64(gsoN[0]))
+		gsoN = gsoN[1:]
+		e := &vxErr{at: time.Now(), msg: fmt.Sprintf("sending to %v: %v", m.Addr, errors.Unwrap(err))}
+		if old := h.lastErr.Swap(e); old == nil || old.msg != e.msg {
+			log.Print("vxlan: ", e.msg)
+		}
+		ms = ms[1:]
 	}
 }
 
 // fromNet receives datagrams, checks them and gives their frames to
-// the switch, flushing once per batch.
+// the switch, flushing once per batch. With UDP GRO one message may hold
+// several datagrams of one sender, all of the size the kernel reports but
+// the last.
 func (h *vxlanHelper) fromNet(sw net.Conn) error {
 	w := bufio.NewWriterSize(sw, 512<<10)
 	ms := make([]ipv4.Message, vxBatch)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, vxBufSize)}
+		if h.gro {
+			ms[i].OOB = make([]byte, 64)
+		}
 	}
 	var lb [4]byte
 	for {
@@ -360,33 +565,65 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 				h.drop(vxDropTruncated, from)
 				continue
 			}
-			vni, f, err := DecodeVXLAN(m.Buffers[0][:m.N])
-			switch {
-			case err == errVXShort:
-				h.drop(vxDropShort, from)
-				continue
-			case err != nil:
-				h.drop(vxDropFlags, from)
-				continue
-			case vni != h.cfg.VNI:
-				h.drop(vxDropVNI, from)
-				continue
+			p := m.Buffers[0][:m.N]
+			seg := len(p)
+			if h.gro && m.NN > 0 {
+				if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
+					seg = g
+					h.groRecvs.Add(1)
+				}
 			}
-			h.learn(f[6:12], ri)
-			binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
-			if _, err := w.Write(lb[:]); err != nil {
-				return err
+			for len(p) > 0 {
+				d := p[:min(seg, len(p))]
+				p = p[len(d):]
+				vni, f, err := DecodeVXLAN(d)
+				switch {
+				case err == errVXShort:
+					h.drop(vxDropShort, from)
+					continue
+				case err != nil:
+					h.drop(vxDropFlags, from)
+					continue
+				case vni != h.cfg.VNI:
+					h.drop(vxDropVNI, from)
+					continue
+				}
+				h.learn(f[6:12], ri)
+				binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
+				if _, err := w.Write(lb[:]); err != nil {
+					return err
+				}
+				if _, err := w.Write(f); err != nil {
+					return err
+				}
+				h.rxF.Add(1)
+				h.rxB.Add(uint64(len(f)))
 			}
-			if _, err := w.Write(f); err != nil {
-				return err
-			}
-			h.rxF.Add(1)
-			h.rxB.Add(uint64(len(f)))
 		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
 	}
+}
+
+// groSize reads the UDP_GRO segment size from a message's control data.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.CmsgLen(0) {
+		hd := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(hd.Len)
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			return 0
+		}
+		if hd.Level == unix.SOL_UDP && hd.Type == unix.UDP_GRO && l >= unix.CmsgLen(2) {
+			return int(binary.NativeEndian.Uint16(oob[unix.CmsgLen(0):]))
+		}
+		sp := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if sp > len(oob) {
+			return 0
+		}
+		oob = oob[sp:]
+	}
+	return 0
 }
 
 // remoteIndex is the index of the remote a datagram came from, or -1.
