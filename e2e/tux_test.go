@@ -634,3 +634,55 @@ func TestTuxT2TGuests(t *testing.T) {
 		Eventually(t, 15*time.Second, "ping after the link was cut", pingOK)
 	}
 }
+
+// TestTuxHelpersEnd: `cloonix stop` leaves no helper behind, and neither
+// does a switch killed with SIGKILL (the helpers die with it).
+func TestTuxHelpersEnd(t *testing.T) {
+	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+	helpers := func(l *Lab) []int {
+		var pids []int
+		for _, x := range l.List().Tux {
+			pids = append(pids, x.Pid)
+		}
+		return pids
+	}
+	for _, how := range []string{"stop", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			sfx := tuxSuffix()
+			l := startSwitchIn(t, "", "p-"+sfx)
+			l.MustRun("ctrl", "add", "tux", "slirp", "s")
+			l.MustRun("ctrl", "add", "tux", "tap", "tp", "--ifname", "clxe"+sfx)
+			l.MustRun("ctrl", "add", "tux", "t2t", "l", "--listen", "127.0.0.1:0")
+			pids := helpers(l)
+			if len(pids) != 3 {
+				t.Fatalf("helpers %v", pids)
+			}
+			if how == "stop" {
+				l.MustRun("stop")
+			} else {
+				b, err := os.ReadFile(filepath.Join(l.Dir, "switch.pid"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			Eventually(t, 3*time.Second, "no helper left", func() error {
+				for _, p := range pids {
+					if alive(p) {
+						// A zombie is gone for good; only a running helper counts.
+						if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); !bytes.Contains(st, []byte(") Z ")) {
+							return fmt.Errorf("helper %d still runs", p)
+						}
+					}
+				}
+				if exec.Command("ip", "link", "show", "clxe"+sfx).Run() == nil {
+					return fmt.Errorf("tap clxe%s still exists", sfx)
+				}
+				return nil
+			})
+		})
+	}
+}
