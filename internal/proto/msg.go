@@ -136,13 +136,16 @@ func (d *Decoder) Decode() (*Msg, error) {
 			return nil, io.EOF
 		}
 		if err != nil {
+			if isEOF(err) {
+				return nil, fmt.Errorf("%w: truncated message (the stream ended inside it)", ErrBadMessage)
+			}
 			return nil, fmt.Errorf("%w: %v", ErrBadMessage, err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			var raw rawMsg
 			if err := d.dec.DecodeElement(&raw, &t); err != nil {
-				if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+				if isEOF(err) {
 					return nil, fmt.Errorf("%w: truncated <%s>", ErrBadMessage, t.Name.Local)
 				}
 				return nil, fmt.Errorf("%w: %v", ErrBadMessage, err)
@@ -167,6 +170,12 @@ func (d *Decoder) Decode() (*Msg, error) {
 			return nil, fmt.Errorf("%w: unexpected %T", ErrBadMessage, tok)
 		}
 	}
+}
+
+// isEOF tells whether the input ended inside a message.
+func isEOF(err error) bool {
+	var se *xml.SyntaxError
+	return err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &se) && se.Msg == "unexpected EOF"
 }
 
 func truncate(s string, n int) string {
