@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -29,6 +30,7 @@ import (
 var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
+	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run")
 	tag    = fmt.Sprintf("x%d", os.Getpid()%100000)
 	undo   []string // shell commands run at the end, last first
 )
@@ -166,15 +168,23 @@ func main() {
 		}
 	}
 	fmt.Printf("iperf3 TCP, %d s per case, inner MTU 1500, veth underlay MTU 1550, %s\n", *secs, time.Now().UTC().Format(time.RFC3339))
-	lx := linuxVXLAN()
-	vx := twoSwitches(bin, "vx", func(c1, c2 string) {
-		must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
-		must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
-	})
-	tt := twoSwitches(bin, "tt", func(c1, c2 string) {
-		must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
-		must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
-	})
+	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
+	var lx, vx, tt float64
+	if run("linux") {
+		lx = linuxVXLAN()
+	}
+	if run("vxlan") {
+		vx = twoSwitches(bin, "vx", func(c1, c2 string) {
+			must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
+			must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
+		})
+	}
+	if run("t2t") {
+		tt = twoSwitches(bin, "tt", func(c1, c2 string) {
+			must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
+			must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
+		})
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "path\tGbit/s\tvs Linux vxlan\t")
 	row := func(name string, v float64) {

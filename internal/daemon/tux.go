@@ -480,9 +480,10 @@ func (t *tuxProc) launch(first bool) error {
 		t.mu.Unlock()
 		fc = newOffloadConn(conn)
 	}
-	if t.kind == "t2t" {
+	if t.kind == "t2t" || t.kind == "vxlan" {
 		// The other switch cuts super frames for its own guests, so
-		// they may cross the link whole.
+		// they may cross the link whole (a vxlan helper cuts them into
+		// standard frames itself, then sends them with UDP GSO).
 		fc = newOffloadConn(conn)
 	}
 	t.mu.Lock()
