@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -351,4 +352,125 @@ func TestSwitchQEMUDgram(t *testing.T) {
 	if c, _, _ := swPortInfo(l, "g2"); !c {
 		t.Error("dgram port not connected after its guest spoke")
 	}
+}
+
+// TestSwitchCLI: the command line around the switch: two labs side by
+// side, events as they happen, list --json, TCP control with and without
+// the password, stop waiting for the process and removing its sockets.
+func TestSwitchCLI(t *testing.T) {
+	a := NewLab(t, "<no_nat>true</no_nat>")
+	b := NewLab(t, "<no_nat>true</no_nat>")
+	// Events of a, as JSON lines.
+	ev := exec.Command(bin, "-c", a.Config, "event", "--json")
+	evOut := &swGuest{t: t} // reused as a locked buffer
+	ev.Stdout = evOut
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ev.Process.Kill(); _ = ev.Wait() }()
+	Eventually(t, 30*time.Second, "event subscribed", func() error {
+		// A change that only shows up once the subscriber is in.
+		a.MustRun("ctrl", "add", "lan", "probe")
+		a.MustRun("ctrl", "del", "lan", "probe")
+		if !strings.Contains(evOut.console(), `"lan_deleted"`) {
+			return fmt.Errorf("no events yet")
+		}
+		return nil
+	})
+	a.MustRun("ctrl", "add", "lan", "shared_name")
+	b.MustRun("ctrl", "add", "lan", "shared_name")
+	sock := swPort(a, "p1", "stream", "lan_a")
+	if want := filepath.Join(a.Dir, "ports", "p1.sock"); sock != want {
+		t.Errorf("socket %s, want %s", sock, want)
+	}
+	swPort(b, "p1", "dgram", "lan_b")
+	a.MustRun("ctrl", "detach", "p1", "lan_a")
+	a.MustRun("ctrl", "del", "port", "p1")
+	want := []map[string]string{
+		{"type": "lan_added", "name": "shared_name"},
+		{"type": "port_added", "name": "p1", "kind": "stream", "socket": sock},
+		{"type": "attached", "port": "p1", "lan": "lan_a"},
+		{"type": "detached", "port": "p1", "lan": "lan_a"},
+		{"type": "port_deleted", "name": "p1"},
+	}
+	Eventually(t, 30*time.Second, "events", func() error {
+		var got []map[string]string
+		for _, line := range strings.Split(evOut.console(), "\n") {
+			var m map[string]string
+			if json.Unmarshal([]byte(line), &m) == nil {
+				got = append(got, m)
+			}
+		}
+		// In order, each with its fields (and a time).
+		i := 0
+		for _, g := range got {
+			if i < len(want) && swMatch(g, want[i]) {
+				if g["time"] == "" {
+					return fmt.Errorf("event without time: %v", g)
+				}
+				i++
+			}
+		}
+		if i < len(want) {
+			return fmt.Errorf("missing event %v in %s", want[i], evOut.console())
+		}
+		return nil
+	})
+	if strings.Contains(evOut.console(), "lan_b") {
+		t.Error("lab a reported an event of lab b")
+	}
+	// list --json has the documented shape; each lab sees its own.
+	out := b.MustRun("ctrl", "list", "--json")
+	for _, k := range []string{`"vms": []`, `"lans": [`, `"tux": []`, `"ports": [`, `"counters": {`, `"rx_frames": 0`, `"drops": 0`, `"socket": "` + b.Dir} {
+		if !strings.Contains(out, k) {
+			t.Errorf("list --json lacks %s:\n%s", k, out)
+		}
+	}
+	if lab := a.List(); len(lab.Ports) != 0 || len(lab.Lans) != 1 {
+		t.Errorf("lab a: %+v", lab)
+	}
+	// TCP control: the password answers the challenge; a wrong one fails.
+	srv := fmt.Sprintf("tcp:127.0.0.1:%d", a.TCPPort)
+	cmd := exec.Command(bin, "--server", srv, "ctrl", "list")
+	cmd.Env = append(os.Environ(), "CLOONIX_PASSWORD=wrong")
+	if o, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(o), "authentication failed") || strings.Count(strings.TrimSpace(string(o)), "\n") != 0 {
+		t.Errorf("wrong password: %v %q", err, o)
+	}
+	cmd = exec.Command(bin, "--server", srv, "ctrl", "add", "lan", "by_tcp")
+	cmd.Env = append(os.Environ(), "CLOONIX_PASSWORD="+a.Pass)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("right password: %v %s", err, o)
+	}
+	// stop: returns once the process is gone and its sockets removed.
+	pid := 0
+	if p, err := os.ReadFile(filepath.Join(b.Dir, "switch.pid")); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(p)))
+	}
+	if pid == 0 {
+		t.Fatal("no pid file")
+	}
+	b.MustRun("stop")
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z") {
+			t.Errorf("switch pid %d still running after stop", pid)
+		}
+	}
+	for _, f := range []string{b.Sock, filepath.Join(b.Dir, "ports"), filepath.Join(b.Dir, "switch.pid")} {
+		if _, err := os.Lstat(f); err == nil {
+			t.Errorf("%s left after stop", f)
+		}
+	}
+	if o, err := b.Run("ctrl", "list"); err == nil || !strings.Contains(o, "is it running") {
+		t.Errorf("list after stop: %v %s", err, o)
+	}
+	a.MustRun("ctrl", "list") // the other lab is untouched
+}
+
+func swMatch(got, want map[string]string) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
 }
