@@ -253,11 +253,11 @@ func TestVXLANDropsMalformed(t *testing.T) {
 		c *net.UDPConn
 		b []byte
 	}{
-		{peer, []byte{0x08}},             // short
-		{peer, dg(7, f)[:8+10]},          // short inner frame
-		{peer, noI},                      // flags
-		{peer, dg(8, f)},                 // vni
-		{stranger, dg(7, f)},             // source
+		{peer, []byte{0x08}},                 // short
+		{peer, dg(7, f)[:8+10]},              // short inner frame
+		{peer, noI},                          // flags
+		{peer, dg(8, f)},                     // vni
+		{stranger, dg(7, f)},                 // source
 		{peer, dg(7, vxTestFrame(1, 3, 61))}, // good
 	} {
 		if _, err := d.c.WriteToUDP(d.b, dst); err != nil {
