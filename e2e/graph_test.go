@@ -20,9 +20,9 @@ import (
 
 // graphServer runs `cloonix graph` for the lab on a free loopback port
 // and returns its URL.
-func graphServer(t *testing.T, l *Lab) string {
+func graphServer(t *testing.T, l *Lab, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "-c", l.Config, "graph", "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"-c", l.Config, "graph", "--listen", "127.0.0.1:0"}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -448,4 +448,36 @@ func buildGraphLab(t *testing.T, l *Lab) {
 			t.Fatalf("after fconf load, vm %s is %s", v.Name, v.State)
 		}
 	}
+}
+
+// TestGraphPassword: beyond loopback a password is required; with one,
+// the page asks for it before showing anything.
+func TestGraphPassword(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	out, err := l.RunTimeout(30*time.Second, "graph", "--listen", "0.0.0.0:0")
+	if err == nil || !strings.Contains(out, "--password") {
+		t.Fatalf("graph on 0.0.0.0 without a password: %v\n%s", err, out)
+	}
+	l.MustRun("ctrl", "add", "lan", "lan_pw")
+	url := graphServer(t, l, "--password", "pw-"+t.Name())
+	ctx := browser(t)
+	do(t, ctx, "open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("input[type=password]")))
+	if html := js[string](t, ctx, `document.documentElement.outerHTML`); strings.Contains(html, "cloonix-token") || strings.Contains(html, "lan_pw") {
+		t.Fatal("the page showed the lab or its token before the password")
+	}
+	do(t, ctx, "wrong password", chromedp.SendKeys(chromedp.CSS("input[type=password]"), "wrong"), chromedp.Submit(chromedp.CSS("form")))
+	waitJS(t, ctx, 5*time.Second, "wrong password refused", `document.body.innerText.includes('Wrong password')`)
+	do(t, ctx, "right password", chromedp.SendKeys(chromedp.CSS("input[type=password]"), "pw-"+t.Name()), chromedp.Submit(chromedp.CSS("form")))
+	waitJS(t, ctx, 10*time.Second, "page shown after the password", `!!window.cloonix && window.cloonix.cy.getElementById('lan:lan_pw').nonempty()`)
+	do(t, ctx, "add a lan", chromedp.Click(chromedp.ID("btn-add-lan")),
+		chromedp.SendKeys(chromedp.CSS("#dlg-lan input[name=name]"), "lan_pw2"),
+		chromedp.Click(chromedp.CSS("#dlg-lan button[value=ok]")))
+	Eventually(t, 5*time.Second, "lan added through the password-protected page", func() error {
+		for _, x := range l.List().Lans {
+			if x.Name == "lan_pw2" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no lan_pw2")
+	})
 }
