@@ -201,7 +201,16 @@ func Boot() error {
 	a.setStatus(false, "running /etc/rc.d")
 	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
 	a.setStatus(true, "ready")
+	logf("ready (uptime %s s)", uptime())
 	select {}
+}
+
+func uptime() string {
+	data, _ := os.ReadFile("/proc/uptime")
+	if f := strings.Fields(string(data)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // ApplyOnce is "agent --apply" under systemd: eth names and the CD.
@@ -219,6 +228,7 @@ func Serve() error {
 	go a.serveLine(cl.Agent)
 	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
 	a.setStatus(true, "ready")
+	logf("ready (uptime %s s)", uptime())
 	select {}
 }
 

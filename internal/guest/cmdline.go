@@ -63,3 +63,8 @@ func splitCmdline(s string) []string {
 	}
 	return out
 }
+
+// QEMUFastBoot are kernel parameters that shorten a Debian kernel's boot
+// under TCG (measured in docs/images.md); the machine manager appends
+// them to QEMU guests' command lines.
+const QEMUFastBoot = "quiet "
