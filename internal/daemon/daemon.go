@@ -349,6 +349,8 @@ func (d *Daemon) authenticate(conn net.Conn, dec *proto.Decoder) bool {
 	}
 	m, err := dec.Decode()
 	if err != nil {
+		// No answer in time, or not XML: say why, then close.
+		_ = proto.NewReply("0", fmt.Errorf("authentication failed: %v (answer the challenge with <auth hmac=...>)", err), nil).Encode(conn)
 		return false
 	}
 	if m.Name != "auth" || !proto.CheckMAC(d.Cfg.Password, nonce, m.Get("hmac")) {
