@@ -140,8 +140,9 @@ func (e *portExt) forward(f *Frame) {
 }
 
 // forwardAll forwards frames that fell due together as one batch: one
-// queue lock and wakeup per destination, as the port's reader does.
-func (e *portExt) forwardAll(fs []*Frame) {
+// queue lock and wakeup per destination, as the port's reader does. It
+// takes them all.
+func (e *portExt) forwardAll(fs []*Frame) int {
 	v := e.view.Load()
 	bt := batches.Get().(*batch)
 	for _, f := range fs {
@@ -152,6 +153,7 @@ func (e *portExt) forwardAll(fs []*Frame) {
 	}
 	bt.flush(e.p)
 	batches.Put(bt)
+	return len(fs)
 }
 
 // egress: an egress impairment takes the frame and delivers it later;
@@ -176,14 +178,26 @@ func (e *portExt) deliver(f *Frame) {
 	e.p.Deliver(f)
 }
 
-// deliverAll delivers frames that fell due together under one lock.
-func (e *portExt) deliverAll(fs []*Frame) {
+// deliverAll delivers frames that fell due together under one lock, as
+// many as the port's queue has room for; the impairer keeps the rest.
+func (e *portExt) deliverAll(fs []*Frame) int {
+	p := e.p
+	if p.conn.Load() != nil {
+		p.qmu.Lock()
+		room := QueueLen - len(p.q)
+		closed := p.closed
+		p.qmu.Unlock()
+		if !closed {
+			fs = fs[:max(0, min(room, len(fs)))]
+		}
+	}
 	if v := e.view.Load(); len(v.wire) > 0 {
 		for _, f := range fs {
 			putAll(v.wire, f, 1)
 		}
 	}
-	e.p.deliverAll(fs)
+	p.deliverAll(fs)
+	return len(fs)
 }
 
 // SetImpair replaces a port's impairments; the zero Pair clears them.

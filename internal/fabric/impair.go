@@ -25,7 +25,7 @@ import (
 type impairer struct {
 	spec   netem.Spec
 	out    func(*Frame)   // where a frame goes when released on the spot
-	outAll func([]*Frame) // where frames falling due together go (one batch)
+	outAll func([]*Frame) int // where frames falling due together go; returns how many it took
 	drop   func()         // counts a frame lost at the port
 
 	mu      sync.Mutex
@@ -62,7 +62,7 @@ var epoch = time.Now()
 
 func mono() int64 { return int64(time.Since(epoch)) }
 
-func newImpairer(spec netem.Spec, salt string, out func(*Frame), outAll func([]*Frame), drop func()) *impairer {
+func newImpairer(spec netem.Spec, salt string, out func(*Frame), outAll func([]*Frame) int, drop func()) *impairer {
 	var seed1, seed2 uint64
 	if spec.HasSeed {
 		// Each port and direction gets its own stream from one seed,
@@ -210,12 +210,29 @@ func (im *impairer) grow() {
 	im.ring, im.head = r, 0
 }
 
-// run releases frames as they fall due.
+// run releases frames as they fall due. A due frame leaves the ring only
+// once its exit took it: an egress exit takes no more than the port's
+// queue has room for, so a burst (timers fire about once a millisecond)
+// waits here, within the impairment's limit, rather than overflowing the
+// port's queue.
 func (im *impairer) run() {
 	defer close(im.done)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	sleep := func(d time.Duration) bool {
+		t.Reset(d)
+		select {
+		case <-t.C:
+		case <-im.wake:
+			t.Stop()
+		case <-im.quit:
+			t.Stop()
+			return false
+		}
+		return true
+	}
 	var batch []*Frame
+	backoff := retryFull
 	for {
 		im.mu.Lock()
 		if im.n == 0 {
@@ -230,29 +247,54 @@ func (im *impairer) run() {
 		now := mono()
 		if wait := im.ring[im.head].due - now; wait > 0 {
 			im.mu.Unlock()
-			t.Reset(time.Duration(wait))
-			select {
-			case <-t.C:
-			case <-im.wake:
-				t.Stop()
-			case <-im.quit:
-				t.Stop()
+			if !sleep(time.Duration(wait)) {
 				return
 			}
 			continue
 		}
-		for im.n > 0 && im.ring[im.head].due <= now {
-			batch = append(batch, im.ring[im.head].f)
+		// Only run removes from the head and push only appends, so the
+		// due frames stay where they are while the lock is released.
+		for i := 0; i < im.n && len(batch) < maxRelease; i++ {
+			s := im.ring[(im.head+i)%len(im.ring)]
+			if s.due > now {
+				break
+			}
+			batch = append(batch, s.f)
+		}
+		im.mu.Unlock()
+		took := im.outAll(batch)
+		im.mu.Lock()
+		for i := 0; i < took; i++ {
 			im.ring[im.head] = slot{}
 			im.head = (im.head + 1) % len(im.ring)
 			im.n--
 		}
 		im.mu.Unlock()
-		im.outAll(batch)
+		full := took < len(batch)
 		clear(batch)
 		batch = batch[:0]
+		if !full {
+			backoff = retryFull
+			continue
+		}
+		// A stuck peer costs a wakeup now and then, not a busy loop.
+		if took > 0 {
+			backoff = retryFull
+		} else if backoff *= 2; backoff > 10*time.Millisecond {
+			backoff = 10 * time.Millisecond
+		}
+		if !sleep(backoff) {
+			return
+		}
 	}
 }
+
+// maxRelease bounds the frames released at once; retryFull is how long a
+// frame that found its port's queue full waits before trying again.
+const (
+	maxRelease = 256
+	retryFull  = 100 * time.Microsecond
+)
 
 // stop ends the impairer. With flush, frames still waiting go out at
 // once (settings changed: nothing is lost); without, they are freed (the
@@ -279,7 +321,16 @@ func (im *impairer) stop(flush bool) {
 	}
 	im.mu.Unlock()
 	if flush {
-		im.outAll(left)
+		// What the exit cannot take now is lost (counted): settings
+		// changed in the middle of a burst.
+		took := 0
+		if len(left) > 0 {
+			took = im.outAll(left)
+		}
+		for _, f := range left[took:] {
+			im.drop()
+			f.Release()
+		}
 		return
 	}
 	for _, f := range left {

@@ -171,8 +171,10 @@ func frame(dst, src [6]byte, seq uint32, size int) []byte {
 	return b
 }
 
-// rtt sends n frames A->B (B echoes) one at a time and returns the median
-// round trip.
+// rtt sends n frames A->B (B echoes) one at a time and returns the
+// shortest round trip: an impairment sets a floor, and a loaded machine
+// only adds to it (timers firing late), so the minimum is what the
+// impairment did.
 func (r *rig) rtt(a, b string, n int) time.Duration {
 	pa, pb := r.peers[a], r.peers[b]
 	pb.echo = true
@@ -189,7 +191,7 @@ func (r *rig) rtt(a, b string, n int) time.Duration {
 		}
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	return rtts[len(rtts)/2]
+	return rtts[0]
 }
 
 func within(got, want, tol float64) bool { return math.Abs(got-want) <= tol*want }
