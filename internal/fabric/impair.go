@@ -24,9 +24,9 @@ import (
 // its own serialisation time at the rate (the link is busy sending it).
 type impairer struct {
 	spec   netem.Spec
-	out    func(*Frame)   // where a frame goes when released on the spot
+	out    func(*Frame)       // where a frame goes when released on the spot
 	outAll func([]*Frame) int // where frames falling due together go; returns how many it took
-	drop   func()         // counts a frame lost at the port
+	drop   func()             // counts a frame lost at the port
 
 	mu      sync.Mutex
 	rng     *rand.Rand
