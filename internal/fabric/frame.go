@@ -54,10 +54,12 @@ func (f *Frame) Ref(n int32) { f.refs.Add(n) }
 
 // Release drops one reference; the last one recycles the buffer.
 func (f *Frame) Release() {
-	if f.refs.Add(-1) != 0 {
-		return
+	// The holder of the only reference needs no atomic decrement: no
+	// one else can change the count (a frame delivered to one port is
+	// the common case).
+	if f.refs.Load() == 1 || f.refs.Add(-1) == 0 {
+		f.recycle()
 	}
-	f.recycle()
 }
 
 func (f *Frame) recycle() {
@@ -122,7 +124,10 @@ func (a *Allocator) Frame(n int) *Frame {
 		a.local[k-1] = nil
 		a.local = a.local[:k-1]
 	} else {
-		f = &Frame{buf: make([]byte, smallSize), home: a}
+		// Frames beyond allocKeep went to the global pool: take them
+		// back from there before making new ones.
+		f = smallPool.Get().(*Frame)
+		f.home = a
 	}
 	f.N = n
 	f.refs.Store(1)
@@ -165,7 +170,7 @@ type releaser struct {
 }
 
 func (r *releaser) release(f *Frame) {
-	if f.refs.Add(-1) != 0 {
+	if f.refs.Load() != 1 && f.refs.Add(-1) != 0 {
 		return
 	}
 	if f.home == nil {

@@ -24,6 +24,8 @@ const (
 	gatherMin = 512
 	// Flush early past this many pieces (the kernel takes 1024 per writev).
 	maxPieces = 1000
+	// Frames up to this size take the buffered fast path of ReadFrame.
+	smallFrame = 2048
 )
 
 // StreamConn frames a byte stream.
@@ -49,6 +51,17 @@ func NewStreamConn(c net.Conn) *StreamConn {
 // the stream is out of step and cannot be resynchronised: the error ends
 // this connection only. A length under 14 is skipped (fabric.ErrSkip).
 func (s *StreamConn) ReadFrame() (*fabric.Frame, error) {
+	// Fast path: the whole frame is already buffered (a burst).
+	if b := s.r.Buffered(); b >= 4+fabric.MinFrame {
+		h, _ := s.r.Peek(b)
+		n := int(binary.BigEndian.Uint32(h))
+		if n >= fabric.MinFrame && n <= smallFrame && 4+n <= b {
+			f := s.alloc.Frame(n)
+			copy(f.Bytes(), h[4:4+n])
+			_, _ = s.r.Discard(4 + n)
+			return f, nil
+		}
+	}
 	if _, err := io.ReadFull(s.r, s.hdr[:]); err != nil {
 		return nil, err
 	}
