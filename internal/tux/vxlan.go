@@ -545,6 +545,20 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 		}
 	}
 	var lb [4]byte
+	put := func(f []byte) error {
+		binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
+		if _, err := w.Write(lb[:]); err != nil {
+			return err
+		}
+		_, err := w.Write(f)
+		return err
+	}
+	var flushMerger func() error
+	if h.gsoOK {
+		// TCP segments back to back become super frames (vxlan_gro.go).
+		mg := newTCPMerger(put)
+		put, flushMerger = mg.add, mg.flush
+	}
 	for {
 		n, err := h.bc.ReadBatch(ms, 0)
 		if err != nil {
@@ -589,15 +603,16 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 					continue
 				}
 				h.learn(f[6:12], ri)
-				binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
-				if _, err := w.Write(lb[:]); err != nil {
-					return err
-				}
-				if _, err := w.Write(f); err != nil {
+				if err := put(f); err != nil {
 					return err
 				}
 				h.rxF.Add(1)
 				h.rxB.Add(uint64(len(f)))
+			}
+		}
+		if flushMerger != nil {
+			if err := flushMerger(); err != nil {
+				return err
 			}
 		}
 		if err := w.Flush(); err != nil {

@@ -1,0 +1,123 @@
+package tux
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+)
+
+// tcpMerger is the vxlan helper's receive offload, as a NIC's GRO: the
+// TCP segments of one flow that arrive back to back (a UDP GRO receive
+// holds dozens) become one super frame (gso.go), so the switch and a tap
+// move one frame instead of forty; the switch cuts it again for guests.
+// A segment joins only if it continues the flow exactly (same addresses,
+// ports, ack, window, options; the next sequence number; ACK or ACK|PSH)
+// and its checksum is right: a merged frame's checksum is recomputed, so
+// a corrupt segment must never be hidden in one.
+type tcpMerger struct {
+	buf  []byte
+	n    int // bytes of the frame being built; 0: none
+	ti   tcpInfo
+	next uint32 // sequence number that continues it
+	segs int
+	emit func([]byte) error
+}
+
+// vxMergeMax bounds a merged frame (the switch takes 65535 bytes).
+const vxMergeMax = 65000
+
+func newTCPMerger(emit func([]byte) error) *tcpMerger {
+	return &tcpMerger{buf: make([]byte, vxMergeMax), emit: emit}
+}
+
+// add takes one frame (valid only during the call).
+func (m *tcpMerger) add(f []byte) error {
+	ti, ok := parseTCP(f)
+	if !ok || !mergeable(f, ti) {
+		if err := m.flush(); err != nil {
+			return err
+		}
+		return m.emit(f)
+	}
+	if m.n > 0 && m.continues(f, ti) {
+		p := f[ti.hdrEnd():]
+		m.n += copy(m.buf[m.n:], p)
+		m.next += uint32(len(p))
+		m.segs++
+		m.buf[m.ti.l4+13] |= f[ti.l4+13] // PSH of the last
+		if f[ti.l4+13]&0x08 != 0 {
+			return m.flush()
+		}
+		return nil
+	}
+	if err := m.flush(); err != nil {
+		return err
+	}
+	if len(f) > vxMergeMax/2 || f[ti.l4+13]&0x08 != 0 {
+		return m.emit(f)
+	}
+	m.n = copy(m.buf, f)
+	m.ti = ti
+	m.next = binary.BigEndian.Uint32(f[ti.l4+4:]) + uint32(len(f)-ti.hdrEnd())
+	m.segs = 1
+	return nil
+}
+
+// mergeable: a data segment with only ACK (and PSH) set, no IPv4
+// options, and a right checksum.
+func mergeable(f []byte, ti tcpInfo) bool {
+	if len(f) == ti.hdrEnd() || f[ti.l4+13]&^0x08 != 0x10 || f[ti.l4+18] != 0 || f[ti.l4+19] != 0 {
+		return false
+	}
+	if !ti.v6 && ti.l4-ti.l3 != 20 {
+		return false
+	}
+	return checksum.Checksum(f[ti.l4:], pseudoSum(f, ti, len(f)-ti.l4)) == 0xffff
+}
+
+// continues tells whether segment f extends the frame being built.
+func (m *tcpMerger) continues(f []byte, ti tcpInfo) bool {
+	h := m.buf[:m.n]
+	t := m.ti
+	if ti != t || m.n+len(f)-ti.hdrEnd() > vxMergeMax || binary.BigEndian.Uint32(f[ti.l4+4:]) != m.next {
+		return false
+	}
+	// Ethernet and VLAN headers.
+	if !bytes.Equal(f[:t.l3], h[:t.l3]) {
+		return false
+	}
+	if t.v6 {
+		// Version, class, flow; next header and hop limit; addresses.
+		if !bytes.Equal(f[t.l3:t.l3+4], h[t.l3:t.l3+4]) || !bytes.Equal(f[t.l3+6:t.l3+40], h[t.l3+6:t.l3+40]) {
+			return false
+		}
+	} else if !bytes.Equal(f[t.l3:t.l3+2], h[t.l3:t.l3+2]) || !bytes.Equal(f[t.l3+6:t.l3+10], h[t.l3+6:t.l3+10]) || !bytes.Equal(f[t.l3+12:t.l3+20], h[t.l3+12:t.l3+20]) {
+		// ToS; flags, TTL, protocol; addresses.
+		return false
+	}
+	// Ports; ack, offset, window; options (the flags were checked).
+	return bytes.Equal(f[t.l4:t.l4+4], h[t.l4:t.l4+4]) && bytes.Equal(f[t.l4+8:t.l4+13], h[t.l4+8:t.l4+13]) &&
+		bytes.Equal(f[t.l4+14:t.l4+16], h[t.l4+14:t.l4+16]) && bytes.Equal(f[t.l4+20:t.l4+t.thl], h[t.l4+20:t.l4+t.thl])
+}
+
+// flush emits the frame being built: a merged one with new lengths and
+// checksums (partial when it is a super frame, the switch's rule).
+func (m *tcpMerger) flush() error {
+	if m.n == 0 {
+		return nil
+	}
+	f := m.buf[:m.n]
+	m.n = 0
+	if m.segs > 1 {
+		t := m.ti
+		if t.v6 {
+			binary.BigEndian.PutUint16(f[t.l3+4:], uint16(len(f)-t.l3-40))
+		} else {
+			binary.BigEndian.PutUint16(f[t.l3+2:], uint16(len(f)-t.l3))
+			setIPv4Checksum(f, t)
+		}
+		setTCPChecksum(f, t, len(f) > StdFrame)
+	}
+	return m.emit(f)
+}
