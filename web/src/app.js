@@ -139,19 +139,20 @@ function elementsOf(lab) {
     v.eths.forEach((e, i) => {
       const p = ports.get(e.port);
       const label = e.port.slice(e.port.indexOf(':') + 1);
-      nodes.push({ id: `eth:${e.port}`, kind: 'eth', port: e.port, vm: v.name, index: i, count: v.eths.length, label, parent: `vm:${v.name}`, classes: `eth${p && p.connected ? ' up' : ''}` });
+      const impaired = e.impair || (p && p.impair);
+      nodes.push({ id: `eth:${e.port}`, kind: 'eth', port: e.port, vm: v.name, index: i, count: v.eths.length, label, parent: `vm:${v.name}`, classes: `eth${p && p.connected ? ' up' : ''}${impaired ? ' impaired' : ''}` });
     });
   }
   for (const l of lab.lans) {
-    nodes.push({ id: `lan:${l.name}`, kind: 'lan', name: l.name, label: `${l.name}\n${(l.counters || {}).rx_frames || 0} in · ${(l.counters || {}).tx_frames || 0} out`, classes: 'lan', x: l.x, y: l.y });
+    nodes.push({ id: `lan:${l.name}`, kind: 'lan', name: l.name, label: `${l.name}\n${(l.counters || {}).rx_frames || 0} in / ${(l.counters || {}).tx_frames || 0} out`, classes: 'lan', x: l.x, y: l.y });
   }
   for (const t of lab.tux) {
-    nodes.push({ id: `tux:${t.name}`, kind: 'tux', name: t.name, port: t.name, label: `${t.name}\n${t.kind} ${t.state || ''}`.trim(), classes: `tux ${stateClass(t.state)}`, x: t.x, y: t.y });
+    nodes.push({ id: `tux:${t.name}`, kind: 'tux', name: t.name, port: t.name, label: `${t.name}\n${t.kind} ${t.state || ''}`.trim(), classes: `tux ${stateClass(t.state)}${t.impair ? ' impaired' : ''}`, x: t.x, y: t.y });
   }
   const idx = portIndex(lab);
   for (const p of lab.ports) {
     if (idx.get(p.name).kind === 'port') {
-      nodes.push({ id: `port:${p.name}`, kind: 'port', name: p.name, port: p.name, label: `${p.name}\n${p.kind}`, classes: `port${p.connected ? ' up' : ''}` });
+      nodes.push({ id: `port:${p.name}`, kind: 'port', name: p.name, port: p.name, label: `${p.name}\n${p.kind}`, classes: `port${p.connected ? ' up' : ''}${p.impair ? ' impaired' : ''}` });
     }
   }
   for (const l of lab.lans) {
@@ -172,7 +173,7 @@ const cy = cytoscape({
   minZoom: 0.2,
   maxZoom: 3,
   style: [
-    { selector: 'node', style: { label: 'data(label)', 'font-size': 11, 'text-wrap': 'wrap', color: '#1f2937', 'font-family': 'system-ui, sans-serif' } },
+    { selector: 'node', style: { label: 'data(label)', 'font-size': 11, 'text-wrap': 'wrap', 'line-height': 1.35, color: '#1f2937', 'font-family': 'system-ui, sans-serif' } },
     { selector: 'node.vm', style: { shape: 'round-rectangle', 'background-color': '#eef2f7', 'border-width': 2, 'border-color': '#64748b', 'text-valign': 'top', 'text-halign': 'center', 'font-weight': 'bold', 'font-size': 12, padding: 12, 'min-width': 70, 'min-height': 26, 'text-margin-y': -3 } },
     { selector: 'node.vm.state-running', style: { 'border-color': '#15803d', 'background-color': '#ecfdf3' } },
     { selector: 'node.vm.state-booting', style: { 'border-color': '#b45309', 'background-color': '#fffbeb', 'border-style': 'dashed' } },
@@ -187,7 +188,8 @@ const cy = cytoscape({
     { selector: 'node.tux.state-down, node.tux.state-stopped, node.tux.state-failed', style: { 'border-color': '#b91c1c', 'background-color': '#fef2f2' } },
     { selector: 'node.port', style: { shape: 'tag', width: 40, height: 24, 'background-color': '#f8fafc', 'border-color': '#94a3b8', 'border-width': 2, 'text-valign': 'bottom', 'text-margin-y': 5, 'font-size': 10 } },
     { selector: 'node.port.up', style: { 'border-color': '#15803d', 'background-color': '#dcfce7' } },
-    { selector: 'node.lan, node.tux, node.port', style: { 'text-background-color': '#ffffff', 'text-background-opacity': 0.85, 'text-background-padding': 2, 'text-background-shape': 'roundrectangle' } },
+    { selector: 'node.lan, node.tux, node.port', style: { 'text-background-color': '#ffffff', 'text-background-opacity': 1, 'text-background-padding': 2, 'text-background-shape': 'roundrectangle' } },
+    { selector: 'node.impaired', style: { 'border-color': '#ea580c', 'border-style': 'dashed', 'border-width': 3 } },
     { selector: 'edge', style: { width: 2, 'line-color': '#60a5fa', 'curve-style': 'bezier' } },
     { selector: 'node.drop-target', style: { 'background-color': '#f97316', 'border-width': 4, 'border-color': '#c2410c', width: 34, height: 34 } },
     { selector: '.faded', style: { opacity: 0.2 } },
@@ -608,6 +610,8 @@ function portLine(port, key) {
     li.append(l, ' ', button(`b-detach-${key}-${l}`, '×', `Detach ${port} from ${l}`, () => call('detach', { port, lan: l })));
   });
   li.append(' ', attachForm(port, key));
+  const p = lab.ports.find((x) => x.name === port);
+  if (p && p.impair) li.append(el('div', { class: 'impair' }, `impaired: ${p.impair}`));
   return li;
 }
 
@@ -645,7 +649,8 @@ function renderPanel() {
       el('span', { class: `state ${stateClass(t.state)}` }, t.state || '?'), ' ',
       el('span', { class: 'muted' }, `${t.kind}${t.restarts ? `, ${t.restarts} restarts` : ''}`), ' ',
       button(`b-deltux-${t.name}`, 'Delete', `Delete tux ${t.name}`, () => confirmDel(`tux ${t.name}`) && call('del_tux', { name: t.name })),
-      el('ul', {}, portLine(t.name, `tux-${t.name}`))));
+      el('ul', {}, portLine(t.name, `tux-${t.name}`)),
+      (t.forwards || []).length ? el('div', { class: 'members' }, 'forwards: ', t.forwards.map((f) => `${f.proto} ${f.host} → ${f.guest}`).join(', ')) : null));
     $('list-tux').replaceChildren(...(tux.length ? tux : [el('li', { class: 'muted' }, 'none')]));
     const idx = portIndex(lab);
     const raw = lab.ports.filter((p) => idx.get(p.name).kind === 'port');
