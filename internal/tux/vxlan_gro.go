@@ -15,6 +15,11 @@ import (
 // ports, ack, window, options; the next sequence number; ACK or ACK|PSH)
 // and its checksum is right: a merged frame's checksum is recomputed, so
 // a corrupt segment must never be hidden in one.
+//
+// Only segments of a 1500-byte IP MTU are merged (all full but the
+// last): where the switch cuts the super frame again for a guest, it cuts
+// at that size (tux_tap.go), so the guest sees the segments that were
+// sent. A flow with smaller segments (a guest at MTU 1450) passes as is.
 type tcpMerger struct {
 	buf  []byte
 	n    int // bytes of the frame being built; 0: none
@@ -24,8 +29,12 @@ type tcpMerger struct {
 	emit func([]byte) error
 }
 
-// vxMergeMax bounds a merged frame (the switch takes 65535 bytes).
-const vxMergeMax = 65000
+// vxMergeMax bounds a merged frame (the switch takes 65535 bytes);
+// vxMergeMTU is the IP MTU of the segments merged.
+const (
+	vxMergeMax = 65000
+	vxMergeMTU = 1500
+)
 
 func newTCPMerger(emit func([]byte) error) *tcpMerger {
 	return &tcpMerger{buf: make([]byte, vxMergeMax), emit: emit}
@@ -40,21 +49,22 @@ func (m *tcpMerger) add(f []byte) error {
 		}
 		return m.emit(f)
 	}
-	if m.n > 0 && m.continues(f, ti) {
-		p := f[ti.hdrEnd():]
-		m.n += copy(m.buf[m.n:], p)
-		m.next += uint32(len(p))
+	mss := vxMergeMTU - (ti.l4 - ti.l3) - ti.thl
+	plen := len(f) - ti.hdrEnd()
+	if m.n > 0 && plen <= mss && m.continues(f, ti) {
+		m.n += copy(m.buf[m.n:], f[ti.hdrEnd():])
+		m.next += uint32(plen)
 		m.segs++
 		m.buf[m.ti.l4+13] |= f[ti.l4+13] // PSH of the last
-		if f[ti.l4+13]&0x08 != 0 {
-			return m.flush()
+		if f[ti.l4+13]&0x08 != 0 || plen < mss {
+			return m.flush() // PSH or a short segment ends a run
 		}
 		return nil
 	}
 	if err := m.flush(); err != nil {
 		return err
 	}
-	if len(f) > vxMergeMax/2 || f[ti.l4+13]&0x08 != 0 {
+	if plen != mss || f[ti.l4+13]&0x08 != 0 {
 		return m.emit(f)
 	}
 	m.n = copy(m.buf, f)

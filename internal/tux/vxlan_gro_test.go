@@ -19,23 +19,25 @@ func vxSeg(port uint16, seq uint32, flags byte, payload []byte) []byte {
 }
 
 func TestTCPMerger(t *testing.T) {
-	p := bytes.Repeat([]byte("0123456789"), 140) // 1400 bytes
-	bad := vxSeg(1, 1000+2*1400, 0x10, p)
+	p := bytes.Repeat([]byte("0123456789"), 146) // 1460 bytes: a full segment at MTU 1500
+	q := p[:1410]                                // one at MTU 1450
+	bad := vxSeg(1, 1000+2*1460, 0x10, p)
 	bad[len(bad)-1] ^= 1
 	for _, c := range []struct {
 		name string
 		in   [][]byte
-		want []int // payload bytes per frame out (0 for a frame passed as is)
+		want []int // payload bytes per frame out (-1: not TCP)
 	}{
-		{"a run", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2400, 0x10, p), vxSeg(1, 3800, 0x10, p)}, []int{4200}},
-		{"PSH ends a run", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2400, 0x18, p), vxSeg(1, 3800, 0x10, p)}, []int{2800, 1400}},
-		{"a gap in seq", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2401, 0x10, p)}, []int{1400, 1400}},
-		{"another flow", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(2, 2400, 0x10, p)}, []int{1400, 1400}},
-		{"FIN not merged", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2400, 0x11, p)}, []int{1400, 1400}},
-		{"a bad checksum stays out", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2400, 0x10, p), bad}, []int{2800, 1400}},
+		{"a run", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x10, p), vxSeg(1, 3920, 0x10, p)}, []int{4380}},
+		{"PSH ends a run", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x18, p), vxSeg(1, 3920, 0x10, p)}, []int{2920, 1460}},
+		{"a short one ends a run", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x10, p), vxSeg(1, 3920, 0x10, p[:500]), vxSeg(1, 4420, 0x10, p)}, []int{3420, 1460}},
+		{"a gap in seq", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2461, 0x10, p)}, []int{1460, 1460}},
+		{"another flow", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(2, 2460, 0x10, p)}, []int{1460, 1460}},
+		{"FIN not merged", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x11, p)}, []int{1460, 1460}},
+		{"a bad checksum stays out", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x10, p), bad}, []int{2920, 1460}},
 		{"pure ACKs pass", [][]byte{vxSeg(1, 1000, 0x10, nil), vxSeg(1, 1000, 0x10, nil)}, []int{0, 0}},
-		{"not TCP", [][]byte{vxTestFrame(1, 2, 100), vxSeg(1, 1000, 0x10, p)}, []int{-1, 1400}},
-		{"two small ones: full checksum", [][]byte{vxSeg(1, 1000, 0x10, p[:100]), vxSeg(1, 1100, 0x10, p[:100])}, []int{200}},
+		{"not TCP", [][]byte{vxTestFrame(1, 2, 100), vxSeg(1, 1000, 0x10, p)}, []int{-1, 1460}},
+		{"MTU 1450 segments pass as sent", [][]byte{vxSeg(1, 1000, 0x10, q), vxSeg(1, 2410, 0x10, q), vxSeg(1, 3820, 0x10, q)}, []int{1410, 1410, 1410}},
 	} {
 		var out [][]byte
 		m := newTCPMerger(func(f []byte) error { out = append(out, append([]byte(nil), f...)); return nil })
@@ -69,7 +71,7 @@ func TestTCPMerger(t *testing.T) {
 					t.Errorf("%s: super frame %d without the partial checksum", c.name, i)
 				}
 				// Cut again, it gives the segments back with right checksums.
-				SegmentTCP(f, 1400, false, make([]byte, 2000), func(s []byte) {
+				SegmentTCP(f, 1460, false, make([]byte, 2000), func(s []byte) {
 					st, _ := parseTCP(s)
 					if !vxChecksumsOK(s, st) {
 						t.Errorf("%s: a re-cut segment has bad checksums", c.name)
@@ -85,8 +87,8 @@ func TestTCPMerger(t *testing.T) {
 // Frames from the network reach the merger: whatever they hold, it must
 // not panic, and what goes out carries every payload byte that came in.
 func FuzzTCPMerger(f *testing.F) {
-	p := bytes.Repeat([]byte{7}, 300)
-	f.Add(vxSeg(1, 1000, 0x10, p), vxSeg(1, 1300, 0x10, p))
+	p := bytes.Repeat([]byte{7}, 1460)
+	f.Add(vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x10, p))
 	f.Add(vxSeg(1, 1000, 0x10, p), []byte{})
 	f.Fuzz(func(t *testing.T, a, b []byte) {
 		in := 0
