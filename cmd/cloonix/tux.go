@@ -17,7 +17,7 @@ var (
 
 var addTuxCmd = &cobra.Command{
 	Use:   "tux",
-	Short: "add a tux (a way out of the lab): slirp, tap or t2t",
+	Short: "add a tux (a way out of the lab): slirp, tap, t2t or vxlan",
 }
 
 // addTux sends add_tux with the non-empty options and prints the pid.
