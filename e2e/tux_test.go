@@ -97,15 +97,21 @@ func hostHTTP(t *testing.T, body string) int {
 
 var leaseRe = regexp.MustCompile(`lease of ([0-9.]+) obtained`)
 
-// nsDHCP runs busybox udhcpc in ns on ifname and applies the lease.
+// nsDHCP runs busybox udhcpc in ns on ifname and applies the lease
+// (with 10.0.2.2 as the default route).
 func nsDHCP(t *testing.T, ns, ifname string) string {
+	t.Helper()
+	return nsDHCPVia(t, ns, ifname, "10.0.2.2")
+}
+
+func nsDHCPVia(t *testing.T, ns, ifname, gw string) string {
 	t.Helper()
 	out := sh(t, fmt.Sprintf("timeout 20 ip netns exec %s busybox udhcpc -i %s -n -q -t 5 -T 1 -s /bin/true 2>&1", ns, ifname))
 	m := leaseRe.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no DHCP lease in %s:\n%s", ns, out)
 	}
-	sh(t, fmt.Sprintf("ip netns exec %s ip addr flush dev %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip route replace default via 10.0.2.2", ns, ifname, ns, m[1], ifname, ns))
+	sh(t, fmt.Sprintf("ip netns exec %s ip addr flush dev %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip route replace default via %s", ns, ifname, ns, m[1], ifname, ns, gw))
 	return m[1]
 }
 
@@ -685,4 +691,67 @@ func TestTuxHelpersEnd(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestTuxSlirpSubnet: a second slirp on its own subnet and lan.
+func TestTuxSlirpSubnet(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	sfx := tuxSuffix()
+	l.MustRun("ctrl", "add", "tux", "slirp", "s2", "--subnet", "10.55.0.0/24")
+	l.MustRun("ctrl", "attach", "s2", "lan2")
+	if x := l.tux("s2"); x.Opts["subnet"] != "10.55.0.0/24" || x.Opts["gateway"] != "10.55.0.2" || x.Opts["dns"] != "10.55.0.3" {
+		t.Fatalf("s2 options %v", x.Opts)
+	}
+	ns := tuxNetns(t, "clxu"+sfx)
+	nsTap(t, l, "tp", "clxu"+sfx, "lan2", ns, "")
+	if ip := nsDHCPVia(t, ns, "clxu"+sfx, "10.55.0.2"); ip != "10.55.0.15" {
+		t.Fatalf("lease %s, want 10.55.0.15", ip)
+	}
+	port := hostHTTP(t, "subnet-"+sfx)
+	out := sh(t, fmt.Sprintf("timeout 10 ip netns exec %s busybox wget -q -O - http://10.55.0.2:%d/", ns, port))
+	if !strings.Contains(out, "subnet-"+sfx) {
+		t.Fatalf("wget: %q", out)
+	}
+}
+
+// TestTuxDemoNat loads demos/nat: both guests take addresses from nat by
+// DHCP at boot and reach the host; the host reaches one by a forward.
+func TestTuxDemoNat(t *testing.T) {
+	l := NewLab(t, "")
+	sfx := tuxSuffix()
+	demo := copyDemo(t, absPath(t, "../demos/nat"))
+	l.load(demo)
+	l.allRunning("G1", "G2")
+	if x := l.tux("nat"); len(x.Lans) != 1 || x.Lans[0] != "lan" {
+		t.Fatalf("nat lans %v", x.Lans)
+	}
+	addrs := map[string]string{}
+	for _, g := range []string{"G1", "G2"} {
+		Eventually(t, 20*time.Second, g+" address by DHCP", func() error {
+			out, err := l.exec(g, "ip", "-4", "-o", "addr", "show", "eth0")
+			m := regexp.MustCompile(`inet (10\.0\.2\.1[5-9])/24`).FindStringSubmatch(out)
+			if err != nil || m == nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			addrs[g] = m[1]
+			return nil
+		})
+	}
+	if addrs["G1"] == addrs["G2"] {
+		t.Fatalf("both guests got %s", addrs["G1"])
+	}
+	port := hostHTTP(t, "demo-"+sfx)
+	if out := l.mustExec("G2", "wget", "-q", "-O", "-", fmt.Sprintf("http://10.0.2.2:%d/", port)); !strings.Contains(out, "demo-"+sfx) {
+		t.Fatalf("G2 wget: %q", out)
+	}
+	l.mustExec("G1", "sh", "-c", "nc -ll -p 7000 -e echo hello-"+sfx+" </dev/null >/dev/null 2>&1 &")
+	faddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l.MustRun("ctrl", "forward", "add", "nat", "tcp", faddr, addrs["G1"]+":7000")
+	Eventually(t, 5*time.Second, "forward to G1", func() error {
+		got, err := dialRead(faddr)
+		if err == nil && got != "hello-"+sfx {
+			err = fmt.Errorf("got %q", got)
+		}
+		return err
+	})
 }

@@ -177,7 +177,10 @@ func (f *frameReader) nextRecord() (byte, []byte, error) {
 		return 0, nil, err
 	}
 	p, err := f.take(n)
-	return typ, p, err
+	if err != nil {
+		return 0, nil, err
+	}
+	return typ, p, nil
 }
 
 // readRecord reads one record into buf (at least maxRecord long) and
