@@ -72,15 +72,21 @@ func demoTrees(t *testing.T, dir, vm string) []string {
 }
 
 type bootCase struct {
+	image   string
 	vm      string
 	cdDev   string
 	eths    int
 	command func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd
 }
 
-func TestBootUML(t *testing.T) {
+func TestBootUML(t *testing.T)           { bootUML(t, "busybox", "uml1") }
+func TestBootQEMU(t *testing.T)          { bootQEMU(t, "busybox", "qemu1") }
+func TestBootDebianFRRUML(t *testing.T)  { bootUML(t, "debian-frr", "umlfrr") }
+func TestBootDebianFRRQEMU(t *testing.T) { bootQEMU(t, "debian-frr", "qemufrr") }
+
+func bootUML(t *testing.T, image, vm string) {
 	bulk := bulkDir(t)
-	img := filepath.Join(bulk, "busybox.img")
+	img := filepath.Join(bulk, image+".img")
 	needFile(t, img)
 	dir := t.TempDir()
 	// A SOCK_SEQPACKET listener stands for the switch's bess socket: the
@@ -105,17 +111,17 @@ func TestBootUML(t *testing.T) {
 			}
 		}
 	}()
-	bootAndCheck(t, bootCase{vm: "uml1", cdDev: "/dev/ubdb", eths: 1, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+	bootAndCheck(t, bootCase{image: image, vm: vm, cdDev: "/dev/ubdb", eths: 1, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
 		uml := filepath.Join(bulk, "linux.uml") // patched for this host when needed
 		if _, err := os.Stat(uml); err != nil {
 			uml = "/usr/bin/linux.uml"
 		}
 		cmd := exec.Command(uml,
-			"mem=64M", "umid=cxtest-"+filepath.Base(dir), "uml_dir="+dir,
+			"mem=256M", "umid=cxtest-"+filepath.Base(dir), "uml_dir="+dir,
 			"ubd0="+filepath.Join(dir, "root.cow")+","+img, "ubd1r="+cd, "root=/dev/ubda",
 			"con=null", "ssl=null", "con0=fd:0,fd:1", "ssl1=fd:3",
 			"vec0:transport=bess,dst="+bess,
-			"cloonix.name=uml1", "cloonix.cd=/dev/ubdb", "cloonix.agent=/dev/ttyS1", "net.ifnames=0", "init=/sbin/init", "quiet", NoAVXGodebug, NoAVXGlibc)
+			"cloonix.name="+vm, "cloonix.cd=/dev/ubdb", "cloonix.agent=/dev/ttyS1", "net.ifnames=0", "init=/sbin/init", "quiet", NoAVXGodebug, NoAVXGlibc)
 		cmd.ExtraFiles = []*os.File{agentFd}
 		return cmd
 	}})
@@ -126,22 +132,22 @@ func TestBootUML(t *testing.T) {
 	}
 }
 
-func TestBootQEMU(t *testing.T) {
+func bootQEMU(t *testing.T, image, vm string) {
 	bulk := bulkDir(t)
-	img := filepath.Join(bulk, "busybox.img")
+	img := filepath.Join(bulk, image+".img")
 	for _, f := range []string{img, filepath.Join(bulk, "vmlinuz"), filepath.Join(bulk, "initrd.img")} {
 		needFile(t, f)
 	}
-	bootAndCheck(t, bootCase{vm: "qemu1", cdDev: "/dev/vdb", eths: 2, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+	bootAndCheck(t, bootCase{image: image, vm: vm, cdDev: "/dev/vdb", eths: 2, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
 		overlay := filepath.Join(dir, "root.qcow2")
 		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img, overlay).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img: %v %s", err, out)
 		}
-		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-smp", "1",
+		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
 			"-nodefaults", "-display", "none", "-no-reboot",
 			"-kernel", filepath.Join(bulk, "vmlinuz"), "-initrd", filepath.Join(bulk, "initrd.img"),
-			"-append", "root=/dev/vda console=ttyS0 cloonix.name=qemu1 cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init "+QEMUFastBoot+os.Getenv("CLOONIX_TEST_APPEND"),
-			"-drive", "file="+overlay+",if=virtio,format=qcow2",
+			"-append", "root=/dev/vda console=ttyS0 cloonix.name="+vm+" cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init "+QEMUFastBoot+os.Getenv("CLOONIX_TEST_APPEND"),
+			"-drive", "file="+overlay+",if=virtio,format=qcow2,backing.file.locking=off",
 			"-drive", "file="+cd+",if=virtio,format=raw,readonly=on",
 			"-serial", "stdio",
 			"-chardev", "pipe,id=agent,path=/dev/fd/3", // replaced below
@@ -198,7 +204,7 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 	}()
 	c := NewClient(conn)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("agent never ready: %v", err)
@@ -237,8 +243,13 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 		t.Errorf("stdin/stdout/stderr: code %d, %d bytes, %q, %v", code, len(out), errb, err)
 	}
 	// udhcpc's default script is where udhcpc looks for it.
-	run(0, "test", "-x", "/usr/share/udhcpc/default.script")
 	run(0, "test", "-x", "/etc/udhcpc/default.script")
+	if bc.image == "debian-frr" {
+		run(0, "systemctl", "is-active", "frr", "ssh")
+		if out := run(0, "vtysh", "-c", "show version"); !strings.Contains(out, "FRRouting") {
+			t.Errorf("vtysh: %q", out)
+		}
+	}
 	// Concurrent execs.
 	var wg sync.WaitGroup
 	for i := 0; i < 5; i++ {

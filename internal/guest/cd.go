@@ -352,7 +352,8 @@ func readCD(f fs.File, size int64) (c *CDContent, err error) {
 			return nil, fmt.Errorf("config CD: %s: %v", name, err)
 		}
 		defer fh.Close()
-		data, err := io.ReadAll(io.LimitReader(fh, maxTreeBytes+1))
+		// A corrupt size must not make us chase bytes that are not there.
+		data, err := io.ReadAll(io.LimitReader(fh, min(size, maxTreeBytes)+1))
 		if err != nil {
 			return nil, fmt.Errorf("config CD: %s: %v", name, err)
 		}

@@ -120,6 +120,12 @@ func TestClientServer(t *testing.T) {
 			t.Fatalf("%q: got code %d stdout %d bytes %.40q stderr %q; want %d %.40q %q", tc.argv, code, len(out), out, errb, tc.code, tc.stdout, tc.stderr)
 		}
 	}
+	// A command line longer than one frame piece.
+	long := strings.Repeat("y", 3*HostChunk)
+	out, _, code, err := c.Exec(ctx, []string{"echo", long, long}, nil)
+	if err != nil || code != 0 || string(out) != long+" "+long+"\n" {
+		t.Fatalf("long argv: code %d, %d bytes, %v", code, len(out), err)
+	}
 	_, errb, code, err := c.Exec(ctx, []string{"/no/such/cmd"}, nil)
 	if err != nil || code != 127 || !strings.Contains(string(errb), "/no/such/cmd") {
 		t.Fatalf("missing command: code %d stderr %q err %v", code, errb, err)
@@ -238,3 +244,41 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+// FuzzServer feeds arbitrary bytes to the agent's request loop: it must
+// neither panic nor run anything but what a well-formed request names.
+func FuzzServer(f *testing.F) {
+	req, _ := encodeExec([]string{"true"})
+	f.Add(AppendFrame(AppendFrame(nil, TExec, 1, req), TStdin, 1, nil))
+	f.Add(AppendFrame(nil, TExec, 2, []byte{0, 0, 0, 200, 0, 1}))
+	f.Add(AppendFrame(AppendFrame(nil, TKill, 5, nil), TPing, 5, nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Only Exec frames whose argv is "true" may start a process.
+		dec := NewDecoder(bytes.NewReader(data))
+		for {
+			fr, err := dec.Next()
+			if err != nil {
+				break
+			}
+			if fr.Type == TExec {
+				return // running arbitrary commands is not what we fuzz
+			}
+		}
+		var out bytes.Buffer
+		s := &Server{}
+		s.Serve(&rwPair{bytes.NewReader(data), &out})
+		o := NewDecoder(bytes.NewReader(out.Bytes()))
+		for {
+			if _, err := o.Next(); err != nil {
+				break
+			}
+		}
+	})
+}
+
+type rwPair struct {
+	io.Reader
+	w io.Writer
+}
+
+func (p *rwPair) Write(b []byte) (int, error) { return p.w.Write(b) }
