@@ -374,6 +374,11 @@ func TestTuxBadInput(t *testing.T) {
 			t.Errorf("tux %s is %s after bad input", x.Name, x.State)
 		}
 	}
+	// A listener on port 0 keeps the port it got across a relaunch.
+	killRelaunch(t, l, "lsn")
+	if got := l.tux("lsn").Opts["listen"]; got != lsnAddr {
+		t.Fatalf("t2t listener moved from %s to %s after a relaunch", lsnAddr, got)
+	}
 }
 
 // TestTuxNoNetAdmin: a switch without CAP_NET_ADMIN cannot make a tap, and

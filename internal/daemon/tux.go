@@ -487,10 +487,25 @@ func (t *tuxProc) launch(first bool) error {
 		fc = newOffloadConn(conn)
 	}
 	t.mu.Lock()
+	if t.stopping {
+		// del_tux or stop came while this helper was starting.
+		t.mu.Unlock()
+		fc.Close()
+		return fail(fmt.Errorf("tux %s was deleted while its helper started", t.name))
+	}
 	t.cmd, t.stdin, t.pid, t.state, t.exited = cmd, stdin, cmd.Process.Pid, "running", exited
 	t.pending = map[int]chan tux.Reply{}
 	for k, v := range r.Info {
 		t.info[k] = v
+	}
+	if l := r.Info["listen"]; l != "" {
+		// A t2t listener on port 0 keeps the port it got, so the peer
+		// finds it again after a relaunch.
+		for i := 0; i+1 < len(t.args); i++ {
+			if t.args[i] == "--listen" {
+				t.args[i+1] = l
+			}
+		}
 	}
 	t.mu.Unlock()
 	t.port.SetConn(fc)
