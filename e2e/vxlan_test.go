@@ -354,3 +354,60 @@ func TestVXLANGuests(t *testing.T) {
 		t.Errorf("the saved file does not match the running lab:\n%s\nplan:\n%s", s, plan)
 	}
 }
+
+// TestVXLANThreeHostsIPv6: three hosts on one IPv6 underlay (a bridge in
+// a fourth namespace), each switch with one vxlan tux listing the two
+// others. Every guest pings every other (broadcast ARP replicated to both
+// remotes); once MACs are learnt, unicast between A and B no longer
+// reaches C.
+func TestVXLANThreeHostsIPv6(t *testing.T) {
+	sfx := tuxSuffix()
+	net0 := tuxNetns(t, "clxxn"+sfx)
+	sh(t, "ip netns exec "+net0+" ip link add br0 type bridge && ip netns exec "+net0+" ip link set br0 up")
+	names := []string{"a", "b", "c"}
+	hosts := make([]string, 3)
+	labs := make([]*Lab, 3)
+	guests := make([]string, 3)
+	for i, n := range names {
+		hosts[i] = tuxNetns(t, "clxx"+n+sfx)
+		h, u := "clxxh"+n+sfx, "clxxu"+n+sfx
+		sh(t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s && ip link set %s netns %s", h, u, h, hosts[i], u, net0))
+		sh(t, fmt.Sprintf("ip netns exec %s ip link set %s master br0 up", net0, u))
+		sh(t, fmt.Sprintf("ip netns exec %s ip -6 addr add fd00:95::%d/64 dev %s nodad && ip netns exec %s ip link set %s mtu 1600 up", hosts[i], i+1, h, hosts[i], h))
+		sh(t, fmt.Sprintf("ip netns exec %s ip link set %s mtu 1600", net0, u))
+	}
+	for i := range names {
+		var remotes []string
+		for j := range names {
+			if j != i {
+				remotes = append(remotes, fmt.Sprintf("fd00:95::%d", j+1))
+			}
+		}
+		labs[i] = startSwitchIn(t, hosts[i], "pw-"+names[i]+sfx)
+		labs[i].MustRun("ctrl", "add", "tux", "vxlan", "vx", "--remote", strings.Join(remotes, ","), "--vni", "6000", "--local", fmt.Sprintf("fd00:95::%d", i+1))
+		labs[i].MustRun("ctrl", "attach", "vx", "lan")
+		guests[i] = tuxNetns(t, "clxxg"+names[i]+sfx)
+		// No IPv6 chatter (router solicitations, MLD) from the guests: the
+		// count below is about unicast.
+		sh(t, "ip netns exec "+guests[i]+" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+		vxTapIn(t, labs[i], hosts[i], "tp", "clxxt"+names[i]+sfx, "lan", guests[i], fmt.Sprintf("10.102.0.%d", i+1), 1500)
+	}
+	for i := range names {
+		for j := range names {
+			if i != j {
+				Eventually(t, 15*time.Second, fmt.Sprintf("ping %s -> %s", names[i], names[j]), vxPing(guests[i], fmt.Sprintf("10.102.0.%d", j+1)))
+			}
+		}
+	}
+	rx := func(i int) uint64 { return labs[i].tux("vx").Counters.RxFrames }
+	b0, c0 := rx(1), rx(2)
+	sh(t, "ip netns exec "+guests[0]+" busybox ping -c 50 -i 0.02 -W 1 10.102.0.2 >/dev/null")
+	b1, c1 := rx(1), rx(2)
+	t.Logf("50 pings A->B: B received %d frames, C %d", b1-b0, c1-c0)
+	if b1-b0 < 50 || c1-c0 > 5 {
+		t.Fatalf("50 pings A->B: B's tux received %d frames, C's %d (want >= 50 and about none)", b1-b0, c1-c0)
+	}
+	if x := labs[0].tux("vx"); x.Opts["remote"] != "fd00:95::2,fd00:95::3" || x.Counters.Drops != 0 {
+		t.Fatalf("A's tux: %+v", x)
+	}
+}
