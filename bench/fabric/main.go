@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -33,6 +34,17 @@ var (
 type result struct {
 	frames, sent uint64
 	secs         float64
+	cpu          float64 // process CPU seconds (user+system) during the run
+}
+
+// cpuNS is the CPU time spent per frame delivered, in nanoseconds: what a
+// frame costs whatever else the machine is doing.
+func (r result) cpuNS() float64 { return r.cpu / float64(r.frames) * 1e9 }
+
+func cpuTime() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func (r result) fps() float64 { return float64(r.frames) / r.secs }
@@ -64,6 +76,7 @@ func run(tx, rx *wire.StreamConn, size int, d time.Duration) result {
 	}
 	var stop atomic.Bool
 	var sent atomic.Uint64
+	cpu0 := cpuTime()
 	go func() {
 		var n uint64
 		for !stop.Load() {
@@ -104,7 +117,7 @@ func run(tx, rx *wire.StreamConn, size int, d time.Duration) result {
 		}
 	}
 	stop.Store(true)
-	return result{frames: got - 1, secs: last.Sub(first).Seconds(), sent: sent.Load()}
+	return result{frames: got - 1, secs: last.Sub(first).Seconds(), sent: sent.Load(), cpu: cpuTime() - cpu0}
 }
 
 func socketpair() (*wire.StreamConn, *wire.StreamConn) {
@@ -174,9 +187,10 @@ func switched(size int) (result, fabric.Counters) {
 
 func main() {
 	flag.Parse()
+	load0 := strings.TrimSpace(loadavg())
 	fmt.Printf("cloonix fabric benchmark: %s, GOMAXPROCS %d, %d CPUs, best of %d rounds of %v per case\n\n", runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), *rounds, *dur)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "frame\tpath\tframes/s\tGbit/s\tlost\tvs direct\t")
+	fmt.Fprintln(w, "frame\tpath\tframes/s\tGbit/s\tCPU ns/frame\tlost\tvs direct\t")
 	sizes := []int{64, 1500}
 	if *only != 0 {
 		sizes = []int{*only}
@@ -209,8 +223,18 @@ func main() {
 		if s.sent > 0 {
 			lost = 100 * float64(c.Drops) / float64(s.sent)
 		}
-		fmt.Fprintf(w, "%d B\tdirect pair\t%.0f\t%.2f\t-\t100%%\t\n", size, d.fps(), d.gbps(size))
-		fmt.Fprintf(w, "%d B\tswitch (1 lan)\t%.0f\t%.2f\t%.1f%%\t%.0f%%\t\n", size, s.fps(), s.gbps(size), lost, 100*s.fps()/d.fps())
+		fmt.Fprintf(w, "%d B\tdirect pair\t%.0f\t%.2f\t%.0f\t-\t100%%\t\n", size, d.fps(), d.gbps(size), d.cpuNS())
+		fmt.Fprintf(w, "%d B\tswitch (1 lan)\t%.0f\t%.2f\t%.0f\t%.1f%%\t%.0f%%\t\n", size, s.fps(), s.gbps(size), s.cpuNS(), lost, 100*s.fps()/d.fps())
 	}
 	w.Flush()
+	fmt.Printf("\nload average before: %s, after: %s", load0, loadavg())
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?\n"
+	}
+	return strings.Join(f[:3], " ") + "\n"
 }

@@ -461,7 +461,7 @@ func TestStaleMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	mb := mac(0xb)
-	lan.learn(macKey(mb[:]), pb, l.f.now.Load()) // the late learn
+	lan.learn(macKey(append(mb[:], 0, 0)), pb, l.f.now.Load()) // the late learn
 	f := eth(mac(0xb), mac(0xa), 1, 60)
 	l.send("A", f)
 	l.expect("C", f)

@@ -23,6 +23,7 @@ type Frame struct {
 	refs atomic.Int32
 	big  bool
 	home *Allocator // nil: the global pools
+	next *Frame     // in its allocator's free lists
 }
 
 var (
@@ -89,23 +90,19 @@ func (f *Frame) Shrink() *Frame {
 // Allocator hands out small frames to one reading goroutine and takes
 // them back from whichever goroutine releases them last. Frames travel
 // from a port's reader to other ports' writers; a global sync.Pool then
-// pays for stealing between processors on every frame, while here the
-// writers return whole batches under one lock and the reader takes them
-// all back at once when its own stock runs out.
+// pays for stealing between processors on every frame. Here releasers
+// push onto a lock-free stack (one compare-and-swap per frame, or per run
+// of frames) and the reader takes the whole stack at once when its own
+// list runs out; taking all at once is what keeps the stack free of ABA.
+// An allocator keeps what it made: at most the peak of its frames in
+// flight, freed with it when its connection goes.
 type Allocator struct {
-	local []*Frame // the reader's stock; only it touches this
-	mu    sync.Mutex
-	back  []*Frame // returned frames
+	local *Frame // the reader's list; only it touches this
+	back  atomic.Pointer[Frame]
 }
-
-// allocKeep bounds the frames an allocator keeps; beyond, they go to the
-// global pool (and the garbage collector).
-const allocKeep = 1024
 
 // NewAllocator returns an allocator for one reading goroutine.
-func NewAllocator() *Allocator {
-	return &Allocator{local: make([]*Frame, 0, allocKeep), back: make([]*Frame, 0, allocKeep)}
-}
+func NewAllocator() *Allocator { return &Allocator{} }
 
 // Frame returns a frame with room for n bytes and one reference. Only the
 // allocator's owner calls it.
@@ -113,53 +110,33 @@ func (a *Allocator) Frame(n int) *Frame {
 	if n > smallSize {
 		return NewFrame(n)
 	}
-	if len(a.local) == 0 {
-		a.mu.Lock()
-		a.local, a.back = a.back, a.local
-		a.mu.Unlock()
+	f := a.local
+	if f == nil {
+		f = a.back.Swap(nil)
 	}
-	var f *Frame
-	if k := len(a.local); k > 0 {
-		f = a.local[k-1]
-		a.local[k-1] = nil
-		a.local = a.local[:k-1]
+	if f != nil {
+		a.local, f.next = f.next, nil
 	} else {
-		// Frames beyond allocKeep went to the global pool: take them
-		// back from there before making new ones.
-		f = smallPool.Get().(*Frame)
-		f.home = a
+		f = &Frame{buf: make([]byte, smallSize), home: a}
 	}
 	f.N = n
-	f.refs.Store(1)
+	if f.refs.Load() != 1 {
+		f.refs.Store(1)
+	}
 	return f
 }
 
-func (a *Allocator) put(f *Frame) {
-	a.mu.Lock()
-	if len(a.back) < allocKeep {
-		a.back = append(a.back, f)
-		a.mu.Unlock()
-		return
-	}
-	a.mu.Unlock()
-	f.home = nil
-	smallPool.Put(f)
-}
+func (a *Allocator) put(f *Frame) { a.putChain(f, f) }
 
-func (a *Allocator) putAll(fs []*Frame) {
-	a.mu.Lock()
-	for i, f := range fs {
-		if len(a.back) >= allocKeep {
-			a.mu.Unlock()
-			for _, g := range fs[i:] {
-				g.home = nil
-				smallPool.Put(g)
-			}
+// putChain pushes the chain first..last (linked by next).
+func (a *Allocator) putChain(first, last *Frame) {
+	for {
+		old := a.back.Load()
+		last.next = old
+		if a.back.CompareAndSwap(old, first) {
 			return
 		}
-		a.back = append(a.back, f)
 	}
-	a.mu.Unlock()
 }
 
 // releaser drops references of many frames, returning the recycled ones
@@ -186,7 +163,10 @@ func (r *releaser) release(f *Frame) {
 
 func (r *releaser) flush() {
 	if len(r.run) > 0 {
-		r.home.putAll(r.run)
+		for i := 0; i+1 < len(r.run); i++ {
+			r.run[i].next = r.run[i+1]
+		}
+		r.home.putChain(r.run[0], r.run[len(r.run)-1])
 		clear(r.run)
 		r.run = r.run[:0]
 	}

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 )
@@ -54,9 +55,9 @@ func newLan(name string, explicit bool) *Lan {
 // Name is the lan's name.
 func (l *Lan) Name() string { return l.name }
 
-func macKey(b []byte) uint64 {
-	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
-}
+// macKey is the 6 bytes at b as a number; b holds at least 8 bytes (one
+// load instead of six).
+func macKey(b []byte) uint64 { return binary.BigEndian.Uint64(b) >> 16 }
 
 func macSlot(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> (64 - macBits) }
 

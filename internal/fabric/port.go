@@ -176,7 +176,7 @@ func (p *Port) reader(box *connBox) {
 }
 
 // maxBatch bounds how long a frame waits in its reader's batch.
-const maxBatch = 64
+const maxBatch = 128
 
 // batch is a reader's pending work: frames per destination port and
 // counts, applied by flush.
@@ -291,7 +291,7 @@ func (p *Port) forward(f *Frame, bt *batch) {
 		f.Release()
 		return
 	}
-	dstMAC, srcMAC := macKey(b[0:6]), macKey(b[6:12])
+	dstMAC, srcMAC := macKey(b[0:8]), macKey(b[6:14])
 	now := p.fab.now.Load()
 	flood := b[0]&1 != 0 // broadcast and multicast
 	dst := bt.dst[:0]
