@@ -410,12 +410,18 @@ func (t *tuxProc) launch(first bool) error {
 		mine.Close()
 		return err
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipe, not StdoutPipe: Wait (which runs at once, below)
+	// would close that one and lose the helper's last words.
+	stdout, stdoutW, err := os.Pipe()
 	if err != nil {
 		mine.Close()
 		return err
 	}
-	if err := spawn(cmd); err != nil {
+	cmd.Stdout = stdoutW
+	err = spawn(cmd)
+	stdoutW.Close()
+	if err != nil {
+		stdout.Close()
 		mine.Close()
 		return fmt.Errorf("starting its helper: %v", err)
 	}
@@ -429,6 +435,7 @@ func (t *tuxProc) launch(first bool) error {
 		_ = cmd.Process.Kill()
 		<-exited
 		mine.Close()
+		stdout.Close()
 		return err
 	}
 	// The first line says whether the helper could set itself up.
@@ -455,6 +462,7 @@ func (t *tuxProc) launch(first bool) error {
 	if r == nil {
 		<-exited
 		mine.Close()
+		stdout.Close()
 		return fmt.Errorf("its helper exited at start (%v); see %s", waitErr, logPath)
 	}
 	if r.Error != "" {
@@ -509,7 +517,10 @@ func (t *tuxProc) launch(first bool) error {
 	}
 	t.mu.Unlock()
 	t.port.SetConn(fc)
-	go t.readReplies(lines)
+	go func() {
+		t.readReplies(lines)
+		stdout.Close()
+	}()
 	go t.watch(cmd, exited, &waitErr)
 	t.d.Emit("tux_started", "name", t.name, "kind", t.kind, "pid", strconv.Itoa(cmd.Process.Pid))
 	return nil
