@@ -204,10 +204,12 @@ function ethPos(x, y, i, n) {
 
 // occupied tells whether a node other than id is drawn near p.
 function occupied(p, id) {
+  // A new node is about 60x60 with its label; keep it off every drawn
+  // box (VM boxes included) with a margin.
   return cy.nodes().some((o) => {
-    if (o.id() === id || o.isParent()) return false;
-    const q = o.position();
-    return Math.abs(q.x - p.x) < 60 && Math.abs(q.y - p.y) < 50;
+    if (o.id() === id || o.isChild()) return false;
+    const b = o.boundingBox();
+    return p.x + 40 > b.x1 && p.x - 40 < b.x2 && p.y + 45 > b.y1 && p.y - 35 < b.y2;
   });
 }
 
