@@ -58,7 +58,8 @@ type Image struct {
 	Kind    string // rootfs, disk, kernel, initrd
 }
 
-// List returns the images of bulkDir: *.img, *.qcow2, vmlinuz, initrd.img.
+// List returns the images of bulkDir: *.img, *.qcow2, vmlinuz, initrd.img,
+// linux.uml.
 func List(bulkDir string) ([]Image, error) {
 	ents, err := os.ReadDir(bulkDir)
 	if err != nil {
@@ -76,6 +77,8 @@ func List(bulkDir string) ([]Image, error) {
 			kind = "kernel"
 		case n == "initrd.img":
 			kind = "initrd"
+		case n == "linux.uml":
+			kind = "uml-kernel"
 		case strings.HasSuffix(n, ".qcow2"):
 			kind = "disk"
 		case strings.HasSuffix(n, ".img"):

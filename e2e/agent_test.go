@@ -1,4 +1,4 @@
-package guest
+package e2e
 
 import (
 	"bytes"
@@ -13,45 +13,38 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cloonix/internal/guest"
 )
 
-// Real boots of the bulk images (CLOONIX_E2E=1, images in CLOONIX_BULK,
+// Real boots of the bulk images with the guest agent (internal/guest) (CLOONIX_E2E=1, images in CLOONIX_BULK,
 // built by `cloonix bulk build`): the agent applies the CD, answers pings
 // and runs commands. These also measure boot-to-agent-ready times
 // (docs/images.md).
 
-func bulkDir(t *testing.T) string {
-	if os.Getenv("CLOONIX_E2E") != "1" {
-		t.Skip("boots real guests; set CLOONIX_E2E=1 (and CLOONIX_BULK)")
-	}
-	dir := os.Getenv("CLOONIX_BULK")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, "cloonix_labs", "bulk")
-	}
-	return dir
-}
+// agentBulk is the image directory (CLOONIX_BULK, set up by TestMain).
+func agentBulk(t *testing.T) string { return bulkDir }
 
-func needFile(t *testing.T, p string) {
+func agentNeed(t *testing.T, p string) {
 	t.Helper()
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%v: build the images first (make images)", err)
 	}
 }
 
-// lockedBuf is a console log written by the VM process.
-type lockedBuf struct {
+// agentLog is a console log written by the VM process.
+type agentLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuf) Write(p []byte) (int, error) {
+func (l *agentLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuf) String() string {
+func (l *agentLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -59,19 +52,19 @@ func (l *lockedBuf) String() string {
 
 // demoTrees makes a small demo: a file for all, a per-VM file, an rc.d
 // script through a symlink.
-func demoTrees(t *testing.T, dir, vm string) []string {
+func agentDemo(t *testing.T, dir, vm string) []string {
 	all := filepath.Join(dir, "files_to_add_in_all_targets")
 	one := filepath.Join(dir, "files_to_add_in_"+vm)
-	mkTree(t, all, map[string]string{
+	agentTree(t, all, map[string]string{
 		"etc/init.d/hello":  "x:#!/bin/sh\necho \"rc $1\" > /tmp/rc-ran\n",
 		"etc/rc.d/S50hello": "->../init.d/hello",
 		"etc/motd":          "all",
 	})
-	mkTree(t, one, map[string]string{"etc/motd": "only " + vm})
+	agentTree(t, one, map[string]string{"etc/motd": "only " + vm})
 	return []string{all, one}
 }
 
-type bootCase struct {
+type agentBoot struct {
 	image   string
 	vm      string
 	cdDev   string
@@ -79,15 +72,15 @@ type bootCase struct {
 	command func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd
 }
 
-func TestBootUML(t *testing.T)           { bootUML(t, "busybox", "uml1") }
-func TestBootQEMU(t *testing.T)          { bootQEMU(t, "busybox", "qemu1") }
-func TestBootDebianFRRUML(t *testing.T)  { bootUML(t, "debian-frr", "umlfrr") }
-func TestBootDebianFRRQEMU(t *testing.T) { bootQEMU(t, "debian-frr", "qemufrr") }
+func TestAgentBusyboxUML(t *testing.T)    { agentUML(t, "busybox", "uml1") }
+func TestAgentBusyboxQEMU(t *testing.T)   { agentQEMU(t, "busybox", "qemu1") }
+func TestAgentDebianFRRUML(t *testing.T)  { agentUML(t, "debian-frr", "umlfrr") }
+func TestAgentDebianFRRQEMU(t *testing.T) { agentQEMU(t, "debian-frr", "qemufrr") }
 
-func bootUML(t *testing.T, image, vm string) {
-	bulk := bulkDir(t)
+func agentUML(t *testing.T, image, vm string) {
+	bulk := agentBulk(t)
 	img := filepath.Join(bulk, image+".img")
-	needFile(t, img)
+	agentNeed(t, img)
 	dir := t.TempDir()
 	// A SOCK_SEQPACKET listener stands for the switch's bess socket: the
 	// guest's vec0 must come up as eth0 and connect to it.
@@ -111,7 +104,7 @@ func bootUML(t *testing.T, image, vm string) {
 			}
 		}
 	}()
-	bootAndCheck(t, bootCase{image: image, vm: vm, cdDev: "/dev/ubdb", eths: 1, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+	agentCheck(t, agentBoot{image: image, vm: vm, cdDev: "/dev/ubdb", eths: 1, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
 		uml := filepath.Join(bulk, "linux.uml") // patched for this host when needed
 		if _, err := os.Stat(uml); err != nil {
 			uml = "/usr/bin/linux.uml"
@@ -121,7 +114,7 @@ func bootUML(t *testing.T, image, vm string) {
 			"ubd0="+filepath.Join(dir, "root.cow")+","+img, "ubd1r="+cd, "root=/dev/ubda",
 			"con=null", "ssl=null", "con0=fd:0,fd:1", "ssl1=fd:3",
 			"vec0:transport=bess,dst="+bess,
-			"cloonix.name="+vm, "cloonix.cd=/dev/ubdb", "cloonix.agent=/dev/ttyS1", "net.ifnames=0", "init=/sbin/init", "quiet", NoAVXGodebug, NoAVXGlibc)
+			"cloonix.name="+vm, "cloonix.cd=/dev/ubdb", "cloonix.agent=/dev/ttyS1", "net.ifnames=0", "init=/sbin/init", "quiet", guest.NoAVXGodebug, guest.NoAVXGlibc)
 		cmd.ExtraFiles = []*os.File{agentFd}
 		return cmd
 	}})
@@ -132,13 +125,13 @@ func bootUML(t *testing.T, image, vm string) {
 	}
 }
 
-func bootQEMU(t *testing.T, image, vm string) {
-	bulk := bulkDir(t)
+func agentQEMU(t *testing.T, image, vm string) {
+	bulk := agentBulk(t)
 	img := filepath.Join(bulk, image+".img")
 	for _, f := range []string{img, filepath.Join(bulk, "vmlinuz"), filepath.Join(bulk, "initrd.img")} {
-		needFile(t, f)
+		agentNeed(t, f)
 	}
-	bootAndCheck(t, bootCase{image: image, vm: vm, cdDev: "/dev/vdb", eths: 2, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
+	agentCheck(t, agentBoot{image: image, vm: vm, cdDev: "/dev/vdb", eths: 2, command: func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd {
 		overlay := filepath.Join(dir, "root.qcow2")
 		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img, overlay).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img: %v %s", err, out)
@@ -146,7 +139,7 @@ func bootQEMU(t *testing.T, image, vm string) {
 		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
 			"-nodefaults", "-display", "none", "-no-reboot",
 			"-kernel", filepath.Join(bulk, "vmlinuz"), "-initrd", filepath.Join(bulk, "initrd.img"),
-			"-append", "root=/dev/vda console=ttyS0 cloonix.name="+vm+" cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init "+QEMUFastBoot+os.Getenv("CLOONIX_TEST_APPEND"),
+			"-append", "root=/dev/vda console=ttyS0 cloonix.name="+vm+" cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init "+guest.QEMUFastBoot+os.Getenv("CLOONIX_TEST_APPEND"),
 			"-drive", "file="+overlay+",if=virtio,format=qcow2,backing.file.locking=off",
 			"-drive", "file="+cd+",if=virtio,format=raw,readonly=on",
 			"-serial", "stdio",
@@ -166,11 +159,11 @@ func bootQEMU(t *testing.T, image, vm string) {
 	}})
 }
 
-func bootAndCheck(t *testing.T, bc bootCase) {
+func agentCheck(t *testing.T, bc agentBoot) {
 	dir := t.TempDir()
-	trees := demoTrees(t, dir, bc.vm)
+	trees := agentDemo(t, dir, bc.vm)
 	cd := filepath.Join(dir, "cd.iso")
-	if err := WriteCD(cd, CDSpec{Name: bc.vm, SSHKey: "ssh-ed25519 AAAAtest test@cloonix", DeleteCmds: "rm -f /etc/cloonix-release\n", Trees: trees, Eths: bc.eths}); err != nil {
+	if err := guest.WriteCD(cd, guest.CDSpec{Name: bc.vm, SSHKey: "ssh-ed25519 AAAAtest test@cloonix", DeleteCmds: "rm -f /etc/cloonix-release\n", Trees: trees, Eths: bc.eths}); err != nil {
 		t.Fatal(err)
 	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -185,7 +178,7 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 		t.Fatal(err)
 	}
 	cmd := bc.command(t, dir, cd, guestEnd)
-	var console lockedBuf
+	var console agentLog
 	stdin, _ := cmd.StdinPipe() // the console's input stays open
 	cmd.Stdout, cmd.Stderr = &console, &console
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -202,7 +195,7 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 			t.Logf("console of %s:\n%s", bc.vm, console.String())
 		}
 	}()
-	c := NewClient(conn)
+	c := guest.NewClient(conn)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
@@ -211,7 +204,7 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 	}
 	// CPU time says more than wall time on a loaded 2-core machine: the
 	// guest is CPU-bound while it boots.
-	t.Logf("%s: boot to agent ready in %.2f s (guest processes used %.2f s of CPU; load %s)", bc.vm, time.Since(start).Seconds(), groupCPU(cmd.Process.Pid), loadAvg())
+	t.Logf("%s: boot to agent ready in %.2f s (guest processes used %.2f s of CPU; load %s)", bc.vm, time.Since(start).Seconds(), agentCPU(cmd.Process.Pid), agentLoad())
 	run := func(want int, argv ...string) string {
 		t.Helper()
 		out, errb, code, err := c.Exec(ctx, argv, nil)
@@ -266,7 +259,7 @@ func bootAndCheck(t *testing.T, bc bootCase) {
 }
 
 // groupCPU sums user+system CPU seconds of the processes of group pgid.
-func groupCPU(pgid int) float64 {
+func agentCPU(pgid int) float64 {
 	var ticks int64
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -292,10 +285,34 @@ func groupCPU(pgid int) float64 {
 	return float64(ticks) / 100
 }
 
-func loadAvg() string {
+func agentLoad() string {
 	data, _ := os.ReadFile("/proc/loadavg")
 	if f := strings.Fields(string(data)); len(f) > 0 {
 		return f[0]
 	}
 	return "?"
+}
+
+// agentTree makes files under root: "->T" is a symlink to T, "x:" an
+// executable.
+func agentTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch {
+		case strings.HasPrefix(content, "->"):
+			err = os.Symlink(content[2:], p)
+		case strings.HasPrefix(content, "x:"):
+			err = os.WriteFile(p, []byte(content[2:]), 0o755)
+		default:
+			err = os.WriteFile(p, []byte(content), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
