@@ -774,3 +774,37 @@ func (d *discard) ReadFrame() (*Frame, error) { select {} }
 func (d *discard) WriteFrame(b []byte) error  { d.n.Add(1); return nil }
 func (d *discard) Flush() error               { return nil }
 func (d *discard) Close() error               { return nil }
+
+// TestMACTable: a flood of source MACs stays within the fixed table,
+// recent MACs are found, aging and forgetting empty it.
+func TestMACTable(t *testing.T) {
+	l := newLan("x", true)
+	p, q := &Port{name: "p"}, &Port{name: "q"}
+	if l.lookup(1) != nil {
+		t.Fatal("empty lan knows a MAC")
+	}
+	for i := uint64(0); i < 100000; i++ {
+		l.learn(i<<8|2, p, 100)
+	}
+	l.learn(0x525400000001, q, 200)
+	if l.lookup(0x525400000001) != q {
+		t.Error("a MAC learnt last is not found")
+	}
+	n := 0
+	for i := range l.tab.Load() {
+		if l.tab.Load()[i].Load() != nil {
+			n++
+		}
+	}
+	if n > macSlots {
+		t.Fatalf("%d entries", n)
+	}
+	l.age(150) // everything p learnt at time 100 goes
+	if l.lookup(0x525400000001) != q || l.lookup(99999<<8|2) != nil {
+		t.Error("aging kept an old MAC or dropped a fresh one")
+	}
+	l.forget(q)
+	if l.lookup(0x525400000001) != nil {
+		t.Error("forget kept q's MAC")
+	}
+}

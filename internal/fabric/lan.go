@@ -17,8 +17,12 @@ type Lan struct {
 	gone Counters
 
 	mu  sync.Mutex // serialises MAC table writes; reads are lock-free
-	mac [macSlots]atomic.Pointer[macEntry]
+	tab atomic.Pointer[macTable]
 }
+
+// macTable is made on the first frame a lan learns from, so idle lans
+// cost nothing.
+type macTable [macSlots]atomic.Pointer[macEntry]
 
 // member is one port's place on one lan. The port's reader owns its
 // counters, so per-lan counting never bounces a shared cache line
@@ -62,9 +66,13 @@ func macKey(b []byte) uint64 { return binary.BigEndian.Uint64(b) >> 16 }
 func macSlot(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> (64 - macBits) }
 
 func (l *Lan) find(key uint64) *macEntry {
+	t := l.tab.Load()
+	if t == nil {
+		return nil
+	}
 	s := macSlot(key)
 	for i := uint64(0); i < macProbe; i++ {
-		if e := l.mac[(s+i)&(macSlots-1)].Load(); e != nil && e.key == key {
+		if e := t[(s+i)&(macSlots-1)].Load(); e != nil && e.key == key {
 			return e
 		}
 	}
@@ -82,11 +90,16 @@ func (l *Lan) learn(src uint64, p *Port, now int64) {
 	n := &macEntry{key: src, port: p}
 	n.seen.Store(now)
 	l.mu.Lock()
+	t := l.tab.Load()
+	if t == nil {
+		t = new(macTable)
+		l.tab.Store(t)
+	}
 	s := macSlot(src)
 	victim, oldest := -1, int64(1<<62)
 	for i := uint64(0); i < macProbe; i++ {
 		j := int((s + i) & (macSlots - 1))
-		e := l.mac[j].Load()
+		e := t[j].Load()
 		if e == nil || e.key == src {
 			victim = j
 			break
@@ -95,7 +108,7 @@ func (l *Lan) learn(src uint64, p *Port, now int64) {
 			victim, oldest = j, t
 		}
 	}
-	l.mac[victim].Store(n)
+	t[victim].Store(n)
 	l.mu.Unlock()
 }
 
@@ -110,9 +123,11 @@ func (l *Lan) lookup(dst uint64) *Port {
 // forget drops the MACs learnt on p (p left the lan).
 func (l *Lan) forget(p *Port) {
 	l.mu.Lock()
-	for i := range l.mac {
-		if e := l.mac[i].Load(); e != nil && e.port == p {
-			l.mac[i].Store(nil)
+	if t := l.tab.Load(); t != nil {
+		for i := range t {
+			if e := t[i].Load(); e != nil && e.port == p {
+				t[i].Store(nil)
+			}
 		}
 	}
 	l.mu.Unlock()
@@ -121,9 +136,11 @@ func (l *Lan) forget(p *Port) {
 // age drops MACs not seen since before.
 func (l *Lan) age(before int64) {
 	l.mu.Lock()
-	for i := range l.mac {
-		if e := l.mac[i].Load(); e != nil && e.seen.Load() < before {
-			l.mac[i].Store(nil)
+	if t := l.tab.Load(); t != nil {
+		for i := range t {
+			if e := t[i].Load(); e != nil && e.seen.Load() < before {
+				t[i].Store(nil)
+			}
 		}
 	}
 	l.mu.Unlock()
