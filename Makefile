@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO      ?= go
 BIN     := bin/cloonix
 export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
+# Static binary: it is copied into guest images as the agent.
+export CGO_ENABLED := 0
 FUZZTIME ?= 5s
 
 .PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench lint clean
