@@ -46,12 +46,12 @@ func TestQEMUArgs(t *testing.T) {
 	s := spec(KVM)
 	got := strings.Join(QEMUArgs(s, "/w/A/con.sock", "/w/A/agent.sock"), " ")
 	for _, want := range []string{
-		"-accel tcg",
+		"-accel tcg -cpu max",
 		"-m 256 -smp 1",
 		"-drive file=/w/A/root.qcow2,if=virtio,format=qcow2",
 		"-drive file=/w/A/cd.iso,if=virtio,format=raw,readonly=on",
 		"-kernel /bulk/vmlinuz -initrd /bulk/initrd.img",
-		"-append root=/dev/vda rw console=ttyS0 cloonix.name=A cloonix.agent=/dev/ttyS1 cloonix.cd=/dev/vdb net.ifnames=0 init=/sbin/init",
+		"-append root=/dev/vda rw console=ttyS0 cloonix.name=A cloonix.agent=/dev/ttyS1 cloonix.cd=/dev/vdb net.ifnames=0 init=/sbin/init quiet",
 		"-chardev socket,id=con0,path=/w/A/con.sock -serial chardev:con0 -chardev socket,id=agent0,path=/w/A/agent.sock -serial chardev:agent0",
 		"-netdev stream,id=n0,server=off,addr.type=unix,addr.path=/w/A/eth0.sock -device virtio-net-pci,netdev=n0,mac=" + MAC("A", 0),
 		"-netdev stream,id=n1,server=off,addr.type=unix,addr.path=/w/A/eth1.sock -device virtio-net-pci,netdev=n1,mac=" + MAC("A", 1),

@@ -38,7 +38,9 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 	if s.Accel == "kvm" {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
-		a = append(a, "-accel", "tcg")
+		// max gives the guest RDRAND, so its CRNG is ready at once (Go
+		// programs such as the agent block in getrandom until it is).
+		a = append(a, "-accel", "tcg", "-cpu", "max")
 	}
 	// cache=unsafe: the overlay is thrown away with the VM, so flushes
 	// to the host disk only cost time. The reference image is opened
@@ -51,7 +53,9 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 		if s.Initrd != "" {
 			a = append(a, "-initrd", s.Initrd)
 		}
-		a = append(a, "-append", KernelCmdline(s, "/dev/vda", "ttyS0", "/dev/vdb"))
+		// quiet: under TCG every byte printk writes to the emulated UART
+		// costs; errors still show on the console.
+		a = append(a, "-append", KernelCmdline(s, "/dev/vda", "ttyS0", "/dev/vdb")+" quiet")
 	}
 	a = append(a,
 		"-chardev", "socket,id=con0,path="+qemuEscape(conSock),
