@@ -34,13 +34,17 @@ import (
 // told `srcport P P`), so a remote may check it. Datagrams are accepted
 // from the listed remotes only, on the tux's VNI; anything else is
 // dropped and counted by reason (see stats). Frames go out and come in
-// batches (sendmmsg/recvmmsg) so a burst costs one system call.
+// batches (sendmmsg/recvmmsg) so a burst costs one system call, with UDP
+// GSO and GRO where the kernel has them, and TCP segments received back
+// to back are merged into super frames (vxlan_gro.go).
+// CLOONIX_VXLAN_NO_OFFLOAD=1 in the switch's environment turns GSO, GRO
+// and merging off.
 
 func init() { setups["vxlan"] = setupVXLAN }
 
 // Tuning of the helper.
 const (
-	vxBatch     = 32                // datagrams per sendmmsg/recvmmsg
+	vxBatch     = 32                // messages per recvmmsg
 	vxBufSize   = 65536             // per datagram: no UDP payload is longer
 	vxSockBuf   = 4 << 20           // socket buffers asked for
 	vxMACAge    = 300 * time.Second // as Linux's vxlan ageing
