@@ -247,7 +247,13 @@ func TestGraph(t *testing.T) {
 	drag(t, ctx, "eth:A:eth0", "lan:lan_two")
 	Eventually(t, 5*time.Second, "A:eth0 on lan_two after the drag", func() error { return portOn(l, "A:eth0", "lan_two") })
 	waitJS(t, ctx, 2*time.Second, "edge drawn", `window.cloonix.cy.getElementById('edge:A:eth0|lan_two').nonempty()`)
-	l.MustRun("exec", "A", "--", "ping", "-c1", "-W3", "C")
+	Eventually(t, 20*time.Second, "A pings C once on the same lan", func() error {
+		out, err := l.RunTimeout(30*time.Second, "exec", "A", "--", "ping", "-c1", "-W2", "C")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 
 	// Lan counters are live: the page catches up with the switch's.
 	var frames uint64
