@@ -411,3 +411,66 @@ func TestVXLANThreeHostsIPv6(t *testing.T) {
 		t.Fatalf("A's tux: %+v", x)
 	}
 }
+
+// TestVXLANUnprivileged: two switches run as nobody with no capability at
+// all, on loopback (127.0.0.1 and 127.0.0.2, one UDP port), joined by
+// vxlan tux; test programs on raw stream ports ping each other through
+// them. The helpers hold nothing but their UDP socket.
+func TestVXLANUnprivileged(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv (util-linux) is needed for this test")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+	c.Close()
+	// The test's binary sits in a directory only root may enter.
+	bdir, err := os.MkdirTemp("/tmp", "clxub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bdir) })
+	os.Chmod(bdir, 0o755)
+	ubin := filepath.Join(bdir, "cloonix")
+	sh(t, "cp "+bin+" "+ubin+" && chmod 755 "+ubin)
+	start := func(name string) *Lab {
+		dir, err := os.MkdirTemp("/tmp", "clxu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, 0o777) // nobody's work_dir
+		l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: "p"}
+		os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config><network_name>vxu-%s</network_name><server_name>%s</server_name>
+<server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`,
+			name, l.Sock, freePort(t), dir, dir)), 0o644)
+		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", ubin, "-c", l.Config, "start").CombinedOutput()
+		if err != nil {
+			t.Fatalf("start as nobody without capabilities: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			_, _ = l.Run("stop")
+			os.RemoveAll(dir)
+		})
+		return l
+	}
+	a, b := start("a"), start("b")
+	a.MustRun("ctrl", "add", "tux", "vxlan", "vx", "--remote", "127.0.0.2", "--local", "127.0.0.1", "--vni", "9", "--port", port)
+	a.MustRun("ctrl", "attach", "vx", "lan")
+	b.MustRun("ctrl", "add", "tux", "vxlan", "vx", "--remote", "127.0.0.1", "--local", "127.0.0.2", "--vni", "9", "--port", port)
+	b.MustRun("ctrl", "attach", "vx", "lan")
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.tux("vx").Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+65534\s`).Match(st) || !regexp.MustCompile(`(?m)^CapEff:\s+0+$`).Match(st) {
+		t.Fatalf("the vxlan helper is not unprivileged:\n%s", st)
+	}
+	pa, pb := a.rawPort(t, "p1", "lan", 1), b.rawPort(t, "p2", "lan", 2)
+	ping(t, pa, pb, 3)
+	ping(t, pb, pa, 3)
+	if x := b.tux("vx"); x.Counters.RxFrames < 6 || x.Counters.TxFrames < 6 || x.Counters.Drops != 0 {
+		t.Fatalf("B's tux: %+v", x)
+	}
+}
