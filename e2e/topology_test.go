@@ -128,7 +128,7 @@ func TestFconfLanRule(t *testing.T) {
 	demo := absPath(t, "../demos/lan_rule")
 
 	plan := l.MustRun("fconf", "load", demo, "--plan")
-	for _, want := range []string{"add vm A (uml, 64 MB, busybox, 1 eth)", "attach B:eth0 lan_one", "attach B:eth0 lan_two", "place vm C at 500,200"} {
+	for _, want := range []string{"add vm A (uml, 128 MB, busybox, 1 eth)", "attach B:eth0 lan_one", "attach B:eth0 lan_two", "place vm C at 500,200"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("--plan lacks %q:\n%s", want, plan)
 		}
@@ -213,8 +213,8 @@ func TestFconfDemoFiles(t *testing.T) {
 		}
 	}
 	write("topology", `<TOPOLOGY> <config_path> . </config_path>
-  <VM> <name> X </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> <eth> </eth> </VM>
-  <VM> <name> Y </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> </VM>
+  <VM> <name> X </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs> <eth> </eth> </VM>
+  <VM> <name> Y </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs> </VM>
 </TOPOLOGY>`, 0o644)
 	// /etc/rc.d/README is in the busybox image; the delete commands remove it.
 	write("files_to_delete_from_all_targets", "rm -f /etc/rc.d/README\n", 0o644)
@@ -323,10 +323,10 @@ func TestFconfRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "lab.xml")
 	os.WriteFile(src, []byte(fmt.Sprintf(`<TOPOLOGY>
-  <VM> <name> A </name> <type> uml </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+  <VM> <name> A </name> <type> uml </type> <mem> 128 </mem> <rootfs> busybox </rootfs>
        <eth> <vlan> lan_one </vlan> </eth> <eth> <vlan> lan_x </vlan> <vlan> lan_one </vlan> </eth> <eth/>
        <x> 10 </x> <y> 20 </y> </VM>
-  <VM> <name> B </name> <type> uml </type> <mem> 96 </mem> <rootfs> busybox </rootfs>
+  <VM> <name> B </name> <type> uml </type> <mem> 160 </mem> <rootfs> busybox </rootfs>
        <eth> <vlan> lan_one </vlan> <impair> delay=5ms loss=1%% </impair> </eth> </VM>
   <TUX> <name> up </name> <type> slirp </type> <subnet> 10.9.0.0/24 </subnet> <vlan> lan_x </vlan>
         <forward> tcp 127.0.0.1:%d 10.9.0.15:80 </forward> </TUX>
@@ -414,8 +414,8 @@ func TestFconfFailures(t *testing.T) {
 	dir := t.TempDir()
 	refused := filepath.Join(dir, "refused.xml")
 	os.WriteFile(refused, []byte(`<TOPOLOGY>
-  <VM> <name> P </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> <eth> <vlan> l </vlan> </eth> </VM>
-  <VM> <name> Q </name> <type> UML </type> <mem> 64 </mem> <rootfs> no_such_image </rootfs> </VM>
+  <VM> <name> P </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs> <eth> <vlan> l </vlan> </eth> </VM>
+  <VM> <name> Q </name> <type> UML </type> <mem> 128 </mem> <rootfs> no_such_image </rootfs> </VM>
 </TOPOLOGY>`), 0o644)
 	out, err := l.Run("fconf", "load", refused)
 	if err == nil || !strings.Contains(out, "add vm Q") || !strings.Contains(out, "no_such_image") || !strings.Contains(out, "nothing was changed") {
@@ -431,7 +431,7 @@ func TestFconfFailures(t *testing.T) {
 
 	slow := filepath.Join(dir, "slow.xml")
 	os.WriteFile(slow, []byte(`<TOPOLOGY>
-  <VM> <name> S </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs> </VM>
+  <VM> <name> S </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs> </VM>
 </TOPOLOGY>`), 0o644)
 	out, err = l.Run("fconf", "load", slow, "--timeout", "100ms")
 	if err == nil || !strings.Contains(out, "1 of 1 guests failed: S (still booting, over --timeout") {

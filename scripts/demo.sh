@@ -68,9 +68,11 @@ fi
 
 say "the lab is running"
 "${C[@]}" ctrl list
+hint=""
+[ -n "${CLOONIX_CONFIG:-}" ] && hint=" -c $CFG to each command"
 cat <<EOF
 
-Explore it (bin/cloonix; add -c $CFG if you use another config):
+Explore it (bin/cloonix$hint):
   cloonix ctrl list                                   machines, lans, ports, tux
   cloonix exec B -- ip addr                           a command in a guest
   cloonix console ROUTER2                             a guest's serial console
