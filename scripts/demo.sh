@@ -69,10 +69,10 @@ fi
 say "the lab is running"
 "${C[@]}" ctrl list
 hint=""
-[ -n "${CLOONIX_CONFIG:-}" ] && hint=" -c $CFG to each command"
+[ -n "${CLOONIX_CONFIG:-}" ] && hint=", adding -c $CFG"
 cat <<EOF
 
-Explore it (bin/cloonix$hint):
+Explore it with bin/cloonix$hint:
   cloonix ctrl list                                   machines, lans, ports, tux
   cloonix exec B -- ip addr                           a command in a guest
   cloonix console ROUTER2                             a guest's serial console
