@@ -84,6 +84,7 @@ type vxlanHelper struct {
 	gsoOK    bool // UDP GSO sends work (fromSwitch only)
 	gsoLimit int  // largest datagram sent with GSO
 	gro      bool // the socket coalesces received datagrams (UDP_GRO)
+	innerMTU int  // IP MTU super frames are cut to (see pathMTU)
 
 	gsoSends, groRecvs atomic.Uint64 // offloaded sends and receives (tests)
 
@@ -156,7 +157,53 @@ func newVXLAN(cfg VXLANConfig) (*vxlanHelper, error) {
 	for _, a := range cfg.Remotes {
 		h.remotes = append(h.remotes, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, cfg.Port)))
 	}
+	outer := 20 + 8 + VXLANHdrLen + 14 // IPv4, UDP, VXLAN, inner Ethernet
+	if cfg.V6() {
+		outer += 20
+	}
+	h.innerMTU = 1500
+	for _, r := range h.remotes {
+		h.innerMTU = min(h.innerMTU, pathMTU(cfg, r)-outer)
+	}
+	h.innerMTU = max(h.innerMTU, 576)
 	return h, nil
+}
+
+// pathMTU is the route's MTU toward a remote (1550 if unknown): a tap's
+// TCP super frames are cut so that each datagram fits it, never
+// fragmented (TCP takes segments of any size up to its peer's MSS; the
+// peer's MSS follows the smaller MTU anyway). Frames from guests keep the
+// size the guest gave them.
+func pathMTU(cfg VXLANConfig, r *net.UDPAddr) int {
+	network := "udp4"
+	if cfg.V6() {
+		network = "udp6"
+	}
+	var laddr *net.UDPAddr
+	if cfg.Local.IsValid() {
+		laddr = &net.UDPAddr{IP: cfg.Local.AsSlice()}
+	}
+	c, err := net.DialUDP(network, laddr, r)
+	if err != nil {
+		return 1550
+	}
+	defer c.Close()
+	mtu := 1550
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			var v int
+			var err error
+			if cfg.V6() {
+				v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU)
+			} else {
+				v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU)
+			}
+			if err == nil && v > 0 {
+				mtu = v
+			}
+		})
+	}
+	return mtu
 }
 
 func vxlanBindError(cfg VXLANConfig, laddr *net.UDPAddr, err error) error {
@@ -405,7 +452,7 @@ func (b *vxTx) add(f []byte) {
 
 // segment cuts a super frame into b.segs (room checked by the caller).
 func (b *vxTx) segment(f []byte) {
-	mss := MSSFor(f, 1500)
+	mss := MSSFor(f, b.h.innerMTU)
 	ok := SegmentTCP(f, mss, false, b.scratch, func(s []byte) {
 		c := b.segs[b.segOff : b.segOff+len(s)]
 		copy(c, s)
