@@ -465,6 +465,12 @@ func TestGraphPassword(t *testing.T) {
 		t.Fatalf("graph on 0.0.0.0 without a password: %v\n%s", err, out)
 	}
 	l.MustRun("ctrl", "add", "lan", "lan_pw")
+	// A lab without kept positions, for the page's own layout.
+	for _, vm := range []string{"P1", "P2", "P3"} {
+		l.MustRun("ctrl", "add", "vm", vm, "--type", "uml", "--rootfs", "busybox", "--eth", "2", "--mem", "64")
+		l.MustRun("ctrl", "attach", vm+":eth0", "lan_pw")
+		l.MustRun("ctrl", "attach", vm+":eth1", "lan_"+vm)
+	}
 	url := graphServer(t, l, "--password", "pw-"+t.Name())
 	ctx := browser(t)
 	do(t, ctx, "open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("input[type=password]")))
@@ -475,6 +481,13 @@ func TestGraphPassword(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "wrong password refused", `document.body.innerText.includes('Wrong password')`)
 	do(t, ctx, "right password", chromedp.SendKeys(chromedp.CSS("input[type=password]"), "pw-"+t.Name()), chromedp.Submit(chromedp.CSS("form")))
 	waitJS(t, ctx, 10*time.Second, "page shown after the password", `!!window.cloonix && window.cloonix.cy.getElementById('lan:lan_pw').nonempty()`)
+	overlaps := js[[]string](t, ctx, `(() => { const top = window.cloonix.cy.nodes().filter(n => !n.isChild()); const out = [];
+		top.forEach(a => top.forEach(b => { if (a.id() < b.id()) { const p = a.boundingBox({ includeLabels: false }), q = b.boundingBox({ includeLabels: false });
+			if (p.x1 < q.x2 && q.x1 < p.x2 && p.y1 < q.y2 && q.y1 < p.y2) out.push(a.id() + ' over ' + b.id()); } }));
+		return out; })()`)
+	if len(overlaps) > 0 {
+		t.Errorf("the page's layout overlaps: %v", overlaps)
+	}
 	do(t, ctx, "add a lan", chromedp.Click(chromedp.ID("btn-add-lan")),
 		chromedp.SendKeys(chromedp.CSS("#dlg-lan input[name=name]"), "lan_pw2"),
 		chromedp.Click(chromedp.CSS("#dlg-lan button[value=ok]")))

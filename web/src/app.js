@@ -310,7 +310,6 @@ function sync(lab) {
   if (unplaced.length) {
     const anyPlaced = nodes.some((n) => n.x != null);
     if (firstDraw && !anyPlaced) {
-      for (const n of unplaced) if (n.kind === 'vm') placeEths(cy.getElementById(n.id), { x: 0, y: 0 });
       runLayout(true);
     } else {
       const waiting = new Set(unplaced.map((n) => n.id));
@@ -346,9 +345,43 @@ function sync(lab) {
 const pendingAuto = new Set();
 let relayoutTimer = null;
 
-function runLayout(randomize) {
+// runLayout lays the lab out with cytoscape's cose on a simplified copy
+// where each VM is one box (as wide as its row of eths) linked to its
+// lans, so eths stay in a neat row inside their VM. fresh starts from a
+// circle in lab order (the same lab gives the same drawing), otherwise
+// from where things are.
+function runLayout(fresh) {
   pendingAuto.clear();
-  cy.layout({ name: 'cose', animate: false, randomize, nodeRepulsion: () => 9000, idealEdgeLength: () => 70, nodeDimensionsIncludeLabels: true, padding: 40 }).run();
+  const top = cy.nodes().filter((n) => !n.isChild());
+  const els = [];
+  top.forEach((n, i) => {
+    const vm = n.data('kind') === 'vm';
+    const a = (2 * Math.PI * i) / top.length;
+    const r = 60 * top.length;
+    els.push({
+      group: 'nodes',
+      data: { id: n.id(), w: vm ? Math.max(80, n.children().length * 46 + 30) : 60, h: vm ? 70 : 55 },
+      position: fresh ? { x: r * Math.cos(a), y: r * Math.sin(a) } : { ...n.position() },
+    });
+  });
+  const owner = (n) => (n.isChild() ? n.parent().id() : n.id());
+  const seen = new Set();
+  cy.edges().forEach((e) => {
+    const a = owner(e.source());
+    const b = owner(e.target());
+    if (a !== b && !seen.has(`${a}|${b}`)) {
+      seen.add(`${a}|${b}`);
+      els.push({ group: 'edges', data: { id: `l${seen.size}`, source: a, target: b } });
+    }
+  });
+  const h = cytoscape({ headless: true, styleEnabled: true, elements: els, style: [{ selector: 'node', style: { width: 'data(w)', height: 'data(h)' } }] });
+  h.layout({ name: 'cose', animate: false, randomize: false, nodeRepulsion: () => 40000, idealEdgeLength: () => 110, nodeOverlap: 20, componentSpacing: 100, padding: 40 }).run();
+  h.nodes().forEach((n) => {
+    const el = cy.getElementById(n.id());
+    if (el.data('kind') === 'vm') placeEths(el, n.position());
+    else el.position(n.position());
+  });
+  h.destroy();
 }
 
 function scheduleRelayout() {
