@@ -267,7 +267,7 @@ func TestFconfDemoFiles(t *testing.T) {
 	malformed := filepath.Join(t.TempDir(), "lab.xml")
 	os.WriteFile(malformed, []byte("<TOPOLOGY>\n<VM> <name> W </name>\n<eth> <vlan> </vlan> </eth>\n</VM>\n<VM> <name> V </name> <mem> lots </mem> </VM>\n</TOPOLOGY>\n"), 0o644)
 	out, err = l.Run("fconf", "load", malformed)
-	if err == nil || !strings.Contains(out, malformed+`:3: VM "W": eth0 names lan "" (empty)`) || !strings.Contains(out, malformed+`:5: VM "V": <mem> is "lots"`) {
+	if err == nil || !strings.Contains(out, malformed+`:3: VM "W": eth 0 names lan "" (empty)`) || !strings.Contains(out, malformed+`:5: VM "V": <mem> is "lots"`) {
 		t.Errorf("malformed file: err %v\n%s", err, out)
 	}
 	if after := l.pids(); !reflect.DeepEqual(before, after) {

@@ -405,7 +405,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 
 func (p *parser) eth(ctx string, i int, n *node) Eth {
 	e := Eth{Line: n.line}
-	ectx := fmt.Sprintf("%seth%d ", ctx, i)
+	ectx := fmt.Sprintf("%seth %d ", ctx, i)
 	p.noText(ectx, n)
 	seen := map[string]bool{}
 	for _, k := range n.kids {
@@ -416,15 +416,15 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 				continue
 			}
 			if s == "" {
-				p.errf(k.line, "%seth%d names lan \"\" (empty)", ctx, i)
+				p.errf(k.line, "%seth %d names lan \"\" (empty)", ctx, i)
 				continue
 			}
 			if err := proto.CheckName("lan", s); err != nil {
-				p.errf(k.line, "%seth%d: %v", ctx, i, err)
+				p.errf(k.line, "%seth %d: %v", ctx, i, err)
 				continue
 			}
 			if contains(e.Lans, s) {
-				p.errf(k.line, "%seth%d names lan %q twice", ctx, i, s)
+				p.errf(k.line, "%seth %d names lan %q twice", ctx, i, s)
 				continue
 			}
 			e.Lans = append(e.Lans, s)
@@ -433,7 +433,7 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 				e.Impair = p.impair(ectx, k, s)
 			}
 		default:
-			p.errf(k.line, "%seth%d: <%s> unknown; an <eth> takes <vlan> (any number) and <impair>", ctx, i, k.name)
+			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number) and <impair>", ctx, i, k.name)
 		}
 	}
 	return e

@@ -80,7 +80,7 @@ func TestParseErrors(t *testing.T) {
 		want []string // each must appear, in order, one per error
 	}{
 		{"empty lan", "<TOPOLOGY>\n<VM><name>R1</name>\n<eth/><eth/>\n<eth> <vlan> </vlan> </eth>\n</VM></TOPOLOGY>",
-			[]string{`topology.xml:4: VM "R1": eth2 names lan "" (empty)`}},
+			[]string{`topology.xml:4: VM "R1": eth 2 names lan "" (empty)`}},
 		{"not xml", "<TOPOLOGY>\n<VM>\n</TOPOLOGY>", []string{"topology.xml:3: not well-formed XML"}},
 		{"empty file", "", []string{"topology.xml:1: no <TOPOLOGY> element"}},
 		{"wrong root", "<cloonix_config/>", []string{"topology.xml:1: <cloonix_config>: the file must start with <TOPOLOGY>"}},
@@ -103,10 +103,10 @@ func TestParseErrors(t *testing.T) {
 		{"text in vm", "<TOPOLOGY><VM><name>a</name> oops </VM></TOPOLOGY>", []string{`VM "a": text "oops" inside <VM>`}},
 		{"leaf with kids", "<TOPOLOGY><VM><name><x/></name></VM></TOPOLOGY>", []string{`VM <name> holds <x>; it takes a value only`}},
 		{"unknown in vm", "<TOPOLOGY><VM><name>a</name><disk>x</disk></VM></TOPOLOGY>", []string{`VM "a": <disk>: unknown element`}},
-		{"dup lan in eth", "<TOPOLOGY><VM><name>a</name><eth><vlan>x</vlan><vlan>x</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0 names lan "x" twice`}},
-		{"bad lan", "<TOPOLOGY><VM><name>a</name><eth><vlan>x/y</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0: lan name "x/y" has '/'`}},
-		{"unknown in eth", "<TOPOLOGY><VM><name>a</name><eth><lan>x</lan></eth></VM></TOPOLOGY>", []string{`VM "a": eth0: <lan> unknown`}},
-		{"bad impair", "<TOPOLOGY><VM><name>a</name><eth><impair>slow</impair></eth></VM></TOPOLOGY>", []string{`VM "a": eth0 <impair> "slow": `}},
+		{"dup lan in eth", "<TOPOLOGY><VM><name>a</name><eth><vlan>x</vlan><vlan>x</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0 names lan "x" twice`}},
+		{"bad lan", "<TOPOLOGY><VM><name>a</name><eth><vlan>x/y</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0: lan name "x/y" has '/'`}},
+		{"unknown in eth", "<TOPOLOGY><VM><name>a</name><eth><lan>x</lan></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0: <lan> unknown`}},
+		{"bad impair", "<TOPOLOGY><VM><name>a</name><eth><impair>slow</impair></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0 <impair> "slow": `}},
 		{"dup vm", "<TOPOLOGY>\n<VM><name>a</name></VM>\n<VM><name>a</name></VM></TOPOLOGY>", []string{`topology.xml:3: VM "a": a second VM with this name (the first is at line 2)`}},
 		{"dup tux", "<TOPOLOGY>\n<TUX><name>a</name><type>tap</type></TUX>\n<TUX><name>a</name><type>tap</type></TUX></TOPOLOGY>", []string{`topology.xml:3: TUX "a": a second TUX`}},
 		{"tux no type", "<TOPOLOGY><TUX><name>a</name></TUX></TOPOLOGY>", []string{`TUX "a": no <type>`}},
