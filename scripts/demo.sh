@@ -27,7 +27,7 @@ say "the switch"
 # config's <bulk_dir>. Say so plainly when they differ.
 bulk=$(sed -n 's:.*<bulk_dir>\(.*\)</bulk_dir>.*:\1:p' "$CFG" | head -1)
 bulk=$(eval echo "$bulk")
-if [ -n "${CLOONIX_BULK:-}" ] && [ "$(realpath -m "$bulk")" != "$(realpath -m "$CLOONIX_BULK")" ]; then
+if [ -n "${CLOONIX_BULK:-}" ] && [ -n "$bulk" ] && [ "$(realpath -m "$bulk")" != "$(realpath -m "$CLOONIX_BULK")" ]; then
 	echo "the images are in $CLOONIX_BULK but $CFG has <bulk_dir>$bulk</bulk_dir>; make them agree" >&2
 	exit 1
 fi
