@@ -195,6 +195,15 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
+// labSource is what waitGuests needs of a switch connection.
+type labSource interface {
+	List() (*proto.Lab, error)
+	Done() <-chan struct{}
+}
+
+// pollEvery is how often waitGuests asks for the lab.
+var pollEvery = 200 * time.Millisecond
+
 // bootGuest is one machine being waited for.
 type bootGuest struct {
 	name  string
@@ -217,7 +226,7 @@ func (g *bootGuest) line(now time.Duration) string {
 // its agent answered) or failed (crashed, stopped, gone, or not ready
 // within timeout). On a terminal the lines are redrawn in place; elsewhere
 // one line is printed per change. It returns the failed ones.
-func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.Writer, tty bool, details *vmDetails) ([]string, error) {
+func waitGuests(c labSource, names []string, timeout time.Duration, out io.Writer, tty bool, details *vmDetails) ([]string, error) {
 	start := time.Now()
 	gs := make([]*bootGuest, len(names))
 	for i, n := range names {
@@ -244,7 +253,7 @@ func waitGuests(c *proto.Client, names []string, timeout time.Duration, out io.W
 		}
 		drawn = true
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		lab, err := c.List()
