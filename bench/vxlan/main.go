@@ -9,8 +9,9 @@
 //
 // Every case has an inner MTU of 1500 and the same underlay: a veth pair
 // with MTU 1550, so a VXLAN datagram (frame + 50) is never fragmented.
-// It prints a table. Run as root: `go run ./bench/vxlan` (flags: -t
-// seconds, -bin cloonix). Every name it creates carries its pid, and it
+// The cases take turns for -n rounds (the machine's load changes); it
+// prints a table of medians and ranges. Run as root: `go run ./bench/vxlan`
+// (flags: -t seconds, -n rounds, -cases, -bin cloonix). Every name it creates carries its pid, and it
 // removes them all when done.
 package main
 
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -31,6 +33,7 @@ var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
 	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run")
+	rounds = flag.Int("n", 3, "rounds; the cases take turns, the table shows the median and the range")
 	tag    = fmt.Sprintf("x%d", os.Getpid()%100000)
 	undo   []string // shell commands run at the end, last first
 )
@@ -169,33 +172,50 @@ func main() {
 	}
 	fmt.Printf("iperf3 TCP, %d s per case, inner MTU 1500, veth underlay MTU 1550, %s\n", *secs, time.Now().UTC().Format(time.RFC3339))
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
-	var lx, vx, tt float64
-	if run("linux") {
-		lx = linuxVXLAN()
-	}
-	if run("vxlan") {
-		vx = twoSwitches(bin, "vx", func(c1, c2 string) {
-			must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
-			must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
-		})
-	}
-	if run("t2t") {
-		tt = twoSwitches(bin, "tt", func(c1, c2 string) {
-			must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
-			must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
-		})
+	var lx, vx, tt []float64
+	for r := 0; r < *rounds; r++ {
+		if run("linux") {
+			lx = append(lx, linuxVXLAN())
+		}
+		if run("vxlan") {
+			vx = append(vx, twoSwitches(bin, "vx", func(c1, c2 string) {
+				must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
+				must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
+			}))
+		}
+		if run("t2t") {
+			tt = append(tt, twoSwitches(bin, "tt", func(c1, c2 string) {
+				must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
+				must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
+			}))
+		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "path\tGbit/s\tvs Linux vxlan\t")
-	row := func(name string, v float64) {
-		r := 0.0
-		if lx > 0 {
-			r = v / lx
+	fmt.Fprintln(w, "path\tGbit/s (median)\tmin-max\tvs Linux vxlan\t")
+	ref := median(lx)
+	row := func(name string, v []float64) {
+		if len(v) == 0 {
+			return
 		}
-		fmt.Fprintf(w, "%s\t%.2f\t%.2fx\t\n", name, v, r)
+		m := median(v)
+		r := 0.0
+		if ref > 0 {
+			r = m / ref
+		}
+		sort.Float64s(v)
+		fmt.Fprintf(w, "%s\t%.2f\t%.2f-%.2f\t%.2fx\t\n", name, m, v[0], v[len(v)-1], r)
 	}
 	row("Linux vxlan devices (kernel)", lx)
 	row("cloonix vxlan tux (2 switches, taps)", vx)
 	row("cloonix t2t tux (2 switches, taps)", tt)
 	w.Flush()
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
