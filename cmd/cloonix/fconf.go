@@ -49,7 +49,7 @@ var fconfLoadCmd = &cobra.Command{
 
 var fconfSaveCmd = &cobra.Command{
 	Use:   "save FILE",
-	Short: "write the running lab as a topology file",
+	Short: "write the running lab as a topology file (- for standard output)",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		c, err := connect()
@@ -62,6 +62,10 @@ var fconfSaveCmd = &cobra.Command{
 			return err
 		}
 		t := topology.FromLab(lab)
+		if args[0] == "-" {
+			_, err := os.Stdout.Write(t.Bytes())
+			return err
+		}
 		if err := t.WriteFile(args[0]); err != nil {
 			return err
 		}
