@@ -391,9 +391,9 @@ func TestImpairGuests(t *testing.T) {
 	demo := copyDemo(t, absPath(t, "../demos/lan_rule"))
 	top := `<TOPOLOGY>
   <config_path> . </config_path>
-  <VM> <name> A </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+  <VM> <name> A </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs>
        <eth> <vlan> lan_one </vlan> <impair> delay=25ms </impair> </eth> </VM>
-  <VM> <name> B </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+  <VM> <name> B </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs>
        <eth> <vlan> lan_one </vlan> </eth> </VM>
 </TOPOLOGY>
 `

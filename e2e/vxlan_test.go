@@ -297,7 +297,7 @@ func TestVXLANGuests(t *testing.T) {
 		d := t.TempDir()
 		topo := fmt.Sprintf(`<TOPOLOGY>
   <config_path> . </config_path>
-  <VM> <name> %s </name> <type> UML </type> <mem> 64 </mem> <rootfs> busybox </rootfs>
+  <VM> <name> %s </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs>
        <eth> <vlan> lan_x </vlan> </eth> </VM>
   <TUX> <name> vx </name> <type> vxlan </type> <vlan> lan_x </vlan>
         <remote> %s </remote> <vni> 3000 </vni> <port> 4789 </port> <local> %s </local> </TUX>
