@@ -240,6 +240,18 @@ func TestVXLANTwoSwitches(t *testing.T) {
 	if x := a.tux("vx"); x.State != "running" || x.Restarts != 1 {
 		t.Fatalf("vxlan tux after malformed datagrams: %+v", x)
 	}
+
+	// A frame too long for one UDP datagram (65502 bytes > 65499): counted,
+	// not truncated, and nothing else happens.
+	sh(t, fmt.Sprintf("ip netns exec %s ip link set clxxt%s mtu 65521", ga, sfx))
+	_ = exec.Command("ip", "netns", "exec", ga, "busybox", "ping", "-c", "1", "-W", "1", "-s", "65460", "10.95.0.2").Run()
+	Eventually(t, 5*time.Second, "the oversize frame counted", func() error {
+		if x := a.tux("vx"); x.Counters.Drops != 6 || !strings.Contains(x.Opts["link"], "1 oversize") {
+			return fmt.Errorf("drops %d, link %q", x.Counters.Drops, x.Opts["link"])
+		}
+		return nil
+	})
+	Eventually(t, 5*time.Second, "ping after the oversize frame", vxPing(ga, "10.95.0.2"))
 }
 
 // TestVXLANLinux: our vxlan tux and a Linux vxlan device (in its own
