@@ -183,14 +183,19 @@ func portOn(l *Lab, port, lan string) error {
 // TestGraph drives the page in headless Chromium against a real switch.
 func TestGraph(t *testing.T) {
 	l := NewLab(t, "<no_nat>true</no_nat>")
-	buildGraphLab(t, l)
 	url := graphServer(t, l)
 	ctx := browser(t)
 	do(t, ctx, "open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("graph")))
 	waitJS(t, ctx, 10*time.Second, "page connected", `document.getElementById('status').className === 'up'`)
 
-	// The three VMs and two lans are drawn and listed.
+	// The lab is loaded while the page is open; it follows without reload:
+	// the three VMs and two lans are drawn and listed.
+	buildGraphLab(t, l)
 	waitJS(t, ctx, 10*time.Second, "lab drawn", `window.cloonix.cy.nodes('.vm').length === 3 && window.cloonix.cy.nodes('.lan').length === 2`)
+	do(t, ctx, "let placement settle", chromedp.Sleep(500*time.Millisecond))
+	if o := overlaps(t, ctx); len(o) > 0 {
+		t.Errorf("drawing overlaps: %v", o)
+	}
 	names := js[[]string](t, ctx, `window.cloonix.cy.nodes('.vm, .lan').map(n => n.id()).sort()`)
 	if want := []string{"lan:lan_one", "lan:lan_two", "vm:A", "vm:B", "vm:C"}; !slices.Equal(names, want) {
 		t.Fatalf("drawn %v, want %v", names, want)
@@ -410,6 +415,14 @@ func TestGraph(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "lan after recovery drawn", `window.cloonix.cy.getElementById('lan:lan_back').nonempty()`)
 }
 
+// overlaps lists drawn boxes (VMs, lans, tux, ports) that overlap.
+func overlaps(t *testing.T, ctx context.Context) []string {
+	return js[[]string](t, ctx, `(() => { const top = window.cloonix.cy.nodes().filter(n => !n.isChild()); const out = [];
+		top.forEach(a => top.forEach(b => { if (a.id() < b.id()) { const p = a.boundingBox({ includeLabels: false }), q = b.boundingBox({ includeLabels: false });
+			if (p.x1 < q.x2 && q.x1 < p.x2 && p.y1 < q.y2 && q.y1 < p.y2) out.push(a.id() + ' over ' + b.id()); } }));
+		return out; })()`)
+}
+
 func countAttachments(l *Lab) int {
 	n := 0
 	for _, x := range l.List().Lans {
@@ -481,12 +494,8 @@ func TestGraphPassword(t *testing.T) {
 	waitJS(t, ctx, 5*time.Second, "wrong password refused", `document.body.innerText.includes('Wrong password')`)
 	do(t, ctx, "right password", chromedp.SendKeys(chromedp.CSS("input[type=password]"), "pw-"+t.Name()), chromedp.Submit(chromedp.CSS("form")))
 	waitJS(t, ctx, 10*time.Second, "page shown after the password", `!!window.cloonix && window.cloonix.cy.getElementById('lan:lan_pw').nonempty()`)
-	overlaps := js[[]string](t, ctx, `(() => { const top = window.cloonix.cy.nodes().filter(n => !n.isChild()); const out = [];
-		top.forEach(a => top.forEach(b => { if (a.id() < b.id()) { const p = a.boundingBox({ includeLabels: false }), q = b.boundingBox({ includeLabels: false });
-			if (p.x1 < q.x2 && q.x1 < p.x2 && p.y1 < q.y2 && q.y1 < p.y2) out.push(a.id() + ' over ' + b.id()); } }));
-		return out; })()`)
-	if len(overlaps) > 0 {
-		t.Errorf("the page's layout overlaps: %v", overlaps)
+	if o := overlaps(t, ctx); len(o) > 0 {
+		t.Errorf("the page's layout overlaps: %v", o)
 	}
 	do(t, ctx, "add a lan", chromedp.Click(chromedp.ID("btn-add-lan")),
 		chromedp.SendKeys(chromedp.CSS("#dlg-lan input[name=name]"), "lan_pw2"),

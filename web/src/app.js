@@ -290,6 +290,7 @@ function sync(lab) {
   // Positions: those kept by the switch win; new nodes without one are
   // laid out (all at once on the first drawing, near their links later).
   const unplaced = [];
+  let moved = false;
   for (const n of nodes) {
     if (n.kind === 'eth') continue;
     const el = cy.getElementById(n.id);
@@ -302,11 +303,17 @@ function sync(lab) {
       } else {
         el.position({ x: n.x, y: n.y });
       }
+      autoPlaced.delete(n.id);
+      moved = true;
     } else if (!key && isNew) {
       unplaced.push(n);
     }
     serverPos.set(n.id, key);
   }
+  for (const id of autoPlaced) if (cy.getElementById(id).empty()) autoPlaced.delete(id);
+  // Things this page placed beside their links follow when those move
+  // (fconf load sets the VMs' kept positions just after adding them).
+  if (moved && autoPlaced.size) scheduleRelayout();
   if (unplaced.length) {
     const anyPlaced = nodes.some((n) => n.x != null);
     if (firstDraw && !anyPlaced) {
@@ -320,6 +327,7 @@ function sync(lab) {
         if (n.kind === 'vm') placeEths(el, p);
         else el.position(p);
         pendingAuto.add(n.id);
+        autoPlaced.add(n.id);
       }
       scheduleRelayout();
     }
@@ -343,6 +351,8 @@ function sync(lab) {
 // A batch of them (fconf load into an open page) gets a real layout once
 // it settles, as long as nothing in the lab has a kept position.
 const pendingAuto = new Set();
+// Every node placed by this page that nobody has placed since.
+const autoPlaced = new Set();
 let relayoutTimer = null;
 
 // runLayout lays the lab out with cytoscape's cose on a simplified copy
@@ -352,6 +362,7 @@ let relayoutTimer = null;
 // from where things are.
 function runLayout(fresh) {
   pendingAuto.clear();
+  cy.nodes().forEach((n) => { if (!n.isChild() && !serverPos.get(n.id())) autoPlaced.add(n.id()); });
   const top = cy.nodes().filter((n) => !n.isChild());
   const els = [];
   top.forEach((n, i) => {
@@ -387,12 +398,33 @@ function runLayout(fresh) {
 function scheduleRelayout() {
   clearTimeout(relayoutTimer);
   relayoutTimer = setTimeout(() => {
+    if (dragging || !lab) return scheduleRelayout();
     const kept = [...serverPos.values()].some((v) => v);
-    if (pendingAuto.size >= 2 && !kept && !dragging) {
+    if (pendingAuto.size >= 2 && !kept) {
       runLayout(false);
       fitAll();
+    } else {
+      // Place again what this page placed, beside what it links to now.
+      const { edges } = elementsOf(lab);
+      // Lans first (they link to VMs), then what links to lans.
+      const rank = (id) => ({ lan: 0, vm: 1 })[cy.getElementById(id).data('kind')] ?? 2;
+      const waiting = new Set([...autoPlaced].filter((id) => !serverPos.get(id)).sort((a, b) => rank(a) - rank(b)));
+      for (const id of [...waiting]) {
+        const el = cy.getElementById(id);
+        waiting.delete(id);
+        if (el.empty()) continue;
+        const n = { id, kind: el.data('kind') };
+        el.position({ x: 1e6, y: 1e6 }); // out of the way while looking for a place
+        const p = nearNeighbours(n, edges, waiting) || freeSpot(id);
+        if (n.kind === 'vm') moveVM(el, p);
+        else el.position(p);
+      }
     }
     pendingAuto.clear();
+    // Keep a lab that grew or moved by itself in view.
+    const ext = cy.extent();
+    const bb = cy.elements().boundingBox();
+    if (bb.x1 < ext.x1 || bb.x2 > ext.x2 || bb.y1 < ext.y1 || bb.y2 > ext.y2) fitAll();
   }, 300);
 }
 
@@ -461,6 +493,7 @@ cy.on('free', 'node', async (e) => {
 
 // Dragging a VM box moves its eths; its own "free" comes with the grab.
 async function savePos(n) {
+  autoPlaced.delete(n.id());
   const kind = n.data('kind');
   if (!['vm', 'lan', 'tux'].includes(kind)) return;
   const p = n.position();
