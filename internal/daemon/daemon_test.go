@@ -655,3 +655,57 @@ func TestDelPortWhileBusy(t *testing.T) {
 	a.send(t, bcastFrame(macA, 1))
 	b.expect(t, 1)
 }
+
+// TestSlowPeer: a stream peer that never reads fills its socket, then its
+// port's queue, and loses frames there alone; the sender never waits and
+// the other peer on the lan gets every frame.
+func TestSlowPeer(t *testing.T) {
+	s := startSwitch(t)
+	a, b := s.streamPeer("a", "lan"), s.streamPeer("b", "lan")
+	_ = s.streamPeer("deaf", "lan") // never reads
+	got := make(chan uint32, 1<<16)
+	go func() {
+		_ = b.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		for {
+			var hdr [4]byte
+			if _, err := io.ReadFull(b.r, hdr[:]); err != nil {
+				close(got)
+				return
+			}
+			f := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+			if _, err := io.ReadFull(b.r, f); err != nil {
+				close(got)
+				return
+			}
+			got <- binary.BigEndian.Uint32(f[14:])
+		}
+	}()
+	const n, burst = 20000, 200
+	big := make([]byte, 1400)
+	for i := 0; i < n; i += burst {
+		var out []byte
+		for k := i; k < i+burst; k++ {
+			f := append(bcastFrame(macA, uint32(k)), big...)
+			out = append(binary.BigEndian.AppendUint32(out, uint32(len(f))), f...)
+		}
+		_ = a.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := a.c.Write(out); err != nil {
+			t.Fatalf("the sender was held up: %v", err)
+		}
+		for k := i; k < i+burst; k++ {
+			select {
+			case v, ok := <-got:
+				if !ok || v != uint32(k) {
+					t.Fatalf("b got %d (open %v), want %d", v, ok, k)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("b stalled at frame %d behind a deaf peer", k)
+			}
+		}
+	}
+	deaf := s.d.Fab.Port("deaf").Counters()
+	if deaf.Drops == 0 || s.d.Fab.Port("b").Counters().Drops != 0 {
+		t.Errorf("drops: deaf %d, b %d; want some and none", deaf.Drops, s.d.Fab.Port("b").Counters().Drops)
+	}
+	t.Logf("deaf peer: %d frames taken by its socket or queue, %d dropped", deaf.TxFrames, deaf.Drops)
+}

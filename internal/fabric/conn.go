@@ -21,6 +21,19 @@ type Conn interface {
 	Close() error
 }
 
+// TryWriter is a Conn that can write without blocking. A port whose peer
+// is idle then writes from the sending port's reader at once, with no
+// hand-over to its writer goroutine (no wakeup, no frame crossing to
+// another core); what the socket does not take at once is kept by the
+// transport and the writer goroutine finishes it with Flush, so a slow
+// peer still never holds up the sender.
+type TryWriter interface {
+	// WriteNow sends frames without blocking. Bytes the socket does not
+	// take are copied and kept for the next Flush, so the frames may be
+	// released on return. It reports whether anything is kept.
+	WriteNow(frames []*Frame) (kept bool, err error)
+}
+
 // ErrSkip marks a frame the transport refused on its own; the peer stays.
 var ErrSkip = errors.New("frame skipped")
 

@@ -25,10 +25,12 @@ type Port struct {
 	// whole slice out and writes it as one batch (one wakeup and usually
 	// one system call for many frames). wake has room for one token and
 	// is signalled when a frame lands in an empty queue.
-	qmu    sync.Mutex
-	q      []*Frame
-	closed bool
-	wake   chan struct{}
+	qmu     sync.Mutex
+	q       []*Frame
+	closed  bool
+	busy    bool // someone owns the write side: an inline reader or the writer
+	handoff bool // the inline owner left work (kept bytes, queued frames) to the writer
+	wake    chan struct{}
 
 	// Hooks are the extension points for capture and impairments: they
 	// see frames entering the switch from this port and frames leaving
@@ -185,6 +187,7 @@ type batch struct {
 	out           []outq
 	mem           []memberCount
 	dst           [8]*Port // scratch for one frame's destinations
+	rel           releaser // for frames written inline
 }
 
 type outq struct {
@@ -244,7 +247,7 @@ func (b *batch) flush(p *Port) {
 	b.mem = b.mem[:0]
 	for i := range b.out {
 		o := &b.out[i]
-		o.port.deliverAll(o.frames)
+		o.port.deliverWith(o.frames, &b.rel)
 		clear(o.frames)
 		o.frames = o.frames[:0]
 		o.port = nil
@@ -387,62 +390,116 @@ func (p *Port) Deliver(f *Frame) {
 		return
 	}
 	p.q = append(p.q, f)
+	idle := !p.busy
 	p.qmu.Unlock()
-	if n == 0 {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+	if n == 0 && idle {
+		p.signal()
 	}
 }
 
-// deliverAll queues frames (one reference each) under one lock; what
-// does not fit is dropped and counted on this port.
+func (p *Port) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliverAll hands frames (one reference each) to the peer, as
+// deliverWith, for callers outside a reader (impairments).
 func (p *Port) deliverAll(fs []*Frame) {
+	b := batches.Get().(*batch)
+	p.deliverWith(fs, &b.rel)
+	batches.Put(b)
+}
+
+// deliverWith hands frames (one reference each) to the peer. When nobody
+// is writing to it and nothing waits, a transport that can (TryWriter)
+// writes them at once from the caller; otherwise they queue under one
+// lock, and what does not fit is dropped and counted on this port.
+func (p *Port) deliverWith(fs []*Frame, rel *releaser) {
 	if len(fs) == 0 {
 		return
 	}
-	if p.conn.Load() == nil {
-		p.counters.drops.Add(uint64(len(fs)))
-		for _, f := range fs {
-			f.Release()
-		}
+	box := p.conn.Load()
+	if box == nil {
+		p.dropAll(fs)
 		return
 	}
 	p.qmu.Lock()
-	n := len(p.q)
-	room := QueueLen - n
 	if p.closed {
-		room = 0
+		p.qmu.Unlock()
+		p.dropAll(fs)
+		return
 	}
-	take := min(room, len(fs))
+	if tw, ok := box.c.(TryWriter); ok && !p.busy && len(p.q) == 0 {
+		p.busy = true
+		p.qmu.Unlock()
+		p.writeNow(tw, fs, rel)
+		return
+	}
+	n := len(p.q)
+	take := min(QueueLen-n, len(fs))
 	p.q = append(p.q, fs[:take]...)
+	idle := !p.busy
 	p.qmu.Unlock()
-	if n == 0 && take > 0 {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+	if n == 0 && take > 0 && idle {
+		p.signal()
 	}
 	if rest := fs[take:]; len(rest) > 0 {
-		p.counters.drops.Add(uint64(len(rest)))
-		for _, f := range rest {
-			f.Release()
-		}
+		p.dropAll(rest)
 	}
 }
 
-// writer drains the queue to the peer a batch at a time, flushing after
-// each batch, so a lone frame leaves at once and a burst costs one write.
-// The queue's two slices alternate between Deliver and the writer, so
-// nothing is allocated per frame.
+// writeNow writes inline as the write side's owner, then gives the
+// ownership up, or hands it to the writer goroutine if work is left.
+func (p *Port) writeNow(tw TryWriter, fs []*Frame, rel *releaser) {
+	kept, err := tw.WriteNow(fs)
+	var bytes uint64
+	for _, f := range fs {
+		bytes += uint64(f.N)
+		rel.release(f)
+	}
+	rel.flush()
+	if err != nil {
+		p.counters.drops.Add(uint64(len(fs)))
+	} else {
+		p.counters.txN(uint64(len(fs)), bytes)
+	}
+	p.qmu.Lock()
+	if (kept && err == nil) || len(p.q) > 0 {
+		p.handoff = true
+		p.qmu.Unlock()
+		p.signal()
+		return
+	}
+	p.busy = false
+	p.qmu.Unlock()
+}
+
+func (p *Port) dropAll(fs []*Frame) {
+	p.counters.drops.Add(uint64(len(fs)))
+	for _, f := range fs {
+		f.Release()
+	}
+}
+
+// writer owns the write side when the queue has frames and nobody else
+// writes, or when an inline writer hands it over; it then drains the
+// queue a batch at a time, flushing after each batch, so a lone frame
+// leaves at once and a burst costs one write. The queue's two slices
+// alternate between producers and the writer: nothing is allocated per
+// frame.
 func (p *Port) writer() {
 	buf := make([]*Frame, 0, QueueLen)
 	rel := &releaser{run: make([]*Frame, 0, QueueLen)}
 	for {
 		p.qmu.Lock()
-		batch := p.q
-		if len(batch) == 0 {
+		switch {
+		case p.handoff:
+			p.handoff = false // busy stays set: the write side is ours now
+		case !p.busy && len(p.q) > 0:
+			p.busy = true
+		default:
 			p.qmu.Unlock()
 			select {
 			case <-p.wake:
@@ -452,11 +509,21 @@ func (p *Port) writer() {
 				return
 			}
 		}
-		p.q = buf
-		p.qmu.Unlock()
-		p.writeBatch(batch, rel)
-		clear(batch)
-		buf = batch[:0]
+		for {
+			batch := p.q
+			p.q = buf
+			p.qmu.Unlock()
+			// An empty batch still flushes what an inline writer kept.
+			p.writeBatch(batch, rel)
+			clear(batch)
+			buf = batch[:0]
+			p.qmu.Lock()
+			if len(p.q) == 0 {
+				p.busy = false
+				p.qmu.Unlock()
+				break
+			}
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
+	"unsafe"
 
 	"cloonix/internal/fabric"
 )
@@ -39,12 +41,29 @@ type StreamConn struct {
 	mark int         // start of wbuf not yet in iov
 	iov  net.Buffers // pieces to write: slices of wbuf and large frames
 	out  net.Buffers // what WriteTo consumes (it advances the slice)
+
+	// WriteNow: a non-blocking writev through the raw socket; what the
+	// socket does not take waits in kept, sent first by Flush.
+	rc     syscall.RawConn
+	kept   []byte
+	vec    []syscall.Iovec
+	nowFn  func(fd uintptr) bool // s.writevNow, made once
+	nowN   int
+	nowErr syscall.Errno
 }
 
 // NewStreamConn wraps a connected stream socket.
 func NewStreamConn(c net.Conn) *StreamConn {
-	return &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), alloc: fabric.NewAllocator(),
+	s := &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), alloc: fabric.NewAllocator(),
 		wbuf: make([]byte, 0, streamBuf), iov: make(net.Buffers, 0, maxPieces+2)}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.rc = rc
+			s.vec = make([]syscall.Iovec, 0, maxPieces+2)
+			s.nowFn = s.writevNow
+		}
+	}
+	return s
 }
 
 // ReadFrame reads one length-prefixed frame. A length over 65535 means
@@ -113,8 +132,20 @@ func (s *StreamConn) WriteFrame(b []byte) error {
 	return nil
 }
 
-// Flush sends what is queued, in one writev when it can.
+// Flush sends what is queued, in one writev when it can, after what an
+// earlier WriteNow kept.
 func (s *StreamConn) Flush() error {
+	if len(s.kept) > 0 {
+		_, err := s.c.Write(s.kept)
+		if cap(s.kept) > 1<<20 {
+			s.kept = nil // a jumbo burst: do not hold on to its memory
+		} else {
+			s.kept = s.kept[:0]
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if s.mark < len(s.wbuf) {
 		s.iov = append(s.iov, s.wbuf[s.mark:])
 	}
@@ -127,15 +158,122 @@ func (s *StreamConn) Flush() error {
 		s.out = s.iov
 		_, err = s.out.WriteTo(s.c)
 	}
-	clear(s.iov)
-	s.iov = s.iov[:0]
-	s.wbuf = s.wbuf[:0]
-	s.mark = 0
+	s.clearWrite()
 	return err
 }
 
 // Close closes the socket.
 func (s *StreamConn) Close() error { return s.c.Close() }
+
+// WriteNow writes frames without blocking (fabric.TryWriter): headers and
+// small frames gathered, large frames from where they are, in one writev
+// on the non-blocking socket. What the socket does not take is copied
+// into kept, in order, for the next Flush.
+func (s *StreamConn) WriteNow(fs []*fabric.Frame) (bool, error) {
+	if s.rc == nil || len(s.kept) > 0 || len(s.iov) > 0 || len(s.wbuf) > 0 {
+		// Something already waits (or no raw socket): keep these behind it.
+		for _, f := range fs {
+			s.kept = binary.BigEndian.AppendUint32(s.kept, uint32(f.N))
+			s.kept = append(s.kept, f.Bytes()...)
+		}
+		return len(s.kept) > 0 || len(s.iov) > 0 || len(s.wbuf) > 0, nil
+	}
+	for i := 0; i < len(fs); {
+		// One writev's worth: within the gather buffer and the iovec limit.
+		j := i
+		for ; j < len(fs) && len(s.vec) < maxPieces; j++ {
+			b := fs[j].Bytes()
+			need := 4
+			if len(b) < gatherMin {
+				need += len(b)
+			}
+			if len(s.wbuf)+need > cap(s.wbuf) {
+				break
+			}
+			s.wbuf = binary.BigEndian.AppendUint32(s.wbuf, uint32(len(b)))
+			if len(b) < gatherMin {
+				s.wbuf = append(s.wbuf, b...)
+				continue
+			}
+			s.iov = append(s.iov, s.wbuf[s.mark:], b)
+			s.mark = len(s.wbuf)
+		}
+		if s.mark < len(s.wbuf) {
+			s.iov = append(s.iov, s.wbuf[s.mark:])
+		}
+		err := s.sendNow()
+		s.clearWrite()
+		if err != nil {
+			return false, err
+		}
+		if len(s.kept) > 0 {
+			// The socket is full: the rest waits behind the kept bytes.
+			for _, f := range fs[j:] {
+				s.kept = binary.BigEndian.AppendUint32(s.kept, uint32(f.N))
+				s.kept = append(s.kept, f.Bytes()...)
+			}
+			return true, nil
+		}
+		i = j
+	}
+	return false, nil
+}
+
+// sendNow writes s.iov with one non-blocking writev and copies what was
+// not written to s.kept.
+func (s *StreamConn) sendNow() error {
+	s.vec = s.vec[:0]
+	for _, b := range s.iov {
+		if len(b) > 0 {
+			v := syscall.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			s.vec = append(s.vec, v)
+		}
+	}
+	if len(s.vec) == 0 {
+		return nil
+	}
+	s.nowN, s.nowErr = 0, 0
+	if err := s.rc.Write(s.nowFn); err != nil {
+		return err
+	}
+	switch s.nowErr {
+	case 0, syscall.EAGAIN, syscall.EINTR:
+	default:
+		return s.nowErr
+	}
+	n := s.nowN
+	for _, b := range s.iov {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		s.kept = append(s.kept, b[n:]...)
+		n = 0
+	}
+	return nil
+}
+
+// writevNow runs inside RawConn.Write; returning true means do not wait
+// for the socket to become writable.
+func (s *StreamConn) writevNow(fd uintptr) bool {
+	r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&s.vec[0])), uintptr(len(s.vec)))
+	if e != 0 {
+		s.nowErr = e
+		return true
+	}
+	s.nowN = int(r)
+	return true
+}
+
+func (s *StreamConn) clearWrite() {
+	clear(s.iov)
+	s.iov = s.iov[:0]
+	clear(s.vec)
+	s.vec = s.vec[:0]
+	s.wbuf = s.wbuf[:0]
+	s.mark = 0
+}
 
 // StreamListener accepts stream peers on a unix or TCP socket.
 type StreamListener struct {
