@@ -50,6 +50,7 @@ const (
 	vxMACAge    = 300 * time.Second // as Linux's vxlan ageing
 	vxSweep     = 30 * time.Second
 	vxErrRecent = 10 * time.Second // a send error shows in the state this long
+	vxMaxMACs   = 1 << 16          // learnt MACs at most (a remote cannot grow it forever)
 )
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn both offer.
@@ -79,7 +80,8 @@ type vxlanHelper struct {
 	remotes []*net.UDPAddr
 	maxLen  int // longest frame that fits one datagram
 
-	macs sync.Map // uint64 MAC -> *vxMAC (only with several remotes)
+	macs  sync.Map // uint64 MAC -> *vxMAC (only with several remotes)
+	nmacs atomic.Int64
 
 	gsoOK    bool // UDP GSO sends work (fromSwitch only)
 	gsoLimit int  // largest datagram sent with GSO
@@ -301,10 +303,15 @@ func (h *vxlanHelper) learn(src []byte, i int) {
 		}
 		return
 	}
+	if h.nmacs.Load() >= vxMaxMACs {
+		return // full: unknown MACs are flooded, as before learning
+	}
 	e := &vxMAC{}
 	e.remote.Store(int32(i))
 	e.seen.Store(now)
-	h.macs.Store(mac, e)
+	if _, loaded := h.macs.LoadOrStore(mac, e); !loaded {
+		h.nmacs.Add(1)
+	}
 }
 
 // sweep forgets MACs not heard from for vxMACAge.
@@ -313,7 +320,9 @@ func (h *vxlanHelper) sweep() {
 		old := time.Now().Add(-vxMACAge).UnixNano()
 		h.macs.Range(func(k, v any) bool {
 			if v.(*vxMAC).seen.Load() < old {
-				h.macs.Delete(k)
+				if _, ok := h.macs.LoadAndDelete(k); ok {
+					h.nmacs.Add(-1)
+				}
 			}
 			return true
 		})
