@@ -197,6 +197,7 @@ func guestMem(c *proto.Client, name string) float64 {
 	}
 	ents, _ := os.ReadDir("/proc")
 	var kb float64
+	var seen []int
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -205,9 +206,26 @@ func guestMem(c *proto.Client, name string) float64 {
 		if g, err := syscall.Getpgid(p); err != nil || g != pid {
 			continue
 		}
+		// UML's helper processes share the main one's address space
+		// (clone with CLONE_VM): count each address space once.
+		dup := false
+		for _, q := range seen {
+			dup = dup || sameVM(p, q)
+		}
+		if dup {
+			continue
+		}
+		seen = append(seen, p)
 		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
 	}
 	return kb / 1024
+}
+
+// sameVM tells whether two processes share one address space (kcmp).
+func sameVM(a, b int) bool {
+	const sysKcmp, kcmpVM = 312, 1
+	r, _, e := syscall.Syscall6(sysKcmp, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return e == 0 && r == 0
 }
 
 func rss(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
