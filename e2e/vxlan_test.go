@@ -453,6 +453,7 @@ func TestVXLANUnprivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod(dir, 0o777) // nobody's work_dir
+		t.Cleanup(func() { os.RemoveAll(dir) })
 		l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: "p"}
 		os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config><network_name>vxu-%s</network_name><server_name>%s</server_name>
 <server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`,
@@ -461,10 +462,7 @@ func TestVXLANUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Fatalf("start as nobody without capabilities: %v\n%s", err, out)
 		}
-		t.Cleanup(func() {
-			_, _ = l.Run("stop")
-			os.RemoveAll(dir)
-		})
+		t.Cleanup(func() { _, _ = l.Run("stop") }) // runs before the removal
 		return l
 	}
 	a, b := start("a"), start("b")
