@@ -136,7 +136,7 @@ func agentQEMU(t *testing.T, image, vm string) {
 		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img, overlay).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img: %v %s", err, out)
 		}
-		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
+		cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
 			"-nodefaults", "-display", "none", "-no-reboot",
 			"-kernel", filepath.Join(bulk, "vmlinuz"), "-initrd", filepath.Join(bulk, "initrd.img"),
 			"-append", "root=/dev/vda console=ttyS0 cloonix.name="+vm+" cloonix.cd=/dev/vdb cloonix.agent=/dev/ttyS1 net.ifnames=0 init=/sbin/init "+guest.QEMUFastBoot+os.Getenv("CLOONIX_TEST_APPEND"),

@@ -48,21 +48,24 @@ const appliedMark = "/run/cloonix-applied"
 
 var logger = log.New(os.Stderr, "cloonix-agent: ", 0)
 
-func logf(format string, a ...any) { logger.Printf(format, a...) }
+// logf prints to the console with the guest's uptime, like the kernel.
+func logf(format string, a ...any) { logger.Printf("["+uptime()+"] "+format, a...) }
 
 // RunInit is PID 1. It never returns.
 func RunInit() {
-	// Without AVX from the first instruction on (see NoAVXGodebug): the
-	// kernel passes GODEBUG from its command line when the machine
-	// manager sets it; otherwise start again with it.
-	if os.Getenv("GODEBUG") != strings.TrimPrefix(NoAVXGodebug, "GODEBUG=") {
-		env := append([]string{NoAVXGodebug, NoAVXGlibc}, os.Environ()...)
+	if os.Getenv("CLOONIX_MOUNTED") == "" {
+		earlyMounts()
+	}
+	// Under UML (see NoAVXGodebug) run without AVX: the kernel passes
+	// GODEBUG from its command line when the machine manager sets it;
+	// otherwise start again with it. QEMU guests need not pay the restart.
+	if os.Getenv("GODEBUG") != strings.TrimPrefix(NoAVXGodebug, "GODEBUG=") && isUML() {
+		env := append([]string{NoAVXGodebug, NoAVXGlibc, "CLOONIX_MOUNTED=1"}, os.Environ()...)
 		if err := unix.Exec(os.Args[0], os.Args, env); err != nil {
 			logf("re-exec without AVX: %v", err)
 		}
 	}
 	os.Setenv("PATH", strings.TrimPrefix(GuestEnv[0], "PATH="))
-	earlyMounts()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGCHLD)
 	// Ctrl-Alt-Del sends SIGINT to init instead of rebooting at once.
@@ -108,6 +111,12 @@ func RunInit() {
 		}
 	}
 	select {}
+}
+
+// isUML reports a User-Mode Linux kernel (its /proc/cpuinfo says so).
+func isUML() bool {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Contains(string(data), "User Mode Linux")
 }
 
 func shutdown(how int) {
@@ -177,6 +186,7 @@ func Boot() error {
 	a := &Agent{status: "booting"}
 	cl := readCmdline()
 	go a.serveLine(cl.Agent)
+	logf("worker started")
 	if db := openModDB(); db != nil {
 		db.coldplug(logf)
 		if data, err := os.ReadFile("/etc/modules"); err == nil {
@@ -192,16 +202,18 @@ func Boot() error {
 			}
 		}
 	}
+	logf("modules loaded")
 	fixEthNames(logf)
 	a.setStatus(false, "applying the config CD")
 	if err := applyOnce(cl); err != nil {
 		logf("%v", err)
 	}
+	logf("config CD done")
 	go consoleShell()
 	a.setStatus(false, "running /etc/rc.d")
 	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
 	a.setStatus(true, "ready")
-	logf("ready (uptime %s s)", uptime())
+	logf("ready")
 	select {}
 }
 
@@ -228,7 +240,7 @@ func Serve() error {
 	go a.serveLine(cl.Agent)
 	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
 	a.setStatus(true, "ready")
-	logf("ready (uptime %s s)", uptime())
+	logf("ready")
 	select {}
 }
 
