@@ -406,6 +406,15 @@ func TestGraph(t *testing.T) {
 		t.Errorf("fconf save lacks lan_one at %v:\n%s", want, topo)
 	}
 
+	// Search filters the panel and fades the rest of the drawing, across
+	// counter updates.
+	do(t, ctx, "search", chromedp.SendKeys(chromedp.ID("search"), "lan_two"))
+	do(t, ctx, "let counters update", chromedp.Sleep(1500*time.Millisecond))
+	if !js[bool](t, ctx, `document.querySelector('[data-key="vm:A"]').hidden && !document.querySelector('[data-key="lan:lan_two"]').hidden && window.cloonix.cy.getElementById('lan:lan_one').hasClass('faded') && !window.cloonix.cy.getElementById('lan:lan_two').hasClass('faded')`) {
+		t.Error("search for lan_two did not filter the panel and fade the drawing")
+	}
+	js[bool](t, ctx, `(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); return true; })()`)
+
 	// A lost switch shows, and the page recovers when it is back.
 	l.MustRun("stop")
 	waitJS(t, ctx, 5*time.Second, "lost switch shown", `document.getElementById('status').className === 'down' && document.getElementById('status').textContent.includes('switch unreachable')`)

@@ -280,7 +280,9 @@ function sync(lab) {
         added.push(n);
       } else {
         el.data(data);
-        el.classes(classes);
+        // Keep the search's fading and a drag's highlight across updates.
+        const keep = ['faded', 'drop-target'].filter((c) => el.hasClass(c));
+        el.classes([classes, ...keep].join(' '));
       }
     }
     for (const e of edges) {
