@@ -197,6 +197,11 @@ func TestTuxSlirpTap(t *testing.T) {
 	if out := sh(t, wget); !strings.Contains(out, "page-from-host-"+sfx) {
 		t.Fatalf("wget through 10.0.2.2: %q", out)
 	}
+	// DNS at the gateway knows the host's name (the test machine has no
+	// outside network to resolve others).
+	if out := sh(t, "timeout 10 ip netns exec "+ns+" busybox nslookup -type=a host.cloonix.internal 10.0.2.2 2>&1"); !strings.Contains(out, "Address: 10.0.2.2") {
+		t.Fatalf("DNS through 10.0.2.2:\n%s", out)
+	}
 	// A forward from the host's loopback to a listener behind slirp.
 	nsListen(t, ns, 7777, "guest-"+sfx)
 	fport := freePort(t)

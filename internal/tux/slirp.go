@@ -154,6 +154,11 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, er
 		NAT:               nat,
 		GatewayVirtualIPs: []string{plan.DNS.String()},
 		DHCPStaticLeases:  leases,
+		// Names for the host in the gateway's DNS, as podman's
+		// containers.internal: host.cloonix.internal is the gateway.
+		DNS: []types.Zone{{Name: "cloonix.internal.", Records: []types.Record{
+			{Name: "host", IP: plan.Gateway}, {Name: "gateway", IP: plan.Gateway}, {Name: "dns", IP: plan.DNS},
+		}}},
 		Forwards:          map[string]string{},
 	}
 	vn, err := virtualnetwork.New(cfg)
