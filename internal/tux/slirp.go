@@ -159,7 +159,7 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, er
 		DNS: []types.Zone{{Name: "cloonix.internal.", Records: []types.Record{
 			{Name: "host", IP: plan.Gateway}, {Name: "gateway", IP: plan.Gateway}, {Name: "dns", IP: plan.DNS},
 		}}},
-		Forwards:          map[string]string{},
+		Forwards: map[string]string{},
 	}
 	vn, err := virtualnetwork.New(cfg)
 	if err != nil {
