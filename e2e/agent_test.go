@@ -145,7 +145,7 @@ func agentQEMU(t *testing.T, image, vm string) {
 			"-serial", "stdio",
 			"-chardev", "pipe,id=agent,path=/dev/fd/3", // replaced below
 			"-serial", "chardev:agent",
-			"-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0",
+			"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
 			"-netdev", "user,id=n1,restrict=on", "-device", "e1000,netdev=n1",
 		)
 		// QEMU takes an inherited socket as a chardev through fd=.
@@ -187,10 +187,13 @@ func agentCheck(t *testing.T, bc agentBoot) {
 		t.Fatal(err)
 	}
 	guestEnd.Close()
+	waited := false
 	defer func() {
 		stdin.Close()
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		if !waited {
+			cmd.Wait()
+		}
 		if t.Failed() {
 			t.Logf("console of %s:\n%s", bc.vm, console.String())
 		}
@@ -256,6 +259,29 @@ func agentCheck(t *testing.T, bc agentBoot) {
 		}(i)
 	}
 	wg.Wait()
+	if bc.image == "busybox" && bc.cdDev == "/dev/vdb" {
+		// QEMU's user network answers DHCP: udhcpc's default script sets
+		// the address and the default route.
+		run(0, "udhcpc", "-i", "eth0", "-n", "-q", "-t", "10")
+		if out := run(0, "ip", "addr", "show", "eth0"); !strings.Contains(out, "10.0.2.15/24") {
+			t.Errorf("udhcpc set no address: %q", out)
+		}
+		if out := run(0, "ip", "route"); !strings.Contains(out, "default via 10.0.2.2") {
+			t.Errorf("udhcpc set no default route: %q", out)
+		}
+	}
+	if bc.image == "busybox" {
+		// poweroff ends the emulator (the switch then reports "stopped").
+		c.Exec(ctx, []string{"poweroff"}, nil)
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+			waited = true
+		case <-time.After(30 * time.Second):
+			t.Error("poweroff did not end the emulator within 30 s")
+		}
+	}
 }
 
 // groupCPU sums user+system CPU seconds of the processes of group pgid.
