@@ -694,15 +694,22 @@ func TestManyPortsRace(t *testing.T) {
 // (batched as from a stream socket) and leaving by another port's writer
 // (learnt unicast). Forwarding must not allocate.
 func BenchmarkForward(b *testing.B) {
-	for _, size := range []int{64, 1500} {
-		b.Run(fmt.Sprint(size), func(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		size int
+		sink interface {
+			Conn
+			count() int64
+		}
+	}{{"64", 64, &discard{}}, {"1500", 1500, &discard{}}, {"64/inline", 64, &discardNow{}}, {"1500/inline", 1500, &discardNow{}}} {
+		size, sink := c.size, c.sink
+		b.Run(c.name, func(b *testing.B) {
 			f := New()
 			defer f.Close()
 			pa, _ := f.AddPort("A", "mem")
 			pb, _ := f.AddPort("B", "mem")
 			_ = f.Attach("A", "lan")
 			_ = f.Attach("B", "lan")
-			sink := &discard{}
 			pb.SetConn(sink)
 			// B's MAC is learnt, as in steady traffic.
 			hello := NewFrame(60)
@@ -713,7 +720,7 @@ func BenchmarkForward(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			pa.SetConn(gen)
-			for sink.n.Load()+int64(pb.Counters().Drops) < int64(b.N) {
+			for sink.count()+int64(pb.Counters().Drops) < int64(b.N) {
 				time.Sleep(100 * time.Microsecond)
 			}
 			b.StopTimer()
@@ -774,6 +781,15 @@ func (d *discard) ReadFrame() (*Frame, error) { select {} }
 func (d *discard) WriteFrame(b []byte) error  { d.n.Add(1); return nil }
 func (d *discard) Flush() error               { return nil }
 func (d *discard) Close() error               { return nil }
+func (d *discard) count() int64               { return d.n.Load() }
+
+// discardNow also writes inline (TryWriter), as a stream socket does.
+type discardNow struct{ discard }
+
+func (d *discardNow) WriteNow(fs []*Frame) (bool, error) {
+	d.n.Add(int64(len(fs)))
+	return false, nil
+}
 
 // TestMACTable: a flood of source MACs stays within the fixed table,
 // recent MACs are found, aging and forgetting empty it.
