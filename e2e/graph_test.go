@@ -395,6 +395,25 @@ func TestGraph(t *testing.T) {
 		return fmt.Errorf("no vm C")
 	})
 
+	// A page opened now (another tab) draws the lab as it was left.
+	tab, cancelTab := chromedp.NewContext(ctx)
+	defer cancelTab()
+	// The first run on a tab's context opens it, for the context's life:
+	// no deadline on that one.
+	if err := chromedp.Do(tab); err != nil {
+		t.Fatal(err)
+	}
+	do(t, tab, "open a second page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("graph")))
+	waitJS(t, tab, 10*time.Second, "second page drawn", `!!window.cloonix && window.cloonix.cy.nodes('.vm').length === 3`)
+	got := js[[]int](t, tab, `(() => { const p = window.cloonix.cy.getElementById('lan:lan_one').position(); return [Math.round(p.x), Math.round(p.y)]; })()`)
+	if !slices.Equal(got, want) {
+		t.Errorf("second page draws lan_one at %v, the first left it at %v", got, want)
+	}
+	if o := overlaps(t, tab); len(o) > 0 {
+		t.Errorf("second page overlaps: %v", o)
+	}
+	cancelTab()
+
 	// fconf save writes the kept position, so the lab reopens as drawn.
 	saved := filepath.Join(t.TempDir(), "topology")
 	l.MustRun("fconf", "save", saved)
