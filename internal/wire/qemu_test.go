@@ -297,6 +297,27 @@ func TestDgram(t *testing.T) {
 	if n, err := c.Read(buf); err != nil || !bytes.Equal(buf[:n], good) {
 		t.Errorf("reply %d %v", n, err)
 	}
+	// A restarted peer sends from a new address: replies follow it.
+	c2, err := net.DialUnix("unixgram", &net.UnixAddr{Name: filepath.Join(filepath.Dir(l.Addr()), "peer2.sock"), Net: "unixgram"}, &net.UnixAddr{Name: l.Addr(), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Write(good); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := fc.ReadFrame(); err != nil {
+		t.Fatal(err)
+	} else {
+		f.Release()
+	}
+	if err := fc.WriteFrame(good); err != nil {
+		t.Fatal(err)
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c2.Read(buf); err != nil || n != len(good) {
+		t.Errorf("reply to the new peer: %d %v", n, err)
+	}
 	// Close unblocks a second Accept and removes the socket.
 	errc := make(chan error, 1)
 	go func() { _, err := l.Accept(); errc <- err }()
