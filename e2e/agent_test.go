@@ -270,6 +270,18 @@ func agentCheck(t *testing.T, bc agentBoot) {
 			t.Errorf("udhcpc set no default route: %q", out)
 		}
 	}
+	// A root shell on the console.
+	prompt := bc.vm + ":~# "
+	if bc.image == "debian-frr" {
+		prompt = "root@" + bc.vm
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(console.String(), prompt) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(console.String(), prompt) {
+		t.Errorf("no root shell prompt %q on the console", prompt)
+	}
 	if bc.image == "busybox" {
 		// poweroff ends the emulator (the switch then reports "stopped").
 		c.Exec(ctx, []string{"poweroff"}, nil)
