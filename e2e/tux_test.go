@@ -188,6 +188,16 @@ func TestTuxSlirpTap(t *testing.T) {
 	l.MustRun("ctrl", "attach", "nat", "lan")
 	nsTap(t, l, "tp", ifn, "lan", ns, "")
 
+	// The tap helper holds CAP_NET_ADMIN and nothing else.
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.tux("tp").Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"CapEff", "CapPrm", "CapBnd"} {
+		if !regexp.MustCompile(`(?m)^` + f + `:\s+0000000000001000$`).Match(st) {
+			t.Fatalf("tap helper capabilities:\n%s", st)
+		}
+	}
 	// DHCP from .15, a page from the host's loopback through 10.0.2.2.
 	if ip := nsDHCP(t, ns, ifn); ip != "10.0.2.15" {
 		t.Fatalf("first lease %s, want 10.0.2.15", ip)
