@@ -171,14 +171,20 @@ func (p *Port) reader(box *connBox) {
 			return
 		}
 		p.input(f, bt)
-		if bc == nil || bt.frames >= maxBatch || bc.Buffered() == 0 {
+		if bc == nil || bt.frames >= maxBatch || bt.bytes >= maxBatchBytes || bc.Buffered() == 0 {
 			bt.flush(p)
 		}
 	}
 }
 
-// maxBatch bounds how long a frame waits in its reader's batch.
-const maxBatch = 128
+// maxBatch and maxBatchBytes bound how long a frame waits in its
+// reader's batch. Many small frames per batch save system calls and
+// wakeups; the byte bound keeps a batch's inline write within what a
+// socket buffer takes at once (about 200 KiB for unix sockets).
+const (
+	maxBatch      = 512
+	maxBatchBytes = 64 << 10
+)
 
 // batch is a reader's pending work: frames per destination port and
 // counts, applied by flush.
