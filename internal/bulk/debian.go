@@ -29,7 +29,7 @@ var debianFiles = map[string]string{
 	"etc/systemd/system/cloonix-apply.service": `[Unit]
 Description=cloonix: eth names and the config CD (hostname, ssh key, demo files)
 DefaultDependencies=no
-After=local-fs.target systemd-remount-fs.service systemd-udev-trigger.service
+After=local-fs.target systemd-remount-fs.service
 Before=sysinit.target network-pre.target frr.service ssh.service
 Wants=network-pre.target
 
@@ -65,10 +65,14 @@ WantedBy=multi-user.target
 ExecStart=
 ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud console 115200,38400,9600 $TERM
 `,
-	// Host keys differ per VM: made at first boot.
+	// Host keys differ per VM: made at first boot (ed25519 only: an RSA
+	// key costs seconds of emulated CPU).
 	"etc/systemd/system/ssh.service.d/cloonix.conf": `[Service]
-ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
+ExecStartPre=/usr/sbin/sshd -t
 `,
+	"etc/ssh/sshd_config.d/cloonix.conf":       "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\n",
 	"etc/systemd/system.conf.d/cloonix.conf":   "[Manager]\nDefaultEnvironment=" + guest.NoAVXGlibc + " " + guest.NoAVXGodebug + "\nDefaultTimeoutStopSec=5s\n",
 	"etc/systemd/journald.conf.d/cloonix.conf": "[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n",
 	"etc/environment":                          guest.NoAVXGlibc + "\n",
@@ -92,6 +96,14 @@ var (
 		"serial-getty@ttyS0.service", "serial-getty@ttyS1.service", "getty@tty1.service", "getty@tty0.service",
 		"apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer", "fstrim.timer",
 		"e2scrub_reap.service", "systemd-timesyncd.service", "systemd-networkd-wait-online.service",
+		// Each costs a process start or more, which emulated CPUs feel.
+		"modprobe@drm.service", "modprobe@efi_pstore.service", "modprobe@fuse.service", "modprobe@dm_mod.service",
+		"modprobe@loop.service", "modprobe@configfs.service", "kmod-static-nodes.service",
+		"sys-kernel-debug.mount", "sys-kernel-tracing.mount", "dev-hugepages.mount",
+		"systemd-logind.service", "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service",
+		"systemd-pstore.service", "systemd-journal-flush.service", "systemd-random-seed.service",
+		"ldconfig.service", "systemd-hwdb-update.service", "systemd-journal-catalog-update.service",
+		"systemd-machine-id-commit.service", "dpkg-db-backup.timer", "logrotate.timer",
 	}
 )
 
