@@ -44,7 +44,21 @@ const (
 	NoAVXGlibc   = "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX_Fast_Unaligned_Load,-ERMS,-FSRM"
 )
 
-const appliedMark = "/run/cloonix-applied"
+// Marks in /run (a tmpfs: once per boot) so that a restarted agent does
+// not apply the CD or run /etc/rc.d twice.
+const (
+	appliedMark = "/run/cloonix-applied"
+	rcMark      = "/run/cloonix-rc-done"
+)
+
+// runRCOnce runs /etc/rc.d/S* unless done since boot.
+func runRCOnce() {
+	if _, err := os.Stat(rcMark); err == nil {
+		return
+	}
+	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
+	_ = os.WriteFile(rcMark, nil, 0o644)
+}
 
 var logger = log.New(os.Stderr, "cloonix-agent: ", 0)
 
@@ -205,14 +219,16 @@ func Boot() error {
 	logf("modules loaded")
 	fixEthNames(logf)
 	a.setStatus(false, "applying the config CD")
+	ready := "ready"
 	if err := applyOnce(cl); err != nil {
 		logf("%v", err)
+		ready = "ready, but " + err.Error()
 	}
 	logf("config CD done")
 	go consoleShell()
 	a.setStatus(false, "running /etc/rc.d")
-	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
-	a.setStatus(true, "ready")
+	runRCOnce()
+	a.setStatus(true, ready)
 	logf("ready")
 	select {}
 }
@@ -238,7 +254,7 @@ func Serve() error {
 	a := &Agent{status: "running /etc/rc.d"}
 	cl := readCmdline()
 	go a.serveLine(cl.Agent)
-	RunRC(RCScripts("/etc/rc.d"), os.Stdout, 60*time.Second)
+	runRCOnce()
 	a.setStatus(true, "ready")
 	logf("ready")
 	select {}
