@@ -18,12 +18,13 @@ const (
 // several ports is shared, not copied: each delivery holds a reference and
 // the last Release returns the buffer to where it came from.
 type Frame struct {
-	buf  []byte
-	N    int
-	refs atomic.Int32
-	big  bool
-	home *Allocator // nil: the global pools
-	next *Frame     // in its allocator's free lists
+	buf   []byte
+	N     int
+	refs  atomic.Int32
+	big   bool
+	home  *Allocator // nil: the global pools
+	next  *Frame     // in its allocator's free lists
+	class uint8      // its allocator's size class
 }
 
 var (
@@ -96,10 +97,20 @@ func (f *Frame) Shrink() *Frame {
 // list runs out; taking all at once is what keeps the stack free of ABA.
 // An allocator keeps what it made: at most the peak of its frames in
 // flight, freed with it when its connection goes.
+//
+// Two classes, each made in contiguous groups: tiny buffers for small
+// frames (ACKs, ARP, 64-byte tests) so that a burst of them touches few
+// cache lines and pages, and 2 KiB buffers for up to a 1500-MTU frame.
 type Allocator struct {
-	local *Frame // the reader's list; only it touches this
-	back  atomic.Pointer[Frame]
+	local [2]*Frame // the reader's lists; only it touches these
+	back  [2]atomic.Pointer[Frame]
 }
+
+const (
+	tinySize  = 256
+	tinyGroup = 64 // frames made at once: 16 KiB
+	smallGrp  = 16 // 32 KiB
+)
 
 // NewAllocator returns an allocator for one reading goroutine.
 func NewAllocator() *Allocator { return &Allocator{} }
@@ -110,15 +121,18 @@ func (a *Allocator) Frame(n int) *Frame {
 	if n > smallSize {
 		return NewFrame(n)
 	}
-	f := a.local
+	c := uint8(1)
+	if n <= tinySize {
+		c = 0
+	}
+	f := a.local[c]
 	if f == nil {
-		f = a.back.Swap(nil)
+		f = a.back[c].Swap(nil)
+		if f == nil {
+			f = a.grow(c)
+		}
 	}
-	if f != nil {
-		a.local, f.next = f.next, nil
-	} else {
-		f = &Frame{buf: make([]byte, smallSize), home: a}
-	}
+	a.local[c], f.next = f.next, nil
 	f.N = n
 	if f.refs.Load() != 1 {
 		f.refs.Store(1)
@@ -126,14 +140,34 @@ func (a *Allocator) Frame(n int) *Frame {
 	return f
 }
 
+// grow makes a group of frames of class c, chained.
+func (a *Allocator) grow(c uint8) *Frame {
+	size, k := tinySize, tinyGroup
+	if c == 1 {
+		size, k = smallSize, smallGrp
+	}
+	mem := make([]byte, size*k)
+	fs := make([]Frame, k)
+	for i := range fs {
+		fs[i].buf = mem[i*size : (i+1)*size : (i+1)*size]
+		fs[i].home, fs[i].class = a, c
+		fs[i].refs.Store(1)
+		if i+1 < k {
+			fs[i].next = &fs[i+1]
+		}
+	}
+	return &fs[0]
+}
+
 func (a *Allocator) put(f *Frame) { a.putChain(f, f) }
 
-// putChain pushes the chain first..last (linked by next).
+// putChain pushes the chain first..last (linked by next, one class).
 func (a *Allocator) putChain(first, last *Frame) {
+	st := &a.back[first.class]
 	for {
-		old := a.back.Load()
+		old := st.Load()
 		last.next = old
-		if a.back.CompareAndSwap(old, first) {
+		if st.CompareAndSwap(old, first) {
 			return
 		}
 	}
@@ -142,8 +176,9 @@ func (a *Allocator) putChain(first, last *Frame) {
 // releaser drops references of many frames, returning the recycled ones
 // to their allocators a run at a time.
 type releaser struct {
-	run  []*Frame
-	home *Allocator
+	run   []*Frame
+	home  *Allocator
+	class uint8
 }
 
 func (r *releaser) release(f *Frame) {
@@ -154,9 +189,9 @@ func (r *releaser) release(f *Frame) {
 		f.recycle()
 		return
 	}
-	if f.home != r.home {
+	if f.home != r.home || f.class != r.class {
 		r.flush()
-		r.home = f.home
+		r.home, r.class = f.home, f.class
 	}
 	r.run = append(r.run, f)
 }
