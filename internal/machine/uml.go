@@ -29,6 +29,11 @@ func UMLArgs(s *Spec, conFD, agentFD int) []string {
 		}
 	}
 	a = append(a, KernelCmdline(s, "/dev/ubda", "", "/dev/ubdb"))
+	// Debian's linux.uml has btrfs built in, so at every boot it times its
+	// raid6 and xor routines (about a second of CPU, half its boot) and
+	// calibrates a delay loop: guests use neither (no md raid, no btrfs
+	// raid56), so those initcalls are skipped and the loop preset.
+	a = append(a, "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks", "lpj=8724480")
 	if s.NoAVX {
 		// The kernel hands these to init's environment; see umlexec.go.
 		a = append(a, guestNoAVXEnv...)
