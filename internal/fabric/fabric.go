@@ -3,10 +3,14 @@
 // port may sit on any number of lans and a frame goes once to each port
 // it reaches. Each lan learns MACs so unicast does not reach bystanders.
 //
-// The hot path takes no lock: each port reads an immutable snapshot of
-// its lans and each lan one of its members (copy on write under the
-// fabric mutex). Each port has a bounded output queue drained by its own
-// writer goroutine, so one slow peer only drops its own frames.
+// The hot path takes no fabric lock: each port reads an immutable
+// snapshot of its lans and each lan one of its members (copy on write
+// under the fabric mutex), and MAC tables are read with atomic loads. A
+// port's reader batches the frames its socket already holds; a frame for
+// an idle peer is written at once from that reader without blocking
+// (TryWriter), anything else goes to the destination's bounded queue,
+// drained by its own writer goroutine, so one slow peer only drops its
+// own frames and never holds up a sender (docs/benchmarks.md).
 package fabric
 
 import (
