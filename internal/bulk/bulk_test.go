@@ -251,3 +251,32 @@ func TestBuildTwice(t *testing.T) {
 		t.Fatalf("list: %v %v", ims, err)
 	}
 }
+
+func TestExtractPVH(t *testing.T) {
+	if _, err := extractPVH([]byte("not a kernel at all")); err == nil {
+		t.Fatal("garbage accepted")
+	}
+	// A payload that decompresses to something other than a PVH ELF.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("\x7fELF but not really"))
+	zw.Close()
+	if _, err := extractPVH(append([]byte("setup code"), gz.Bytes()...)); err == nil {
+		t.Fatal("a non-ELF payload accepted")
+	}
+	k, err := debianKernel()
+	if err != nil {
+		t.Skip("no Debian kernel installed")
+	}
+	bz, err := os.ReadFile(k.Vmlinuz)
+	if err != nil {
+		t.Skip(err)
+	}
+	out, err := extractPVH(bz)
+	if err != nil {
+		t.Fatalf("%s: %v", k.Vmlinuz, err)
+	}
+	if len(out) < 2*len(bz) {
+		t.Fatalf("uncompressed kernel of %d bytes from a %d-byte bzImage", len(out), len(bz))
+	}
+}

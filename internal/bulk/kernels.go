@@ -63,7 +63,7 @@ var initrdApplets = []string{"sh", "mount", "umount", "insmod", "switch_root", "
 
 // kernels installs vmlinuz and builds initrd.img.
 func (b *builder) kernels() error {
-	if err := ensurePackages("linux-image-amd64", "busybox-static", "kmod", "user-mode-linux"); err != nil {
+	if err := ensurePackages("linux-image-amd64", "busybox-static", "kmod", "user-mode-linux", "xz-utils"); err != nil {
 		return err
 	}
 	k, err := debianKernel()
@@ -86,6 +86,7 @@ func (b *builder) kernels() error {
 		"kernel":  k.Pkg + "=" + k.PkgVer,
 		"busybox": pkgVersion("busybox-static"),
 		"init":    inputsKey(map[string]string{"script": initScript, "mods": strings.Join(initrdModules, ",")}),
+		"vmlinuz": "pvh-elf",
 	}
 	if b.upToDate("kernels", inputs) {
 		logf("vmlinuz, initrd.img, linux.uml: up to date (%s, UML %s)", k.Release, u.Release)
@@ -95,9 +96,11 @@ func (b *builder) kernels() error {
 		return err
 	}
 	logf("vmlinuz, initrd.img: kernel %s", k.Release)
-	if err := copyAtomic(filepath.Join(b.dir, "vmlinuz"), k.Vmlinuz, 0o644); err != nil {
+	how, err := installKernel(filepath.Join(b.dir, "vmlinuz"), k.Vmlinuz)
+	if err != nil {
 		return err
 	}
+	logf("vmlinuz: %s", how)
 	initrd, err := buildInitrd(k)
 	if err != nil {
 		return err
