@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -143,6 +144,18 @@ func Build(bulkDir string, images ...string) error {
 	}
 	if err := os.MkdirAll(bulkDir, 0o755); err != nil {
 		return fmt.Errorf("bulk_dir %s: %v", bulkDir, err)
+	}
+	// One build at a time per bulk_dir: they share temporary names.
+	lock, err := os.OpenFile(filepath.Join(bulkDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("bulk_dir %s: %v", bulkDir, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		logf("waiting for another build in %s", bulkDir)
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			return fmt.Errorf("bulk_dir %s: lock: %v", bulkDir, err)
+		}
 	}
 	b := &builder{dir: bulkDir}
 	for _, im := range Images { // fixed order: kernels before the rootfs
