@@ -121,7 +121,15 @@ func main() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, _, errs[i] = addVM(c, names[i], "uml", "busybox")
+				// One connection each: the switch answers a connection's
+				// requests in order, so one would serialise the waits.
+				ci, err := proto.Dial("unix:"+sock, "")
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer ci.Close()
+				_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
 			}()
 		}
 		wg.Wait()
