@@ -546,6 +546,30 @@ func TestVMVDE(t *testing.T) {
 	if err := nsPing(ns1, "-s", "8000", "10.80.0.12"); err != nil {
 		t.Fatalf("jumbo ping between two vde plugs: %v", err)
 	}
+	// QEMU's own VDE client (libvdeplug) plugs in too: a firmware-only
+	// QEMU with -nic vde becomes a third vde port.
+	q := exec.Command("qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "pc", "-accel", "tcg",
+		"-m", "32", "-nic", "vde,sock="+vdeDir+",model=e1000")
+	var qerr bytes.Buffer
+	q.Stderr = &qerr
+	if err := q.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Process.Kill(); q.Wait() })
+	Eventually(t, 10*time.Second, "QEMU -nic vde on lan_v", func() error {
+		n := 0
+		for _, p := range l.List().Ports {
+			if p.Kind == "vde" && p.Connected {
+				n++
+			}
+		}
+		if n != 3 {
+			return fmt.Errorf("%d vde ports (qemu: %s)", n, qerr.String())
+		}
+		return nil
+	})
+	q.Process.Kill()
+	q.Wait()
 	// Unplugging removes the port.
 	plug2.Process.Kill()
 	Eventually(t, 10*time.Second, "the unplugged VDE port disappears", func() error {
