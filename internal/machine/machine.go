@@ -331,11 +331,44 @@ func (m *Machine) wait() {
 	default:
 		state = Crashed
 		detail = exitText(err)
+		if why := m.failureReason(); why != "" {
+			detail += ": " + why
+		}
 		log.Printf("vm %s (pid %d): %s; see %s and %s", m.Name, m.pid, detail, m.LogPath(), m.ConsoleLog())
 	}
 	m.closeAll()
 	m.setState(state, detail)
 	close(m.exited)
+}
+
+// failureReason digs the likely cause of a death out of the logs: a
+// guest kernel panic on the console, else the emulator's last words
+// (QEMU says why it refused to start there).
+func (m *Machine) failureReason() string {
+	if b, err := os.ReadFile(m.ConsoleLog()); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if i := strings.Index(l, "Kernel panic"); i >= 0 {
+				return clip(strings.TrimSpace(l[i:]))
+			}
+		}
+	}
+	b, err := os.ReadFile(m.LogPath())
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if m.Type == KVM && !strings.HasPrefix(last, "#") {
+		return clip(last)
+	}
+	return ""
+}
+
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
 }
 
 func exitText(err error) string {
