@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"cloonix/internal/machine"
 	"cloonix/internal/proto"
 )
 
@@ -221,9 +222,22 @@ func TestVMLanQEMU(t *testing.T) {
 func TestVMMixed(t *testing.T) {
 	needImages(t, "busybox.img", "vmlinuz", "initrd.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
-	l.addVMs([]string{"u1"}, "--type", "uml")
-	l.addVMs([]string{"u2"}, "--type", "uml", "--uml-transport", "daemon")
-	l.addVMs([]string{"q1"}, "--type", "kvm")
+	l.addVMs([]string{"u1"}, "--type", "uml", "--eth", "3")
+	l.addVMs([]string{"u2"}, "--type", "uml", "--uml-transport", "daemon", "--eth", "2")
+	l.addVMs([]string{"q1"}, "--type", "kvm", "--eth", "3")
+	// Inside every guest the eths are eth0, eth1, ... in order, whatever
+	// the transport, with the switch's deterministic MACs.
+	for _, g := range []struct {
+		vm string
+		n  int
+	}{{"u1", 3}, {"u2", 2}, {"q1", 3}} {
+		for i := 0; i < g.n; i++ {
+			got := strings.TrimSpace(l.vmMust(g.vm, "cat", fmt.Sprintf("/sys/class/net/eth%d/address", i)))
+			if want := machine.MAC(g.vm, i); got != want {
+				t.Fatalf("%s eth%d has MAC %s, want %s", g.vm, i, got, want)
+			}
+		}
+	}
 	for i, n := range []string{"u1", "u2", "q1"} {
 		l.MustRun("ctrl", "attach", n+":eth0", "mixed")
 		l.vmMust(n, "ip", "addr", "add", fmt.Sprintf("10.78.0.%d/24", i+1), "dev", "eth0")
