@@ -599,3 +599,50 @@ func TestVMVDE(t *testing.T) {
 		return nil
 	})
 }
+
+// TestVMDiskBoot: an image with a partition table's boot signature boots
+// from its own disk (no bulk kernel): a boot sector that prints to COM1
+// shows on the guest's console.
+func TestVMDiskBoot(t *testing.T) {
+	const msg = "CLOONIX-DISK-BOOT"
+	code := []byte{
+		0x31, 0xc0, // xor ax,ax
+		0x8e, 0xd8, // mov ds,ax
+		0xbe, 0x15, 0x7c, // mov si,0x7c15 (msg)
+		0xac,       // lodsb
+		0x84, 0xc0, // test al,al
+		0x74, 0x06, // jz done
+		0xba, 0xf8, 0x03, // mov dx,0x3f8
+		0xee,       // out dx,al
+		0xeb, 0xf5, // jmp lodsb
+		0xf4,       // done: hlt
+		0xeb, 0xfd, // jmp done
+	}
+	img := make([]byte, 1<<20)
+	copy(img, code)
+	copy(img[len(code):], msg+"\r\n")
+	img[510], img[511] = 0x55, 0xaa
+	p := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	l.MustRun("ctrl", "add", "vm", "d1", "--type", "kvm", "--rootfs", p, "--boot-timeout", "600")
+	kvmLog, _ := os.ReadFile(filepath.Join(l.Dir, "d1", "kvm.log"))
+	if strings.Contains(string(kvmLog), "-kernel") {
+		t.Fatalf("a bootable disk was booted with a kernel: %s", kvmLog)
+	}
+	Eventually(t, 60*time.Second, "the boot sector's message on the console", func() error {
+		b, _ := os.ReadFile(filepath.Join(l.Dir, "d1", "console.log"))
+		if !strings.Contains(string(b), msg) {
+			return fmt.Errorf("console: %q", lastLines(string(b), 3))
+		}
+		return nil
+	})
+	if v := vmOf(l.List(), "d1"); v == nil || v.State != "booting" {
+		t.Fatalf("d1 listed as %+v", v)
+	}
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, img) {
+		t.Fatal("the disk image changed")
+	}
+}
