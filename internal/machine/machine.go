@@ -141,6 +141,13 @@ func (m *Machine) prepare() error {
 		if err := CreateOverlay(m.QemuImg, m.Image, m.OverlayPath()); err != nil {
 			return err
 		}
+		if !m.Image.Disk && m.Kernel != "" {
+			k, err := PVHKernel(m.Kernel)
+			if err != nil {
+				log.Printf("vm %s: booting %s as it is (%v)", m.Name, m.Kernel, err)
+			}
+			m.Kernel = k
+		}
 	}
 	// UML makes its COW file itself from ubd0=COW,ROOTFS.
 	if err := guest.WriteCD(m.CDPath(), m.CD); err != nil {

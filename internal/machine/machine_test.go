@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,5 +238,37 @@ func TestXstateFilter(t *testing.T) {
 		if got := run(c.nr, c.arch, c.a0, c.a2); got != c.want {
 			t.Errorf("%+v: got %#x", c, got)
 		}
+	}
+}
+
+func TestPVHKernel(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	// A "bzImage" whose gzip payload is an ELF without a PVH note: kept.
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(append([]byte("\x7fELF"), make([]byte, 100)...))
+	zw.Close()
+	fake := filepath.Join(t.TempDir(), "vmlinuz")
+	os.WriteFile(fake, append(make([]byte, 512), z.Bytes()...), 0o644)
+	if k, err := PVHKernel(fake); k != fake || err == nil {
+		t.Fatalf("kernel without PVH note: %s %v", k, err)
+	}
+	k := ProbeKernel("/nonexistent")
+	if k == "" {
+		t.Skip("no Debian kernel in /boot to unpack (package linux-image-amd64)")
+	}
+	t0 := time.Now()
+	out, err := PVHKernel(k)
+	if err != nil || out == k {
+		t.Fatalf("unpacking %s: %s %v", k, out, err)
+	}
+	b, _ := os.ReadFile(out)
+	if !hasPVHNote(b) {
+		t.Fatal("unpacked kernel has no PVH note")
+	}
+	t.Logf("unpacked %s (%d MB) in %v", k, len(b)>>20, time.Since(t0))
+	// Cached: the second call is immediate and gives the same file.
+	if again, err := PVHKernel(k); err != nil || again != out {
+		t.Fatalf("second call: %s %v", again, err)
 	}
 }
