@@ -272,3 +272,14 @@ func TestPVHKernel(t *testing.T) {
 		t.Fatalf("second call: %s %v", again, err)
 	}
 }
+
+func TestHostXstateSize(t *testing.T) {
+	n, err := hostXstateSize()
+	if err != nil {
+		t.Skipf("ptrace not permitted here: %v", err)
+	}
+	if n < 512 || n > 1<<16 {
+		t.Fatalf("host xstate %d bytes", n)
+	}
+	t.Logf("host XSTATE regset: %d bytes; UML workaround: %v", n, NeedXstateWorkaround())
+}

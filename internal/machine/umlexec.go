@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -16,7 +17,7 @@ import (
 // dies ("ptrace set fp regs failed, errno = 14", kernel panic). UML only
 // uses the XSTATE regset when reading it works at start, else it falls
 // back to PTRACE_GETFPREGS/SETFPREGS (the 512-byte FXSAVE area), which
-// every host accepts. So on such hosts UML is started through a seccomp
+// every host accepts. So on such hosts (NeedXstateWorkaround) UML is started through a seccomp
 // filter that makes the XSTATE regset requests fail with EIO (unless the
 // bulk dir holds a linux.uml patched to the same effect by `cloonix bulk
 // build`, which is then used as it is). The cost:
@@ -84,24 +85,66 @@ func xstateFilter() []sockFilter {
 	}
 }
 
-// NeedXstateWorkaround tells whether this host's XSAVE area is larger than
-// what UML's XSTATE buffer holds (AVX-512 or AMX present).
+// umlXstateBuf is the XSTATE buffer of Debian's linux.uml 6.1 (the
+// AVX-512 layout); hosts whose regset is larger refuse its restores.
+const umlXstateBuf = 2696
+
+var (
+	xstateOnce sync.Once
+	xstateNeed bool
+)
+
+// NeedXstateWorkaround tells whether this host's XSTATE regset is larger
+// than what UML's buffer holds (AMX, APX, ...). It asks the host kernel
+// (PTRACE_GETREGSET on a traced child); if that fails, AMX in the CPU
+// flags decides.
 func NeedXstateWorkaround() bool {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "flags") {
-			for _, f := range strings.Fields(line) {
-				if f == "avx512f" || f == "amx_tile" {
-					return true
-				}
-			}
-			return false
+	xstateOnce.Do(func() {
+		if n, err := hostXstateSize(); err == nil {
+			xstateNeed = n > umlXstateBuf
+			return
 		}
+		b, err := os.ReadFile("/proc/cpuinfo")
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "flags") {
+				for _, f := range strings.Fields(line) {
+					xstateNeed = xstateNeed || f == "amx_tile"
+				}
+				return
+			}
+		}
+	})
+	return xstateNeed
+}
+
+// hostXstateSize is the size of the NT_X86_XSTATE regset the host gives
+// a traced process: what PTRACE_SETREGSET insists on.
+func hostXstateSize() (int, error) {
+	runtime.LockOSThread() // ptrace requests come from the tracing thread
+	defer runtime.UnlockOSThread()
+	pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Ptrace: true}})
+	if err != nil {
+		return 0, err
 	}
-	return false
+	defer func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+	}()
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<16)
+	iov := syscall.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	if _, _, e := syscall.Syscall6(syscall.SYS_PTRACE, ptraceGetRegset, uintptr(pid), ntX86Xstate, uintptr(unsafe.Pointer(&iov)), 0, 0); e != 0 {
+		return 0, e
+	}
+	return int(iov.Len), nil
 }
 
 // ExecUML replaces the current process by argv (a linux.uml command
