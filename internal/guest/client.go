@@ -9,7 +9,10 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxOutput bounds what one Exec collects per stream, so a runaway
@@ -183,17 +186,47 @@ func (c *Client) deadErr() error {
 	return ErrClosed
 }
 
+// unread is how many bytes we wrote that the other end (QEMU, UML) has
+// not read yet, or -1 when the line does not tell (not a socket).
+func (c *Client) unread() int {
+	sc, ok := c.rw.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
+
 // Ping returns nil once the agent answers that it has applied the config
 // CD (and run /etc/rc.d), asking again every 200 ms until ctx ends.
+//
+// While the guest boots nobody reads the line and pings pile up in the
+// socket; UML then pushes them all into the guest tty at once when the
+// agent opens it, and a tty that overflows kills a UML line for good. So
+// a new ping goes out only once the previous one was read by the
+// emulator (when the line is a socket, which says so); otherwise the
+// interval grows to a second.
 func (c *Client) Ping(ctx context.Context) error {
 	id, cl := c.register()
 	defer c.unregister(id)
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	last := "no answer"
-	for {
-		if err := c.send(TPing, id, nil); err != nil {
-			return err
+	for tick := 0; ; tick++ {
+		n := c.unread()
+		if n == 0 || (n < 0 && (tick < 10 || tick%5 == 0)) {
+			if err := c.send(TPing, id, nil); err != nil {
+				return err
+			}
 		}
 		select {
 		case f := <-cl.ch:

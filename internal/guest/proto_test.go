@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestFrameRoundTripWithNoise(t *testing.T) {
@@ -282,3 +286,40 @@ type rwPair struct {
 }
 
 func (p *rwPair) Write(b []byte) (int, error) { return p.w.Write(b) }
+
+// TestPingDoesNotPileUp: while nobody reads the line (a booting guest),
+// at most one ping waits in the socket.
+func TestPingDoesNotPileUp(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostF := os.NewFile(uintptr(fds[0]), "host")
+	guestF := os.NewFile(uintptr(fds[1]), "guest")
+	defer guestF.Close()
+	conn, err := net.FileConn(hostF)
+	hostF.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	c.Ping(ctx) // nobody answers
+	n, err := unix.IoctlGetInt(fds[1], unix.TIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != headerLen+trailerLen {
+		t.Fatalf("%d bytes of pings wait unread, want one ping (%d)", n, headerLen+trailerLen)
+	}
+	// Once the guest reads, pings flow again and the agent answers.
+	s := &Server{}
+	go s.Serve(guestF)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if err := c.Ping(ctx2); err != nil {
+		t.Fatal(err)
+	}
+}
