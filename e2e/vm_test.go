@@ -646,3 +646,20 @@ func TestVMDiskBoot(t *testing.T) {
 		t.Fatal("the disk image changed")
 	}
 }
+
+// TestVMUMLStockKernel: Debian's own /usr/bin/linux.uml (not bulk's
+// copy) runs guests too: on hosts whose XSTATE regset UML cannot restore,
+// through the uml-exec seccomp wrapper (docs/machines.md).
+func TestVMUMLStockKernel(t *testing.T) {
+	needImages(t, "busybox.img")
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	l.addVMs([]string{"s1"}, "--type", "uml", "--kernel", "/usr/bin/linux.uml")
+	if out := strings.TrimSpace(l.vmMust("s1", "sh", "-c", "echo $((6*7))")); out != "42" {
+		t.Fatalf("exec gave %q", out)
+	}
+	b, _ := os.ReadFile(filepath.Join(l.Dir, "s1", "uml.log"))
+	first := strings.SplitN(string(b), "\n", 2)[0]
+	if machine.NeedXstateWorkaround() != strings.Contains(first, " uml-exec -- /usr/bin/linux.uml ") {
+		t.Fatalf("workaround needed: %v, command line: %s", machine.NeedXstateWorkaround(), first)
+	}
+}
