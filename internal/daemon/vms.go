@@ -305,7 +305,11 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		t.mu.Unlock()
 		return nil, err
 	}
-	d.Emit("vm_added", "name", name, "type", s.Type, "pid", strconv.Itoa(mach.Pid()))
+	ev := []string{"name", name, "type", s.Type, "pid", strconv.Itoa(mach.Pid())}
+	if e.accel != "" {
+		ev = append(ev, "accel", e.accel)
+	}
+	d.Emit("vm_added", ev...)
 	if r.wait {
 		timeout := s.BootTimeout
 		if timeout <= 0 {
