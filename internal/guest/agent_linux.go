@@ -335,13 +335,18 @@ func setHostname(name string) {
 
 // serveLine serves the agent line, reopening it if it fails.
 func (a *Agent) serveLine(dev string) {
+	lastErr := ""
 	for {
 		f, err := openRaw(dev)
 		if err != nil {
-			logf("agent line %s: %v", dev, err)
+			if err.Error() != lastErr { // a guest without the line: say it once
+				logf("agent line %s: %v", dev, err)
+				lastErr = err.Error()
+			}
 			time.Sleep(time.Second)
 			continue
 		}
+		lastErr = ""
 		s := &Server{Ready: a.Ready, Env: GuestEnv, Log: logger}
 		err = s.Serve(f)
 		f.Close()
