@@ -134,7 +134,7 @@ func (c *Client) unregister(id uint32) {
 func (c *Client) credit(n int) error {
 	c.fmu.Lock()
 	defer c.fmu.Unlock()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for c.inflight > 0 && c.inflight+n > HostWindow {
 		select {
 		case <-c.done:
