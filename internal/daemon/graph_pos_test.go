@@ -10,6 +10,7 @@ import (
 
 func TestSetPos(t *testing.T) {
 	d := New(&config.Config{NetworkName: "t", WorkDir: t.TempDir()})
+	t.Cleanup(func() { d.Stop(); d.closeVDE() }) // before TempDir's cleanup
 	defer func() {
 		posMu.Lock()
 		delete(posOf, d)

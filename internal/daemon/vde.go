@@ -23,12 +23,15 @@ type vdeState struct {
 	dirs  map[string]*wire.VDEDir
 	n     int
 	once  sync.Once
+	// stopped is closed when the worker has returned, so closeVDE never
+	// races a directory being made.
+	stopped chan struct{}
 }
 
 var vdeStates sync.Map // *Daemon -> *vdeState
 
 func (d *Daemon) vde() *vdeState {
-	v, _ := vdeStates.LoadOrStore(d, &vdeState{dirty: map[string]bool{}, kick: make(chan struct{}, 1), dirs: map[string]*wire.VDEDir{}})
+	v, _ := vdeStates.LoadOrStore(d, &vdeState{dirty: map[string]bool{}, kick: make(chan struct{}, 1), dirs: map[string]*wire.VDEDir{}, stopped: make(chan struct{})})
 	st := v.(*vdeState)
 	st.once.Do(func() { go d.vdeWorker(st) })
 	return st
@@ -53,6 +56,7 @@ func (d *Daemon) vdeLanChanged(lan string, up bool) {
 }
 
 func (d *Daemon) vdeWorker(v *vdeState) {
+	defer close(v.stopped)
 	for {
 		select {
 		case <-v.kick:
@@ -112,8 +116,10 @@ func (d *Daemon) vdePlug(lan string, c *wire.DaemonConn) {
 	}()
 }
 
+// closeVDE runs after Stop: it waits for the worker, then closes the dirs.
 func (d *Daemon) closeVDE() {
 	v := d.vde()
+	<-v.stopped
 	v.mu.Lock()
 	dirs := v.dirs
 	v.dirs = map[string]*wire.VDEDir{}
