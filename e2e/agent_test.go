@@ -145,8 +145,8 @@ func agentQEMU(t *testing.T, image, vm string) {
 			"-serial", "stdio",
 			"-chardev", "pipe,id=agent,path=/dev/fd/3", // replaced below
 			"-serial", "chardev:agent",
-			"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
-			"-netdev", "user,id=n1,restrict=on", "-device", "e1000,netdev=n1",
+			"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:01",
+			"-netdev", "user,id=n1,restrict=on", "-device", "e1000,netdev=n1,mac=02:00:00:00:00:02",
 		)
 		// QEMU takes an inherited socket as a chardev through fd=.
 		for i, a := range cmd.Args {
@@ -226,6 +226,12 @@ func agentCheck(t *testing.T, bc agentBoot) {
 	run(1, "test", "-e", "/etc/cloonix-release") // deleted by the delete commands
 	if out := run(0, "ls", "-l", "/etc/rc.d/S50hello"); !strings.Contains(out, "-> ../init.d/hello") {
 		t.Errorf("symlink not kept: %q", out)
+	}
+	if bc.cdDev == "/dev/vdb" {
+		// QEMU NICs are named in the VM's order whatever their driver.
+		if out := run(0, "cat", "/sys/class/net/eth0/address", "/sys/class/net/eth1/address"); out != "02:00:00:00:00:01\n02:00:00:00:00:02\n" {
+			t.Errorf("eth order: %q", out)
+		}
 	}
 	links := run(0, "sh", "-c", "cd /sys/class/net && echo *")
 	for i := 0; i < bc.eths; i++ {
