@@ -360,3 +360,58 @@ func agentTree(t *testing.T, root string, files map[string]string) {
 		}
 	}
 }
+
+// TestBulkBuildTwice runs `cloonix bulk build kernels busybox` into a
+// fresh directory twice: the second run is quick and changes nothing;
+// `bulk list` shows the files.
+func TestBulkBuildTwice(t *testing.T) {
+	// The agent inside the images must be static, whatever CGO_ENABLED
+	// this test runs with.
+	static := filepath.Join(t.TempDir(), "cloonix")
+	build := exec.Command("go", "build", "-o", static, "../cmd/cloonix")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	bulk := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(static, append([]string{"bulk"}, append(args, "--bulk-dir", dir)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bulk %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	bulk("build", "kernels", "busybox")
+	files := []string{"vmlinuz", "initrd.img", "linux.uml", "busybox.img"}
+	before := map[string]os.FileInfo{}
+	for _, f := range files {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = st
+	}
+	start := time.Now()
+	out := bulk("build", "kernels", "busybox")
+	if d := time.Since(start); d > 10*time.Second || strings.Count(out, "up to date") != 2 {
+		t.Errorf("second build took %v and said:\n%s", d, out)
+	}
+	for _, f := range files {
+		st, _ := os.Stat(filepath.Join(dir, f))
+		if !st.ModTime().Equal(before[f].ModTime()) || st.Size() != before[f].Size() {
+			t.Errorf("%s changed on the second build", f)
+		}
+	}
+	list := bulk("list")
+	for _, want := range []string{"busybox.img", "rootfs", "vmlinuz", "kernel", "initrd.img", "linux.uml"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("bulk list lacks %q:\n%s", want, list)
+		}
+	}
+	// An unknown image is refused with the choices.
+	cmd := exec.Command(static, "bulk", "build", "windows", "--bulk-dir", dir)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "debian-frr") {
+		t.Errorf("unknown image: %v %s", err, out)
+	}
+}
