@@ -241,9 +241,13 @@ func uptime() string {
 	return "?"
 }
 
-// ApplyOnce is "agent --apply" under systemd: eth names and the CD.
+// ApplyOnce is "agent --apply" under systemd: NIC modules (not waiting
+// for udev), eth names and the CD.
 func ApplyOnce() error {
 	cl := readCmdline()
+	if db := openModDB(); db != nil {
+		db.coldplug(logf)
+	}
 	fixEthNames(logf)
 	return applyOnce(cl)
 }
