@@ -20,7 +20,7 @@ type Config struct {
 	XMLName      xml.Name `xml:"cloonix_config"`
 	NetworkName  string   `xml:"network_name"`
 	ServerName   string   `xml:"server_name"`    // unix control socket
-	ServerPort   int      `xml:"server_port"`    // TCP control port, 0 disables TCP
+	ServerPort   int      `xml:"server_port"`    // TCP control port; -1 turns TCP control off
 	ServerAddr   string   `xml:"server_addr"`    // TCP listen address, default 127.0.0.1
 	Password     string   `xml:"password"`       // TCP control and t2t password
 	WorkDir      string   `xml:"work_dir"`       // COW disks, CDs, sockets, logs
@@ -117,8 +117,8 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // Validate checks values that would otherwise fail later and obscurely.
 func (c *Config) Validate() error {
-	if c.ServerPort < 0 || c.ServerPort > 65535 {
-		return fmt.Errorf("<server_port> %d out of range 0..65535", c.ServerPort)
+	if c.ServerPort < -1 || c.ServerPort > 65535 {
+		return fmt.Errorf("<server_port> %d out of range 1..65535 (-1 turns TCP control off)", c.ServerPort)
 	}
 	switch c.Accel {
 	case "auto", "kvm", "tcg":

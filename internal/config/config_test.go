@@ -72,6 +72,7 @@ func TestParse(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{`<cloonix_config><server_port>70000</server_port></cloonix_config>`, "server_port"},
+		{`<cloonix_config><server_port>-2</server_port></cloonix_config>`, "server_port"},
 		{`<cloonix_config><server_port>x</server_port></cloonix_config>`, "x.xml"},
 		{`<cloonix_config><work_dir>rel/dir</work_dir></cloonix_config>`, "absolute"},
 		{`<cloonix_config><accel>fast</accel></cloonix_config>`, "accel"},
@@ -100,5 +101,15 @@ func TestWriteReadBack(t *testing.T) {
 	}
 	if back.WorkDir != c.WorkDir || back.ServerName != c.ServerName || back.ServerPort != 4242 || back.Password != c.Password {
 		t.Errorf("read back %+v", back)
+	}
+}
+
+func TestTCPOff(t *testing.T) {
+	c, err := Parse([]byte(`<cloonix_config><server_port>-1</server_port></cloonix_config>`), "off.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TCPAddr() != "" {
+		t.Errorf("server_port -1 still listens on %q", c.TCPAddr())
 	}
 }
