@@ -12,7 +12,7 @@ FUZZTIME ?= 5s
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/cloonix
+	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN) ./cmd/cloonix
 
 # The graph page's bundle (web/dist, committed so a Go build needs no npm):
 # rebuild it after changing web/src or web/package.json.

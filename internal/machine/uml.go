@@ -34,6 +34,11 @@ func UMLArgs(s *Spec, conFD, agentFD int) []string {
 	// calibrates a delay loop: guests use neither (no md raid, no btrfs
 	// raid56), so those initcalls are skipped and the loop preset.
 	a = append(a, "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks", "lpj=8724480")
+	// UML has no swap, and the kernel's overcommit heuristic refused to
+	// exec the agent (a static Go binary) in 64 MB guests about one boot in
+	// six ("__vm_enough_memory ... Requested init /sbin/init failed (error
+	// -12)"); always granting mappings lets small guests boot every time.
+	a = append(a, "sysctl.vm.overcommit_memory=1")
 	if s.NoAVX {
 		// The kernel hands these to init's environment; see umlexec.go.
 		a = append(a, guestNoAVXEnv...)
