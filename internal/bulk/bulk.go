@@ -12,7 +12,6 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -249,29 +248,6 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// copyAtomic copies src to dst through a temporary file and rename.
-func copyAtomic(dst, src string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
 func sha256File(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -398,4 +374,3 @@ func inputsKey(in map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-var errSkip = errors.New("up to date")

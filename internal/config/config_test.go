@@ -33,7 +33,7 @@ func TestFirstStart(t *testing.T) {
 	if err != nil || c2.Password != c.Password {
 		t.Errorf("second load: %v, password %q vs %q", err, c2.Password, c.Password)
 	}
-	if Default().Password == Default().Password {
+	if a, b := Default(), Default(); a.Password == b.Password {
 		t.Error("default passwords repeat")
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "none.xml"), false); err == nil || !strings.Contains(err.Error(), "-c FILE") {

@@ -41,7 +41,6 @@ const VXLANOverhead = vxlanOverheadIP4
 var (
 	errVXShort = errors.New("short") // shorter than the header and an Ethernet header
 	errVXFlags = errors.New("flags") // the I bit is clear
-	errVXVNI   = errors.New("vni")   // another VNI (not ours)
 )
 
 // putVXLANHdr writes the header for vni into b[0:8].
