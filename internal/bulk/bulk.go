@@ -373,4 +373,3 @@ func inputsKey(in map[string]string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
-
