@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/gopacket"
@@ -33,11 +32,6 @@ import (
 
 // MaxCaptures bounds captures running at once.
 const MaxCaptures = 64
-
-var (
-	capMu    sync.Mutex
-	capCount = map[*Daemon]int{}
-)
 
 func init() {
 	register("capture", (*Daemon).capture)
@@ -68,13 +62,13 @@ func (d *Daemon) capture(c *client, m *proto.Msg) ([]byte, error) {
 	if subscribed {
 		return nil, fmt.Errorf("<capture> needs its own connection (this one receives events)")
 	}
-	capMu.Lock()
-	if capCount[d] >= MaxCaptures {
-		capMu.Unlock()
+	d.capMu.Lock()
+	if d.capCount >= MaxCaptures {
+		d.capMu.Unlock()
 		return nil, fmt.Errorf("%d captures are running already; stop one first", MaxCaptures)
 	}
-	capCount[d]++
-	capMu.Unlock()
+	d.capCount++
+	d.capMu.Unlock()
 	var tap *fabric.Tap
 	var ifaces []pcapgo.NgInterface
 	if t.lan != "" {
@@ -103,11 +97,9 @@ func (d *Daemon) capture(c *client, m *proto.Msg) ([]byte, error) {
 }
 
 func capDone(d *Daemon) {
-	capMu.Lock()
-	if capCount[d]--; capCount[d] <= 0 {
-		delete(capCount, d)
-	}
-	capMu.Unlock()
+	d.capMu.Lock()
+	d.capCount--
+	d.capMu.Unlock()
 }
 
 // chunker frames the pcapng bytes (see the protocol comment above).

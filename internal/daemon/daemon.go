@@ -50,6 +50,17 @@ type Daemon struct {
 	subs  map[*client]struct{}
 	conns map[net.Conn]struct{} // every control connection, closed at shutdown
 
+	// Feature state, each part used only by the file named.
+	vmTab    vmTable             // vms.go
+	tuxMu    sync.Mutex          // tux.go: guards tuxs
+	tuxs     map[string]*tuxProc // tux.go
+	vdeOnce  sync.Once           // vde.go
+	vdeSt    *vdeState           // vde.go
+	posMu    sync.Mutex          // graph_pos.go: guards pos
+	pos      map[posKey]position // graph_pos.go
+	capMu    sync.Mutex          // capture.go: guards capCount
+	capCount int                 // capture.go
+
 	listeners []net.Listener
 	quit      chan struct{}
 	quitOnce  sync.Once
@@ -66,7 +77,8 @@ func onStart(f func(d *Daemon)) { startHooks = append(startHooks, f) }
 
 // New prepares a daemon for cfg; Run starts it.
 func New(cfg *config.Config) *Daemon {
-	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{})}
+	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{}),
+		vmTab: vmTable{vms: map[string]*vmEntry{}}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{}}
 	d.Fab.OnConn = func(port string, up bool) {
 		t := "port_down"
 		if up {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"sync"
 
 	"cloonix/internal/proto"
 )
@@ -22,20 +21,8 @@ type posKey struct{ kind, name string }
 
 type position struct{ x, y int }
 
-var (
-	posMu sync.Mutex
-	posOf = map[*Daemon]map[posKey]position{}
-)
-
 func init() {
 	register("set_pos", (*Daemon).setPos)
-	onStart(func(d *Daemon) {
-		d.OnStop(func() {
-			posMu.Lock()
-			delete(posOf, d)
-			posMu.Unlock()
-		})
-	})
 }
 
 // SetPos records where kind (vm, lan or tux) name is drawn.
@@ -54,19 +41,15 @@ func (d *Daemon) SetPos(kind, name string, x, y int) error {
 	if !d.exists(kind, name) {
 		return fmt.Errorf("set_pos: %s %q: no such %s (see `cloonix ctrl list`)", kind, name, kind)
 	}
-	posMu.Lock()
-	m := posOf[d]
-	if m == nil {
-		m = map[posKey]position{}
-		posOf[d] = m
-	}
+	d.posMu.Lock()
+	m := d.pos
 	k := posKey{kind, name}
 	if _, ok := m[k]; !ok && len(m) >= maxPositions {
-		posMu.Unlock()
+		d.posMu.Unlock()
 		return fmt.Errorf("set_pos: the switch already keeps %d positions", maxPositions)
 	}
 	m[k] = position{x, y}
-	posMu.Unlock()
+	d.posMu.Unlock()
 	d.Emit("pos", "kind", kind, "name", name, "x", fmt.Sprint(x), "y", fmt.Sprint(y))
 	return nil
 }
@@ -125,9 +108,9 @@ func (d *Daemon) setPos(c *client, m *proto.Msg) ([]byte, error) {
 // fillPositions adds the kept positions to a listed lab; Lab calls it
 // after every lister so VMs and tux are there.
 func (d *Daemon) fillPositions(lab *proto.Lab) {
-	posMu.Lock()
-	defer posMu.Unlock()
-	m := posOf[d]
+	d.posMu.Lock()
+	defer d.posMu.Unlock()
+	m := d.pos
 	if len(m) == 0 {
 		return
 	}

@@ -11,11 +11,6 @@ import (
 func TestSetPos(t *testing.T) {
 	d := New(&config.Config{NetworkName: "t", WorkDir: t.TempDir()})
 	t.Cleanup(func() { d.Stop(); d.closeVDE() }) // before TempDir's cleanup
-	defer func() {
-		posMu.Lock()
-		delete(posOf, d)
-		posMu.Unlock()
-	}()
 	if err := d.Fab.AddLan("lan_one"); err != nil {
 		t.Fatal(err)
 	}

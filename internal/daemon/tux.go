@@ -78,23 +78,12 @@ type tuxProc struct {
 	exited   chan struct{}
 }
 
-var (
-	tuxMu sync.Mutex
-	tuxOf = map[*Daemon]map[string]*tuxProc{}
-)
-
-func (d *Daemon) tuxes() map[string]*tuxProc {
-	m := tuxOf[d]
-	if m == nil {
-		m = map[string]*tuxProc{}
-		tuxOf[d] = m
-	}
-	return m
-}
+// tuxes is the daemon's tux table; callers hold d.tuxMu.
+func (d *Daemon) tuxes() map[string]*tuxProc { return d.tuxs }
 
 func (d *Daemon) getTux(name string) *tuxProc {
-	tuxMu.Lock()
-	defer tuxMu.Unlock()
+	d.tuxMu.Lock()
+	defer d.tuxMu.Unlock()
 	return d.tuxes()[name]
 }
 
@@ -109,13 +98,13 @@ func startTux(d *Daemon) {
 }
 
 func (d *Daemon) stopAllTux() {
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	var all []*tuxProc
 	for _, t := range d.tuxes() {
 		all = append(all, t)
 	}
-	delete(tuxOf, d)
-	tuxMu.Unlock()
+	d.tuxs = map[string]*tuxProc{}
+	d.tuxMu.Unlock()
 	var wg sync.WaitGroup
 	for _, t := range all {
 		wg.Add(1)
@@ -219,16 +208,16 @@ func tapOptions(d *Daemon, name string, o map[string]string) (args, env []string
 	if _, err := net.InterfaceByName(ifname); err == nil {
 		return nil, nil, nil, fmt.Errorf("tap %s: interface %s already exists on this host; choose another with --ifname", name, ifname)
 	}
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	for _, t := range d.tuxes() {
 		for _, op := range t.opts {
 			if t.kind == "tap" && op.Name == "ifname" && op.Value == ifname {
-				tuxMu.Unlock()
+				d.tuxMu.Unlock()
 				return nil, nil, nil, fmt.Errorf("tap %s: interface %s belongs to tux %s (it may sit in another network namespace)", name, ifname, t.name)
 			}
 		}
 	}
-	tuxMu.Unlock()
+	d.tuxMu.Unlock()
 	return []string{"--ifname", ifname}, nil, []proto.Option{{Name: "ifname", Value: ifname}}, nil
 }
 
@@ -281,31 +270,31 @@ func (d *Daemon) AddTux(name, kind string, o map[string]string) error {
 		return fmt.Errorf("work_dir: %v", err)
 	}
 	t := &tuxProc{d: d, name: name, kind: kind, args: args, env: env, opts: shown, state: "starting", info: map[string]string{}}
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	if _, ok := d.tuxes()[name]; ok {
-		tuxMu.Unlock()
+		d.tuxMu.Unlock()
 		return fmt.Errorf("tux %q already exists (del tux %s first)", name, name)
 	}
 	if d.Fab.Port(name) != nil {
-		tuxMu.Unlock()
+		d.tuxMu.Unlock()
 		return fmt.Errorf("a port named %q already exists; choose another tux name", name)
 	}
 	p, err := d.Fab.AddPort(name, "tux")
 	if err != nil {
-		tuxMu.Unlock()
+		d.tuxMu.Unlock()
 		return fmt.Errorf("a port named %q already exists; choose another tux name", name)
 	}
 	t.port = p
 	d.tuxes()[name] = t
-	tuxMu.Unlock()
+	d.tuxMu.Unlock()
 
 	if kind == "slirp" {
 		_ = os.Remove(filepath.Join(d.tuxDir(), name+".leases"))
 	}
 	if err := t.launch(true); err != nil {
-		tuxMu.Lock()
+		d.tuxMu.Lock()
 		delete(d.tuxes(), name)
-		tuxMu.Unlock()
+		d.tuxMu.Unlock()
 		_ = d.Fab.DelPort(name)
 		t.closeHeld()
 		return fmt.Errorf("tux %s: %v", name, err)
@@ -325,12 +314,12 @@ func (d *Daemon) delTux(c *client, m *proto.Msg) ([]byte, error) {
 
 // DelTux stops a tux's helper and removes its port.
 func (d *Daemon) DelTux(name string) error {
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	t, ok := d.tuxes()[name]
 	if ok {
 		delete(d.tuxes(), name)
 	}
-	tuxMu.Unlock()
+	d.tuxMu.Unlock()
 	if !ok {
 		return fmt.Errorf("tux %q: no such tux (see `cloonix ctrl list`)", name)
 	}
@@ -777,12 +766,12 @@ func (d *Daemon) forwardDel(c *client, m *proto.Msg) ([]byte, error) {
 
 // listTux adds each tux, with its helper's counters, to list.
 func listTux(d *Daemon, lab *proto.Lab) {
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	var all []*tuxProc
 	for _, t := range d.tuxes() {
 		all = append(all, t)
 	}
-	tuxMu.Unlock()
+	d.tuxMu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
 	stats := make([]*tux.Stats, len(all))
 	var wg sync.WaitGroup

@@ -54,7 +54,7 @@ func vxlanOptions(d *Daemon, name string, o map[string]string) (args, env []stri
 		c.Close()
 	}
 	port := strconv.Itoa(int(cfg.Port))
-	tuxMu.Lock()
+	d.tuxMu.Lock()
 	for _, t := range d.tuxes() {
 		if t.kind != "vxlan" {
 			continue
@@ -72,11 +72,11 @@ func vxlanOptions(d *Daemon, name string, o map[string]string) (args, env []stri
 		}
 		sameFamily := strings.Contains(tr, ":") == cfg.V6()
 		if tp == port && sameFamily && (tl == "" || !cfg.Local.IsValid() || tl == cfg.Local.String()) {
-			tuxMu.Unlock()
+			d.tuxMu.Unlock()
 			return nil, nil, nil, fmt.Errorf("vxlan %s: UDP port %s is taken by vxlan tux %s; give each vxlan tux of a host its own --port (or its own --local address), the same at the other ends", name, port, t.name)
 		}
 	}
-	tuxMu.Unlock()
+	d.tuxMu.Unlock()
 	a := cfg.Args()
 	shown = []proto.Option{{Name: "remote", Value: a[1]}, {Name: "vni", Value: a[3]}, {Name: "port", Value: a[5]}}
 	if cfg.Local.IsValid() {

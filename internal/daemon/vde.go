@@ -22,19 +22,18 @@ type vdeState struct {
 	kick  chan struct{}
 	dirs  map[string]*wire.VDEDir
 	n     int
-	once  sync.Once
 	// stopped is closed when the worker has returned, so closeVDE never
 	// races a directory being made.
 	stopped chan struct{}
 }
 
-var vdeStates sync.Map // *Daemon -> *vdeState
-
+// vde returns the daemon's VDE state, starting its worker on first use.
 func (d *Daemon) vde() *vdeState {
-	v, _ := vdeStates.LoadOrStore(d, &vdeState{dirty: map[string]bool{}, kick: make(chan struct{}, 1), dirs: map[string]*wire.VDEDir{}, stopped: make(chan struct{})})
-	st := v.(*vdeState)
-	st.once.Do(func() { go d.vdeWorker(st) })
-	return st
+	d.vdeOnce.Do(func() {
+		d.vdeSt = &vdeState{dirty: map[string]bool{}, kick: make(chan struct{}, 1), dirs: map[string]*wire.VDEDir{}, stopped: make(chan struct{})}
+		go d.vdeWorker(d.vdeSt)
+	})
+	return d.vdeSt
 }
 
 func init() {
@@ -127,5 +126,4 @@ func (d *Daemon) closeVDE() {
 	for _, dir := range dirs {
 		dir.Close()
 	}
-	vdeStates.Delete(d)
 }

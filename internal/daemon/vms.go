@@ -52,12 +52,7 @@ type vmTable struct {
 	vms map[string]*vmEntry
 }
 
-var vmTables sync.Map // *Daemon -> *vmTable
-
-func (d *Daemon) vmt() *vmTable {
-	t, _ := vmTables.LoadOrStore(d, &vmTable{vms: map[string]*vmEntry{}})
-	return t.(*vmTable)
-}
+func (d *Daemon) vmt() *vmTable { return &d.vmTab }
 
 // Limits of add_vm.
 const (
@@ -480,7 +475,6 @@ func (d *Daemon) stopAllVMs() {
 		}()
 	}
 	wg.Wait()
-	vmTables.Delete(d)
 }
 
 func (d *Daemon) lookupVM(name string) (*machine.Machine, error) {
