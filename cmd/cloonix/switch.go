@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ var switchCmd = &cobra.Command{
 	Short: "run the switch in the foreground (what start runs); logs go to stderr",
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(flagConfig, flagConfig == "")
+		cfg, err := config.Load(flagConfig, createDefault())
 		if err != nil {
 			return err
 		}
@@ -47,7 +48,7 @@ var startCmd = &cobra.Command{
 		"the default config is written to ~/.config/cloonix/config.xml with a random password.",
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(flagConfig, flagConfig == "")
+		cfg, err := config.Load(flagConfig, createDefault())
 		if err != nil {
 			return err
 		}
@@ -190,4 +191,14 @@ func cleanStale(cfg *config.Config) bool {
 
 func init() {
 	rootCmd.AddCommand(switchCmd, startCmd, stopCmd)
+}
+
+// createDefault tells whether start/switch may write the default config:
+// with no -c, or with -c naming the default path itself (as make demo does).
+func createDefault() bool {
+	if flagConfig == "" {
+		return true
+	}
+	abs, err := filepath.Abs(flagConfig)
+	return err == nil && abs == config.DefaultPath()
 }
