@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"cloonix/internal/hostcpu"
 )
 
 // initrdModules are what the tiny initrd loads to mount a virtio-blk ext4
@@ -75,7 +77,7 @@ func (b *builder) kernels() error {
 	if err != nil {
 		return err
 	}
-	host, herr := hostXstateSize()
+	host, herr := hostcpu.XstateSize()
 	if herr != nil {
 		host = -1
 	}

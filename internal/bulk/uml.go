@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"syscall"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"cloonix/internal/hostcpu"
 )
 
 // Debian's linux.uml 6.1 saves the guest's FPU state with ptrace
@@ -62,33 +59,6 @@ func umlXstatePatch(bin []byte) (off int, bufSize int, err error) {
 	return found + 2, bufSize, nil
 }
 
-// hostXstateSize is the size of the NT_X86_XSTATE regset the host gives a
-// ptraced process (what PTRACE_SETREGSET insists on).
-func hostXstateSize() (int, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Ptrace: true}})
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	}()
-	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 1<<16)
-	iov := unix.Iovec{Base: &buf[0]}
-	iov.SetLen(len(buf))
-	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(pid), 0x202, uintptr(unsafe.Pointer(&iov)), 0, 0); e != 0 {
-		return 0, e
-	}
-	return int(iov.Len), nil
-}
-
 // umlBinary writes <bulk_dir>/linux.uml: a copy of /usr/bin/linux.uml,
 // with xstate switched off when the host's xstate does not fit the
 // binary's buffer. It returns whether it patched, and a key for stamps.
@@ -98,7 +68,7 @@ func umlBinary(dir string) (bool, string, error) {
 		return false, "", fmt.Errorf("%v (apt-get install user-mode-linux)", err)
 	}
 	off, size, perr := umlXstatePatch(bin)
-	host, herr := hostXstateSize()
+	host, herr := hostcpu.XstateSize()
 	patch := perr == nil && herr == nil && size != 0 && host != size
 	key := fmt.Sprintf("host=%d,uml=%d,patch=%v", host, size, patch)
 	if patch {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cloonix/internal/hostcpu"
 )
 
 func TestMAC(t *testing.T) {
@@ -275,7 +277,7 @@ func TestPVHKernel(t *testing.T) {
 }
 
 func TestHostXstateSize(t *testing.T) {
-	n, err := hostXstateSize()
+	n, err := hostcpu.XstateSize()
 	if err != nil {
 		t.Skipf("ptrace not permitted here: %v", err)
 	}

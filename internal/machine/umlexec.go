@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"cloonix/internal/hostcpu"
 )
 
 // Debian's linux.uml (6.1, and 6.12 as well) saves a guest thread's FPU
@@ -100,7 +102,7 @@ var (
 // flags decides.
 func NeedXstateWorkaround() bool {
 	xstateOnce.Do(func() {
-		if n, err := hostXstateSize(); err == nil {
+		if n, err := hostcpu.XstateSize(); err == nil {
 			xstateNeed = n > umlXstateBuf
 			return
 		}
@@ -118,33 +120,6 @@ func NeedXstateWorkaround() bool {
 		}
 	})
 	return xstateNeed
-}
-
-// hostXstateSize is the size of the NT_X86_XSTATE regset the host gives
-// a traced process: what PTRACE_SETREGSET insists on.
-func hostXstateSize() (int, error) {
-	runtime.LockOSThread() // ptrace requests come from the tracing thread
-	defer runtime.UnlockOSThread()
-	pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Ptrace: true}})
-	if err != nil {
-		return 0, err
-	}
-	defer func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	}()
-	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 1<<16)
-	iov := syscall.Iovec{Base: &buf[0]}
-	iov.SetLen(len(buf))
-	if _, _, e := syscall.Syscall6(syscall.SYS_PTRACE, ptraceGetRegset, uintptr(pid), ntX86Xstate, uintptr(unsafe.Pointer(&iov)), 0, 0); e != 0 {
-		return 0, e
-	}
-	return int(iov.Len), nil
 }
 
 // ExecUML replaces the current process by argv (a linux.uml command
