@@ -535,9 +535,9 @@ func (d *Daemon) execVM(c *client, m *proto.Msg) ([]byte, error) {
 	}
 	defer cancel()
 	if st, _ := mach.State(); st == machine.Booting && timeout == 0 {
-		wctx, wcancel := context.WithTimeout(ctx, machine.DefaultBootTimeout(mach.Type, mach.Accel))
-		mach.WaitSettled(wctx)
-		wcancel()
+		if err := mach.AwaitAgent(ctx, machine.DefaultBootTimeout(mach.Type, mach.Accel)); err != nil {
+			return nil, err
+		}
 	}
 	stdout, stderr, code, err := mach.Exec(ctx, a.Args, stdin)
 	if err != nil {

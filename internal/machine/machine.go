@@ -459,6 +459,19 @@ func (m *Machine) WaitSettled(ctx context.Context) (string, string) {
 // the guest stopped.
 var ErrNotRunning = errors.New("not running")
 
+// AwaitAgent waits up to d for a booting guest to settle. One still
+// booting then is an error naming the way out: a stock image without our
+// agent (a cloud image configured by cloud-init) never answers, and
+// waiting for it must not block for ever.
+func (m *Machine) AwaitAgent(ctx context.Context, d time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if st, _ := m.WaitSettled(wctx); st == Booting && ctx.Err() == nil {
+		return fmt.Errorf("vm %s is booting: its agent did not answer within %v (%w); an image without the cloonix agent never answers: use `cloonix console %s` or ssh", m.Name, d, ErrNotRunning, m.Name)
+	}
+	return nil
+}
+
 // Exec runs argv in the guest through its agent. A guest still booting is
 // waited for until ctx ends.
 func (m *Machine) Exec(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, int, error) {

@@ -3,6 +3,8 @@ package machine
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -285,4 +287,37 @@ func TestHostXstateSize(t *testing.T) {
 		t.Fatalf("host xstate %d bytes", n)
 	}
 	t.Logf("host XSTATE regset: %d bytes; UML workaround: %v", n, NeedXstateWorkaround())
+}
+
+// TestAwaitAgent: a guest whose agent never answers (a stock cloud image)
+// is an error after the wait, not a hang; one that starts running or
+// stops in time is not waited for longer.
+func TestAwaitAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		to    string // state set after 10 ms; "" leaves it booting
+		isErr bool
+	}{
+		{"no agent", "", true},
+		{"agent answers", Running, false},
+		{"guest stops", Stopped, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Machine{Spec: Spec{Name: "CI1"}, state: Booting, changed: make(chan struct{})}
+			if tc.to != "" {
+				time.AfterFunc(10*time.Millisecond, func() { m.setState(tc.to, "") })
+			}
+			t0 := time.Now()
+			err := m.AwaitAgent(context.Background(), 2*time.Second)
+			if (err != nil) != tc.isErr {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil && (!errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "cloonix console CI1")) {
+				t.Fatalf("err = %v", err)
+			}
+			if !tc.isErr && time.Since(t0) > time.Second {
+				t.Fatalf("waited %v though the guest settled after 10 ms", time.Since(t0))
+			}
+		})
+	}
 }
