@@ -25,6 +25,7 @@ type Frame struct {
 	home  *Allocator // nil: the global pools
 	next  *Frame     // in its allocator's free lists
 	class uint8      // its allocator's size class
+	slab  *Slab      // a view: buf lies in this reader's slab
 }
 
 var (
@@ -65,6 +66,10 @@ func (f *Frame) Release() {
 }
 
 func (f *Frame) recycle() {
+	if s := f.slab; s != nil {
+		f.slab, f.buf = nil, nil
+		s.drop(1)
+	}
 	switch {
 	case f.home != nil:
 		f.home.put(f)
@@ -73,6 +78,20 @@ func (f *Frame) recycle() {
 	default:
 		smallPool.Put(f)
 	}
+}
+
+// Own returns a frame with a buffer of its own holding f's bytes,
+// consuming one reference of f, when f is a view on a reader's slab;
+// otherwise f itself. Whatever may hold a frame for long (an output
+// queue past a few frames, impairments, captures) must not pin a slab.
+func (f *Frame) Own() *Frame {
+	if f.slab == nil {
+		return f
+	}
+	c := NewFrame(f.N)
+	copy(c.buf, f.Bytes())
+	f.Release()
+	return c
 }
 
 // Shrink moves a frame read into a big buffer into a small one when it
@@ -102,9 +121,19 @@ func (f *Frame) Shrink() *Frame {
 // frames (ACKs, ARP, 64-byte tests) so that a burst of them touches few
 // cache lines and pages, and 2 KiB buffers for up to a 1500-MTU frame.
 type Allocator struct {
-	local [2]*Frame // the reader's lists; only it touches these
-	back  [2]atomic.Pointer[Frame]
+	local [3]*Frame // the reader's lists; only it touches these
+	back  [3]atomic.Pointer[Frame]
+	slabs *Slab // free slabs, the reader's
+	sback atomic.Pointer[Slab]
 }
+
+// Classes: tiny and small buffers, and view headers (no buffer of their
+// own: their bytes lie in a slab).
+const (
+	classTiny  = 0
+	classSmall = 1
+	classView  = 2
+)
 
 const (
 	tinySize  = 256
@@ -143,8 +172,11 @@ func (a *Allocator) Frame(n int) *Frame {
 // grow makes a group of frames of class c, chained.
 func (a *Allocator) grow(c uint8) *Frame {
 	size, k := tinySize, tinyGroup
-	if c == 1 {
+	switch c {
+	case classSmall:
 		size, k = smallSize, smallGrp
+	case classView:
+		size, k = 0, 64
 	}
 	mem := make([]byte, size*k)
 	fs := make([]Frame, k)
@@ -160,6 +192,89 @@ func (a *Allocator) grow(c uint8) *Frame {
 }
 
 func (a *Allocator) put(f *Frame) { a.putChain(f, f) }
+
+// A Slab is a reader's receive buffer that frames are cut from without a
+// copy (Allocator.View): the transport reads a burst into it and each
+// frame is a view on its bytes. The slab comes back to its allocator when
+// the reader has retired it and every view is released. Its count starts
+// at slabBias so that cutting a view costs the reader no atomic; Retire
+// takes off what the reader did not hand out.
+type Slab struct {
+	data  []byte
+	given int64 // views cut, the reader's
+	home  *Allocator
+	next  *Slab
+	_     [64]byte // releasers write refs from other cores
+	refs  atomic.Int64
+}
+
+const slabBias = 1 << 40
+
+// SlabSize is the size of a slab: a 64 KiB frame and its length fit
+// with room to spare.
+const SlabSize = 128 << 10
+
+// Data is the slab's whole buffer.
+func (s *Slab) Data() []byte { return s.data }
+
+func (s *Slab) drop(n int64) {
+	if s.refs.Add(-n) == 0 {
+		a := s.home
+		for {
+			old := a.sback.Load()
+			s.next = old
+			if a.sback.CompareAndSwap(old, s) {
+				return
+			}
+		}
+	}
+}
+
+// Slab returns an empty slab for the allocator's reader.
+func (a *Allocator) Slab() *Slab {
+	s := a.slabs
+	if s == nil {
+		s = a.sback.Swap(nil)
+		if s == nil {
+			s = &Slab{data: make([]byte, SlabSize), home: a}
+		}
+	}
+	a.slabs, s.next = s.next, nil
+	s.given = 0
+	s.refs.Store(slabBias)
+	return s
+}
+
+// Retire tells that the reader cuts no more views from s; it returns to
+// the allocator when the last of them is released.
+func (a *Allocator) Retire(s *Slab) {
+	s.drop(slabBias - s.given)
+}
+
+// Unused tells whether no view of s was handed out: the reader may then
+// reuse it from the start.
+func (s *Slab) Unused() bool { return s.given == 0 }
+
+// View returns a frame of the n bytes at off in s, with one reference,
+// sharing the slab's memory. Only the allocator's owner calls it.
+func (a *Allocator) View(s *Slab, off, n int) *Frame {
+	f := a.local[classView]
+	if f == nil {
+		f = a.back[classView].Swap(nil)
+		if f == nil {
+			f = a.grow(classView)
+		}
+	}
+	a.local[classView], f.next = f.next, nil
+	f.buf = s.data[off : off+n : off+n]
+	f.N = n
+	f.slab = s
+	s.given++
+	if f.refs.Load() != 1 {
+		f.refs.Store(1)
+	}
+	return f
+}
 
 // putChain pushes the chain first..last (linked by next, one class).
 func (a *Allocator) putChain(first, last *Frame) {
@@ -179,11 +294,21 @@ type releaser struct {
 	run   []*Frame
 	home  *Allocator
 	class uint8
+	slab  *Slab // views of one slab in a row drop it with one atomic
+	slabN int64
 }
 
 func (r *releaser) release(f *Frame) {
 	if f.refs.Load() != 1 && f.refs.Add(-1) != 0 {
 		return
+	}
+	if s := f.slab; s != nil {
+		if s != r.slab {
+			r.flushSlab()
+			r.slab = s
+		}
+		r.slabN++
+		f.slab, f.buf = nil, nil
 	}
 	if f.home == nil {
 		f.recycle()
@@ -196,7 +321,15 @@ func (r *releaser) release(f *Frame) {
 	r.run = append(r.run, f)
 }
 
+func (r *releaser) flushSlab() {
+	if r.slab != nil {
+		r.slab.drop(r.slabN)
+		r.slab, r.slabN = nil, 0
+	}
+}
+
 func (r *releaser) flush() {
+	r.flushSlab()
 	if len(r.run) > 0 {
 		for i := 0; i+1 < len(r.run); i++ {
 			r.run[i].next = r.run[i+1]

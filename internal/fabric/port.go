@@ -286,8 +286,11 @@ var batches = sync.Pool{New: func() any { return &batch{} }}
 func (p *Port) input(f *Frame, bt *batch) {
 	bt.frames++
 	bt.bytes += uint64(f.N)
-	if h := p.hooks.Load(); h != nil && h.Ingress != nil && h.Ingress(p, f) {
-		return
+	if h := p.hooks.Load(); h != nil && h.Ingress != nil {
+		f = f.Own() // a hook may hold it for long
+		if h.Ingress(p, f) {
+			return
+		}
 	}
 	p.forward(f, bt)
 }
@@ -345,7 +348,14 @@ func (p *Port) forward(f *Frame, bt *batch) {
 		f.Ref(int32(len(dst) - 1))
 	}
 	for _, q := range dst {
-		if h := q.hooks.Load(); h != nil && h.Egress != nil && h.Egress(q, f) {
+		if h := q.hooks.Load(); h != nil && h.Egress != nil {
+			// This destination's reference, on a buffer of its own: a
+			// hook may hold it for long.
+			g := f.Own()
+			if h.Egress(q, g) {
+				continue
+			}
+			bt.add(q, g)
 			continue
 		}
 		bt.add(q, f)
@@ -370,10 +380,18 @@ func addOnce(dst []*Port, q *Port) ([]*Port, bool) {
 	return append(dst, q), true
 }
 
+// pinQueue is how many frames of a port's queue may be views on readers'
+// slabs (Frame.Own); past it, queued frames are copied, so a slow peer
+// pins at most this many slabs and not its whole queue's worth.
+const pinQueue = 64
+
 // Output queues one reference of f for the peer, through the egress hook.
 func (p *Port) Output(f *Frame) {
-	if h := p.hooks.Load(); h != nil && h.Egress != nil && h.Egress(p, f) {
-		return
+	if h := p.hooks.Load(); h != nil && h.Egress != nil {
+		f = f.Own()
+		if h.Egress(p, f) {
+			return
+		}
 	}
 	p.Deliver(f)
 }
@@ -394,6 +412,9 @@ func (p *Port) Deliver(f *Frame) {
 		p.counters.drops.Add(1)
 		f.Release()
 		return
+	}
+	if n >= pinQueue {
+		f = f.Own()
 	}
 	p.q = append(p.q, f)
 	idle := !p.busy
@@ -445,6 +466,9 @@ func (p *Port) deliverWith(fs []*Frame, rel *releaser) {
 	}
 	n := len(p.q)
 	take := min(QueueLen-n, len(fs))
+	for i := max(0, pinQueue-n); i < take; i++ {
+		fs[i] = fs[i].Own()
+	}
 	p.q = append(p.q, fs[:take]...)
 	idle := !p.busy
 	p.qmu.Unlock()

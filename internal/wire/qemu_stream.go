@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -26,16 +25,24 @@ const (
 	gatherMin = 512
 	// Flush early past this many pieces (the kernel takes 1024 per writev).
 	maxPieces = 1000
-	// Frames up to this size take the buffered fast path of ReadFrame.
-	smallFrame = 2048
+	// The send buffer the switch asks for on its unix stream sockets.
+	sockBuf = 512 << 10
+	// A read into a slab is at least this long; less room left, and the
+	// next read goes into a fresh slab.
+	minRead = 32 << 10
+	// Frames up to this size are copied out of the slab into the
+	// allocator's tiny buffers: cheaper than a view's bookkeeping, and
+	// bursts of them stay compact.
+	copyMax = 256
 )
 
 // StreamConn frames a byte stream.
 type StreamConn struct {
 	c     net.Conn
-	r     *bufio.Reader
 	alloc *fabric.Allocator
-	hdr   [4]byte
+	slab  *fabric.Slab // being read into; frames are views on it
+	rd    []byte       // slab's bytes: [rp, w) read and not yet framed
+	rp, w int
 
 	wbuf []byte      // headers and small frames, never reallocated
 	mark int         // start of wbuf not yet in iov
@@ -54,7 +61,7 @@ type StreamConn struct {
 
 // NewStreamConn wraps a connected stream socket.
 func NewStreamConn(c net.Conn) *StreamConn {
-	s := &StreamConn{c: c, r: bufio.NewReaderSize(c, streamBuf), alloc: fabric.NewAllocator(),
+	s := &StreamConn{c: c, alloc: fabric.NewAllocator(),
 		wbuf: make([]byte, 0, streamBuf), iov: make(net.Buffers, 0, maxPieces+2)}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -69,46 +76,74 @@ func NewStreamConn(c net.Conn) *StreamConn {
 // ReadFrame reads one length-prefixed frame. A length over 65535 means
 // the stream is out of step and cannot be resynchronised: the error ends
 // this connection only. A length under 14 is skipped (fabric.ErrSkip).
+// Frames are views on the slab the socket was read into: no copy.
 func (s *StreamConn) ReadFrame() (*fabric.Frame, error) {
-	// Fast path: the whole frame is already buffered (a burst).
-	if b := s.r.Buffered(); b >= 4+fabric.MinFrame {
-		h, _ := s.r.Peek(b)
-		n := int(binary.BigEndian.Uint32(h))
-		if n >= fabric.MinFrame && n <= smallFrame && 4+n <= b {
-			f := s.alloc.Frame(n)
-			copy(f.Bytes(), h[4:4+n])
-			_, _ = s.r.Discard(4 + n)
-			return f, nil
+	for {
+		need := 4
+		if avail := s.w - s.rp; avail >= 4 {
+			n := int(binary.BigEndian.Uint32(s.rd[s.rp:]))
+			if n > fabric.MaxFrame {
+				// Nothing this long is a frame: the peer is out of step.
+				return nil, fmt.Errorf("%w: peer sent length %d", ErrFrameSize, n)
+			}
+			if avail >= 4+n {
+				off := s.rp + 4
+				s.rp += 4 + n
+				if n < fabric.MinFrame {
+					// Too short for an Ethernet header but still in step.
+					return nil, fmt.Errorf("%w: %w: length %d", fabric.ErrSkip, ErrFrameSize, n)
+				}
+				if n <= copyMax {
+					f := s.alloc.Frame(n)
+					copy(f.Bytes(), s.rd[off:off+n])
+					return f, nil
+				}
+				return s.alloc.View(s.slab, off, n), nil
+			}
+			need = 4 + n
 		}
-	}
-	if _, err := io.ReadFull(s.r, s.hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(s.hdr[:])
-	if n > fabric.MaxFrame {
-		// Nothing this long is a frame: the peer is out of step.
-		return nil, fmt.Errorf("%w: peer sent length %d", ErrFrameSize, n)
-	}
-	if n < fabric.MinFrame {
-		// Too short for an Ethernet header but still in step: skip it.
-		if _, err := s.r.Discard(int(n)); err != nil {
+		if err := s.fill(need); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w: length %d", fabric.ErrSkip, ErrFrameSize, n)
 	}
-	f := s.alloc.Frame(int(n))
-	if _, err := io.ReadFull(s.r, f.Bytes()); err != nil {
-		f.Release()
-		if err == io.EOF {
+}
+
+// fill reads at least once more from the socket, after making room for
+// need bytes from the read position: what is left of a partial frame
+// moves to a fresh slab when the current one lacks room (or a read of
+// minRead).
+func (s *StreamConn) fill(need int) error {
+	if s.slab == nil || len(s.rd)-s.rp < need || len(s.rd)-s.w < minRead {
+		left := s.w - s.rp
+		if s.slab != nil && s.slab.Unused() {
+			// Nothing handed out: slide back and keep the slab.
+			copy(s.rd, s.rd[s.rp:s.w])
+		} else {
+			ns := s.alloc.Slab()
+			if s.slab != nil {
+				copy(ns.Data(), s.rd[s.rp:s.w])
+				s.alloc.Retire(s.slab)
+			}
+			s.slab, s.rd = ns, ns.Data()
+		}
+		s.rp, s.w = 0, left
+	}
+	n, err := s.c.Read(s.rd[s.w:])
+	s.w += n
+	if err != nil {
+		if n > 0 {
+			return nil // frames first; the error comes back on the next read
+		}
+		if err == io.EOF && s.w > s.rp {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, err
+		return err
 	}
-	return f, nil
+	return nil
 }
 
 // Buffered is how many bytes are read and not yet returned as frames.
-func (s *StreamConn) Buffered() int { return s.r.Buffered() }
+func (s *StreamConn) Buffered() int { return s.w - s.rp }
 
 // WriteFrame queues one frame with its length; b must stay unchanged
 // until Flush (fabric.Conn).
@@ -307,6 +342,15 @@ func (s *StreamListener) Accept() (fabric.Conn, error) {
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	}
+	if uc, ok := c.(*net.UnixConn); ok {
+		// A unix stream socket queues at most its sender's send buffer
+		// toward the peer: the default (208 KiB) fills within a burst
+		// and the switch's writes stop on EAGAIN, handing frames to the
+		// port's writer goroutine (a wakeup, and a copy of what the
+		// socket did not take). A larger one lets inline writes through
+		// (docs/benchmarks.md). The kernel doubles it, up to wmem_max.
+		_ = uc.SetWriteBuffer(sockBuf)
 	}
 	return NewStreamConn(c), nil
 }

@@ -429,3 +429,74 @@ func TestStreamWriteNow(t *testing.T) {
 		t.Errorf("WriteNow on an empty socket: kept %v, %v", k, err)
 	}
 }
+
+// chunkReader returns its input in pieces of random length, as a socket
+// does under load.
+type chunkReader struct {
+	b []byte
+	r *rand.Rand
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.b), 1+c.r.Intn(70000))
+	copy(p, c.b[:n])
+	c.b = c.b[n:]
+	return n, nil
+}
+
+// TestStreamSlabViews: frames are views on the slabs the socket is read
+// into. Frames held while many slabs are read, retired and reused stay
+// intact, whatever the read boundaries.
+func TestStreamSlabViews(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	sizes := []int{14, 60, copyMax, copyMax + 1, 1500, 9000, 65535}
+	var sent [][]byte
+	for i := 0; i < 4000; i++ {
+		n := sizes[r.Intn(len(sizes))]
+		if i%3 == 0 {
+			n = 14 + r.Intn(4000)
+		}
+		sent = append(sent, randFrame(r, n))
+	}
+	s := NewStreamConn(&pipeConn{r: &chunkReader{b: framed(sent...), r: r}})
+	type held struct {
+		f *fabric.Frame
+		i int
+	}
+	var hold []held
+	check := func(h held) {
+		if !bytes.Equal(h.f.Bytes(), sent[h.i]) {
+			t.Fatalf("frame %d (%d bytes) changed while held", h.i, len(sent[h.i]))
+		}
+		h.f.Release()
+	}
+	for i := range sent {
+		f, err := s.ReadFrame()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(f.Bytes(), sent[i]) {
+			t.Fatalf("frame %d (%d bytes) wrong", i, len(sent[i]))
+		}
+		switch {
+		case i%5 == 0: // held across many later reads
+			hold = append(hold, held{f, i})
+		case i%5 == 1 && len(hold) > 0: // released out of order
+			k := r.Intn(len(hold))
+			check(hold[k])
+			hold = append(hold[:k], hold[k+1:]...)
+			f.Release()
+		default:
+			f.Release()
+		}
+	}
+	for _, h := range hold {
+		check(h)
+	}
+	if _, err := s.ReadFrame(); err != io.EOF {
+		t.Fatalf("after the last frame: %v, want EOF", err)
+	}
+}
