@@ -211,8 +211,9 @@ type Slab struct {
 const slabBias = 1 << 40
 
 // SlabSize is the size of a slab: a 64 KiB frame and its length fit
-// with room to spare.
-const SlabSize = 128 << 10
+// with room to spare, and a burst of small frames is read with few
+// system calls (128 KiB cost the direct pair 10% at 64 bytes).
+const SlabSize = 256 << 10
 
 // Data is the slab's whole buffer.
 func (s *Slab) Data() []byte { return s.data }
