@@ -29,10 +29,9 @@ images: build
 demo: deps build images
 	./scripts/demo.sh
 
-test: deps build images test-unit fuzz test-e2e
+test: deps build images lint test-unit fuzz test-e2e
 
 test-unit:
-	$(GO) vet ./...
 	$(GO) test -count=1 ./internal/... ./cmd/...
 
 # Each fuzz target briefly (go test runs one -fuzz target per call).
@@ -55,9 +54,11 @@ bench: build
 	$(GO) run ./bench/fabric
 	$(GO) run ./bench/impair
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
-	gofmt -l . | tee /dev/stderr | (! read)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin

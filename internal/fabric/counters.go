@@ -28,16 +28,6 @@ func (c *counters) snap() Counters {
 	return Counters{c.rxFrames.Load(), c.rxBytes.Load(), c.txFrames.Load(), c.txBytes.Load(), c.drops.Load()}
 }
 
-func (c *counters) rx(n int) {
-	c.rxFrames.Add(1)
-	c.rxBytes.Add(uint64(n))
-}
-
-func (c *counters) tx(n int) {
-	c.txFrames.Add(1)
-	c.txBytes.Add(uint64(n))
-}
-
 func (c *counters) txN(frames, bytes uint64) {
 	c.txFrames.Add(frames)
 	c.txBytes.Add(bytes)
