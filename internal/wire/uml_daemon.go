@@ -239,10 +239,10 @@ func (d *DaemonConn) Flush() error { return nil }
 // Close ends the connection and removes our data socket.
 func (d *DaemonConn) Close() error {
 	d.once.Do(func() {
-		close(d.done)
 		d.ctl.Close()
 		d.data.Close()
 		_ = removeSocket(d.path)
+		close(d.done) // last: whoever waits on Done finds everything gone
 	})
 	return nil
 }
