@@ -27,68 +27,35 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"cloonix/bench/internal/hostsh"
 )
 
 var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
 	rounds = flag.Int("rounds", 2, "rounds over all paths")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
-	tag    = fmt.Sprintf("b%d", os.Getpid()%100000)
-	undo   []string // shell commands run at the end, last first
 )
-
-func sh(cmd string) (string, error) {
-	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %v\n%s", cmd, err, out)
-	}
-	return string(out), nil
-}
-
-func must(cmd string) string {
-	out, err := sh(cmd)
-	if err != nil {
-		cleanup()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	return out
-}
-
-func cleanup() {
-	for i := len(undo) - 1; i >= 0; i-- {
-		_, _ = sh(undo[i])
-	}
-	undo = nil
-}
-
-func netns(name string) string {
-	ns := tag + name
-	must("ip netns add " + ns)
-	undo = append(undo, "ip netns del "+ns)
-	must("ip netns exec " + ns + " ip link set lo up")
-	return ns
-}
 
 // place moves an interface into ns with an address and brings it up.
 func place(ifname, ns, addr string) {
-	must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
+	hostsh.Must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
 }
 
 var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
 
 // iperf runs iperf3 from nsA to the server in nsB at addr; Gbit/s.
 func iperf(nsA, nsB, addr string) float64 {
-	must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D", nsB))
+	hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D", nsB))
 	time.Sleep(300 * time.Millisecond)
 	// Wait until the path works (ARP, links up).
 	for i := 0; i < 50; i++ {
-		if _, err := sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
+		if _, err := hostsh.Sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	out := must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
+	out := hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
 	m := gbitRe.FindStringSubmatch(out)
 	if m == nil {
 		fmt.Fprintln(os.Stderr, out)
@@ -114,23 +81,23 @@ type path struct {
 }
 
 func bridge() *path {
-	a, b := netns("brA"), netns("brB")
-	br := tag + "br"
-	must("ip link add " + br + " type bridge && ip link set " + br + " up")
-	undo = append(undo, "ip link del "+br)
+	a, b := hostsh.Netns("brA"), hostsh.Netns("brB")
+	br := hostsh.Tag + "br"
+	hostsh.Must("ip link add " + br + " type bridge && ip link set " + br + " up")
+	hostsh.Undo("ip link del " + br)
 	for _, x := range []struct{ ns, ip, s string }{{a, "10.77.0.1", "a"}, {b, "10.77.0.2", "b"}} {
-		h, n := tag+"h"+x.s, tag+"n"+x.s
-		must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s master %s up", h, n, h, br))
+		h, n := hostsh.Tag+"h"+x.s, hostsh.Tag+"n"+x.s
+		hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s master %s up", h, n, h, br))
 		place(n, x.ns, x.ip)
 	}
 	return &path{name: "Linux bridge (veth)", nsA: a, nsB: b, addr: "10.77.0.2"}
 }
 
 func vde() *path {
-	a, b := netns("vdA"), netns("vdB")
-	ta, tb := tag+"va", tag+"vb"
+	a, b := hostsh.Netns("vdA"), hostsh.Netns("vdB")
+	ta, tb := hostsh.Tag+"va", hostsh.Tag+"vb"
 	dir, _ := os.MkdirTemp("", "vde")
-	undo = append(undo, "rm -rf "+dir)
+	hostsh.Undo("rm -rf " + dir)
 	cmd := exec.Command("vde_switch", "-s", filepath.Join(dir, "ctl"), "-t", ta, "-t", tb)
 	// vde_switch leaves when its console (stdin) ends: keep it open
 	// (the pipe stays open until this program exits).
@@ -142,9 +109,9 @@ func vde() *path {
 		fmt.Fprintln(os.Stderr, "vde_switch:", err)
 		return nil
 	}
-	undo = append(undo, fmt.Sprintf("kill %d", cmd.Process.Pid))
+	hostsh.Undo(fmt.Sprintf("kill %d", cmd.Process.Pid))
 	for i := 0; i < 50; i++ {
-		if _, err := sh("ip link show " + tb + " && ip link show " + ta); err == nil {
+		if _, err := hostsh.Sh("ip link show " + tb + " && ip link show " + ta); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -167,10 +134,10 @@ func startSwitch(bin, name, prefix string) string {
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
 </cloonix_config>
-`, name, dir, freePort(), tag, dir)), 0o600)
+`, name, dir, freePort(), hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg
-	undo = append(undo, "rm -rf "+dir, c+" stop")
-	must(prefix + c + " start")
+	hostsh.Undo("rm -rf "+dir, c+" stop")
+	hostsh.Must(prefix + c + " start")
 	return c
 }
 
@@ -186,30 +153,30 @@ func freePort() int {
 }
 
 func cloonix(bin string) *path {
-	a, b := netns("cxA"), netns("cxB")
-	c := startSwitch(bin, tag+"cx", "")
+	a, b := hostsh.Netns("cxA"), hostsh.Netns("cxB")
+	c := startSwitch(bin, hostsh.Tag+"cx", "")
 	for _, x := range []struct{ ns, ip, s string }{{a, "10.79.0.1", "a"}, {b, "10.79.0.2", "b"}} {
-		ifn := tag + "c" + x.s
-		must(fmt.Sprintf("%s ctrl add tux tap t%s --ifname %s && %s ctrl attach t%s lan", c, x.s, ifn, c, x.s))
+		ifn := hostsh.Tag + "c" + x.s
+		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap t%s --ifname %s && %s ctrl attach t%s lan", c, x.s, ifn, c, x.s))
 		place(ifn, x.ns, x.ip)
 	}
 	return &path{name: "cloonix (tap tux)", nsA: a, nsB: b, addr: "10.79.0.2"}
 }
 
 func t2t(bin string) *path {
-	a, b, sw := netns("ttA"), netns("ttB"), netns("ttS")
-	h, n := tag+"th", tag+"tn"
-	must(fmt.Sprintf("ip link add %s type veth peer name %s && ip addr add 10.81.0.1/24 dev %s && ip link set %s up", h, n, h, h))
-	undo = append(undo, "ip link del "+h)
+	a, b, sw := hostsh.Netns("ttA"), hostsh.Netns("ttB"), hostsh.Netns("ttS")
+	h, n := hostsh.Tag+"th", hostsh.Tag+"tn"
+	hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip addr add 10.81.0.1/24 dev %s && ip link set %s up", h, n, h, h))
+	hostsh.Undo("ip link del " + h)
 	place(n, sw, "10.81.0.2")
-	c1 := startSwitch(bin, tag+"t1", "")
-	c2 := startSwitch(bin, tag+"t2", "ip netns exec "+sw+" ")
-	must(c2 + " ctrl add tux t2t link --listen 10.81.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
-	must(c1 + " ctrl add tux t2t link --peer 10.81.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
-	must(fmt.Sprintf("%s ctrl add tux tap ta --ifname %sa && %s ctrl attach ta lan", c1, tag, c1))
-	place(tag+"a", a, "10.80.0.1")
-	must(fmt.Sprintf("%s ctrl add tux tap tb --ifname %sb && %s ctrl attach tb lan", c2, tag, c2))
-	must(fmt.Sprintf("ip netns exec %s ip link set %sb netns %s && ip netns exec %s ip addr add 10.80.0.2/24 dev %sb && ip netns exec %s ip link set %sb up", sw, tag, b, b, tag, b, tag))
+	c1 := startSwitch(bin, hostsh.Tag+"t1", "")
+	c2 := startSwitch(bin, hostsh.Tag+"t2", "ip netns exec "+sw+" ")
+	hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.81.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
+	hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.81.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
+	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap ta --ifname %sa && %s ctrl attach ta lan", c1, hostsh.Tag, c1))
+	place(hostsh.Tag+"a", a, "10.80.0.1")
+	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tb --ifname %sb && %s ctrl attach tb lan", c2, hostsh.Tag, c2))
+	hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %sb netns %s && ip netns exec %s ip addr add 10.80.0.2/24 dev %sb && ip netns exec %s ip link set %sb up", sw, hostsh.Tag, b, b, hostsh.Tag, b, hostsh.Tag))
 	return &path{name: "cloonix t2t (2 switches)", nsA: a, nsB: b, addr: "10.80.0.2"}
 }
 
@@ -232,7 +199,7 @@ func main() {
 			paths = append(paths, p)
 		}
 	}
-	defer cleanup()
+	defer hostsh.Cleanup()
 	// Rounds alternate the paths, so a busy moment of the machine does
 	// not fall on one path only.
 	for r := 0; r < *rounds; r++ {

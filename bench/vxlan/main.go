@@ -27,6 +27,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"cloonix/bench/internal/hostsh"
 )
 
 var (
@@ -34,50 +36,15 @@ var (
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
 	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run")
 	rounds = flag.Int("n", 3, "rounds; the cases take turns, the table shows the median and the range")
-	tag    = fmt.Sprintf("x%d", os.Getpid()%100000)
-	undo   []string // shell commands run at the end, last first
 )
-
-func sh(cmd string) (string, error) {
-	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %v\n%s", cmd, err, out)
-	}
-	return string(out), nil
-}
-
-func must(cmd string) string {
-	out, err := sh(cmd)
-	if err != nil {
-		cleanup()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	return out
-}
-
-func cleanup() {
-	for i := len(undo) - 1; i >= 0; i-- {
-		_, _ = sh(undo[i])
-	}
-	undo = nil
-}
-
-func netns(name string) string {
-	ns := tag + name
-	must("ip netns add " + ns)
-	undo = append(undo, "ip netns del "+ns)
-	must("ip netns exec " + ns + " ip link set lo up")
-	return ns
-}
 
 // underlay joins two host namespaces with a veth pair (MTU 1550):
 // 10.88.0.1 in a, 10.88.0.2 in b. It returns the interface names.
 func underlay(a, b string) (string, string) {
-	va, vb := tag+"ua", tag+"ub"
-	must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s && ip link set %s netns %s", va, vb, va, a, vb, b))
-	must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.1/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", a, va, a, va))
-	must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.2/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", b, vb, b, vb))
+	va, vb := hostsh.Tag+"ua", hostsh.Tag+"ub"
+	hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s && ip link set %s netns %s", va, vb, va, a, vb, b))
+	hostsh.Must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.1/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", a, va, a, va))
+	hostsh.Must(fmt.Sprintf("ip netns exec %s ip addr add 10.88.0.2/24 dev %s && ip netns exec %s ip link set %s mtu 1550 up", b, vb, b, vb))
 	return va, vb
 }
 
@@ -85,16 +52,16 @@ var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
 
 // iperf runs iperf3 from nsA to the server in nsB at addr; Gbit/s.
 func iperf(nsA, nsB, addr string) float64 {
-	must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D -I /tmp/%s-iperf.pid", nsB, tag))
-	undo = append(undo, fmt.Sprintf("kill $(cat /tmp/%s-iperf.pid) 2>/dev/null; rm -f /tmp/%s-iperf.pid", tag, tag))
+	hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D -I /tmp/%s-iperf.pid", nsB, hostsh.Tag))
+	hostsh.Undo(fmt.Sprintf("kill $(cat /tmp/%s-iperf.pid) 2>/dev/null; rm -f /tmp/%s-iperf.pid", hostsh.Tag, hostsh.Tag))
 	time.Sleep(300 * time.Millisecond)
 	for i := 0; i < 50; i++ {
-		if _, err := sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
+		if _, err := hostsh.Sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	out := must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
+	out := hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
 	m := gbitRe.FindStringSubmatch(out)
 	if m == nil {
 		fmt.Fprintln(os.Stderr, out)
@@ -111,11 +78,11 @@ func iperf(nsA, nsB, addr string) float64 {
 }
 
 func linuxVXLAN() float64 {
-	a, b := netns("lxA"), netns("lxB")
-	defer cleanup()
+	a, b := hostsh.Netns("lxA"), hostsh.Netns("lxB")
+	defer hostsh.Cleanup()
 	va, vb := underlay(a, b)
 	for _, x := range []struct{ ns, dev, local, remote, ip string }{{a, va, "10.88.0.1", "10.88.0.2", "10.89.0.1"}, {b, vb, "10.88.0.2", "10.88.0.1", "10.89.0.2"}} {
-		must(fmt.Sprintf("ip netns exec %s ip link add vx type vxlan id 100 remote %s local %s dstport 4789 dev %s && ip netns exec %s ip link set vx mtu 1500 up && ip netns exec %s ip addr add %s/24 dev vx",
+		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link add vx type vxlan id 100 remote %s local %s dstport 4789 dev %s && ip netns exec %s ip link set vx mtu 1500 up && ip netns exec %s ip addr add %s/24 dev vx",
 			x.ns, x.remote, x.local, x.dev, x.ns, x.ns, x.ip))
 	}
 	return iperf(a, b, "10.89.0.2")
@@ -133,10 +100,10 @@ func startSwitch(bin, name, ns string) string {
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
 </cloonix_config>
-`, name, dir, tag, dir)), 0o600)
+`, name, dir, hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg
-	undo = append(undo, "rm -rf "+dir, c+" stop")
-	must("ip netns exec " + ns + " " + c + " start")
+	hostsh.Undo("rm -rf "+dir, c+" stop")
+	hostsh.Must("ip netns exec " + ns + " " + c + " start")
 	return c
 }
 
@@ -144,16 +111,16 @@ func startSwitch(bin, name, ns string) string {
 // joined by the tux that link adds (given both switches' commands), and
 // a guest namespace on a tap of each; iperf3 between the guests.
 func twoSwitches(bin, name string, link func(c1, c2 string)) float64 {
-	a, b := netns(name+"A"), netns(name+"B")
-	ga, gb := netns(name+"gA"), netns(name+"gB")
-	defer cleanup()
+	a, b := hostsh.Netns(name+"A"), hostsh.Netns(name+"B")
+	ga, gb := hostsh.Netns(name+"gA"), hostsh.Netns(name+"gB")
+	defer hostsh.Cleanup()
 	underlay(a, b)
-	c1, c2 := startSwitch(bin, tag+name+"1", a), startSwitch(bin, tag+name+"2", b)
+	c1, c2 := startSwitch(bin, hostsh.Tag+name+"1", a), startSwitch(bin, hostsh.Tag+name+"2", b)
 	link(c1, c2)
 	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
-		ifn := tag + name + x.s
-		must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
-		must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
+		ifn := hostsh.Tag + name + x.s
+		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
+		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
 	}
 	return iperf(ga, gb, "10.90.0.2")
 }
@@ -179,14 +146,14 @@ func main() {
 		}
 		if run("vxlan") {
 			vx = append(vx, twoSwitches(bin, "vx", func(c1, c2 string) {
-				must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
-				must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
+				hostsh.Must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
+				hostsh.Must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
 			}))
 		}
 		if run("t2t") {
 			tt = append(tt, twoSwitches(bin, "tt", func(c1, c2 string) {
-				must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
-				must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
+				hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
+				hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
 			}))
 		}
 	}
