@@ -22,8 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,35 +38,6 @@ var (
 // place moves an interface into ns with an address and brings it up.
 func place(ifname, ns, addr string) {
 	hostsh.Must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
-}
-
-var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
-
-// iperf runs iperf3 from nsA to the server in nsB at addr; Gbit/s.
-func iperf(nsA, nsB, addr string) float64 {
-	hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D", nsB))
-	time.Sleep(300 * time.Millisecond)
-	// Wait until the path works (ARP, links up).
-	for i := 0; i < 50; i++ {
-		if _, err := hostsh.Sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out := hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
-	m := gbitRe.FindStringSubmatch(out)
-	if m == nil {
-		fmt.Fprintln(os.Stderr, out)
-		return 0
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	switch m[2] {
-	case "M":
-		v /= 1000
-	case "K":
-		v /= 1e6
-	}
-	return v
 }
 
 // path is one way between two namespaces, ready for iperf3.
@@ -204,7 +173,7 @@ func main() {
 	// not fall on one path only.
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
-			v := iperf(p.nsA, p.nsB, p.addr)
+			v := hostsh.Iperf(p.nsA, p.nsB, p.addr, *secs)
 			p.sum += v
 			p.runs++
 			p.best = max(p.best, v)

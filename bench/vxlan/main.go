@@ -21,9 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,35 +46,6 @@ func underlay(a, b string) (string, string) {
 	return va, vb
 }
 
-var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
-
-// iperf runs iperf3 from nsA to the server in nsB at addr; Gbit/s.
-func iperf(nsA, nsB, addr string) float64 {
-	hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D -I /tmp/%s-iperf.pid", nsB, hostsh.Tag))
-	hostsh.Undo(fmt.Sprintf("kill $(cat /tmp/%s-iperf.pid) 2>/dev/null; rm -f /tmp/%s-iperf.pid", hostsh.Tag, hostsh.Tag))
-	time.Sleep(300 * time.Millisecond)
-	for i := 0; i < 50; i++ {
-		if _, err := hostsh.Sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out := hostsh.Must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, *secs))
-	m := gbitRe.FindStringSubmatch(out)
-	if m == nil {
-		fmt.Fprintln(os.Stderr, out)
-		return 0
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	switch m[2] {
-	case "M":
-		v /= 1000
-	case "K":
-		v /= 1e6
-	}
-	return v
-}
-
 func linuxVXLAN() float64 {
 	a, b := hostsh.Netns("lxA"), hostsh.Netns("lxB")
 	defer hostsh.Cleanup()
@@ -85,7 +54,7 @@ func linuxVXLAN() float64 {
 		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link add vx type vxlan id 100 remote %s local %s dstport 4789 dev %s && ip netns exec %s ip link set vx mtu 1500 up && ip netns exec %s ip addr add %s/24 dev vx",
 			x.ns, x.remote, x.local, x.dev, x.ns, x.ns, x.ip))
 	}
-	return iperf(a, b, "10.89.0.2")
+	return hostsh.Iperf(a, b, "10.89.0.2", *secs)
 }
 
 // startSwitch starts a switch with its own config inside namespace ns.
@@ -122,7 +91,7 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) float64 {
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
 		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
 	}
-	return iperf(ga, gb, "10.90.0.2")
+	return hostsh.Iperf(ga, gb, "10.90.0.2", *secs)
 }
 
 func main() {

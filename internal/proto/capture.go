@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -38,16 +37,9 @@ type CaptureStream struct {
 // DialCapture connects to server (as Dial) and starts a capture with the
 // given request attributes (name or port or lan, count, duration, queue).
 func DialCapture(server, password string, args map[string]string) (*CaptureStream, error) {
-	network, addr := "unix", server
-	switch {
-	case strings.HasPrefix(server, "unix:"):
-		addr = server[5:]
-	case strings.HasPrefix(server, "tcp:"):
-		network, addr = "tcp", server[4:]
-	}
-	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	conn, network, addr, err := dialRaw(server)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the switch at %s:%s: %v (is it running? `cloonix start`)", network, addr, err)
+		return nil, err
 	}
 	s := &CaptureStream{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
 	fail := func(err error) (*CaptureStream, error) {
@@ -56,19 +48,7 @@ func DialCapture(server, password string, args map[string]string) (*CaptureStrea
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	if network == "tcp" {
-		ch, err := s.line()
-		if err != nil || ch.Name != "challenge" {
-			return fail(fmt.Errorf("switch at %s sent no challenge: %v", addr, err))
-		}
-		auth := &Msg{Name: "auth", Attrs: map[string]string{"id": "0", "hmac": AuthMAC(password, ch.Get("nonce"))}}
-		if err := auth.Encode(conn); err != nil {
-			return fail(err)
-		}
-		r, err := s.line()
-		if err != nil {
-			return fail(fmt.Errorf("switch at %s closed the connection during authentication: %v", addr, err))
-		}
-		if err := ReplyError(r); err != nil {
+		if err := authenticate(conn, addr, password, s.line); err != nil {
 			return fail(err)
 		}
 	}

@@ -30,37 +30,15 @@ type Client struct {
 // Dial connects to server, "unix:PATH" or "tcp:HOST:PORT" (a bare path is
 // a unix socket). For TCP, password answers the challenge.
 func Dial(server, password string) (*Client, error) {
-	network, addr := "unix", server
-	switch {
-	case strings.HasPrefix(server, "unix:"):
-		addr = server[5:]
-	case strings.HasPrefix(server, "tcp:"):
-		network, addr = "tcp", server[4:]
-	}
-	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	conn, network, addr, err := dialRaw(server)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the switch at %s:%s: %v (is it running? `cloonix start`)", network, addr, err)
+		return nil, err
 	}
 	c := &Client{conn: conn, w: bufio.NewWriter(conn), wait: map[string]chan *Msg{}, done: make(chan struct{})}
 	dec := NewDecoder(bufio.NewReader(conn))
 	if network == "tcp" {
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		ch, err := dec.Decode()
-		if err != nil || ch.Name != "challenge" {
-			conn.Close()
-			return nil, fmt.Errorf("switch at %s sent no challenge: %v", addr, err)
-		}
-		auth := &Msg{Name: "auth", Attrs: map[string]string{"id": "0", "hmac": AuthMAC(password, ch.Get("nonce"))}}
-		if err := auth.Encode(conn); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		r, err := dec.Decode()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("switch at %s closed the connection during authentication: %v", addr, err)
-		}
-		if err := ReplyError(r); err != nil {
+		if err := authenticate(conn, addr, password, dec.Decode); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -193,4 +171,38 @@ func (c *Client) Subscribe() (<-chan Event, error) {
 		return nil, err
 	}
 	return ev, nil
+}
+
+// dialRaw connects to "unix:PATH", "tcp:HOST:PORT" or a bare unix path.
+func dialRaw(server string) (conn net.Conn, network, addr string, err error) {
+	network, addr = "unix", server
+	switch {
+	case strings.HasPrefix(server, "unix:"):
+		addr = server[5:]
+	case strings.HasPrefix(server, "tcp:"):
+		network, addr = "tcp", server[4:]
+	}
+	conn, err = net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, network, addr, fmt.Errorf("cannot reach the switch at %s:%s: %v (is it running? `cloonix start`)", network, addr, err)
+	}
+	return conn, network, addr, nil
+}
+
+// authenticate answers a TCP switch's challenge; read returns the next
+// message (the caller chooses how messages are read from conn).
+func authenticate(conn net.Conn, addr, password string, read func() (*Msg, error)) error {
+	ch, err := read()
+	if err != nil || ch.Name != "challenge" {
+		return fmt.Errorf("switch at %s sent no challenge: %v", addr, err)
+	}
+	auth := &Msg{Name: "auth", Attrs: map[string]string{"id": "0", "hmac": AuthMAC(password, ch.Get("nonce"))}}
+	if err := auth.Encode(conn); err != nil {
+		return err
+	}
+	r, err := read()
+	if err != nil {
+		return fmt.Errorf("switch at %s closed the connection during authentication: %v", addr, err)
+	}
+	return ReplyError(r)
 }

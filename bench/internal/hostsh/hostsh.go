@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
+	"time"
 )
 
 // Tag prefixes every name a benchmark creates, so runs never collide
@@ -52,4 +55,34 @@ func Netns(name string) string {
 	Undo("ip netns del " + ns)
 	Must("ip netns exec " + ns + " ip link set lo up")
 	return ns
+}
+
+var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
+
+// Iperf runs iperf3 for secs seconds from nsA to a one-shot server in
+// nsB at addr, once the path answers a ping; Gbit/s at the receiver.
+func Iperf(nsA, nsB, addr string, secs int) float64 {
+	Must(fmt.Sprintf("ip netns exec %s iperf3 -s -1 -D -I /tmp/%s-iperf.pid", nsB, Tag))
+	Undo(fmt.Sprintf("kill $(cat /tmp/%s-iperf.pid) 2>/dev/null; rm -f /tmp/%s-iperf.pid", Tag, Tag))
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		if _, err := Sh(fmt.Sprintf("ip netns exec %s busybox ping -c 1 -W 1 %s", nsA, addr)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out := Must(fmt.Sprintf("ip netns exec %s iperf3 -c %s -t %d", nsA, addr, secs))
+	m := gbitRe.FindStringSubmatch(out)
+	if m == nil {
+		fmt.Fprintln(os.Stderr, out)
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	switch m[2] {
+	case "M":
+		v /= 1000
+	case "K":
+		v /= 1e6
+	}
+	return v
 }
