@@ -1,8 +1,9 @@
 package tux
 
 import (
+	"cloonix/internal/wire"
+
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -303,10 +304,10 @@ func (t *t2tHelper) keepalive(s *t2tSession) {
 // and counting them while there is none), flushing when the switch has
 // nothing more buffered; large frames go out from where they were read.
 func (t *t2tHelper) fromSwitch(sw net.Conn) error {
-	fr := newFrameReader(sw)
+	fr := newSwitchReader(sw)
 	var hdr [recHdrLen]byte
 	for {
-		b, err := fr.next()
+		b, err := fr.Next()
 		if err != nil {
 			return err
 		}
@@ -329,7 +330,7 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 			if err == nil {
 				_, err = s.w.Write(b)
 			}
-			if err == nil && fr.buffered() < 4 {
+			if err == nil && fr.Buffered() < 4 {
 				err = s.w.Flush()
 			}
 		}
@@ -347,15 +348,15 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 
 // toSwitch gives the peer's frames to the switch until the session ends.
 func (t *t2tHelper) toSwitch(s *t2tSession) error {
-	fr := newFrameReader(s.r)
-	var lb [4]byte
+	fr := newSwitchReader(s.r)
+	var lb [wire.HeaderLen]byte
 	deadline := time.Time{}
 	for {
 		if now := time.Now(); now.Add(T2TDeadAfter - time.Second).After(deadline) {
 			deadline = now.Add(T2TDeadAfter)
 			_ = s.conn.SetReadDeadline(deadline)
 		}
-		typ, p, err := fr.nextRecord()
+		typ, p, err := nextRecord(fr)
 		if err != nil {
 			return err
 		}
@@ -365,7 +366,7 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 		case recKeepalive:
 			continue
 		}
-		binary.BigEndian.PutUint32(lb[:], uint32(len(p)))
+		wire.PutHeader(lb[:], len(p))
 		t.swMu.Lock()
 		if len(p) > bigWrite {
 			err = t.swW.Flush()
@@ -378,7 +379,7 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 			if err == nil {
 				_, err = t.swW.Write(p)
 			}
-			if err == nil && fr.buffered() < recHdrLen {
+			if err == nil && fr.Buffered() < recHdrLen {
 				err = t.swW.Flush()
 			}
 		}

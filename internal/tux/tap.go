@@ -1,7 +1,8 @@
 package tux
 
 import (
-	"encoding/binary"
+	"cloonix/internal/wire"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -285,7 +286,7 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 	put := func(b []byte) error {
 		t.rxF.Add(1)
 		t.rxB.Add(uint64(len(b)))
-		binary.BigEndian.PutUint32(hdrs[4*used:], uint32(len(b)))
+		wire.PutHeader(hdrs[4*used:], len(b))
 		iov = append(iov, hdrs[4*used:4*used+4], b)
 		used++
 		if used == tapSlots {
@@ -301,11 +302,7 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 		}
 		t.rxF.Add(1)
 		t.rxB.Add(uint64(len(b)))
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(b)))
-		all := net.Buffers{l[:], b}
-		_, err := all.WriteTo(sw)
-		return err
+		return wire.WriteFrame(sw, b)
 	}
 	var h vnetHdr
 	frame := func(n int) error {
@@ -375,11 +372,11 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 // toTap writes each frame from the switch to the tap, whole super frames
 // with a GSO header so the kernel takes them as one segment.
 func (t *tapHelper) toTap(sw net.Conn) error {
-	fr := newFrameReader(sw)
+	fr := newSwitchReader(sw)
 	hb := make([]byte, VnetHdrLen)
 	iov := make([][]byte, 2)
 	for {
-		b, err := fr.next()
+		b, err := fr.Next()
 		if err != nil {
 			return err
 		}

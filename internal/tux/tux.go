@@ -21,8 +21,9 @@
 package tux
 
 import (
+	"cloonix/internal/wire"
+
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -159,63 +160,7 @@ func serveControl(in io.Reader, c *ctl, k kind) error {
 	return io.EOF
 }
 
-// frameReader reads stream-framed frames (4-byte big-endian length, then
-// the frame) from the switch into one large buffer and hands them out in
-// place: a read system call brings as many frames as are waiting, and no
-// frame is copied again before it goes out.
-type frameReader struct {
-	c    io.Reader
-	buf  []byte
-	r, w int
-}
-
-const frameReaderSize = 1 << 20
-
-func newFrameReader(c io.Reader) *frameReader {
-	return &frameReader{c: c, buf: make([]byte, frameReaderSize)}
-}
-
-// fill reads until n bytes are buffered from r.
-func (f *frameReader) fill(n int) error {
-	if f.r+n > len(f.buf) {
-		// Not enough room after r: move the partial frame to the front.
-		f.w = copy(f.buf, f.buf[f.r:f.w])
-		f.r = 0
-	}
-	for f.w-f.r < n {
-		m, err := f.c.Read(f.buf[f.w:])
-		f.w += m
-		if err != nil && f.w-f.r < n {
-			return err
-		}
-	}
-	return nil
-}
-
-// buffered is how many bytes wait in the buffer.
-func (f *frameReader) buffered() int { return f.w - f.r }
-
-// next returns the next frame, valid until the following call.
-func (f *frameReader) next() ([]byte, error) {
-	if err := f.fill(4); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint32(f.buf[f.r:]))
-	if n < 14 || n > 65535 {
-		return nil, fmt.Errorf("switch sent a frame of %d bytes", n)
-	}
-	return f.take(n)
-}
-
-// take returns the n bytes after a 4-byte header.
-func (f *frameReader) take(n int) ([]byte, error) {
-	if err := f.fill(4 + n); err != nil {
-		return nil, err
-	}
-	b := f.buf[f.r+4 : f.r+4+n]
-	f.r += 4 + n
-	if f.r == f.w {
-		f.r, f.w = 0, 0
-	}
-	return b, nil
+// newSwitchReader reads the switch's frames (package wire's framing).
+func newSwitchReader(c io.Reader) *wire.FrameReader {
+	return wire.NewFrameReader(c, wire.FrameReaderSize, 14, wire.MaxStreamFrame)
 }

@@ -1,12 +1,13 @@
 package tux
 
 import (
+	"cloonix/internal/wire"
+
 	"bufio"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -341,19 +342,19 @@ func macOf(b []byte) uint64 {
 // kernel takes it. TCP super frames (from a tap, see gso.go) are cut here
 // into 1500-byte frames with full checksums, as a NIC would.
 func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
-	rd := &vxReader{c: sw, buf: make([]byte, 1<<20)}
+	rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
 	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
 	putVXLANHdr(b.hdr, h.cfg.VNI)
 	for {
-		f, ok := rd.next()
-		if ok && f == nil {
-			return rd.err
+		f, ok, err := rd.TryNext()
+		if err != nil {
+			return err
 		}
 		if !ok {
 			if len(b.frames) > 0 {
 				b.flush() // before reading (and maybe moving) the buffer
 			}
-			if err := rd.fill(); err != nil {
+			if err := rd.Refill(); err != nil {
 				return err
 			}
 			continue
@@ -387,51 +388,6 @@ const (
 	vxGSOMaxSegs = 64    // UDP_MAX_SEGMENTS of Linux 6.1
 	vxGSOMaxLen  = 65000 // payload of one GSO send, under 64 KiB
 )
-
-// vxReader hands out stream-framed frames in place from a large buffer.
-type vxReader struct {
-	c    io.Reader
-	buf  []byte
-	r, w int
-	err  error // a bad frame length: the stream is lost
-}
-
-// next returns the next whole frame already buffered, if any.
-func (rd *vxReader) next() ([]byte, bool) {
-	if rd.w-rd.r < 4 {
-		return nil, false
-	}
-	n := int(binary.BigEndian.Uint32(rd.buf[rd.r:]))
-	if n < minInnerFrame || n > 65535 {
-		rd.err = fmt.Errorf("switch sent a frame of %d bytes", n)
-		return nil, true
-	}
-	if rd.w-rd.r < 4+n {
-		return nil, false
-	}
-	f := rd.buf[rd.r+4 : rd.r+4+n]
-	rd.r += 4 + n
-	return f, true
-}
-
-// fill reads more; frames handed out before are no longer valid.
-func (rd *vxReader) fill() error {
-	if rd.r == rd.w {
-		rd.r, rd.w = 0, 0
-	} else if len(rd.buf)-rd.r < 4+65536 {
-		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
-		rd.r = 0
-	}
-	m, err := rd.c.Read(rd.buf[rd.w:])
-	rd.w += m
-	if m > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
-}
 
 // vxTx is the batch being built by fromSwitch.
 type vxTx struct {
@@ -604,15 +560,7 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 			ms[i].OOB = make([]byte, 64)
 		}
 	}
-	var lb [4]byte
-	put := func(f []byte) error {
-		binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
-		if _, err := w.Write(lb[:]); err != nil {
-			return err
-		}
-		_, err := w.Write(f)
-		return err
-	}
+	put := func(f []byte) error { return wire.BufferFrame(w, f) }
 	var flushMerger func() error
 	if h.gsoOK {
 		// TCP segments back to back become super frames (vxlan_gro.go).
