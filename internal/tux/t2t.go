@@ -1,6 +1,8 @@
 package tux
 
 import (
+	"cloonix/internal/fabric"
+
 	"cloonix/internal/wire"
 
 	"bufio"
@@ -11,6 +13,8 @@ import (
 	"log"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +27,45 @@ import (
 // arrive from the switch meanwhile are dropped and counted. Keepalives
 // every second find a dead peer within T2TDeadAfter.
 
-func init() { setups["t2t"] = setupT2T }
+// t2tKind is add_tux kind="t2t" (peer="HOST:PORT" | listen="ADDR:PORT")
+// [password="..."].
+type t2tKind struct{}
+
+func (t2tKind) Name() string   { return "t2t" }
+func (t2tKind) Keys() []string { return []string{"peer", "listen", "password"} }
+
+func (t2tKind) Plan(s *Spec) (Plan, error) {
+	peer, listen := s.Options["peer"], s.Options["listen"]
+	if (peer == "") == (listen == "") {
+		return Plan{}, fmt.Errorf("t2t %s needs exactly one of peer=HOST:PORT (dial) or listen=ADDR:PORT", s.Name)
+	}
+	addr, flag := peer, "--peer"
+	if listen != "" {
+		addr, flag = listen, "--listen"
+	}
+	h, p, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (peer != "" && (h == "" || n == 0)) {
+		return Plan{}, fmt.Errorf("t2t %s: address %q: want HOST:PORT", s.Name, addr)
+	}
+	pw := s.Options["password"]
+	if pw == "" {
+		pw = s.Password
+	}
+	if pw == "" {
+		return Plan{}, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", s.Name)
+	}
+	return Plan{Args: []string{flag, addr}, Env: []string{T2TPasswordEnv + "=" + pw},
+		Shown: []Option{{strings.TrimPrefix(flag, "--"), addr}}, Strict: true}, nil
+}
+
+func (t2tKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	return offloadConn(sock, h), nil
+}
+
+func (t2tKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupT2T(args, c, sw)
+}
 
 // T2TPasswordEnv carries the password to the helper (never on its
 // command line, where ps would show it).
@@ -73,7 +115,7 @@ func (s *t2tSession) close() {
 	})
 }
 
-func setupT2T(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupT2T(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("t2t", flag.ContinueOnError)
 	peer := fs.String("peer", "", "HOST:PORT to dial")
 	listen := fs.String("listen", "", "ADDR:PORT to listen on")

@@ -1,6 +1,8 @@
 package tux
 
 import (
+	"cloonix/internal/fabric"
+
 	"cloonix/internal/wire"
 
 	"errors"
@@ -9,10 +11,12 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -30,7 +34,72 @@ import (
 // it and hands it back (--fd 4) to a relaunched helper, so the interface,
 // its addresses and its network namespace survive the helper's death.
 
-func init() { setups["tap"] = setupTap }
+// tapKind is add_tux kind="tap" [ifname="NAME"] (default: the tux's name).
+type tapKind struct{}
+
+func (tapKind) Name() string   { return "tap" }
+func (tapKind) Keys() []string { return []string{"ifname"} }
+
+func (tapKind) Plan(s *Spec) (Plan, error) {
+	ifname := s.Options["ifname"]
+	if ifname == "" {
+		ifname = s.Name
+	}
+	if err := CheckIfName(ifname); err != nil {
+		return Plan{}, fmt.Errorf("tap %s: %v (set it with --ifname)", s.Name, err)
+	}
+	if _, err := net.InterfaceByName(ifname); err == nil {
+		return Plan{}, fmt.Errorf("tap %s: interface %s already exists on this host; choose another with --ifname", s.Name, ifname)
+	}
+	for _, o := range s.Others {
+		if o.Kind == "tap" && slices.Contains(o.Options, Option{"ifname", ifname}) {
+			return Plan{}, fmt.Errorf("tap %s: interface %s belongs to tux %s (it may sit in another network namespace)", s.Name, ifname, o.Name)
+		}
+	}
+	return Plan{Args: []string{"--ifname", ifname}, Shown: []Option{{"ifname", ifname}}}, nil
+}
+
+// SwitchConn first takes the tap's descriptor from the helper and keeps
+// it, so that a relaunched helper gets the same interface.
+func (tapKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	f, err := recvFD(sock)
+	if err != nil {
+		return nil, fmt.Errorf("receiving the tap from its helper: %v", err)
+	}
+	h.hold(f)
+	return offloadConn(sock, h), nil
+}
+
+func (tapKind) prepare() error { return dropToNetAdmin() }
+
+func (tapKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupTap(args, c, sw)
+}
+
+// recvFD reads the one byte 'T' that carries the tap's descriptor.
+func recvFD(c *net.UnixConn) (*os.File, error) {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	b := make([]byte, 1)
+	oob := make([]byte, syscall.CmsgSpace(4))
+	n, oobn, _, _, err := c.ReadMsgUnix(b, oob)
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 || b[0] != 'T' {
+		return nil, errors.New("unexpected first byte")
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("no descriptor")
+	}
+	fds, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, errors.New("no descriptor")
+	}
+	syscall.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "tap"), nil
+}
 
 // Flags and offloads of linux/if_tun.h.
 const (
@@ -75,7 +144,7 @@ type tapHelper struct {
 	rxF, rxB, txF, txB, drops atomic.Uint64
 }
 
-func setupTap(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupTap(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("tap", flag.ContinueOnError)
 	ifname := fs.String("ifname", "", "interface name")
 	held := fs.Bool("held", false, "the switch passes the tap's descriptor on fd 4")

@@ -83,8 +83,8 @@ func (c *ctl) send(r Reply) {
 // Event sends an unsolicited event line ("up", "down", "refused: ...").
 func (c *ctl) Event(e string) { c.send(Reply{Event: e}) }
 
-// kind is what each helper file implements.
-type kind interface {
+// serving is a kind running in its helper process.
+type serving interface {
 	// handle answers one control request (other than stats).
 	handle(r Request) error
 	// stats returns the current counters.
@@ -94,24 +94,21 @@ type kind interface {
 	serve(sw net.Conn) error
 }
 
-// setups builds a kind from its command line; it does every check and
-// allocation that can fail, so that the switch gets one clear error.
-// sw is the switch port (fd 3).
-var setups = map[string]func(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error){}
+// preparer is a kind that must act first in its helper, before fd 3 is
+// touched (tap drops its capabilities, which may re-execute).
+type preparer interface{ prepare() error }
 
 // RunHelper is `cloonix tux-helper KIND ARGS...`. It returns only on a
 // setup error (already reported on stdout) or when its switch is gone.
 func RunHelper(kindName string, args []string) error {
 	c := &ctl{enc: json.NewEncoder(os.Stdout)}
-	setup, ok := setups[kindName]
-	if !ok {
-		err := fmt.Errorf("tux kind %q: use slirp, tap, t2t or vxlan", kindName)
+	k, err := KindOf(kindName)
+	if err != nil {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
-	if kindName == "tap" {
-		// First of all, before fd 3 is touched: this may re-execute.
-		if err := dropToNetAdmin(); err != nil {
+	if p, ok := k.(preparer); ok {
+		if err := p.prepare(); err != nil {
 			c.send(Reply{Error: err.Error()})
 			return err
 		}
@@ -124,20 +121,20 @@ func RunHelper(kindName string, args []string) error {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
-	k, info, err := setup(args, c, sw)
+	run, info, err := k.setup(args, c, sw)
 	if err != nil {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
 	c.send(Reply{Ready: true, Info: info})
 	done := make(chan error, 2)
-	go func() { done <- serveControl(os.Stdin, c, k) }()
-	go func() { done <- k.serve(sw) }()
+	go func() { done <- serveControl(os.Stdin, c, run) }()
+	go func() { done <- run.serve(sw) }()
 	return <-done
 }
 
 // serveControl answers requests until stdin closes.
-func serveControl(in io.Reader, c *ctl, k kind) error {
+func serveControl(in io.Reader, c *ctl, k serving) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

@@ -41,8 +41,6 @@ import (
 // CLOONIX_VXLAN_NO_OFFLOAD=1 in the switch's environment turns GSO, GRO
 // and merging off.
 
-func init() { setups["vxlan"] = setupVXLAN }
-
 // Tuning of the helper.
 const (
 	vxBatch     = 32                // messages per recvmmsg
@@ -106,7 +104,7 @@ type vxErr struct {
 	msg string
 }
 
-func setupVXLAN(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupVXLAN(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("vxlan", flag.ContinueOnError)
 	remote := fs.String("remote", "", "IP[,IP...] of the other ends")
 	vni := fs.String("vni", "", "VXLAN network identifier, 0..16777215")
