@@ -1,8 +1,6 @@
 package tux
 
 import (
-	"cloonix/internal/fabric"
-
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -24,6 +22,8 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
 	"github.com/sirupsen/logrus"
+
+	"cloonix/internal/fabric"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space

@@ -1,10 +1,6 @@
 package tux
 
 import (
-	"cloonix/internal/fabric"
-
-	"cloonix/internal/wire"
-
 	"bufio"
 	"errors"
 	"flag"
@@ -18,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // The t2t helper: the lans its port is on, shared with a t2t tux of

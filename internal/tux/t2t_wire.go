@@ -1,8 +1,6 @@
 package tux
 
 import (
-	"cloonix/internal/wire"
-
 	"bufio"
 	"crypto/hmac"
 	"crypto/rand"
@@ -11,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"cloonix/internal/wire"
 )
 
 // The t2t wire protocol (docs/protocol.md, section "t2t"): a handshake in

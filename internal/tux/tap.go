@@ -1,10 +1,6 @@
 package tux
 
 import (
-	"cloonix/internal/fabric"
-
-	"cloonix/internal/wire"
-
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +16,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // The tap helper: a host tap interface on a switch port. It runs with

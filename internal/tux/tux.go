@@ -1,14 +1,29 @@
-// Package tux holds the helpers that join a cloonix switch to the outside
-// (DESIGN sections 1 and 8), one file per kind: slirp (a user-mode NAT
-// network from gvisor-tap-vsock), tap (a host tap interface) and t2t (a
-// lan shared with another cloonix over TCP).
+// Package tux joins a cloonix switch to the outside (DESIGN sections 1
+// and 8) through tux, each a helper process on a switch port. It holds
+// both halves of the helper protocol:
 //
-// A helper is a process of its own, started by the switch as
-// `cloonix tux-helper KIND [flags]`. It gets:
+//   - the switch's half (helper.go, spawn.go): Start/New check a Spec and
+//     run its helper; a Helper relaunches its process when it dies (on a
+//     fresh socketpair, re-sending forwards), answers Call, Stats and
+//     Stop, and gives each launch's switch side to the port (Spec.Plug).
+//   - the helper's half (this file): RunHelper, `cloonix tux-helper KIND
+//     [flags]`, serves one kind until its switch is gone.
+//
+// Each kind is described once, by a Kind in its own file (kind.go has the
+// interface and the explicit registry Kinds): slirp.go (a user-mode NAT
+// network from gvisor-tap-vsock), tap.go (a host tap interface), t2t.go
+// (a lan shared with another cloonix over TCP) and vxlan_kind.go (VXLAN
+// over UDP; the helper is vxlan.go). A Kind gives add_tux's options and
+// their checks, the helper's arguments, the helper itself and the switch
+// side of its socket.
+//
+// A helper gets:
 //
 //   - fd 3: one end of a unix stream socketpair whose other end is the
-//     tux's switch port; frames travel with QEMU's stream framing (4-byte
-//     big-endian length, then the frame), as in internal/wire.
+//     tux's switch port; frames travel with the stream framing of package
+//     wire (4-byte big-endian length, then the frame).
+//   - fd 4 with --held (tap): the interface's descriptor, which the
+//     switch keeps across relaunches.
 //   - stdin/stdout: the control channel, one JSON object per line. The
 //     helper's first line is {"ready":true,...} or {"error":"..."}; then
 //     the switch sends Requests and the helper answers Replies with the
@@ -21,8 +36,6 @@
 package tux
 
 import (
-	"cloonix/internal/wire"
-
 	"bufio"
 	"encoding/json"
 	"fmt"
@@ -30,6 +43,8 @@ import (
 	"net"
 	"os"
 	"sync"
+
+	"cloonix/internal/wire"
 )
 
 // Request is one control request from the switch to a helper.
