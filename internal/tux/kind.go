@@ -17,8 +17,9 @@ import (
 type Kind interface {
 	// Name is add_tux's kind="...".
 	Name() string
-	// Keys are the options add_tux takes.
-	Keys() []string
+	// Usage presents the kind to users (`cloonix ctrl add tux KIND`);
+	// its flags are the options add_tux takes.
+	Usage() Usage
 	// Plan checks a tux's options against the host and the switch's
 	// other tux, and turns them into the helper's command line.
 	Plan(s *Spec) (Plan, error)
@@ -47,6 +48,25 @@ func KindOf(name string) (Kind, error) {
 	}
 	slices.Sort(names)
 	return nil, fmt.Errorf("tux kind %q: use %s", name, strings.Join(names, ", "))
+}
+
+// Usage is how `cloonix ctrl add tux KIND` presents a kind.
+type Usage struct {
+	Args        string // after KIND NAME, e.g. "(--peer HOST:PORT | --listen ADDR:PORT)"
+	Short, Long string
+	Flags       []Flag // one per option of add_tux, in order
+}
+
+// Flag is one option of a kind, a --flag of the command line.
+type Flag struct{ Name, Usage string }
+
+// Keys are the options add_tux takes for k.
+func Keys(k Kind) []string {
+	var keys []string
+	for _, f := range k.Usage().Flags {
+		keys = append(keys, f.Name)
+	}
+	return keys
 }
 
 // Option is one name=value shown by list.
@@ -90,7 +110,7 @@ func Check(s *Spec) (Kind, Plan, error) {
 	if err != nil {
 		return nil, Plan{}, err
 	}
-	keys := k.Keys()
+	keys := Keys(k)
 	for x := range s.Options {
 		if !slices.Contains(keys, x) {
 			return nil, Plan{}, fmt.Errorf("tux kind %s takes no option %q (it takes: %s)", s.Kind, x, strings.Join(keys, ", "))

@@ -31,7 +31,15 @@ import (
 type t2tKind struct{}
 
 func (t2tKind) Name() string   { return "t2t" }
-func (t2tKind) Keys() []string { return []string{"peer", "listen", "password"} }
+func (t2tKind) Usage() Usage {
+	return Usage{Args: "(--peer HOST:PORT | --listen ADDR:PORT)",
+		Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",
+		Flags: []Flag{
+			{"peer", "dial the other cloonix's t2t tux at HOST:PORT"},
+			{"listen", "wait for the other cloonix on ADDR:PORT"},
+			{"password", "shared password (default: <password> of the config)"},
+		}}
+}
 
 func (t2tKind) Plan(s *Spec) (Plan, error) {
 	peer, listen := s.Options["peer"], s.Options["listen"]

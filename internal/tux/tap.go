@@ -37,7 +37,10 @@ import (
 type tapKind struct{}
 
 func (tapKind) Name() string   { return "tap" }
-func (tapKind) Keys() []string { return []string{"ifname"} }
+func (tapKind) Usage() Usage {
+	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
+		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
+}
 
 func (tapKind) Plan(s *Spec) (Plan, error) {
 	ifname := s.Options["ifname"]

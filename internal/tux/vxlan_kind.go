@@ -22,7 +22,24 @@ import (
 type vxlanKind struct{}
 
 func (vxlanKind) Name() string   { return "vxlan" }
-func (vxlanKind) Keys() []string { return []string{"remote", "vni", "port", "local"} }
+func (vxlanKind) Usage() Usage {
+	return Usage{Args: "--remote IP[,IP...] --vni N [--port 4789] [--local IP]",
+		Short: "carry the lans of this tux as standard VXLAN (RFC 7348) over UDP to other hosts",
+		Long: `Carry the frames of the lans this tux is attached to as VXLAN over UDP
+to one or more remotes: another cloonix's vxlan tux, a Linux vxlan device
+(ip link add vx0 type vxlan id N remote IP dstport 4789) or a switch.
+Broadcast and unknown destinations go to every remote; the tux learns
+behind which remote each MAC lives. The tux listens on --port and sends
+to the remotes' --port. VXLAN adds 50 bytes on an IPv4 underlay: give
+guests an MTU of (underlay MTU - 50), or the underlay jumbo frames; see
+docs/multi-host.md.`,
+		Flags: []Flag{
+			{"remote", "IP address(es) of the other ends, comma-separated"},
+			{"vni", "VXLAN network identifier, 0 to 16777215, the same at every end"},
+			{"port", "UDP port to listen on and send to (default 4789)"},
+			{"local", "local address to listen on and send from (default: any)"},
+		}}
+}
 
 func (vxlanKind) Plan(s *Spec) (Plan, error) {
 	o := s.Options
