@@ -38,7 +38,7 @@ import (
 // slirpKind is add_tux kind="slirp" [subnet="CIDR"].
 type slirpKind struct{}
 
-func (slirpKind) Name() string   { return "slirp" }
+func (slirpKind) Name() string { return "slirp" }
 func (slirpKind) Usage() Usage {
 	return Usage{Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
 		Flags: []Flag{{"subnet", "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}

@@ -30,7 +30,7 @@ import (
 // [password="..."].
 type t2tKind struct{}
 
-func (t2tKind) Name() string   { return "t2t" }
+func (t2tKind) Name() string { return "t2t" }
 func (t2tKind) Usage() Usage {
 	return Usage{Args: "(--peer HOST:PORT | --listen ADDR:PORT)",
 		Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",

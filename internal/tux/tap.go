@@ -36,7 +36,7 @@ import (
 // tapKind is add_tux kind="tap" [ifname="NAME"] (default: the tux's name).
 type tapKind struct{}
 
-func (tapKind) Name() string   { return "tap" }
+func (tapKind) Name() string { return "tap" }
 func (tapKind) Usage() Usage {
 	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
 		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
@@ -409,13 +409,18 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 		}
 		return put(f)
 	}
-	// Read in the runtime's poller (no thread of our own to wake): drain
-	// the tap, flush once it is empty, then wait.
+	return t.pollTap(func() []byte { return buf }, frame, flush)
+}
+
+// pollTap reads in the runtime's poller (no thread of our own to wake):
+// it drains the tap into cur(), calling frame for each frame read, and
+// flush once the tap is empty, then waits.
+func (t *tapHelper) pollTap(cur func() []byte, frame func(n int) error, flush func() error) error {
 	var ioErr error
 	for {
 		err := t.rc.Read(func(fd uintptr) bool {
 			for {
-				n, err := unix.Read(int(fd), buf)
+				n, err := unix.Read(int(fd), cur())
 				switch err {
 				case nil:
 					if ioErr = frame(n); ioErr != nil {

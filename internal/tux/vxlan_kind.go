@@ -21,7 +21,7 @@ import (
 // with its own sentence.
 type vxlanKind struct{}
 
-func (vxlanKind) Name() string   { return "vxlan" }
+func (vxlanKind) Name() string { return "vxlan" }
 func (vxlanKind) Usage() Usage {
 	return Usage{Args: "--remote IP[,IP...] --vni N [--port 4789] [--local IP]",
 		Short: "carry the lans of this tux as standard VXLAN (RFC 7348) over UDP to other hosts",
