@@ -40,11 +40,21 @@ func (h *Helper) Status() Status {
 // Shown are the options the plan shows (for Spec.Others).
 func (h *Helper) Shown() []Option { return h.plan.Shown }
 
+// forwarder is a kind whose helper takes port forwards (slirp).
+type forwarder interface{ forwards() }
+
+func (h *Helper) canForward() error {
+	if _, ok := h.kind.(forwarder); !ok {
+		return fmt.Errorf("tux %s is a %s; forwards belong to slirp tux", h.spec.Name, h.spec.Kind)
+	}
+	return nil
+}
+
 // AddForward asks a slirp helper for a port forward, kept across
 // relaunches.
 func (h *Helper) AddForward(f Forward) error {
-	if h.spec.Kind != "slirp" {
-		return fmt.Errorf("tux %s is a %s; forwards belong to slirp tux", h.spec.Name, h.spec.Kind)
+	if err := h.canForward(); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	for _, x := range h.forwards {
@@ -65,8 +75,8 @@ func (h *Helper) AddForward(f Forward) error {
 
 // DelForward removes the forward of proto and host.
 func (h *Helper) DelForward(proto, host string) error {
-	if h.spec.Kind != "slirp" {
-		return fmt.Errorf("tux %s is a %s; forwards belong to slirp tux", h.spec.Name, h.spec.Kind)
+	if err := h.canForward(); err != nil {
+		return err
 	}
 	match := func(x Forward) bool { return x.Proto == proto && x.Host == host }
 	h.mu.Lock()

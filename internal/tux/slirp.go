@@ -61,6 +61,8 @@ func (slirpKind) Plan(s *Spec) (Plan, error) {
 	}, nil
 }
 
+func (slirpKind) forwards() {}
+
 func (slirpKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
 	return streamConn(sock), nil
 }
