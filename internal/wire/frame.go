@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -40,12 +41,11 @@ func WriteFrame(w io.Writer, b []byte) error {
 	return err
 }
 
-// BufferFrame copies one frame with its header into w (a bufio.Writer,
-// flushed by the caller once per batch).
-func BufferFrame(w io.Writer, b []byte) error {
-	var h [HeaderLen]byte
-	PutHeader(h[:], len(b))
-	if _, err := w.Write(h[:]); err != nil {
+// BufferFrame copies one frame with its header into w, flushed by the
+// caller once per batch. The header goes through w's own buffer, so
+// that nothing is allocated per frame.
+func BufferFrame(w *bufio.Writer, b []byte) error {
+	if _, err := w.Write(AppendHeader(w.AvailableBuffer(), len(b))); err != nil {
 		return err
 	}
 	_, err := w.Write(b)
