@@ -1,7 +1,10 @@
-// Package machine runs one guest (QEMU/KVM or User-Mode-Linux): its COW
-// disk, config CD, command line, process, serial console and agent line
-// (DESIGN sections 6-7). The daemon decides names, sockets and lans; a
-// Machine reports its state changes through callbacks.
+// Package machine runs guests (DESIGN sections 6-7). Each node kind
+// (kind.go: the Kind and Guest interfaces and the registry) is one file:
+// qemu.go and uml.go hold their checks, defaults, kernel, image and
+// accelerator choice and command line. Machine (this file) supervises
+// the emulator process both share: config CD, process, serial console,
+// agent line, states. The daemon decides names and lans and keeps the
+// table of guests; a guest reports its state changes through callbacks.
 package machine
 
 import (
