@@ -16,6 +16,7 @@ import (
 
 	"cloonix/internal/fabric"
 	"cloonix/internal/machine"
+	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
 	"cloonix/internal/topology"
 	"cloonix/internal/wire"
@@ -50,8 +51,8 @@ type vmEntry struct {
 type vmTable struct {
 	mu  sync.Mutex
 	vms map[string]*vmEntry
-	// kinds are the node kinds add_vm offers (machine.Kinds unless a
-	// test set others).
+	// kinds are the node kinds add_vm offers (kinds.All unless a test
+	// set others).
 	kinds *machine.Registry
 }
 
@@ -87,11 +88,11 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	t := d.vmt()
 	t.mu.Lock()
 	if t.kinds == nil {
-		t.kinds = machine.Kinds()
+		t.kinds = kinds.All()
 	}
-	kinds := t.kinds
+	reg := t.kinds
 	t.mu.Unlock()
-	kind, err := kinds.Lookup(m.Get("type"))
+	kind, err := reg.Lookup(m.Get("type"))
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}

@@ -79,7 +79,7 @@ type Host struct {
 // Port is what the switch must offer for one eth before the guest starts.
 type Port struct {
 	Kind string // the switch's port kind: stream, bess, daemon
-	Path string // its socket
+	Path string // its socket (or whatever names the eth to that port kind)
 }
 
 // Ports are the switch ports of eth0, eth1, ... (set by Check).
@@ -91,16 +91,12 @@ func (s *Spec) Ports() []Port {
 	return p
 }
 
-// Registry is the explicit list of node kinds; the first is the default.
+// Registry is an explicit list of node kinds; the first is the default.
+// The list the switch offers is kinds.All.
 type Registry struct{ kinds []Kind }
 
 // NewRegistry makes a registry of kinds, the first being the default.
 func NewRegistry(kinds ...Kind) *Registry { return &Registry{kinds: kinds} }
-
-// Kinds is the registry of the node kinds cloonix ships.
-func Kinds() *Registry {
-	return NewRegistry(QEMUKind{}, UMLKind{})
-}
 
 // aliaser is a kind known under more names than Name.
 type aliaser interface{ Aliases() []string }
@@ -128,9 +124,10 @@ func (r *Registry) Lookup(typ string) (Kind, error) {
 	return nil, fmt.Errorf("type %q: use %s", typ, strings.Join(names, " or "))
 }
 
-// checkCommon applies what every kind checks: memory, CPUs, eths, the
-// guest's directory and its socket names. maxCPU of 1 refuses SMP.
-func checkCommon(s *Spec, defMem, maxCPU int) error {
+// CheckBasics applies what every kind checks: memory, CPUs and eths
+// (filling defaults), the guest's directory and the length of its socket
+// paths; it sets CD.Name and CD.Eths. maxCPU of 1 refuses SMP.
+func CheckBasics(s *Spec, defMem, maxCPU int) error {
 	if s.Mem == Unset {
 		s.Mem = defMem
 	}
@@ -152,14 +149,6 @@ func checkCommon(s *Spec, defMem, maxCPU int) error {
 	if s.Eths < 0 || s.Eths > MaxEths {
 		return fmt.Errorf("vm %s: %d eths: give --eth from 0 to %d", s.Name, s.Eths, MaxEths)
 	}
-	if s.Rootfs == "" {
-		s.Rootfs = "busybox"
-	}
-	img, err := ResolveImage(s.Host.BulkDir, s.Rootfs)
-	if err != nil {
-		return fmt.Errorf("vm %s: %v", s.Name, err)
-	}
-	s.Image = img
 	s.Dir = filepath.Join(s.Host.WorkDir, s.Name)
 	// Unix socket paths are limited to 108 bytes; the longest we make is
 	// a UML daemon transport's data socket, ethNN.ctl.dNNNNN.
@@ -170,8 +159,22 @@ func checkCommon(s *Spec, defMem, maxCPU int) error {
 	return nil
 }
 
-// ethSocks names the switch sockets of s's eths.
-func ethSocks(s *Spec, suffix string) []string {
+// resolveRootfs finds the image of a disk-backed kind (busybox unless
+// given).
+func resolveRootfs(s *Spec) error {
+	if s.Rootfs == "" {
+		s.Rootfs = "busybox"
+	}
+	img, err := ResolveImage(s.Host.BulkDir, s.Rootfs)
+	if err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
+	}
+	s.Image = img
+	return nil
+}
+
+// EthSockets names the switch sockets of s's eths: Dir/ethN+suffix.
+func EthSockets(s *Spec, suffix string) []string {
 	var socks []string
 	for i := 0; i < s.Eths; i++ {
 		socks = append(socks, filepath.Join(s.Dir, fmt.Sprintf("eth%d%s", i, suffix)))

@@ -141,7 +141,7 @@ func TestKindCheckFills(t *testing.T) {
 }
 
 func TestRegistryLookup(t *testing.T) {
-	r := Kinds()
+	r := NewRegistry(QEMUKind{}, UMLKind{})
 	for typ, want := range map[string]string{"": KVM, "kvm": KVM, "QEMU": KVM, " uml ": UML} {
 		k, err := r.Lookup(typ)
 		if err != nil || k.Name() != want {

@@ -26,7 +26,10 @@ func (QEMUKind) Check(s *Spec) (err error) {
 	if s.Transport != "" {
 		return fmt.Errorf("vm %s: --uml-transport is for UML guests only", s.Name)
 	}
-	if err := checkCommon(s, 256, MaxCPU); err != nil {
+	if err := CheckBasics(s, 256, MaxCPU); err != nil {
+		return err
+	}
+	if err := resolveRootfs(s); err != nil {
 		return err
 	}
 	if s.QEMU, err = LookProgram("qemu-system-x86_64"); err != nil {
@@ -49,7 +52,7 @@ func (QEMUKind) Check(s *Spec) (err error) {
 		}
 	}
 	s.PortKind = "stream"
-	s.EthSocks = ethSocks(s, ".sock")
+	s.EthSocks = EthSockets(s, ".sock")
 	return nil
 }
 

@@ -30,7 +30,10 @@ func (UMLKind) Check(s *Spec) error {
 	if s.Transport != "bess" && s.Transport != "daemon" {
 		return fmt.Errorf("vm %s: UML transport %q: use bess or daemon", s.Name, s.Transport)
 	}
-	if err := checkCommon(s, 256, 1); err != nil {
+	if err := CheckBasics(s, 256, 1); err != nil {
+		return err
+	}
+	if err := resolveRootfs(s); err != nil {
 		return err
 	}
 	if s.Image.Disk {
@@ -40,9 +43,9 @@ func (UMLKind) Check(s *Spec) error {
 		return fmt.Errorf("vm %s: %v", s.Name, err)
 	}
 	s.PortKind = s.Transport
-	s.EthSocks = ethSocks(s, ".sock")
+	s.EthSocks = EthSockets(s, ".sock")
 	if s.Transport == "daemon" {
-		s.EthSocks = ethSocks(s, ".ctl")
+		s.EthSocks = EthSockets(s, ".ctl")
 	}
 	return nil
 }
