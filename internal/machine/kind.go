@@ -56,6 +56,8 @@ type Guest interface {
 	Accelerator() string
 	// DefaultBootTimeout is how long this guest may take to answer.
 	DefaultBootTimeout() time.Duration
+	// Ports are the switch ports of its eths, as its spec gave them.
+	Ports() []Port
 }
 
 // Limits of add_vm, shared with the topology checker.
