@@ -106,7 +106,7 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	}{{"mem", &s.Mem}, {"cpu", &s.CPU}, {"eth", &s.Eths}} {
 		*a.v = machine.Unset // the kind checks the range
 		if v := m.Get(a.k); v != "" {
-			if *a.v, err = strconv.Atoi(v); err != nil {
+			if *a.v, err = strconv.Atoi(v); err != nil || *a.v == machine.Unset {
 				return nil, fmt.Errorf("<add_vm> %s=%q: want a whole number", a.k, v)
 			}
 		}
