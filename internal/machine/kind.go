@@ -100,6 +100,15 @@ type Registry struct{ kinds []Kind }
 // NewRegistry makes a registry of kinds, the first being the default.
 func NewRegistry(kinds ...Kind) *Registry { return &Registry{kinds: kinds} }
 
+// Names are the kinds' names, the default first.
+func (r *Registry) Names() []string {
+	var n []string
+	for _, k := range r.kinds {
+		n = append(n, k.Name())
+	}
+	return n
+}
+
 // aliaser is a kind known under more names than Name.
 type aliaser interface{ Aliases() []string }
 
@@ -109,7 +118,6 @@ func (r *Registry) Lookup(typ string) (Kind, error) {
 	if t == "" && len(r.kinds) > 0 {
 		return r.kinds[0], nil
 	}
-	var names []string
 	for _, k := range r.kinds {
 		if k.Name() == t {
 			return k, nil
@@ -121,9 +129,8 @@ func (r *Registry) Lookup(typ string) (Kind, error) {
 				}
 			}
 		}
-		names = append(names, k.Name())
 	}
-	return nil, fmt.Errorf("type %q: use %s", typ, strings.Join(names, " or "))
+	return nil, fmt.Errorf("type %q: use %s", typ, strings.Join(r.Names(), " or "))
 }
 
 // CheckBasics applies what every kind checks: memory, CPUs and eths
