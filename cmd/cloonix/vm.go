@@ -13,9 +13,9 @@ import (
 )
 
 var (
-	vmType, vmRootfs, vmTransport, vmKernel, vmDemo string
-	vmMem, vmCPU, vmEth, vmBootTimeout              int
-	vmWait                                          bool
+	vmType, vmRootfs, vmTransport, vmKernel, vmDemo, vmMgmtIP string
+	vmMem, vmCPU, vmEth, vmBootTimeout                        int
+	vmWait                                                    bool
 )
 
 var addVMCmd = &cobra.Command{
@@ -44,6 +44,9 @@ or an absolute path to one.`,
 		}
 		if vmKernel != "" {
 			a["kernel"] = vmKernel
+		}
+		if vmMgmtIP != "" {
+			a["mgmt_ip"] = vmMgmtIP
 		}
 		if vmBootTimeout > 0 {
 			a["boot_timeout"] = strconv.Itoa(vmBootTimeout)
@@ -88,6 +91,7 @@ func init() {
 	f.IntVar(&vmEth, "eth", 1, "number of eths")
 	f.StringVar(&vmRootfs, "rootfs", "busybox", "root image: a name of bulk_dir or an absolute path")
 	f.StringVar(&vmTransport, "uml-transport", "", "UML eth transport: bess (default) or daemon (uml_switch)")
+	f.StringVar(&vmMgmtIP, "mgmt-ip", "", "mgmt0's address on the management network (default: derived from NAME)")
 	f.StringVar(&vmKernel, "kernel", "", "kernel (QEMU, default bulk_dir/vmlinuz) or linux binary (UML, default linux.uml)")
 	f.StringVar(&vmDemo, "demo", "", "demo folder whose files_to_add_in_* trees and delete commands apply to this VM")
 	f.IntVar(&vmBootTimeout, "boot-timeout", 0, "seconds before a vm_boot_timeout event (default 90, 180 under TCG)")

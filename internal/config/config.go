@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"cloonix/internal/mgmt"
 )
 
 // Config is one daemon's configuration. Two daemons with different
@@ -29,6 +31,10 @@ type Config struct {
 	RSAPublicKey string   `xml:"rsa_public_key"` // put in every guest for ssh
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
+	// Mgmt is the management network (mgmt.Default unless given; "off"
+	// for none); MgmtAllow the host ports guests may open through it.
+	Mgmt      string `xml:"mgmt"`
+	MgmtAllow string `xml:"mgmt_allow,omitempty"`
 
 	// Path is the file the config was read from (not serialised).
 	Path string `xml:"-"`
@@ -85,6 +91,9 @@ func (c *Config) fill() {
 	if c.Accel == "" {
 		c.Accel = "auto"
 	}
+	if c.Mgmt == "" {
+		c.Mgmt = mgmt.Default
+	}
 }
 
 // expand replaces $HOME and other environment variables in paths.
@@ -105,6 +114,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	c.BinDir = expand(c.BinDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
 	c.Accel = strings.ToLower(strings.TrimSpace(c.Accel))
+	c.Mgmt = strings.TrimSpace(c.Mgmt)
 	c.fill()
 	c.BulkDir = expand(c.BulkDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
@@ -124,6 +134,12 @@ func (c *Config) Validate() error {
 	case "auto", "kvm", "tcg":
 	default:
 		return fmt.Errorf("<accel> %q: use auto, kvm or tcg", c.Accel)
+	}
+	if _, err := mgmt.Parse(c.Mgmt); err != nil {
+		return err
+	}
+	if _, err := mgmt.ParseAllow(c.MgmtAllow); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(c.WorkDir) {
 		return fmt.Errorf("<work_dir> %q must be an absolute path", c.WorkDir)

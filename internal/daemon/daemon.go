@@ -61,6 +61,7 @@ type Daemon struct {
 	pos      map[posKey]position // graph_pos.go
 	capMu    sync.Mutex          // capture.go: guards capCount
 	capCount int                 // capture.go
+	mgmt     mgmtState           // mgmt.go
 
 	listeners []net.Listener
 	quit      chan struct{}
@@ -127,6 +128,10 @@ func (d *Daemon) Run() error {
 			return fmt.Errorf("control TCP %s: %v (another switch on this port? set <server_port> in the config)", addr, err)
 		}
 		d.listeners = append(d.listeners, tl)
+	}
+	if err := d.startMgmt(); err != nil {
+		closeAll()
+		return err
 	}
 	if err := os.WriteFile(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 		closeAll()

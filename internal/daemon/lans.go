@@ -35,6 +35,9 @@ func (d *Daemon) delLan(c *client, m *proto.Msg) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := mgmtGuard("", name); err != nil {
+		return nil, err
+	}
 	_, lans := d.Fab.Snapshot()
 	var ports []string
 	for _, l := range lans {
@@ -58,6 +61,9 @@ func (d *Daemon) AttachPort(port, lan string) error {
 	if err := proto.CheckName("lan", lan); err != nil {
 		return err
 	}
+	if err := mgmtGuard(port, lan); err != nil {
+		return err
+	}
 	existed := d.Fab.HasLan(lan)
 	if err := d.Fab.Attach(port, lan); err != nil {
 		if errors.Is(err, fabric.ErrNotFound) {
@@ -74,6 +80,9 @@ func (d *Daemon) AttachPort(port, lan string) error {
 
 // DetachPort takes a port off a lan and reports it.
 func (d *Daemon) DetachPort(port, lan string) error {
+	if err := mgmtGuard(port, lan); err != nil {
+		return err
+	}
 	if err := d.Fab.Detach(port, lan); err != nil {
 		if errors.Is(err, fabric.ErrNotFound) {
 			return fmt.Errorf("detach %s from %s: %v", port, lan, err)

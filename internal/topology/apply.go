@@ -37,6 +37,7 @@ func (s Step) Request(demo string) (string, map[string]string) {
 		set("rootfs", v.Rootfs)
 		set("kernel", v.Kernel)
 		set("transport", v.Transport)
+		set("mgmt_ip", v.MgmtIP)
 		set("demo", demo)
 		return "add_vm", a
 	case DelVM:

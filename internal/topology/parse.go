@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -378,6 +379,13 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.Transport = s
 			}
+		case "mgmt_ip":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errf(k.line, "%s<mgmt_ip> is %q; want an IPv4 address in the management network", ctx, s)
+				}
+				v.MgmtIP = s
+			}
 		case "eth":
 			v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
 		case "x":
@@ -389,7 +397,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {

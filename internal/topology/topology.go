@@ -41,6 +41,7 @@ type VM struct {
 	Rootfs    string
 	Kernel    string
 	Transport string // UML eth transport: bess or daemon
+	MgmtIP    string // mgmt0's address on the management network ("": derived)
 	Eths      []Eth
 	X, Y      *int
 	Line      int // where <VM> starts, for messages
