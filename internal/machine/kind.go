@@ -201,11 +201,8 @@ func EthSockets(s *Spec, suffix string) []string {
 }
 
 // MgmtSocket names the switch socket of s's mgmt0 (Dir/mgmt0+suffix),
-// or "" when s has no management address.
+// used once the daemon gives s a management address (after Check).
 func MgmtSocket(s *Spec, suffix string) string {
-	if s.Mgmt == "" {
-		return ""
-	}
 	return filepath.Join(s.Dir, "mgmt0"+suffix)
 }
 
