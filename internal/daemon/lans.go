@@ -8,21 +8,15 @@ import (
 	"cloonix/internal/proto"
 )
 
-func init() {
-	register("add_lan", (*Daemon).addLan)
-	register("del_lan", (*Daemon).delLan)
-	register("attach", (*Daemon).attach)
-	register("detach", (*Daemon).detach)
+// LansFeature is lans and attachments: add_lan, del_lan, attach, detach.
+func LansFeature() Feature {
+	return Feature{Name: "lans", Verbs: []Verb{
+		typed((*Daemon).addLan), typed((*Daemon).delLan), typed((*Daemon).attach), typed((*Daemon).detach),
+	}}
 }
 
-func (d *Daemon) addLan(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
-	if err := proto.CheckName("lan", name); err != nil {
-		return nil, err
-	}
+func (d *Daemon) addLan(c *client, r *proto.AddLan) (any, error) {
+	name := r.Name
 	if err := d.Fab.AddLan(name); err != nil {
 		return nil, fmt.Errorf("lan %q already exists", name)
 	}
@@ -30,11 +24,8 @@ func (d *Daemon) addLan(c *client, m *proto.Msg) ([]byte, error) {
 	return nil, nil
 }
 
-func (d *Daemon) delLan(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
+func (d *Daemon) delLan(c *client, r *proto.DelLan) (any, error) {
+	name := r.Name
 	_, lans := d.Fab.Snapshot()
 	var ports []string
 	for _, l := range lans {
@@ -87,26 +78,10 @@ func (d *Daemon) DetachPort(port, lan string) error {
 	return nil
 }
 
-func (d *Daemon) attach(c *client, m *proto.Msg) ([]byte, error) {
-	port, err := need(m, "port")
-	if err != nil {
-		return nil, err
-	}
-	lan, err := need(m, "lan")
-	if err != nil {
-		return nil, err
-	}
-	return nil, d.AttachPort(port, lan)
+func (d *Daemon) attach(c *client, r *proto.Attach) (any, error) {
+	return nil, d.AttachPort(r.Port, r.Lan)
 }
 
-func (d *Daemon) detach(c *client, m *proto.Msg) ([]byte, error) {
-	port, err := need(m, "port")
-	if err != nil {
-		return nil, err
-	}
-	lan, err := need(m, "lan")
-	if err != nil {
-		return nil, err
-	}
-	return nil, d.DetachPort(port, lan)
+func (d *Daemon) detach(c *client, r *proto.Detach) (any, error) {
+	return nil, d.DetachPort(r.Port, r.Lan)
 }
