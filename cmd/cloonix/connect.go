@@ -31,12 +31,12 @@ func connect() (*proto.Client, error) {
 	return proto.Dial("unix:"+cfg.ServerName, cfg.Password)
 }
 
-// call is connect + one request.
-func call(verb string, args map[string]string) ([]byte, error) {
+// do is connect + one typed request; reply (if not nil) gets its payload.
+func do(req proto.Request, reply any) error {
 	c, err := connect()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.Close()
-	return c.Call(verb, args)
+	return c.Do(req, reply)
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -37,43 +34,25 @@ With --stdin, cloonix's standard input is sent to CMD. A guest still booting is 
 				return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
 			}
 		}
-		var inner bytes.Buffer
-		for _, a := range args[1:] {
-			inner.WriteString("<arg>")
-			_ = xml.EscapeText(&inner, []byte(a))
-			inner.WriteString("</arg>")
-		}
+		req := &proto.Exec{Name: args[0], Args: args[1:]}
 		if execStdin {
 			in, err := io.ReadAll(os.Stdin)
 			if err != nil {
 				return err
 			}
-			inner.WriteString("<stdin>" + base64.StdEncoding.EncodeToString(in) + "</stdin>")
+			req.Stdin = base64.StdEncoding.EncodeToString(in)
 		}
-		attrs := map[string]string{"name": args[0]}
 		if execTimeout > 0 {
-			attrs["timeout"] = strconv.Itoa(execTimeout)
+			req.Timeout = proto.Int(execTimeout)
 		}
 		c, err := connect()
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		r, err := c.Send("exec", attrs, inner.Bytes())
-		if err != nil {
+		var res proto.ExecReply
+		if err := c.Do(req, &res); err != nil {
 			return err
-		}
-		if err := proto.ReplyError(r); err != nil {
-			return err
-		}
-		var res struct {
-			Code      int    `xml:"code,attr"`
-			Truncated bool   `xml:"truncated,attr"`
-			Stdout    string `xml:"stdout"`
-			Stderr    string `xml:"stderr"`
-		}
-		if err := xml.Unmarshal(r.Inner, &res); err != nil {
-			return fmt.Errorf("exec: bad reply from the switch: %v", err)
 		}
 		out, err1 := base64.StdEncoding.DecodeString(res.Stdout)
 		errb, err2 := base64.StdEncoding.DecodeString(res.Stderr)

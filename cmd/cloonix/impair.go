@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -40,31 +39,31 @@ frame crossing the lan is impaired once. The settings replace the previous ones 
 direction; "clear" removes them. With no settings the current ones and counters are shown.`,
 	Args: cobra.MinimumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		a := map[string]string{}
+		req := &proto.Impair{}
 		switch {
 		case impIsPort && impLan:
 			return errors.New("impair: --port and --lan exclude each other")
 		case impIsPort:
-			a["port"] = args[0]
+			req.Port = args[0]
 		case impLan:
-			a["lan"] = args[0]
+			req.Lan = args[0]
 		default:
-			a["name"] = args[0]
+			req.Name = args[0]
 		}
 		switch {
 		case impIn && impOut:
-			a["dir"] = "both"
+			req.Dir = "both"
 		case impIn:
-			a["dir"] = "in"
+			req.Dir = "in"
 		case impOut:
-			a["dir"] = "out"
+			req.Dir = "out"
 		}
 		words := args[1:]
 		if len(words) == 1 && words[0] == "clear" {
 			if impSeed != "" {
 				return errors.New("impair: --seed goes with settings, not clear")
 			}
-			a["clear"] = "true"
+			req.Clear = true
 		} else {
 			for _, w := range words {
 				if w == "clear" {
@@ -81,30 +80,16 @@ direction; "clear" removes them. With no settings the current ones and counters 
 				words = append(words, "seed="+impSeed)
 			}
 			if len(words) > 0 {
-				a["spec"] = strings.Join(words, " ")
+				req.Spec = strings.Join(words, " ")
 			}
 		}
-		out, err := call("impair", a)
-		if err != nil {
+		var r proto.ImpairReply
+		if err := do(req, &r); err != nil {
 			return err
-		}
-		var r struct {
-			Ports []struct {
-				Port       string `xml:"port,attr"`
-				Impair     string `xml:"impair,attr"`
-				Lost       string `xml:"lost,attr"`
-				Duplicated string `xml:"duplicated,attr"`
-				Corrupted  string `xml:"corrupted,attr"`
-				Overflow   string `xml:"overflow,attr"`
-				Down       string `xml:"down,attr"`
-			} `xml:"impaired"`
-		}
-		if err := xml.Unmarshal(append(append([]byte("<r>"), out...), "</r>"...), &r); err != nil {
-			return fmt.Errorf("impair: bad reply from the switch: %v", err)
 		}
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		defer w.Flush()
-		show := a["spec"] == "" && a["clear"] == ""
+		show := req.Spec == "" && !req.Clear
 		if show {
 			fmt.Fprintln(w, "PORT\tIMPAIR\tLOST\tDUPLICATED\tCORRUPTED\tOVERFLOW\tDOWN")
 		}
@@ -114,13 +99,21 @@ direction; "clear" removes them. With no settings the current ones and counters 
 				imp = "-"
 			}
 			if show {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Port, imp, p.Lost, p.Duplicated, p.Corrupted, p.Overflow, p.Down)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Port, imp, count(p.Lost), count(p.Duplicated), count(p.Corrupted), count(p.Overflow), count(p.Down))
 			} else {
 				fmt.Fprintf(w, "%s\t%s\n", p.Port, imp)
 			}
 		}
 		return nil
 	},
+}
+
+// count prints a counter of impair's reply ("-" when not given).
+func count(n *uint64) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*n, 10)
 }
 
 func init() {

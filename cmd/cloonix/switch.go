@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -115,15 +114,11 @@ var stopCmd = &cobra.Command{
 		// The pid, to wait for the process itself and not only for the
 		// connection to close.
 		pid := 0
-		if out, err := c.Call("ping", nil); err == nil {
-			var pong struct {
-				Pid int `xml:"pid,attr"`
-			}
-			if xml.Unmarshal(out, &pong) == nil {
-				pid = pong.Pid
-			}
+		var pong proto.Pong
+		if c.Do(proto.Ping, &pong) == nil {
+			pid = pong.Pid
 		}
-		if _, err := c.Call("stop", nil); err != nil {
+		if err := c.Do(proto.Stop, nil); err != nil {
 			c.Close()
 			return err
 		}

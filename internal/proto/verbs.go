@@ -49,11 +49,13 @@ func EncodeRequest(r Request) (map[string]string, []byte, error) {
 	return m.Attrs, m.Inner, nil
 }
 
-// DecodeRequest fills r from message m (its id left out) and validates it.
+// DecodeRequest fills r from message m and validates it. The id and
+// empty attributes are left out: an empty value means "the default", as
+// it always did.
 func DecodeRequest(m *Msg, r Request) error {
 	c := &Msg{Name: m.Name, Attrs: make(map[string]string, len(m.Attrs)), Inner: m.Inner}
 	for k, v := range m.Attrs {
-		if k != "id" {
+		if k != "id" && v != "" {
 			c.Attrs[k] = v
 		}
 	}

@@ -214,6 +214,7 @@ type ForwardDel struct {
 	Name    string   `xml:"name,attr"`
 	Proto   string   `xml:"proto,attr,omitempty"`
 	Host    string   `xml:"host,attr,omitempty"`
+	Guest   string   `xml:"guest,attr,omitempty"` // optional: the forward is known by proto and host
 }
 
 func (ForwardDel) Verb() string      { return "forward_del" }
