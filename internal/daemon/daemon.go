@@ -81,7 +81,23 @@ func NewWith(cfg *config.Config, feats ...Feature) *Daemon {
 		}
 		d.Emit(t, "name", port)
 	}
-	d.Fab.OnLan = d.vdeLanChanged // vde.go
+	// Lan and membership events come from the fabric's hooks, so every
+	// change reports itself whoever made it.
+	d.Fab.OnLan = func(lan string, up bool) {
+		if up {
+			d.Emit("lan_added", "name", lan)
+		} else {
+			d.Emit("lan_deleted", "name", lan)
+		}
+		d.vdeLanChanged(lan, up) // vde.go
+	}
+	d.Fab.OnMember = func(port, lan string, on bool) {
+		if on {
+			d.Emit("attached", "port", port, "lan", lan)
+		} else {
+			d.Emit("detached", "port", port, "lan", lan)
+		}
+	}
 	return d
 }
 

@@ -20,26 +20,14 @@ func (d *Daemon) addLan(c *client, r *proto.AddLan) (any, error) {
 	if err := d.Fab.AddLan(name); err != nil {
 		return nil, fmt.Errorf("lan %q already exists", name)
 	}
-	d.Emit("lan_added", "name", name)
 	return nil, nil
 }
 
 func (d *Daemon) delLan(c *client, r *proto.DelLan) (any, error) {
 	name := r.Name
-	_, lans := d.Fab.Snapshot()
-	var ports []string
-	for _, l := range lans {
-		if l.Name == name {
-			ports = l.Ports
-		}
-	}
 	if err := d.Fab.DelLan(name); err != nil {
 		return nil, fmt.Errorf("lan %q: no such lan", name)
 	}
-	for _, p := range ports {
-		d.Emit("detached", "port", p, "lan", name)
-	}
-	d.Emit("lan_deleted", "name", name)
 	return nil, nil
 }
 
@@ -49,17 +37,12 @@ func (d *Daemon) AttachPort(port, lan string) error {
 	if err := proto.CheckName("lan", lan); err != nil {
 		return err
 	}
-	existed := d.Fab.HasLan(lan)
 	if err := d.Fab.Attach(port, lan); err != nil {
 		if errors.Is(err, fabric.ErrNotFound) {
 			return fmt.Errorf("port %q: no such port (VM:ethN, a tux or a raw port; see `cloonix ctrl list`)", port)
 		}
 		return err
 	}
-	if !existed {
-		d.Emit("lan_added", "name", lan)
-	}
-	d.Emit("attached", "port", port, "lan", lan)
 	return nil
 }
 
@@ -70,10 +53,6 @@ func (d *Daemon) DetachPort(port, lan string) error {
 			return fmt.Errorf("detach %s from %s: %v", port, lan, err)
 		}
 		return err
-	}
-	d.Emit("detached", "port", port, "lan", lan)
-	if !d.Fab.HasLan(lan) {
-		d.Emit("lan_deleted", "name", lan)
 	}
 	return nil
 }

@@ -65,21 +65,8 @@ func (d *Daemon) DelPort(name string) error {
 	if p == nil {
 		return fmt.Errorf("port %q: no such port", name)
 	}
-	ports, _ := d.Fab.Snapshot()
-	var lans []string
-	for _, pi := range ports {
-		if pi.Name == name {
-			lans = pi.Lans
-		}
-	}
 	if err := d.Fab.DelPort(name); err != nil {
 		return err
-	}
-	for _, l := range lans {
-		d.Emit("detached", "port", name, "lan", l)
-		if !d.Fab.HasLan(l) {
-			d.Emit("lan_deleted", "name", l)
-		}
 	}
 	d.Emit("port_deleted", "name", name)
 	return nil
