@@ -39,83 +39,7 @@ shows the lan live. The capture ends with --count, --duration or Ctrl-C; a busy 
 never slowed by it: frames the capture cannot keep up with are dropped from the capture
 and reported at the end (and in the file's interface statistics).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.file == "" {
-				return errors.New("capture: give -w FILE, or -w - for stdout")
-			}
-			req := &proto.Capture{}
-			switch {
-			case o.isPort && o.isLan:
-				return errors.New("capture: --port and --lan exclude each other")
-			case o.isPort:
-				req.Port = args[0]
-			case o.isLan:
-				req.Lan = args[0]
-			default:
-				req.Name = args[0]
-			}
-			if o.count < 0 || o.duration < 0 {
-				return errors.New("capture: --count and --duration cannot be negative")
-			}
-			if o.count > 0 {
-				req.Count = proto.Int(o.count)
-			}
-			if o.duration > 0 {
-				req.Duration = o.duration.String()
-			}
-			if o.queue > 0 {
-				req.Queue = proto.Int(o.queue)
-			}
-			server, pw, err := serverAndPassword()
-			if err != nil {
-				return err
-			}
-			var out io.Writer = os.Stdout
-			if o.file != "-" {
-				f, err := os.Create(o.file)
-				if err != nil {
-					return fmt.Errorf("capture: %v", err)
-				}
-				defer f.Close()
-				out = f
-			}
-			s, err := proto.DialCapture(server, pw, req)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() {
-				<-sig
-				// Ask the switch to finish: it sends what it holds and
-				// the summary. A second signal leaves at once.
-				_ = s.Stop()
-				<-sig
-				os.Exit(130)
-			}()
-			_, err = io.Copy(out, s)
-			if err != nil {
-				return fmt.Errorf("capture %s: %v", args[0], err)
-			}
-			if f, ok := out.(*os.File); ok && f != os.Stdout {
-				if err := f.Close(); err != nil {
-					return fmt.Errorf("capture: %s: %v", o.file, err)
-				}
-			}
-			if e := s.End(); e != nil {
-				msg := fmt.Sprintf("capture %s: %d frames", args[0], e.Frames)
-				if o.file != "-" {
-					msg += " to " + o.file
-				}
-				msg += fmt.Sprintf(", %d dropped by the capture (%s)", e.Dropped, e.Reason)
-				fmt.Fprintln(os.Stderr, msg)
-				if strings.HasPrefix(e.Reason, "port ") {
-					return errors.New(e.Reason)
-				}
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(args) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "write", "w", "", "pcapng file to write, or - for stdout")
@@ -143,6 +67,85 @@ func serverAndPassword() (string, string, error) {
 		return "", "", err
 	}
 	return "unix:" + cfg.ServerName, cfg.Password, nil
+}
+
+// run captures what args names into o.file.
+func (o *captureOptions) run(args []string) error {
+	if o.file == "" {
+		return errors.New("capture: give -w FILE, or -w - for stdout")
+	}
+	req := &proto.Capture{}
+	switch {
+	case o.isPort && o.isLan:
+		return errors.New("capture: --port and --lan exclude each other")
+	case o.isPort:
+		req.Port = args[0]
+	case o.isLan:
+		req.Lan = args[0]
+	default:
+		req.Name = args[0]
+	}
+	if o.count < 0 || o.duration < 0 {
+		return errors.New("capture: --count and --duration cannot be negative")
+	}
+	if o.count > 0 {
+		req.Count = proto.Int(o.count)
+	}
+	if o.duration > 0 {
+		req.Duration = o.duration.String()
+	}
+	if o.queue > 0 {
+		req.Queue = proto.Int(o.queue)
+	}
+	server, pw, err := serverAndPassword()
+	if err != nil {
+		return err
+	}
+	var out io.Writer = os.Stdout
+	if o.file != "-" {
+		f, err := os.Create(o.file)
+		if err != nil {
+			return fmt.Errorf("capture: %v", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	s, err := proto.DialCapture(server, pw, req)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		// Ask the switch to finish: it sends what it holds and
+		// the summary. A second signal leaves at once.
+		_ = s.Stop()
+		<-sig
+		os.Exit(130)
+	}()
+	_, err = io.Copy(out, s)
+	if err != nil {
+		return fmt.Errorf("capture %s: %v", args[0], err)
+	}
+	if f, ok := out.(*os.File); ok && f != os.Stdout {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("capture: %s: %v", o.file, err)
+		}
+	}
+	if e := s.End(); e != nil {
+		msg := fmt.Sprintf("capture %s: %d frames", args[0], e.Frames)
+		if o.file != "-" {
+			msg += " to " + o.file
+		}
+		msg += fmt.Sprintf(", %d dropped by the capture (%s)", e.Dropped, e.Reason)
+		fmt.Fprintln(os.Stderr, msg)
+		if strings.HasPrefix(e.Reason, "port ") {
+			return errors.New(e.Reason)
+		}
+	}
+	return nil
 }
 
 func init() {
