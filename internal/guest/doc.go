@@ -10,11 +10,12 @@
 //     (ApplyOnce, Serve). It mounts what the guest needs, loads modules,
 //     names the eths eth0, eth1, ... in order, applies the CD once and
 //     serves the agent line;
-//   - the agent line (proto.go): length-prefixed frames on a serial line,
+//   - the agent line (proto.go): framed messages (magic, request id,
+//     length, CRC) on a serial line that may carry noise,
 //     with Server (the guest end: ping and exec in process groups) and
 //     Client (the host end, used by internal/machine for `cloonix exec`
 //     and the boot wait).
 //
-// The guest half runs inside guests, so the package imports only the
-// standard library; the host uses WriteCD and Client.
+// The guest half runs inside guests, so the package imports no other
+// cloonix package; the host uses WriteCD and Client.
 package guest
