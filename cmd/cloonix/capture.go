@@ -53,14 +53,14 @@ and reported at the end (and in the file's interface statistics).`,
 
 // serverAndPassword is what connect uses: --server or the config.
 func serverAndPassword() (string, string, error) {
-	if flagServer != "" {
+	if rootOpts.server != "" {
 		pw := os.Getenv("CLOONIX_PASSWORD")
-		if pw == "" && strings.HasPrefix(flagServer, "tcp:") {
+		if pw == "" && strings.HasPrefix(rootOpts.server, "tcp:") {
 			if cfg, err := loadConfig(); err == nil {
 				pw = cfg.Password
 			}
 		}
-		return flagServer, pw, nil
+		return rootOpts.server, pw, nil
 	}
 	cfg, err := loadConfig()
 	if err != nil {

@@ -10,19 +10,19 @@ import (
 
 // loadConfig reads -c (or the default), without creating it.
 func loadConfig() (*config.Config, error) {
-	return config.Load(flagConfig, false)
+	return config.Load(rootOpts.config, false)
 }
 
 // connect dials the switch named by --server or the config.
 func connect() (*proto.Client, error) {
-	if flagServer != "" {
+	if rootOpts.server != "" {
 		pw := os.Getenv("CLOONIX_PASSWORD")
-		if pw == "" && strings.HasPrefix(flagServer, "tcp:") {
+		if pw == "" && strings.HasPrefix(rootOpts.server, "tcp:") {
 			if cfg, err := loadConfig(); err == nil {
 				pw = cfg.Password
 			}
 		}
-		return proto.Dial(flagServer, pw)
+		return proto.Dial(rootOpts.server, pw)
 	}
 	cfg, err := loadConfig()
 	if err != nil {

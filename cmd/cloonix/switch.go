@@ -19,7 +19,7 @@ var switchCmd = &cobra.Command{
 	Short: "run the switch in the foreground (what start runs); logs go to stderr",
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(flagConfig, createDefault())
+		cfg, err := config.Load(rootOpts.config, createDefault())
 		if err != nil {
 			return err
 		}
@@ -41,7 +41,7 @@ var startCmd = &cobra.Command{
 		"the default config is written to ~/.config/cloonix/config.xml with a random password.",
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(flagConfig, createDefault())
+		cfg, err := config.Load(rootOpts.config, createDefault())
 		if err != nil {
 			return err
 		}
@@ -72,18 +72,18 @@ var stopCmd = &cobra.Command{
 		cfg, cfgErr := loadConfig()
 		c, err := connect()
 		if err != nil {
-			if cfgErr == nil && flagServer == "" && daemon.CleanStale(cfg) {
+			if cfgErr == nil && rootOpts.server == "" && daemon.CleanStale(cfg) {
 				fmt.Println("switch was not running; removed its stale socket")
 				return nil
 			}
 			return err
 		}
 		// Only a local switch can be waited for by pid.
-		local := flagServer == "" || strings.HasPrefix(flagServer, "unix:")
+		local := rootOpts.server == "" || strings.HasPrefix(rootOpts.server, "unix:")
 		if err := daemon.StopSwitch(c, local); err != nil {
 			return err
 		}
-		if cfgErr == nil && flagServer == "" {
+		if cfgErr == nil && rootOpts.server == "" {
 			daemon.CleanStale(cfg)
 		}
 		fmt.Println("switch stopped")
@@ -98,9 +98,9 @@ func init() {
 // createDefault tells whether start/switch may write the default config:
 // with no -c, or with -c naming the default path itself (as make demo does).
 func createDefault() bool {
-	if flagConfig == "" {
+	if rootOpts.config == "" {
 		return true
 	}
-	abs, err := filepath.Abs(flagConfig)
+	abs, err := filepath.Abs(rootOpts.config)
 	return err == nil && abs == config.DefaultPath()
 }
