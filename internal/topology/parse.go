@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"cloonix/internal/machine"
 	"cloonix/internal/netem"
 	"cloonix/internal/proto"
 )
@@ -26,12 +25,12 @@ const maxDepth = 8
 const maxErrors = 20
 
 // Limits checked on values before anything reaches the switch: the
-// switch's own (add_vm's).
+// switch's own (internal/proto), so a file accepted here is one it takes.
 const (
-	MaxEths = machine.MaxEths
-	MinMem  = machine.MinMem // MB
-	MaxMem  = machine.MaxMem // MB
-	MaxCPU  = machine.MaxCPU
+	MaxEths = proto.MaxEths
+	MinMem  = proto.MinMem // MB
+	MaxMem  = proto.MaxMem // MB
+	MaxCPU  = proto.MaxCPU
 )
 
 // Error is one problem in a file: where, and what.
