@@ -33,7 +33,7 @@ var (
 
 var fconfLoadCmd = &cobra.Command{
 	Use:   "load PATH",
-	Short: "make the running lab match a topology file, or a demo folder holding `topology`",
+	Short: "make the running lab match a topology file, a demo folder, a Kathará lab or a containerlab topology",
 	Long: "load checks the whole file (and the demo folder around it) before changing anything, then\n" +
 		"applies only the difference to the running lab: new lans, tux and VMs are added (VMs boot in\n" +
 		"parallel), lan changes are made live without rebooting anyone, VMs and tux not in the file are\n" +
@@ -77,7 +77,7 @@ var fconfSaveCmd = &cobra.Command{
 func fconfLoad(path string, out io.Writer) error {
 	// Everything about the file is checked before the switch is asked
 	// anything, so a bad file changes nothing.
-	demo, err := topology.Load(path)
+	demo, err := loadDemo(path, out)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,13 @@ func fconfLoad(path string, out io.Writer) error {
 		return err
 	}
 	plan := topology.DiffWith(lab, demo.Topology, topology.Options{Add: fconfAdd})
+	plan.WaitReady = func(names []string) error { // <after>: boot order
+		failed, err := waitGuests(c, names, fconfTimeout, out, false, nil)
+		if err == nil && len(failed) > 0 {
+			err = fmt.Errorf("not ready: %s", strings.Join(failed, ", "))
+		}
+		return err
+	}
 	if fconfPlan {
 		fmt.Fprint(out, plan.String())
 		for _, k := range plan.Keep {

@@ -109,6 +109,10 @@ func (s Step) String() string {
 // topology.
 type Plan struct {
 	Steps []Step
+	// WaitReady, when set, is called by Apply before adding a VM whose
+	// <after> names VMs this plan added, with those names; it returns
+	// once they are ready, or an error that stops the apply.
+	WaitReady func(names []string) error
 	// Keep lists what the file does not describe and the plan leaves
 	// alone (raw ports, the switch's default "nat"), for the user.
 	Keep []string

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"cloonix/internal/labfmt"
+	"cloonix/internal/topology"
+)
+
+var (
+	fconfAs     string
+	fconfImages []string
+)
+
+var fconfConvertCmd = &cobra.Command{
+	Use:   "convert SRC DIR",
+	Short: "write a Kathará lab folder or containerlab topology as a native demo folder",
+	Long: "convert reads a Kathará lab (a folder holding lab.conf) or a containerlab topology\n" +
+		"(FILE.clab.yml) and writes DIR: a topology file and files_to_add_in_NODE trees that\n" +
+		"`cloonix fconf load DIR` runs as the same lab (see docs/foreign-labs.md).",
+	Args: cobra.ExactArgs(2),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		if _, _, ok := labfmt.Detect(args[0]); !ok {
+			return fmt.Errorf("%s: neither a Kathará lab (a folder holding lab.conf) nor a containerlab topology (*.clab.yml)", args[0])
+		}
+		lab, err := readForeign(args[0])
+		if err != nil {
+			return err
+		}
+		if err := lab.Write(args[1], asType()); err != nil {
+			return err
+		}
+		fmt.Printf("converted %s lab %s: %d nodes to %s\n", lab.Format, args[0], len(lab.Nodes), args[1])
+		return nil
+	},
+}
+
+func asType() string {
+	if fconfAs == "" {
+		return labfmt.DefaultAs()
+	}
+	return fconfAs
+}
+
+// readForeign parses a foreign lab with the image map of the config and
+// --image, and prints its warnings.
+func readForeign(path string) (*labfmt.Lab, error) {
+	images := map[string]string{}
+	if cfg, err := loadConfig(); err == nil {
+		if m, err := cfg.Images(); err == nil {
+			images = m
+		}
+	}
+	for _, s := range fconfImages {
+		if err := labfmt.ParseImageFlag(images, s); err != nil {
+			return nil, err
+		}
+	}
+	lab, err := labfmt.Read(path, labfmt.Options{As: fconfAs, Images: images})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range lab.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	return lab, nil
+}
+
+// loadDemo reads a native topology or demo folder, or a foreign lab
+// converted into a demo folder of the user's cache (kept: the switch
+// reads a guest's demo files when it adds the guest). The lab is nil for
+// a native one.
+func loadDemo(path string, plan io.Writer) (*topology.Demo, error) {
+	if _, _, ok := labfmt.Detect(path); !ok {
+		if fconfAs != "" || len(fconfImages) > 0 {
+			return nil, fmt.Errorf("%s: --as and --image apply to Kathará and containerlab labs only", path)
+		}
+		return topology.Load(path)
+	}
+	lab, err := readForeign(path)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := convertedDir(lab)
+	if err != nil {
+		return nil, err
+	}
+	if err := lab.Write(dir, asType()); err != nil {
+		return nil, fmt.Errorf("converting %s into %s: %v", path, dir, err)
+	}
+	if fconfPlan {
+		fmt.Fprint(plan, lab.Plan())
+		fmt.Fprintf(plan, "converted into %s\n", dir)
+	}
+	return topology.Load(dir)
+}
+
+// convertedDir is where a foreign lab's demo folder lives while it runs:
+// one per source path, under the user's cache.
+func convertedDir(lab *labfmt.Lab) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	abs, _ := filepath.Abs(lab.Src)
+	sum := sha256.Sum256([]byte(abs))
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, lab.Name)
+	if name == "" {
+		name = filepath.Base(filepath.Dir(abs))
+	}
+	dir := filepath.Join(cache, "cloonix", "labs", lab.Format+"-"+name+"-"+hex.EncodeToString(sum[:4]))
+	return dir, os.MkdirAll(filepath.Dir(dir), 0o700)
+}
+
+func init() {
+	for _, c := range []*cobra.Command{fconfLoadCmd, fconfConvertCmd} {
+		c.Flags().StringVar(&fconfAs, "as", "", "Kathará/containerlab labs: run the nodes as cnt, uml or kvm (default "+labfmt.DefaultAs()+")")
+		c.Flags().StringArrayVar(&fconfImages, "image", nil, "Kathará/containerlab labs: run IMAGE as ROOTFS (IMAGE=ROOTFS, repeatable; wins over <image_map>)")
+	}
+	fconfCmd.AddCommand(fconfConvertCmd)
+}
