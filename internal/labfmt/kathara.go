@@ -152,10 +152,8 @@ func (p *kparser) line(ln int, s string) {
 	}
 	mapped, known := katharaOptions[arg]
 	switch {
-	case !known && arg != "" && arg[0] >= '0' && arg[0] <= '9':
-		p.errs.add("%s: %s[%s]: eth index %q is not a number", at, name, arg, arg)
 	case !known:
-		p.errs.add("%s: %s[%s]: %q is neither an eth index (a number) nor a Kathará option (image, mem, cpus, port, bridged, ipv6, exec, sysctl, env, ...)", at, name, arg, arg)
+		p.errs.add("%s: %s[%s]: eth index %q is not a number (nor a Kathará option: image, mem, cpus, port, bridged, ipv6, exec, sysctl, env, ...)", at, name, arg, arg)
 	case !mapped:
 		if !p.ignored[arg] {
 			p.ignored[arg] = true
