@@ -38,6 +38,9 @@ var fconfConvertCmd = &cobra.Command{
 		if err := lab.Write(args[1], asType()); err != nil {
 			return err
 		}
+		if _, err := topology.Load(args[1]); err != nil {
+			return fmt.Errorf("the converted folder does not load (a cloonix bug, please report it): %v", err)
+		}
 		fmt.Printf("converted %s lab %s: %d nodes to %s\n", lab.Format, args[0], len(lab.Nodes), args[1])
 		return nil
 	},
@@ -104,11 +107,18 @@ func loadDemo(path string, plan io.Writer) (*topology.Demo, error) {
 }
 
 // convertedDir is where a foreign lab's demo folder lives while it runs:
-// one per source path, under the user's cache.
+// one per source path, under the switch's work_dir (private to the user,
+// gone with the lab), else under the user's cache.
 func convertedDir(lab *labfmt.Lab) (string, error) {
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
+	var base string
+	if cfg, err := loadConfig(); err == nil && cfg.WorkDir != "" {
+		base = filepath.Join(cfg.WorkDir, "labs")
+	} else {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return "", err
+		}
+		base = filepath.Join(cache, "cloonix", "labs")
 	}
 	abs, _ := filepath.Abs(lab.Src)
 	sum := sha256.Sum256([]byte(abs))
@@ -121,8 +131,8 @@ func convertedDir(lab *labfmt.Lab) (string, error) {
 	if name == "" {
 		name = filepath.Base(filepath.Dir(abs))
 	}
-	dir := filepath.Join(cache, "cloonix", "labs", lab.Format+"-"+name+"-"+hex.EncodeToString(sum[:4]))
-	return dir, os.MkdirAll(filepath.Dir(dir), 0o700)
+	dir := filepath.Join(base, lab.Format+"-"+name+"-"+hex.EncodeToString(sum[:4]))
+	return dir, os.MkdirAll(base, 0o700)
 }
 
 func init() {
