@@ -249,7 +249,7 @@ func parseClab(file string, data []byte, opt Options) (*Lab, error) {
 		return nil, fmt.Errorf("%s: %v", file, err)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty; a containerlab topology has name: and topology:", file)
+		return nil, fmt.Errorf("%s: empty; a containerlab topology has a name and a topology section", file)
 	}
 	var topo *yaml.Node
 	for _, kv := range p.pairs(doc.Content[0], "the file") {
