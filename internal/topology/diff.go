@@ -66,6 +66,9 @@ func (s Step) String() string {
 			f = append(f, v.Rootfs)
 		}
 		f = append(f, fmt.Sprintf("%d eth", len(v.Eths)))
+		if len(v.After) > 0 {
+			f = append(f, "after "+strings.Join(v.After, " "))
+		}
 		fmt.Fprintf(&b, " (%s)", strings.Join(f, ", "))
 		if s.Why != "" {
 			fmt.Fprintf(&b, " [replaces the running one: %s]", s.Why)
