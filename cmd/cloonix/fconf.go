@@ -40,7 +40,9 @@ var fconfLoadCmd = &cobra.Command{
 		"removed, and a VM whose type, memory, cpu, image or eth count changed is replaced. It returns\n" +
 		"when every new guest is ready (exit 0) or names those that failed (exit 1).\n" +
 		"Raw ports and the switch's default slirp `nat` (when the file does not name it) are left alone;\n" +
-		"with --add, so is everything else the file does not name.",
+		"with --add, so is everything else the file does not name.\n" +
+		"PATH may also be a Kathará lab folder (holding lab.conf) or a containerlab FILE.clab.yml: it is\n" +
+		"converted into a demo folder first (see `fconf convert`, --as, --image and docs/foreign-labs.md).",
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		return fconfLoad(args[0], os.Stdout)
