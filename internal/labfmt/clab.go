@@ -56,13 +56,14 @@ type ndef struct {
 	memory, cpu   *yaml.Node
 	daemons       []string
 	hasDaemons    bool
+	waitFor       []*yaml.Node
 }
 
 // clabIgnored are containerlab node keys cloonix accepts and ignores.
 var clabIgnored = map[string]bool{
 	"type": true, "mgmt-ipv4": true, "mgmt-ipv6": true, "labels": true, "cmd": true, "entrypoint": true,
 	"user": true, "network-mode": true, "license": true, "publish": true, "restart-policy": true,
-	"image-pull-policy": true, "runtime": true, "wait-for": true, "stages": true, "healthcheck": true,
+	"image-pull-policy": true, "runtime": true, "stages": true, "healthcheck": true,
 	"dns": true, "certificate": true, "cpu-set": true, "shm-size": true, "devices": true, "cap-add": true,
 	"aliases": true, "enforce-startup-config": true, "suppress-startup-config": true, "auto-remove": true,
 	"startup-delay": true, "config": true, "mgmt-ipv4-address": true, "components": true, "sandbox": true,
@@ -159,6 +160,8 @@ func (p *cparser) ndef(n *yaml.Node, ctx string) *ndef {
 			d.sysctls = p.kv(v, ctx+" sysctls")
 		case "ports":
 			d.ports = p.list(v, ctx+" ports")
+		case "wait-for":
+			d.waitFor = p.list(v, ctx+" wait-for")
 		case "memory":
 			d.memory = v
 		case "cpu":
@@ -173,7 +176,7 @@ func (p *cparser) ndef(n *yaml.Node, ctx string) *ndef {
 				}
 				continue
 			}
-			p.errAt(kv[0], "%s: unknown key %q (cloonix reads kind, image, group, startup-config, binds, exec, env, sysctls, ports, memory, cpu, extras)", ctx, k)
+			p.errAt(kv[0], "%s: unknown key %q (cloonix reads kind, image, group, startup-config, binds, exec, env, sysctls, ports, memory, cpu, extras, wait-for)", ctx, k)
 		}
 	}
 	return d
@@ -319,8 +322,33 @@ func (p *cparser) topology(n *yaml.Node) {
 	if links != nil {
 		p.links(links, bridges)
 	}
+	p.waitFor()
 	p.lab.assignNat(&p.errs)
 	for _, nd := range p.lab.Nodes {
 		nd.Boot = p.clabBoot(nd, p.extra[nd])
+	}
+	if len(p.errs) == 0 {
+		nodes, err := bootOrder(p.lab.Nodes, p.file+": wait-for")
+		if err != nil {
+			p.errs.add("%v", err)
+		}
+		p.lab.Nodes = nodes
+	}
+}
+
+// waitFor turns wait-for into boot order: a node is added once the
+// nodes it waits for are ready.
+func (p *cparser) waitFor() {
+	for _, n := range p.lab.Nodes {
+		for _, w := range p.extra[n].waitFor {
+			switch {
+			case p.lab.Node(w.Value) == nil:
+				p.errAt(w, "node %s: wait-for %q: no such node", n.Name, w.Value)
+			case w.Value == n.Name:
+				p.errAt(w, "node %s waits for itself", n.Name)
+			default:
+				n.After = appendOnce(n.After, w.Value)
+			}
+		}
 	}
 }

@@ -18,11 +18,13 @@ type clabNode struct {
 	env     [][2]string
 	sysctls [][2]string
 	exec    []string
+	waitFor []*yaml.Node
 }
 
 // node merges a node's settings as containerlab does (node, then its
 // group, then its kind, then defaults: the first that sets a value wins;
-// env and sysctls merge key by key, binds by destination) and maps it.
+// env and sysctls merge key by key, binds by destination; exec and
+// wait-for add up, defaults' first) and maps it.
 func (p *cparser) node(name string, key *yaml.Node, d, defaults *ndef, kinds, groups map[string]*ndef, bridges map[string]bool) {
 	levels := []*ndef{d}
 	if d.group != "" {
@@ -63,11 +65,9 @@ func (p *cparser) node(name string, key *yaml.Node, d, defaults *ndef, kinds, gr
 		p.warnAt(key, "node %s: image %s is not in the image map; running it as %s (map it with --image %s=ROOTFS or <image_map>)", name, image, r, image)
 	}
 	cn := &clabNode{kind: kind}
-	for _, l := range levels {
-		if len(l.exec) > 0 {
-			cn.exec = l.exec
-			break
-		}
+	for i := len(levels) - 1; i >= 0; i-- {
+		cn.exec = append(cn.exec, levels[i].exec...)
+		cn.waitFor = append(cn.waitFor, levels[i].waitFor...)
 	}
 	cn.env = mergeKV(levels, func(x *ndef) [][2]string { return x.env })
 	cn.sysctls = mergeKV(levels, func(x *ndef) [][2]string { return x.sysctls })

@@ -35,11 +35,14 @@ func TestClabDemo(t *testing.T) {
 		t.Errorf("r1 boot:\n%s", r1.Boot)
 	}
 	h2 := lab.Node("h2")
+	if h1 := lab.Node("h1"); !reflect.DeepEqual(h1.After, []string{"r1"}) {
+		t.Errorf("h1 = %+v", h1)
+	}
 	if h2.Eths[1] != "h2_eth1-r3_eth3" || h2.Mem != 192 {
 		t.Errorf("h2 = %+v", h2)
 	}
-	// The node's exec replaces its group's; commands keep their order.
-	if strings.Count(h2.Boot, "/bin/sh -c") != 3 || !strings.Contains(h2.Boot, "'ip addr add 192.168.3.10/24 dev eth1'\n/bin/sh -c 'ip link set eth1 up'\n/bin/sh -c 'ip route add") {
+	// The group's exec, then the node's, in order.
+	if strings.Count(h2.Boot, "/bin/sh -c") != 3 || !strings.Contains(h2.Boot, "/bin/sh -c 'ip link set eth1 up'\n/bin/sh -c 'ip addr add 192.168.3.10/24 dev eth1'\n/bin/sh -c 'ip route add") {
 		t.Errorf("h2 boot:\n%s", h2.Boot)
 	}
 	if top := lab.Topology("cnt"); top.VMs[0].Type != "cnt" || top.Tux[0].Name != NatTux || top.VMs[0].Eths[0].Lans[0] != NatLan {
@@ -128,6 +131,8 @@ func TestClabErrors(t *testing.T) {
 		{"daemon", "name: e\ntopology:\n  nodes:\n    r1: {kind: frr, extras: {frr: {daemons: [ospfd, nod]}}}\n", `e.clab.yml:4:53: node r1: extras.frr.daemons: "nod" is not an FRR daemon`},
 		{"no topology", "name: e\n", "e.clab.yml: no topology: section"},
 		{"memory", "name: e\ntopology:\n  nodes:\n    r1: {kind: linux, memory: lots}\n", "e.clab.yml:4:31: node r1: memory"},
+		{"wait-for", "name: e\ntopology:\n  nodes:\n    r1: {kind: linux, wait-for: [r9]}\n", `e.clab.yml:4:34: node r1: wait-for "r9": no such node`},
+		{"wait cycle", "name: e\ntopology:\n  nodes:\n    a: {kind: linux, wait-for: [b]}\n    b: {kind: linux, wait-for: [a]}\n", "e.clab.yml: wait-for: boot dependencies form a cycle: a -> b -> a"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
