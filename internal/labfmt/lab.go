@@ -136,10 +136,25 @@ func Read(path string, opt Options) (*Lab, error) {
 				return nil, err
 			}
 			lab.Format = f.name()
+			lab.memFloor()
 			return lab, nil
 		}
 	}
 	return nil, fmt.Errorf("%s: neither a Kathará lab (a folder holding lab.conf) nor a containerlab topology (*.clab.yml)", path)
+}
+
+// minMem is the least memory (MB) a rootfs boots with; containers run
+// in far less than a UML or QEMU guest needs.
+var minMem = map[string]int{"debian-frr": 192}
+
+// memFloor raises memory sizes the node's rootfs cannot boot with.
+func (l *Lab) memFloor() {
+	for _, n := range l.Nodes {
+		if m := minMem[n.Rootfs]; n.Mem > 0 && n.Mem < m {
+			l.Warnings = append(l.Warnings, fmt.Sprintf("%s: node %s: %d MB is too little for %s; given %d MB", l.Src, n.Name, n.Mem, n.Rootfs, m))
+			n.Mem = m
+		}
+	}
 }
 
 // errList gathers a file's errors so the user sees them all at once.

@@ -103,6 +103,8 @@ b[0]="L1/02:00:00:00:00:01"
 b[port]=2222:22
 b[image]=acme/router:1
 b[shell]=/bin/bash
+c[0]=L1
+c[mem]=64m
 `)
 	lab, err := Read(dir, Options{Images: map[string]string{"acme/router": "busybox"}})
 	if err != nil {
@@ -123,8 +125,8 @@ b[shell]=/bin/bash
 	if len(top.VMs[0].Eths) != 3 || top.VMs[0].Eths[0].Lans != nil || top.VMs[0].Eths[2].Lans[0] != NatLan || top.VMs[0].Type != "kvm" {
 		t.Errorf("a's eths %+v", top.VMs[0])
 	}
-	if len(lab.Warnings) != 2 {
-		t.Errorf("warnings %q", lab.Warnings)
+	if c := lab.Node("c"); c.Mem != 192 || len(lab.Warnings) != 3 || !strings.Contains(strings.Join(lab.Warnings, "\n"), "node c: 64 MB is too little for debian-frr; given 192 MB") {
+		t.Errorf("c %+v, warnings %q", c, lab.Warnings)
 	}
 	roundTrip(t, lab, map[string][]string{"a": {BootScript}})
 }
