@@ -26,20 +26,24 @@ var fconfCmd = &cobra.Command{
 type fconfOptions struct {
 	plan, add bool
 	timeout   time.Duration
+	as        string   // foreign labs: cnt, uml or kvm
+	images    []string // foreign labs: IMAGE=ROOTFS
 }
 
 var fconfOpts fconfOptions
 
 var fconfLoadCmd = &cobra.Command{
 	Use:   "load PATH",
-	Short: "make the running lab match a topology file, or a demo folder holding `topology`",
+	Short: "make the running lab match a topology file, a demo folder, a Kathará lab or a containerlab topology",
 	Long: "load checks the whole file (and the demo folder around it) before changing anything, then\n" +
 		"applies only the difference to the running lab: new lans, tux and VMs are added (VMs boot in\n" +
 		"parallel), lan changes are made live without rebooting anyone, VMs and tux not in the file are\n" +
 		"removed, and a VM whose type, memory, cpu, image or eth count changed is replaced. It returns\n" +
 		"when every new guest is ready (exit 0) or names those that failed (exit 1).\n" +
 		"Raw ports and the switch's default slirp `nat` (when the file does not name it) are left alone;\n" +
-		"with --add, so is everything else the file does not name.",
+		"with --add, so is everything else the file does not name.\n" +
+		"PATH may also be a Kathará lab folder (holding lab.conf) or a containerlab FILE.clab.yml: it is\n" +
+		"converted into a demo folder first (see `fconf convert`, --as, --image and docs/foreign-labs.md).",
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		return fconfLoad(args[0], os.Stdout, fconfOpts)
@@ -76,7 +80,7 @@ var fconfSaveCmd = &cobra.Command{
 func fconfLoad(path string, out io.Writer, o fconfOptions) error {
 	// Everything about the file is checked before the switch is asked
 	// anything, so a bad file changes nothing.
-	demo, err := topology.Load(path)
+	demo, err := loadDemo(path, out, o)
 	if err != nil {
 		return err
 	}
@@ -93,6 +97,13 @@ func fconfLoad(path string, out io.Writer, o fconfOptions) error {
 		return err
 	}
 	plan := topology.DiffWith(lab, demo.Topology, topology.Options{Add: o.add})
+	plan.WaitReady = func(names []string) error { // <after>: boot order
+		failed, err := topology.WaitGuests(context.Background(), c, names, topology.WaitOptions{Timeout: o.timeout, Out: out})
+		if err == nil && len(failed) > 0 {
+			err = fmt.Errorf("not ready: %s", strings.Join(failed, ", "))
+		}
+		return err
+	}
 	if o.plan {
 		fmt.Fprint(out, plan.String())
 		for _, k := range plan.Keep {

@@ -105,7 +105,23 @@ func (e *ApplyError) Error() string {
 // nothing changed.
 func (p *Plan) Apply(c Caller, demo string, progress func(Step)) error {
 	var done []Step
+	added := map[string]bool{}
 	for _, s := range p.Steps {
+		if s.Op == AddVM && p.WaitReady != nil {
+			// <after>: the VMs this one follows must be ready first.
+			var wait []string
+			for _, a := range s.VM.After {
+				if added[a] {
+					wait = append(wait, a)
+				}
+			}
+			if len(wait) > 0 {
+				if err := p.WaitReady(wait); err != nil {
+					return &ApplyError{Step: s, Err: fmt.Errorf("waiting for %s: %v", strings.Join(wait, ", "), err), Done: done}
+				}
+			}
+			added[s.Name] = true
+		}
 		if progress != nil {
 			progress(s)
 		}

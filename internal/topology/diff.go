@@ -66,6 +66,9 @@ func (s Step) String() string {
 			f = append(f, v.Rootfs)
 		}
 		f = append(f, fmt.Sprintf("%d eth", len(v.Eths)))
+		if len(v.After) > 0 {
+			f = append(f, "after "+strings.Join(v.After, " "))
+		}
 		fmt.Fprintf(&b, " (%s)", strings.Join(f, ", "))
 		if s.Why != "" {
 			fmt.Fprintf(&b, " [replaces the running one: %s]", s.Why)
@@ -109,6 +112,10 @@ func (s Step) String() string {
 // topology.
 type Plan struct {
 	Steps []Step
+	// WaitReady, when set, is called by Apply before adding a VM whose
+	// <after> names VMs this plan added, with those names; it returns
+	// once they are ready, or an error that stops the apply.
+	WaitReady func(names []string) error
 	// Keep lists what the file does not describe and the plan leaves
 	// alone (raw ports, the switch's default "nat"), for the user.
 	Keep []string
