@@ -7,6 +7,8 @@ require (
 	go.yaml.in/yaml/v4 v4.0.0
 )
 
+require gopkg.in/yaml.v3 v3.0.1
+
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/apparentlymart/go-cidr v1.1.1 // indirect

@@ -68,11 +68,6 @@ func umlKernel(s *Spec) (err error) {
 	}
 	if p := filepath.Join(s.Host.BulkDir, "linux.uml"); fileExists(p) {
 		s.Kernel = p
-		// bulk build switches xstate off in its copy whenever the host's
-		// size differs from the binary's (internal/bulk/uml.go): that
-		// copy keeps no AVX state, so its guests must avoid AVX too
-		// (sshd's RSA signatures through OpenSSL's AVX code failed).
-		s.NoAVX = s.NoAVX || xstateDiffers()
 	} else {
 		s.XstateFilter = s.NoAVX
 	}

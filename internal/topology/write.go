@@ -44,6 +44,9 @@ func (t *Topology) Bytes() []byte {
 		if v.MgmtIP != "" {
 			leaf(&b, 2, "mgmt_ip", v.MgmtIP)
 		}
+		for _, a := range v.After {
+			leaf(&b, 2, "after", a)
+		}
 		pos(&b, 2, v.X, v.Y)
 		for _, e := range v.Eths {
 			b.WriteString("    <eth>")
