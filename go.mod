@@ -7,7 +7,18 @@ require (
 	go.yaml.in/yaml/v4 v4.0.0
 )
 
-require gopkg.in/yaml.v3 v3.0.1
+require (
+	github.com/getkin/kin-openapi v0.153.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/go-openapi/jsonpointer v0.22.5 // indirect
+	github.com/go-openapi/swag/jsonname v0.25.5 // indirect
+	github.com/kr/pretty v0.3.1 // indirect
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
+	golang.org/x/text v0.36.0 // indirect
+)
 
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect

@@ -114,7 +114,9 @@ func fail(w http.ResponseWriter, code int, err error) {
 func reply(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	e := json.NewEncoder(w)
+	e.SetEscapeHTML(false) // errors quote XML verbs: keep <exec> readable
+	_ = e.Encode(v)
 }
 
 // readBody reads the capped body; too large is 413.
