@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 GO      ?= go
 BIN     := bin/cloonix
+AGENT   := bin/cloonix-agent
 export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
-# Static binary: it is copied into guest images as the agent.
+# Static binaries: cloonix-agent is copied into guest images (cloonix
+# bulk build finds it beside bin/cloonix); cloonix runs its helpers anywhere.
 export CGO_ENABLED := 0
 FUZZTIME ?= 5s
 
@@ -13,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN) ./cmd/cloonix
+	$(GO) build -trimpath -ldflags "-s -w" -o $(AGENT) ./cmd/cloonix-agent
 
 # The graph page's bundle (web/dist, committed so a Go build needs no npm):
 # rebuild it after changing web/src or web/package.json.
