@@ -102,6 +102,7 @@ func NewLab(t *testing.T, extra string) *Lab {
 			if b, err := os.ReadFile(filepath.Join(dir, "switch.log")); err == nil {
 				t.Logf("switch.log:\n%s", lastLines(string(b), 60))
 			}
+			l.logConsoles()
 		}
 		os.RemoveAll(dir)
 	})
