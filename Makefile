@@ -7,7 +7,6 @@ export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
 # Static binaries: cloonix-agent is copied into guest images (cloonix
 # bulk build finds it beside bin/cloonix); cloonix runs its helpers anywhere.
 export CGO_ENABLED := 0
-FUZZTIME ?= 5s
 
 .PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench lint clean
 
@@ -38,12 +37,54 @@ test-unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...
 
 # Each fuzz target briefly (go test runs one -fuzz target per call).
+#
+# Budgets are execution counts (-fuzztime Nx), not durations: with a
+# duration, Go's fuzzing coordinator (up to 1.26) can fail a target that
+# found nothing with a bare "context deadline exceeded" as the time runs out
+# (golang/go#75804, fixed in Go 1.27; seen here on FuzzDecoder and
+# FuzzParseRequest). A count sets no deadline, so that race cannot happen,
+# while a real finding still fails the step: go test runs the seed corpus
+# and every written reproducer (testdata/fuzz/FuzzXxx/*) before fuzzing and
+# fails on any of them. A count also does the same work on a busy machine
+# as on an idle one. Each is sized to about 3 s of this 2-core machine
+# under load (the rates measured with -fuzztime=5s at load ~20, times 1.5),
+# so the step takes about two minutes once the packages are compiled.
+# FUZZN_<package>_<target> sets a target's budget; a new target gets
+# FUZZN until it has its own line. FUZZSCALE multiplies them all
+# (e.g. make fuzz FUZZSCALE=20 for a longer hunt).
+FUZZN     ?= 20000
+FUZZSCALE ?= 1
+FUZZN_graph_FuzzCheckCall       := 25000
+FUZZN_guest_FuzzReadCD          := 2000
+FUZZN_guest_FuzzParseCmdline    := 80000
+FUZZN_guest_FuzzDecoder         := 100000
+FUZZN_guest_FuzzDecoderCost     := 3000
+FUZZN_guest_FuzzServer          := 40000
+FUZZN_netem_FuzzParse           := 100000
+FUZZN_proto_FuzzCaptureStream   := 100000
+FUZZN_proto_FuzzDecode          := 25000
+FUZZN_topology_FuzzParse        := 10000
+FUZZN_topology_FuzzApply        := 120000
+FUZZN_tux_FuzzSegmentTCP        := 5000
+FUZZN_tux_FuzzT2TRecords        := 5000
+FUZZN_tux_FuzzT2THandshake      := 8000
+FUZZN_tux_FuzzFrameReader       := 6000
+FUZZN_tux_FuzzTCPMerger         := 6000
+FUZZN_tux_FuzzVXLANDecode       := 40000
+FUZZN_wire_FuzzStreamRead       := 50000
+FUZZN_wire_FuzzDgramRead        := 10000
+FUZZN_wire_FuzzParseRequest     := 150000
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -r -n1 dirname | sort -u)
+# The budgets as "package_target=N" words, for the shell loop below.
+FUZZ_BUDGETS := $(foreach v,$(filter FUZZN_%,$(.VARIABLES)),$(v:FUZZN_%=%)=$($(v)))
 fuzz:
 	@for d in $(FUZZ_TARGETS); do \
 	  for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-	    echo "fuzz $$d $$f"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./$$d || exit 1; \
+	    n=$(FUZZN); \
+	    for b in $(FUZZ_BUDGETS); do [ "$${b%%=*}" = "$$(basename $$d)_$$f" ] && n=$${b#*=}; done; \
+	    n=$$((n * $(FUZZSCALE))); \
+	    echo "fuzz $$d $$f $${n}x"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$${n}x ./$$d || exit 1; \
 	  done; \
 	done
 
