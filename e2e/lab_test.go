@@ -94,6 +94,9 @@ func NewLab(t *testing.T, extra string) *Lab {
 	}
 	l.MustRun("start")
 	t.Cleanup(func() {
+		if t.Failed() {
+			l.logConsoles() // before stop, which removes the guests' dirs
+		}
 		out, err := l.Run("stop")
 		if err != nil {
 			t.Logf("stop: %v %s", err, out)
@@ -102,7 +105,6 @@ func NewLab(t *testing.T, extra string) *Lab {
 			if b, err := os.ReadFile(filepath.Join(dir, "switch.log")); err == nil {
 				t.Logf("switch.log:\n%s", lastLines(string(b), 60))
 			}
-			l.logConsoles()
 		}
 		os.RemoveAll(dir)
 	})
