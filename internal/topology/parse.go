@@ -24,12 +24,13 @@ const maxDepth = 8
 // maxErrors stops collecting after this many problems.
 const maxErrors = 20
 
-// Limits checked on values before anything reaches the switch.
+// Limits checked on values before anything reaches the switch: the
+// switch's own (internal/proto), so a file accepted here is one it takes.
 const (
-	MaxEths = 32      // as the switch's add_vm
-	MinMem  = 32      // MB, as the switch's add_vm
-	MaxMem  = 1 << 20 // MB
-	MaxCPU  = 64
+	MaxEths = proto.MaxEths
+	MinMem  = proto.MinMem // MB
+	MaxMem  = proto.MaxMem // MB
+	MaxCPU  = proto.MaxCPU
 )
 
 // Error is one problem in a file: where, and what.
