@@ -42,7 +42,7 @@ var Log io.Writer
 
 // builderVersion changes whenever the image recipes change, so that
 // stamps of older builds no longer match.
-const builderVersion = "2"
+const builderVersion = "1"
 
 func logf(format string, a ...any) {
 	w := Log
