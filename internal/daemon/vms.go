@@ -16,7 +16,6 @@ import (
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
-	"cloonix/internal/topology"
 	"cloonix/internal/wire"
 )
 
@@ -111,7 +110,7 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is topology's).
+// its config CD (the folder's layout is proto's).
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
@@ -122,12 +121,12 @@ func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
 		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
 	}
-	for _, t := range []string{topology.AllTargets, topology.TargetPrefix + s.Name} {
+	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + s.Name} {
 		if p := filepath.Join(demo, t); dirExists(p) {
 			s.CD.Trees = append(s.CD.Trees, p)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(demo, topology.DeleteName)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(demo, proto.DemoDeleteName)); err == nil {
 		s.CD.DeleteCmds = string(b)
 	}
 	return nil
