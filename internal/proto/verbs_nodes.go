@@ -58,6 +58,15 @@ func (r AddVM) Validate() error {
 	return inRange(r.Verb(), "boot_timeout", r.BootTimeout, 1, MaxBootTimeout)
 }
 
+// A demo folder (add_vm's demo="...", DESIGN section 4) holds these
+// entries; topology reads the folder, the switch puts the trees for each
+// VM on its config CD.
+const (
+	DemoDeleteName   = "files_to_delete_from_all_targets"
+	DemoAllTargets   = "files_to_add_in_all_targets"
+	DemoTargetPrefix = "files_to_add_in_" // + VM name
+)
+
 // VMReply is add_vm's reply.
 type VMReply struct {
 	XMLName xml.Name `xml:"vm"`
