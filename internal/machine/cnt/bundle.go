@@ -14,8 +14,8 @@ import (
 
 // Paths inside the container.
 const (
-	cfgMount   = "/.cloonix"           // the node's config, read-only
-	initPath   = cfgMount + "/init"    // pid 1
+	cfgMount   = "/.cloonix"        // the node's config, read-only
+	initPath   = cfgMount + "/init" // pid 1
 	shimPath   = cfgMount + "/systemctl"
 	defaultEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )

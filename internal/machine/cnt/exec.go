@@ -194,7 +194,7 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 // Console is a shell on a pty in the node: read its output, write its
 // input. Close ends the shell.
 type Console struct {
-	*os.File // the pty's master side
+	*os.File   // the pty's master side
 	pid, pidfd int
 	once       sync.Once
 }

@@ -293,4 +293,3 @@ func TestCrashReported(t *testing.T) {
 		t.Fatalf("left behind: %v", left)
 	}
 }
-
