@@ -44,7 +44,7 @@ func ParseRef(s string) (Ref, error) {
 		return Ref{}, fmt.Errorf("rootfs %q: control characters are not allowed", s)
 	}
 	if strings.HasPrefix(s, "/") {
-		return Ref{Kind: RefDir, Arg: filepath.Clean(s)}, nil
+		return cleanPath(s, RefDir, s)
 	}
 	if kind, arg, ok := strings.Cut(s, ":"); ok {
 		switch kind {
@@ -52,7 +52,7 @@ func ParseRef(s string) (Ref, error) {
 			if !strings.HasPrefix(arg, "/") {
 				return Ref{}, fmt.Errorf("rootfs %q: %s: wants an absolute path, e.g. %s:/srv/images/frr", s, kind, kind)
 			}
-			return Ref{Kind: kind, Arg: filepath.Clean(arg)}, nil
+			return cleanPath(s, kind, arg)
 		case RefDocker, "podman":
 			if err := checkImageName(arg); err != nil {
 				return Ref{}, fmt.Errorf("rootfs %q: %v", s, err)
@@ -69,6 +69,16 @@ func ParseRef(s string) (Ref, error) {
 		return Ref{}, fmt.Errorf("rootfs %q: not a bulk image name; give an absolute path for a directory tree", s)
 	}
 	return Ref{Kind: RefBulk, Arg: name}, nil
+}
+
+// cleanPath cleans an absolute path, refusing one that would not read
+// back the same (spaces left at an end).
+func cleanPath(s, kind, p string) (Ref, error) {
+	p = filepath.Clean(p)
+	if strings.TrimSpace(p) != p {
+		return Ref{}, fmt.Errorf("rootfs %q: a path may not start or end with spaces", s)
+	}
+	return Ref{Kind: kind, Arg: p}, nil
 }
 
 // checkImageName accepts docker image references (name[:tag][@digest])
