@@ -21,14 +21,17 @@ const (
 )
 
 // Capabilities of a node's processes: Docker's default set plus what
-// routers need (interfaces, routes, raw sockets, nice/locked memory for
-// FRR). Not CAP_SYS_ADMIN: guests are untrusted.
+// routers need (interfaces, routes, raw sockets, nice/locked memory,
+// and CAP_SYS_ADMIN, without which FRR's zebra refuses to start). As
+// guests are untrusted, the seccomp filter (denied) takes from
+// CAP_SYS_ADMIN what would reach the host: mounting (which could make
+// /proc/sys/kernel writable again), module and kexec loading, swap, BPF.
 // Those the host itself lacks are left out (hostCaps).
 var nodeCaps = map[string]int{
 	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
 	"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
 	"CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14,
-	"CAP_SYS_CHROOT": 18, "CAP_SYS_NICE": 23, "CAP_SYS_RESOURCE": 24, "CAP_MKNOD": 27,
+	"CAP_SYS_CHROOT": 18, "CAP_SYS_ADMIN": 21, "CAP_SYS_NICE": 23, "CAP_SYS_RESOURCE": 24, "CAP_MKNOD": 27,
 	"CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31,
 }
 
@@ -76,6 +79,23 @@ var (
 		"/sys/firmware", "/sys/devices/virtual/powercap",
 	}
 )
+
+// denied are the system calls a node may not make (EPERM).
+var denied = []string{
+	"mount", "umount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig",
+	"fspick", "mount_setattr", "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+	"swapon", "swapoff", "bpf", "open_by_handle_at", "name_to_handle_at", "reboot", "acct", "quotactl",
+	"lookup_dcookie", "perf_event_open", "fanotify_init", "setdomainname", "iopl", "ioperm",
+}
+
+func seccomp() *specs.LinuxSeccomp {
+	eperm := uint(1)
+	return &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32, specs.ArchAARCH64, specs.ArchARM},
+		Syscalls:      []specs.LinuxSyscall{{Names: denied, Action: specs.ActErrno, ErrnoRet: &eperm}},
+	}
+}
 
 // bundleSpec is what a node's config.json is made from.
 type bundleSpec struct {
@@ -130,6 +150,7 @@ func makeSpec(b bundleSpec) *specs.Spec {
 			},
 			Resources:     resources(b.Mem, b.CPU),
 			MaskedPaths:   maskedPaths,
+			Seccomp:       seccomp(),
 			ReadonlyPaths: readonlyPaths,
 		},
 	}

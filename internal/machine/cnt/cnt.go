@@ -198,9 +198,18 @@ func (c *Container) create(ctx context.Context) (*os.File, error) {
 	// The init's stdio are these: its output goes to the console log.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
+	var before int64
+	if st, err := logf.Stat(); err == nil {
+		before = st.Size()
+	}
 	if err := cmd.Run(); err != nil {
 		r.Close()
 		msg := logTail(rlog)
+		if msg == "" { // a runtime without --log: its stderr went to the log
+			if b, rerr := os.ReadFile(c.ConsoleLog()); rerr == nil && int64(len(b)) > before {
+				msg = strings.TrimSpace(tail(b[before:], 3))
+			}
+		}
 		if msg == "" {
 			msg = err.Error()
 		}

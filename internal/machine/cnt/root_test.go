@@ -164,7 +164,9 @@ func TestExecHostnameStdin(t *testing.T) {
 	if out, _ := run(t, c, "hostname"); strings.TrimSpace(out) != "host-x" {
 		t.Fatalf("hostname %q", out)
 	}
-	for cmd, want := range map[string]int{"true": 0, "exit 3": 3, "false": 1, "kill -9 $$": 137} {
+	for cmd, want := range map[string]int{"true": 0, "exit 3": 3, "false": 1, "kill -9 $$": 137,
+		"mount -o remount,rw /proc/sys/kernel": 1, "mount -t tmpfs x /mnt": 1, "echo 1 > /proc/sys/net/ipv4/ip_forward": 0,
+		"echo x > /proc/sys/kernel/core_pattern": 1} {
 		if _, code := run(t, c, cmd); code != want {
 			t.Errorf("%q: exit %d, want %d", cmd, code, want)
 		}
@@ -291,5 +293,108 @@ func TestCrashReported(t *testing.T) {
 	c.Stop()
 	if left := leftovers(t, c); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	l := newLab(t)
+	s := l.spec("lim", busyboxTree(t), 0)
+	s.Mem, s.CPU = 64, 1
+	c := l.start(s)
+	for file, want := range map[string]string{
+		"/sys/fs/cgroup/memory" + c.cgroup() + "/memory.limit_in_bytes": "67108864",
+		"/sys/fs/cgroup/cpu" + c.cgroup() + "/cpu.cfs_quota_us":         "100000",
+		"/sys/fs/cgroup/pids" + c.cgroup() + "/pids.max":                "4096",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil || strings.TrimSpace(string(b)) != want {
+			t.Errorf("%s: %q %v, want %s", file, b, err, want)
+		}
+	}
+}
+
+func TestRuntimeFailing(t *testing.T) {
+	l := newLab(t)
+	bad := filepath.Join(t.TempDir(), "badruntime")
+	os.WriteFile(bad, []byte("#!/bin/sh\necho 'badruntime: no cgroups for you' >&2\nexit 1\n"), 0o755)
+	l.rt.Path = bad
+	s := l.spec("bad", busyboxTree(t), 1)
+	c, err := Start(context.Background(), s)
+	if err == nil {
+		c.Stop()
+		t.Fatal("started with a failing runtime")
+	}
+	if !strings.Contains(err.Error(), "badruntime create: badruntime: no cgroups for you") {
+		t.Fatalf("error %v", err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), s.Dir) {
+		t.Fatal("a mount was left")
+	}
+	ents, _ := os.ReadDir(s.Dir)
+	for _, e := range ents {
+		if e.Name() != "console.log" && e.Name() != "runtime.log" {
+			t.Errorf("left in the node's dir: %s", e.Name())
+		}
+	}
+}
+
+// bulkStore is the bulk_dir of the tests, its trees unpacked into a
+// temporary cache.
+func bulkStore(t *testing.T, image string) *Store {
+	dir := os.Getenv("CLOONIX_BULK")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, "cloonix_labs", "bulk")
+	}
+	if _, err := os.Stat(filepath.Join(dir, image+".img")); err != nil {
+		t.Skipf("no %s.img in %s (make images)", image, dir)
+	}
+	cache := os.Getenv("CLOONIX_CNT_CACHE") // to keep trees between runs
+	if cache == "" {
+		cache = t.TempDir()
+	}
+	return &Store{BulkDir: dir, CacheDir: cache}
+}
+
+func TestBulkBusybox(t *testing.T) {
+	l := newLab(t)
+	st := bulkStore(t, "busybox")
+	rf, err := st.Resolve(Ref{Kind: RefBulk, Arg: "busybox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := st.Resolve(Ref{Kind: RefBulk, Arg: "busybox"})
+	if err != nil || again.Tree != rf.Tree {
+		t.Fatalf("second resolve: %v %v", again, err)
+	}
+	s := l.spec("bb1", rf.Tree, 1)
+	s.Rootfs = rf
+	c := l.start(s)
+	if out, code := run(t, c, "cat /etc/cloonix-release; hostname; ip -o link show eth0 | grep -c UP"); code != 0 || out != "cloonix busybox image\nbb1\n1\n" {
+		t.Fatalf("%q %d", out, code)
+	}
+}
+
+func TestDebianFRR(t *testing.T) {
+	l := newLab(t)
+	st := bulkStore(t, "debian-frr")
+	rf, err := st.Resolve(Ref{Kind: RefBulk, Arg: "debian-frr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := t.TempDir()
+	os.MkdirAll(filepath.Join(demo, "etc/rc.d"), 0o755)
+	os.WriteFile(filepath.Join(demo, "etc/rc.d/S50frr"), []byte("#!/bin/sh\nsystemctl --no-block restart frr.service\n"), 0o755)
+	s := l.spec("frr1", rf.Tree, 1)
+	s.Rootfs, s.Trees = rf, []string{demo}
+	c := l.start(s)
+	if os.Getenv("CNT_DEBUG") != "" {
+		o, _ := run(t, c, os.Getenv("CNT_DEBUG"))
+		t.Log(o)
+	}
+	out, code := run(t, c, "pgrep -x zebra >/dev/null && pgrep -x watchfrr >/dev/null && vtysh -c 'show version' | head -1; cat /proc/sys/net/ipv4/ip_forward")
+	if code != 0 || !strings.Contains(out, "FRRouting") || !strings.HasSuffix(out, "1\n") {
+		t.Fatalf("FRR in the node: %q exit %d\nconsole: %s", out, code, consoleTail(c.ConsoleLog()))
 	}
 }
