@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -361,4 +360,3 @@ func removeCgroupParents(root string) {
 	}
 }
 
-var errNotRunning = errors.New("not running")

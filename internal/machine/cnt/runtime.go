@@ -3,7 +3,6 @@ package cnt
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -88,4 +87,3 @@ func logTail(path string) string {
 	return strings.Join(msgs, "; ")
 }
 
-var errGone = errors.New("the container is gone")
