@@ -359,4 +359,3 @@ func removeCgroupParents(root string) {
 		}
 	}
 }
-

@@ -86,4 +86,3 @@ func logTail(path string) string {
 	}
 	return strings.Join(msgs, "; ")
 }
-
