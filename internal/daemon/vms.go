@@ -99,7 +99,7 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	r := &vmRequest{kind: kind, wait: m.Get("wait") == "true"}
 	s := &r.spec
 	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, m.Get("rootfs"), m.Get("kernel"), m.Get("transport")
-	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel}
+	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime}
 	for _, a := range []struct {
 		k string
 		v *int

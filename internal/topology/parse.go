@@ -344,8 +344,10 @@ func (p *parser) vm(n *node) (VM, bool) {
 					v.Type = "kvm"
 				case "uml":
 					v.Type = "uml"
+				case "cnt":
+					v.Type = "cnt"
 				default:
-					p.errf(k.line, "%s<type> is %q; use KVM (QEMU) or UML", ctx, s)
+					p.errf(k.line, "%s<type> is %q; use KVM (QEMU), UML or CNT (container)", ctx, s)
 				}
 			}
 		case "mem":

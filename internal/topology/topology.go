@@ -35,7 +35,7 @@ type Topology struct {
 // VM is one machine of the file. Zero values mean "the switch's default".
 type VM struct {
 	Name      string
-	Type      string // "kvm" or "uml" (lower case), "" for the default
+	Type      string // "kvm", "uml" or "cnt" (lower case), "" for the default
 	Mem       int    // MB
 	CPU       int
 	Rootfs    string

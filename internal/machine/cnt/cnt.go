@@ -25,14 +25,18 @@ import (
 
 // Spec is everything needed to start one node.
 type Spec struct {
-	Name       string
-	Dir        string // the node's own directory (exists): overlay, bundle, logs
-	Rootfs     *Rootfs
-	MACs       []net.HardwareAddr // eth0, eth1 ...
-	Mem, CPU   int                // MB and CPUs; 0: no limit
-	SSHKey     string             // one public key line for root ("" : none)
-	DeleteCmds string             // files_to_delete_from_all_targets
-	Trees      []string           // files_to_add_in_all_targets, files_to_add_in_NAME
+	Name   string
+	Dir    string // the node's own directory (exists): overlay, bundle, logs
+	Rootfs *Rootfs
+	MACs   []net.HardwareAddr // eth0, eth1 ...
+	// TapNames are host taps the caller made (OpenTap) for eth0, eth1
+	// ..., moved into the node; empty: Start makes them and Taps gives
+	// their descriptors.
+	TapNames   []string
+	Mem, CPU   int      // MB and CPUs; 0: no limit
+	SSHKey     string   // one public key line for root ("" : none)
+	DeleteCmds string   // files_to_delete_from_all_targets
+	Trees      []string // files_to_add_in_all_targets, files_to_add_in_NAME
 	Runtime    Runtime
 }
 
@@ -46,6 +50,9 @@ func (s *Spec) Check() error {
 	}
 	if len(s.MACs) > MaxEths {
 		return fmt.Errorf("node %s: %d eths, at most %d", s.Name, len(s.MACs), MaxEths)
+	}
+	if len(s.TapNames) > 0 && len(s.TapNames) != len(s.MACs) {
+		return fmt.Errorf("node %s: %d taps for %d eths", s.Name, len(s.TapNames), len(s.MACs))
 	}
 	for i, m := range s.MACs {
 		if len(m) != 6 || m[0]&1 != 0 {
@@ -161,7 +168,7 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 			readyR.Close()
 		}
 	}()
-	if c.taps, err = plugTaps(c.pid, s.MACs); err != nil {
+	if c.taps, err = plugTaps(c.pid, s.MACs, s.TapNames); err != nil {
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
 	pidfd, err := unix.PidfdOpen(c.pid, 0)

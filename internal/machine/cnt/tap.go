@@ -36,21 +36,31 @@ const VnetHdrLen = 10
 const MaxEths = 32
 
 // openTap creates a tap with a temporary unique name in the caller's
-// network namespace.
+// network namespace, with all the offloads.
 func openTap() (*os.File, string, error) {
 	var rnd [5]byte
 	_, _ = rand.Read(rnd[:])
 	name := "cnt" + hex.EncodeToString(rnd[:]) // 13 characters, unique enough
+	f, err := OpenTap(name, tunFCsum|tunFTSO4|tunFTSO6)
+	return f, name, err
+}
+
+// OpenTap creates the tap name (at most 15 bytes) in the caller's network
+// namespace with a virtio_net_hdr on each frame and the given offloads
+// (TUNSETOFFLOAD flags; 0: the kernel hands over whole, checksummed
+// frames), for a node's eth: the switch makes it, Start moves it into the
+// node. The descriptor is non-blocking.
+func OpenTap(name string, offloads int) (*os.File, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, "", fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
+		return nil, fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
 	}
-	fail := func(what string, err error) (*os.File, string, error) {
+	fail := func(what string, err error) (*os.File, error) {
 		unix.Close(fd)
 		if errors.Is(err, unix.EPERM) {
-			return nil, "", errors.New("creating a tap needs CAP_NET_ADMIN: run the switch as root")
+			return nil, errors.New("creating a tap needs CAP_NET_ADMIN: run the switch as root")
 		}
-		return nil, "", fmt.Errorf("tap %s: %s: %v", name, what, err)
+		return nil, fmt.Errorf("tap %s: %s: %v", name, what, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -63,16 +73,17 @@ func openTap() (*os.File, string, error) {
 	if err := unix.IoctlSetPointerInt(fd, tunSetVnetHdrSz, VnetHdrLen); err != nil {
 		return fail("TUNSETVNETHDRSZ", err)
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloads); err != nil {
 		return fail("TUNSETOFFLOAD", err)
 	}
-	return os.NewFile(uintptr(fd), "tap"), name, nil
+	return os.NewFile(uintptr(fd), "tap "+name), nil
 }
 
-// plugTaps makes one tap per MAC and puts them in the namespace of pid
-// as eth0, eth1 ...; it also brings lo up. On failure the taps made so
-// far are closed (and so destroyed).
-func plugTaps(pid int, macs []net.HardwareAddr) ([]*os.File, error) {
+// plugTaps puts one tap per MAC in the namespace of pid as eth0, eth1
+// ...: the host taps named in names (made by the caller), or taps it
+// makes and returns when names is empty. It also brings lo up. On
+// failure the taps it made are closed (and so destroyed).
+func plugTaps(pid int, macs []net.HardwareAddr, names []string) ([]*os.File, error) {
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
 		return nil, fmt.Errorf("the node's network namespace: %v", err)
@@ -89,11 +100,16 @@ func plugTaps(pid int, macs []net.HardwareAddr) ([]*os.File, error) {
 		return nil, err
 	}
 	for i, mac := range macs {
-		f, tmp, err := openTap()
-		if err != nil {
-			return fail(err)
+		var tmp string
+		if len(names) > 0 {
+			tmp = names[i]
+		} else {
+			f, name, err := openTap()
+			if err != nil {
+				return fail(err)
+			}
+			taps, tmp = append(taps, f), name
 		}
-		taps = append(taps, f)
 		l, err := netlink.LinkByName(tmp)
 		if err == nil {
 			err = netlink.LinkSetNsFd(l, int(ns))
