@@ -149,9 +149,9 @@ func TestCntDemoFolder(t *testing.T) {
 		t.Fatal("r1 cannot ping r2 (addresses from the demo's rc.d script)")
 	}
 	saved := filepath.Join(t.TempDir(), "saved.xml")
-	l.MustRun("fconf", "save", saved)
-	if b, _ := os.ReadFile(saved); strings.Count(string(b), "<type>CNT</type>") != 2 {
-		t.Fatalf("fconf save:\n%s", b)
+	msg := l.MustRun("fconf", "save", saved)
+	if b, _ := os.ReadFile(saved); strings.Count(string(b), "<type> CNT </type>") != 2 {
+		t.Fatalf("fconf save: %s\n%s", msg, b)
 	}
 }
 
