@@ -225,3 +225,42 @@ func TestCnt50(t *testing.T) {
 		}
 	}
 }
+
+func TestCntCrashAndBadInput(t *testing.T) {
+	needRunc(t)
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	for args, want := range map[string]string{
+		"--rootfs nosuch":                       "cloonix bulk build nosuch",
+		"--rootfs /nonexistent/tree":            "no such file",
+		"--rootfs docker-archive:/etc/hostname": "docker save archive",
+		"--eth 33":                              "--eth from 0 to 32",
+		"--mem 4":                               "--mem from 8",
+		"--kernel linux.uml":                    "drop --kernel",
+	} {
+		out, err := l.Run(append([]string{"ctrl", "add", "vm", "bad", "--type", "cnt", "--wait"}, strings.Fields(args)...)...)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%s: %v %q, want %q", args, err, out, want)
+		}
+	}
+	if lab := l.List(); len(lab.VMs) != 0 || len(lab.Ports) != 0 {
+		t.Fatalf("bad input left %+v", lab)
+	}
+	if _, err := os.Stat(filepath.Join(l.Dir, "bad")); err == nil {
+		t.Fatal("bad input left a directory")
+	}
+	l.addVMs([]string{"k1"}, "--type", "cnt")
+	pid := vmOf(l.List(), "k1").Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 20*time.Second, "k1 crashed", func() error {
+		if v := vmOf(l.List(), "k1"); v == nil || v.State != "crashed" {
+			return fmt.Errorf("k1: %+v", v)
+		}
+		return nil
+	})
+	l.MustRun("ctrl", "del", "vm", "k1")
+	if left := cntLeft(l, "k1", pid); len(left) > 0 {
+		t.Fatalf("del of a crashed node left %v", left)
+	}
+}
