@@ -99,27 +99,11 @@ func (c *Container) Exec(ctx context.Context, argv []string, stdin io.Reader, st
 	cmd := c.Runtime.command(ctx, rlog, append([]string{"exec", "--detach", "--pid-file", pidf, c.Name}, argv...)...)
 	// Pipes of our own: the command's output is read until it exits
 	// (plus outputGrace), not until every holder closes it.
-	outs := []io.Writer{stdout, stderr}
-	var readers, writers []*os.File
-	defer func() { closeAll(writers) }()
-	var copies sync.WaitGroup
-	var outMu sync.Mutex // callers often give one writer for both
-	for _, w := range outs {
-		r, pw, err := os.Pipe()
-		if err != nil {
-			closeAll(readers)
-			return -1, err
-		}
-		if w == nil {
-			w = io.Discard
-		}
-		readers, writers = append(readers, r), append(writers, pw)
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			_, _ = io.Copy(lockedWriter{&outMu, w}, r)
-		}()
+	readers, writers, copies, err := outputPipes(stdout, stderr)
+	if err != nil {
+		return -1, err
 	}
+	defer func() { closeAll(writers) }()
 	defer func() {
 		closeAll(readers)
 		copies.Wait()
@@ -176,6 +160,31 @@ func (c *Container) Exec(ctx context.Context, argv []string, stdin io.Reader, st
 	case <-time.After(outputGrace):
 	}
 	return code, ctx.Err()
+}
+
+// outputPipes makes a pipe per writer (nil: discard) and copies from
+// each to its writer until the pipe ends.
+func outputPipes(ws ...io.Writer) (readers, writers []*os.File, copies *sync.WaitGroup, err error) {
+	copies = &sync.WaitGroup{}
+	var mu sync.Mutex // callers often give one writer for both
+	for _, w := range ws {
+		r, pw, err := os.Pipe()
+		if err != nil {
+			closeAll(readers)
+			closeAll(writers)
+			return nil, nil, nil, err
+		}
+		if w == nil {
+			w = io.Discard
+		}
+		readers, writers = append(readers, r), append(writers, pw)
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(lockedWriter{&mu, w}, r)
+		}()
+	}
+	return readers, writers, copies, nil
 }
 
 // lockedWriter serializes writes (and hides any ReadFrom of w, which is

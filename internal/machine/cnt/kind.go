@@ -114,7 +114,7 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &guest{c: c, spec: ms, ev: ev, state: machine.Booting, changed: make(chan struct{}), exited: make(chan struct{})}
+	g := &guest{c: c, spec: ms, ev: ev, state: machine.Booting, changed: make(chan struct{}), exited: make(chan struct{}), shell: make(chan struct{})}
 	g.console = machine.NewConsole(filepath.Join(ms.Dir, "console.sock"), filepath.Join(ms.Dir, "shell.log"))
 	go g.serveConsole()
 	go g.follow()
@@ -133,6 +133,7 @@ type guest struct {
 	detail  string
 	changed chan struct{}
 	exited  chan struct{}
+	shell   chan struct{} // closed once the console has its first shell (or never will)
 }
 
 func (g *guest) set(state, detail string) {
@@ -154,6 +155,12 @@ func (g *guest) set(state, detail string) {
 func (g *guest) follow() {
 	select {
 	case <-g.c.Ready():
+		// Running once the console has its shell, so a client that
+		// connects then is heard.
+		select {
+		case <-g.shell:
+		case <-g.c.Done():
+		}
 		g.set(machine.Running, "")
 	case <-g.c.Done():
 	}
@@ -170,6 +177,12 @@ func (g *guest) follow() {
 // serveConsole keeps a shell on the console socket while the node runs
 // (a new one when the last exits).
 func (g *guest) serveConsole() {
+	first := true
+	defer func() {
+		if first {
+			close(g.shell)
+		}
+	}()
 	for {
 		select {
 		case <-g.c.Done():
@@ -181,6 +194,10 @@ func (g *guest) serveConsole() {
 			return
 		}
 		g.console.Attach(k)
+		if first {
+			first = false
+			close(g.shell)
+		}
 		waitExit(context.Background(), k.pidfd)
 		k.Close()
 		select {
