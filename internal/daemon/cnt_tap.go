@@ -18,10 +18,6 @@ import (
 // virtio_net_hdr; the tap is made without offloads, so the node's kernel
 // hands over whole, checksummed frames (no super frames to cut here).
 
-func init() {
-	listenKinds[cnt.PortKind] = listenTap
-}
-
 // tapListener hands out its tap once, then waits for Close.
 type tapListener struct {
 	name   string

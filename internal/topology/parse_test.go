@@ -91,7 +91,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top", "<TOPOLOGY>\n<ROUTER/></TOPOLOGY>", []string{"topology.xml:2: <ROUTER> inside <TOPOLOGY>: unknown element"}},
 		{"no name", "<TOPOLOGY>\n<VM><mem>64</mem></VM></TOPOLOGY>", []string{"topology.xml:2: <VM> has no <name>"}},
 		{"bad name", "<TOPOLOGY><VM><name> a b </name></VM></TOPOLOGY>", []string{`<VM> <name>: VM name "a b" has ' '`}},
-		{"bad type", "<TOPOLOGY><VM><name>a</name>\n<type>xen</type></VM></TOPOLOGY>", []string{`topology.xml:2: VM "a": <type> is "xen"; use KVM (QEMU), UML or CNT (container)`}},
+		{"bad type", "<TOPOLOGY><VM><name>a</name>\n<type>xen</type></VM></TOPOLOGY>", []string{`topology.xml:2: VM "a": <type> is "xen"; use KVM (QEMU) or UML`}},
 		{"bad mem", "<TOPOLOGY><VM><name>a</name><mem> lots </mem></VM></TOPOLOGY>", []string{`VM "a": <mem> is "lots"; give a whole number`}},
 		{"zero mem", "<TOPOLOGY><VM><name>a</name><mem>0</mem></VM></TOPOLOGY>", []string{`VM "a": <mem> is "0"`}},
 		{"bad cpu", "<TOPOLOGY><VM><name>a</name><cpu>-1</cpu></VM></TOPOLOGY>", []string{`VM "a": <cpu> is "-1"`}},

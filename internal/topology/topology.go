@@ -11,7 +11,7 @@
 //
 // Values are trimmed. Extensions (all optional): several <vlan> per <eth>
 // or none, <cpu>, <kernel>, <transport> (UML eth transport), <impair> per
-// <eth> or <TUX>, <x>/<y> layout positions on <VM>, <TUX> and <LAN>, a
+// <eth> or <TUX>, <after> (boot order) on <VM>, <x>/<y> layout positions on <VM>, <TUX> and <LAN>, a
 // <LAN> element for a lan that exists on its own, and <TUX> options as
 // child elements (<ifname>, <peer>, <remote>, <vni>, ...) plus <forward>.
 //
@@ -40,7 +40,8 @@ type VM struct {
 	CPU       int
 	Rootfs    string
 	Kernel    string
-	Transport string // UML eth transport: bess or daemon
+	Transport string   // UML eth transport: bess or daemon
+	After     []string // VMs of the file that must be ready before this one is added (<after>)
 	Eths      []Eth
 	X, Y      *int
 	Line      int // where <VM> starts, for messages
