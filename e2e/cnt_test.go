@@ -234,8 +234,8 @@ func TestCntCrashAndBadInput(t *testing.T) {
 		"--rootfs nosuch":                       "cloonix bulk build nosuch",
 		"--rootfs /nonexistent/tree":            "no such file",
 		"--rootfs docker-archive:/etc/hostname": "docker save archive",
-		"--eth 33":                              "--eth from 0 to 32",
-		"--mem 4":                               "--mem from 8",
+		"--eth 33":                              "from 0 to 32",
+		"--mem 4":                               "--mem from 32",
 		"--kernel linux.uml":                    "drop --kernel",
 	} {
 		out, err := l.Run(append([]string{"ctrl", "add", "vm", "bad", "--type", "cnt", "--wait"}, strings.Fields(args)...)...)
