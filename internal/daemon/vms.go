@@ -14,6 +14,7 @@ import (
 
 	"cloonix/internal/fabric"
 	"cloonix/internal/machine"
+	"cloonix/internal/machine/cnt"
 	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
 	"cloonix/internal/wire"
@@ -29,8 +30,9 @@ func vmsFeature() Feature {
 			typed((*Daemon).execVM), typed((*Daemon).consoleVM),
 		},
 		Listen: map[string]func(path string) (fabric.Listener, error){
-			"bess":   func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
-			"daemon": func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			"bess":       func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon":     func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			cnt.PortKind: listenTap, // container nodes' eths (cnt_tap.go)
 		},
 		List:  listVMs,
 		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },
@@ -92,7 +94,7 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 	r := &vmRequest{kind: kind, wait: a.Wait}
 	s := &r.spec
 	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, a.Rootfs, a.Kernel, a.Transport
-	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel}
+	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime}
 	s.Mem, s.CPU, s.Eths = orUnset(a.Mem), orUnset(a.CPU), orUnset(a.Eth) // the kind sets defaults
 	if a.BootTimeout != nil {
 		s.BootTimeout = time.Duration(*a.BootTimeout) * time.Second

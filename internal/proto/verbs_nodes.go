@@ -13,7 +13,7 @@ import (
 type AddVM struct {
 	XMLName     xml.Name `xml:"add_vm"`
 	Name        string   `xml:"name,attr"`
-	Type        string   `xml:"type,attr,omitempty"` // kvm (default, also "qemu") or uml
+	Type        string   `xml:"type,attr,omitempty"` // kvm (default, also "qemu"), uml or cnt
 	Mem         *int     `xml:"mem,attr,omitempty"`  // MB
 	CPU         *int     `xml:"cpu,attr,omitempty"`
 	Eth         *int     `xml:"eth,attr,omitempty"`
@@ -32,9 +32,9 @@ func (r AddVM) Validate() error {
 	}
 	typ := strings.ToLower(strings.TrimSpace(r.Type))
 	switch typ {
-	case "", "kvm", "qemu", "uml":
+	case "", "kvm", "qemu", "uml", "cnt":
 	default:
-		return fmt.Errorf("vm %s: type %q: use kvm or uml", r.Name, r.Type)
+		return fmt.Errorf("vm %s: type %q: use kvm or uml, or cnt for a container", r.Name, r.Type)
 	}
 	if r.Mem != nil && (*r.Mem < MinMem || *r.Mem > MaxMem) {
 		return fmt.Errorf("vm %s: memory %d MB is out of range: give --mem from %d to %d", r.Name, *r.Mem, MinMem, MaxMem)

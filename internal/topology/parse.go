@@ -344,7 +344,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 	}
 	p.noText(ctx, n)
 	seen := map[string]bool{}
-	names := 0
+	names, rootfsLine := 0, n.line
 	for _, k := range n.kids {
 		switch strings.ToLower(k.name) {
 		case "name":
@@ -374,10 +374,8 @@ func (p *parser) vm(n *node) (VM, bool) {
 			}
 		case "rootfs":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if err := proto.CheckName("rootfs", s); err != nil {
-					p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img)", ctx, err)
-				}
 				v.Rootfs = s
+				rootfsLine = k.line
 			}
 		case "kernel":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
@@ -419,6 +417,15 @@ func (p *parser) vm(n *node) (VM, bool) {
 		p.errf(n.line, "<VM> has no <name>")
 	}
 	p.bothXY(ctx, n, v.X, v.Y)
+	// A container node's rootfs may also be a path or an image
+	// reference (oci:/dir, docker:IMAGE): its kind checks it when added.
+	if v.Rootfs != "" && v.Type != "cnt" {
+		if err := proto.CheckName("rootfs", v.Rootfs); err != nil {
+			p.errf(rootfsLine, "%s<rootfs>: %v (an image name in bulk_dir, without .img)", ctx, err)
+		}
+	} else if strings.ContainsAny(v.Rootfs, "\x00\n\r\t") || strings.TrimSpace(v.Rootfs) != v.Rootfs {
+		p.errf(rootfsLine, "%s<rootfs> %q: control characters or spaces at an end", ctx, v.Rootfs)
+	}
 	if v.Type == "uml" && v.CPU > 1 {
 		p.errf(n.line, "%s<cpu> %d with <type> UML: UML guests have one CPU; drop <cpu> or use KVM", ctx, v.CPU)
 	}
