@@ -2,32 +2,44 @@ package guest
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 
-	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // setMgmtAddr gives mgmt0 its address on the management network and
-// brings it up. No gateway: the guest's default route never goes through
-// the management network, and the host answers only from its .1 address.
+// brings it up (ioctls, as fixEthNames: the agent stays small). No
+// gateway: the guest's default route never goes through the management
+// network, and the host answers only from its .1 address.
 func setMgmtAddr(prefix string) error {
 	p, err := netip.ParsePrefix(prefix)
-	if err != nil {
-		return fmt.Errorf("%q: want ADDR/LEN", prefix)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("%q: want IPv4 ADDR/LEN", prefix)
 	}
-	l, err := netlink.LinkByName(MgmtIf)
-	if err != nil {
-		return fmt.Errorf("%s: %v (no NIC with a %s... MAC)", MgmtIf, err, MgmtMACPrefix)
-	}
-	a, err := netlink.ParseAddr(p.String())
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	if err := netlink.AddrReplace(l, a); err != nil {
-		return fmt.Errorf("%s %s: %v", MgmtIf, p, err)
+	defer unix.Close(fd)
+	mask := net.CIDRMask(p.Bits(), 32)
+	for _, set := range []struct {
+		req uint
+		v   []byte
+	}{{unix.SIOCSIFADDR, p.Addr().AsSlice()}, {unix.SIOCSIFNETMASK, mask}} {
+		ifr, err := unix.NewIfreq(MgmtIf)
+		if err != nil {
+			return err
+		}
+		if err := ifr.SetInet4Addr(set.v); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, set.req, ifr); err != nil {
+			return fmt.Errorf("%s %s: %v (no NIC with a %s... MAC?)", MgmtIf, p, err, MgmtMACPrefix)
+		}
 	}
 	// Frames that come in on mgmt0 are never routed on to the lans.
 	_ = os.WriteFile("/proc/sys/net/ipv4/conf/"+MgmtIf+"/forwarding", []byte("0"), 0o644)
-	return netlink.LinkSetUp(l)
+	return setUp(fd, MgmtIf, true)
 }

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"go.yaml.in/yaml/v4"
+	"gopkg.in/yaml.v3"
 
 	"cloonix/internal/proto"
 )
