@@ -90,11 +90,18 @@ func (d *Daemon) mgmtIP(vm, ip string) (netip.Addr, error) {
 }
 
 // mgmtAssign gives vm its address ("ADDR/LEN", "" when the network is
-// off): want if given, else derived from its name. The VM table's lock
-// is held, so held lists every address in use.
-func (d *Daemon) mgmtAssign(vm string, want netip.Addr, held map[string]bool) (string, error) {
+// off or its kind has no mgmt0: a kind offers one by setting
+// Spec.MgmtSock): want if given, else derived from its name. The VM
+// table's lock is held, so held lists every address in use.
+func (d *Daemon) mgmtAssign(vm string, want netip.Addr, kindHasMgmt bool, held map[string]bool) (string, error) {
 	n := d.mgmt.net
 	if n == nil {
+		return "", nil
+	}
+	if !kindHasMgmt {
+		if want.IsValid() {
+			return "", fmt.Errorf("vm %s: --mgmt-ip: this node kind has no management interface yet", vm)
+		}
 		return "", nil
 	}
 	if want.IsValid() {

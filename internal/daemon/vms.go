@@ -175,7 +175,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 	for _, o := range t.vms {
 		held[strings.Split(o.mgmt, "/")[0]] = true
 	}
-	if s.Mgmt, err = d.mgmtAssign(name, r.mgmtIP, held); err != nil {
+	if s.Mgmt, err = d.mgmtAssign(name, r.mgmtIP, s.MgmtSock != "", held); err != nil {
 		t.mu.Unlock()
 		return nil, err
 	}
