@@ -29,6 +29,10 @@ type Config struct {
 	RSAPublicKey string   `xml:"rsa_public_key"` // put in every guest for ssh
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
+	// SlirpHostPorts, when set, is the allow-list of host ports a guest
+	// may reach through a slirp gateway ("22,4713,8000-8999", or "none");
+	// unset, every host port but the lab's own listeners (docs/security.md).
+	SlirpHostPorts string `xml:"slirp_host_ports,omitempty"`
 
 	// Path is the file the config was read from (not serialised).
 	Path string `xml:"-"`
@@ -41,6 +45,39 @@ func DefaultPath() string {
 		home = "/root"
 	}
 	return filepath.Join(home, ".config", "cloonix", "config.xml")
+}
+
+// DefaultWorkDir is ~/.local/state/cloonix/NETWORK: private to the user
+// (never a fixed name under /tmp, which another user could make first),
+// and on disk rather than $XDG_RUNTIME_DIR's tmpfs, as it holds the COW
+// disks.
+func DefaultWorkDir(network string) string {
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "/root"
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, network)
+	if name == "" || name == "." || name == ".." {
+		name = "lab"
+	}
+	return filepath.Join(home, ".local", "state", "cloonix", name)
+}
+
+// MinPassword is the shortest password TCP control accepts.
+const MinPassword = 8
+
+// CheckTCPPassword refuses TCP control with an empty or short password:
+// an HMAC made with an empty key proves nothing.
+func (c *Config) CheckTCPPassword() error {
+	if c.TCPAddr() == "" || len(c.Password) >= MinPassword {
+		return nil
+	}
+	return fmt.Errorf("%s: <password> has %d characters: TCP control (<server_port>%d</server_port>) needs at least %d; set a longer <password>, or <server_port>-1</server_port> to turn TCP control off", c.Path, len(c.Password), c.ServerPort, MinPassword)
 }
 
 // Default returns the default configuration with a fresh random password.
@@ -65,7 +102,7 @@ func (c *Config) fill() {
 		c.NetworkName = "Cloonix-Net-Lab"
 	}
 	if c.WorkDir == "" {
-		c.WorkDir = "/tmp/cloonix_switch"
+		c.WorkDir = DefaultWorkDir(c.NetworkName)
 	}
 	if c.ServerName == "" {
 		c.ServerName = filepath.Join(c.WorkDir, "cloonix_unix_sock")
@@ -105,6 +142,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	c.BinDir = expand(c.BinDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
 	c.Accel = strings.ToLower(strings.TrimSpace(c.Accel))
+	c.SlirpHostPorts = strings.TrimSpace(c.SlirpHostPorts)
 	c.fill()
 	c.BulkDir = expand(c.BulkDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
@@ -127,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.WorkDir) {
 		return fmt.Errorf("<work_dir> %q must be an absolute path", c.WorkDir)
+	}
+	if _, err := ParsePorts(c.SlirpHostPorts); err != nil {
+		return fmt.Errorf("<slirp_host_ports> %v", err)
 	}
 	if len(c.ServerName) > 100 {
 		return fmt.Errorf("<server_name> %q is longer than a unix socket path may be (100 bytes)", c.ServerName)

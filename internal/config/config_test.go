@@ -20,8 +20,8 @@ func TestFirstStart(t *testing.T) {
 		t.Fatalf("config file %v %v, want mode 0600", fi, err)
 	}
 	b, _ := os.ReadFile(path)
-	for _, el := range []string{"<cloonix_config>", "<network_name>Cloonix-Net-Lab</network_name>", "<server_name>/tmp/cloonix_switch/cloonix_unix_sock</server_name>",
-		"<server_port>54321</server_port>", "<work_dir>/tmp/cloonix_switch</work_dir>", "<bulk_dir>", "<rsa_public_key>", "<password>"} {
+	for _, el := range []string{"<cloonix_config>", "<network_name>Cloonix-Net-Lab</network_name>", "<server_name>" + DefaultWorkDir("Cloonix-Net-Lab") + "/cloonix_unix_sock</server_name>",
+		"<server_port>54321</server_port>", "<work_dir>" + DefaultWorkDir("Cloonix-Net-Lab") + "</work_dir>", "<bulk_dir>", "<rsa_public_key>", "<password>"} {
 		if !strings.Contains(string(b), el) {
 			t.Errorf("default config lacks %s:\n%s", el, b)
 		}
@@ -112,4 +112,67 @@ func TestTCPOff(t *testing.T) {
 	if c.TCPAddr() != "" {
 		t.Errorf("server_port -1 still listens on %q", c.TCPAddr())
 	}
+}
+
+// TestDefaultWorkDirPrivate (issue 15, finding 2): the default work_dir is
+// the user's own, never a fixed name under /tmp, and a network name cannot
+// move it elsewhere.
+func TestDefaultWorkDirPrivate(t *testing.T) {
+	home, _ := os.UserHomeDir()
+	for _, n := range []string{"Cloonix-Net-Lab", "../../etc", "a/b", "", ".."} {
+		d := DefaultWorkDir(n)
+		if b := filepath.Base(d); filepath.Dir(d) != filepath.Join(home, ".local", "state", "cloonix") || b == ".." || b == "." {
+			t.Errorf("DefaultWorkDir(%q) = %s", n, d)
+		}
+	}
+	c := Default()
+	if strings.HasPrefix(c.WorkDir, "/tmp") {
+		t.Errorf("default work_dir %s is under /tmp", c.WorkDir)
+	}
+}
+
+func TestParsePorts(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		has  []int
+		not  []int
+		fail bool
+	}{
+		{in: "", not: []int{22}},
+		{in: "none", not: []int{22, 1}},
+		{in: "22, 8000-8999", has: []int{22, 8000, 8999}, not: []int{23, 9000}},
+		{in: "0", fail: true}, {in: "70000", fail: true}, {in: "9-1", fail: true}, {in: "x", fail: true}, {in: "1-", fail: true},
+	} {
+		s, err := ParsePorts(c.in)
+		if (err != nil) != c.fail {
+			t.Errorf("%q: %v", c.in, err)
+			continue
+		}
+		for _, p := range c.has {
+			if !s.Has(p) {
+				t.Errorf("%q lacks %d", c.in, p)
+			}
+		}
+		for _, p := range c.not {
+			if s.Has(p) {
+				t.Errorf("%q has %d", c.in, p)
+			}
+		}
+	}
+}
+
+func FuzzParsePorts(f *testing.F) {
+	f.Add("22,8000-8999")
+	f.Add("none")
+	f.Fuzz(func(t *testing.T, s string) {
+		set, err := ParsePorts(s)
+		if err != nil {
+			return
+		}
+		for _, r := range set {
+			if r[0] < 1 || r[1] > 65535 || r[0] > r[1] {
+				t.Fatalf("%q gave range %v", s, r)
+			}
+		}
+	})
 }
