@@ -58,10 +58,10 @@ var startCmd = &cobra.Command{
 			fmt.Printf("switch %q already running on %s\n", cfg.NetworkName, cfg.ServerName)
 			return nil
 		}
-		if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-			return fmt.Errorf("work_dir %s: %v", cfg.WorkDir, err)
+		if err := config.PrepareWorkDir(cfg.WorkDir); err != nil {
+			return err
 		}
-		logf, err := os.OpenFile(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		logf, err := config.OpenNoFollow(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return err
 		}

@@ -192,7 +192,8 @@ func slirpOptions(d *Daemon, name string, o map[string]string) (args, env []stri
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	args = []string{"--subnet", plan.Subnet.String(), "--state", filepath.Join(d.tuxDir(), name+".leases")}
+	args = []string{"--subnet", plan.Subnet.String(), "--state", filepath.Join(d.tuxDir(), name+".leases"),
+		"--listeners", d.Cfg.ListenersDir(), "--host-ports", d.Cfg.SlirpHostPorts} // the gateway refuses the lab's own ports
 	shown = []proto.Option{{Name: "subnet", Value: plan.Subnet.String()}, {Name: "gateway", Value: plan.Gateway.String()}, {Name: "dns", Value: plan.DNS.String()}}
 	return args, nil, shown, nil
 }

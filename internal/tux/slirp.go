@@ -22,6 +22,8 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
 	"github.com/sirupsen/logrus"
+
+	"cloonix/internal/config"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space
@@ -111,18 +113,25 @@ type slirpHelper struct {
 	state string
 	mu    sync.Mutex
 	saved map[string]string
+	guard *hostGuard
 }
 
 func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
 	fs := flag.NewFlagSet("slirp", flag.ContinueOnError)
 	subnet := fs.String("subnet", DefaultSubnet, "IPv4 subnet")
 	state := fs.String("state", "", "file keeping the DHCP leases")
+	listeners := fs.String("listeners", "", "dir of the lab's listener records (ports the gateway refuses)")
+	hostPorts := fs.String("host-ports", "", "allow-list of host ports the gateway reaches (22,8000-8999 or none; default every port but the lab's)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
 	plan, err := PlanFor(*subnet)
 	if err != nil {
 		return nil, nil, err
+	}
+	allow, err := config.ParsePorts(*hostPorts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--host-ports %v", err)
 	}
 	logrus.SetOutput(os.Stderr)
 	logrus.SetLevel(logrus.WarnLevel)
@@ -165,7 +174,8 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("slirp network %s: %v", plan.Subnet, err)
 	}
-	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: *state, saved: saved}
+	guard := newHostGuard(plan, nat, allow, *listeners, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: *state, saved: saved, guard: guard}
 	go h.keepLeases()
 	return h, map[string]string{"subnet": plan.Subnet.String(), "gateway": plan.Gateway.String(), "dns": plan.DNS.String()}, nil
 }
@@ -227,8 +237,8 @@ func (h *slirpHelper) keepLeases() {
 		if changed {
 			b, _ := json.Marshal(m)
 			tmp := h.state + ".tmp"
-			_ = os.MkdirAll(filepath.Dir(h.state), 0o755)
-			if os.WriteFile(tmp, b, 0o644) == nil {
+			_ = os.MkdirAll(filepath.Dir(h.state), 0o700)
+			if config.WriteFileNoFollow(tmp, b, 0o600) == nil {
 				_ = os.Rename(tmp, h.state)
 			}
 		}
@@ -294,7 +304,7 @@ func (h *slirpHelper) stats() Stats {
 }
 
 func (h *slirpHelper) serve(sw net.Conn) error {
-	err := h.vn.AcceptQemu(context.Background(), sw)
+	err := h.vn.AcceptQemu(context.Background(), &guardConn{Conn: sw, g: h.guard})
 	if err == nil {
 		err = errors.New("switch connection closed")
 	}

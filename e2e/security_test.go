@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Issue 15 (hardening), end to end. See docs/security.md.
+
+// hostGreeter listens on the host's loopback and greets each connection.
+func hostGreeter(t *testing.T, msg string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, msg+"\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestGuestCannotReachLab (finding 1): a guest on the nat lan (a network
+// namespace behind a tap tux, as a guest's kernel would send) reaches an
+// ordinary host port through the gateway, but neither the switch's TCP
+// control port nor the graph page, whichever address it tries; and the
+// graph page gives its token to no one who did not open the one-time URL.
+func TestGuestCannotReachLab(t *testing.T) {
+	l := NewLab(t, "")
+	sfx := tuxSuffix()
+	ns := tuxNetns(t, "hard"+sfx)
+	ifn := "hard" + sfx
+	l.MustRun("ctrl", "attach", "nat", "lan")
+	nsTap(t, l, "tp", ifn, "lan", ns, "")
+	nsDHCP(t, ns, ifn)
+	ncSend := func(host string, port int, send string) string {
+		cmd := exec.Command("sh", "-c", fmt.Sprintf("timeout 10 ip netns exec %s busybox nc -w 3 %s %d", ns, host, port))
+		cmd.Stdin = strings.NewReader(send)
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	nc := func(host string, port int) string { return ncSend(host, port, "") }
+	// The path works: an ordinary host service answers through 10.0.2.2.
+	if out := nc("10.0.2.2", hostGreeter(t, "hello-"+sfx)); !strings.Contains(out, "hello-"+sfx) {
+		t.Fatalf("ordinary host port through the gateway: %q", out)
+	}
+	// The switch's control port answers on the host itself...
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", l.TCPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(c).ReadString('>')
+	c.Close()
+	if !strings.Contains(line, "challenge") {
+		t.Fatalf("control port on the host: %q", line)
+	}
+	// ...but not to the guest, through the gateway or the DNS address.
+	for _, h := range []string{"10.0.2.2", "10.0.2.3"} {
+		if out := nc(h, l.TCPPort); strings.Contains(out, "challenge") {
+			t.Errorf("guest reached the switch's control port at %s:%d: %q", h, l.TCPPort, out)
+		}
+	}
+	// The graph page: the one-time URL works on the host; the guest
+	// cannot reach the page's port at all; a plain GET / on the host gets
+	// no token.
+	u := graphServer(t, l)
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pu.Port()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%s/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == 200 || strings.Contains(string(b), "cloonix-token") {
+		t.Errorf("GET / without the one-time URL: %d %q", resp.StatusCode, b)
+	}
+	gport, _ := strconv.Atoi(port)
+	if out := ncSend("10.0.2.2", gport, "GET / HTTP/1.0\r\nHost: 127.0.0.1:"+port+"\r\n\r\n"); strings.Contains(out, "HTTP/1.") {
+		t.Errorf("guest reached the graph page: %q", out)
+	}
+	jar := &http.Client{Jar: newJar(t)}
+	resp, err = jar.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = jar.Get(fmt.Sprintf("http://127.0.0.1:%s/", port)) // where the page's refresh leads
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "cloonix-token") {
+		t.Errorf("the page after the one-time URL, on the host: %d", resp.StatusCode)
+	}
+}
+
+// TestSwitchUnderUmaskZero (finding 7): a switch started under umask 000,
+// with a guest, a lan, VDE and the nat tux, creates nothing group or
+// others may use.
+func TestSwitchUnderUmaskZero(t *testing.T) {
+	old := syscall.Umask(0)
+	l := NewLab(t, "")
+	syscall.Umask(old)
+	l.MustRun("ctrl", "add", "vm", "U1", "--type", "uml", "--rootfs", "busybox", "--mem", "64")
+	l.MustRun("ctrl", "attach", "U1:eth0", "lan_u")
+	l.MustRun("ctrl", "attach", "nat", "lan_u")
+	Eventually(t, 120*time.Second, "U1 running", func() error {
+		for _, v := range l.List().VMs {
+			if v.Name == "U1" && v.State == "running" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not running")
+	})
+	n := 0
+	err := filepath.Walk(l.Dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil // vanished while walking
+		}
+		n++
+		if fi.Mode()&os.ModeSymlink == 0 && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v under umask 000", p, fi.Mode())
+		}
+		return nil
+	})
+	if err != nil || n < 10 {
+		t.Fatalf("walked %d paths under %s: %v", n, l.Dir, err)
+	}
+}
+
+func newJar(t *testing.T) http.CookieJar {
+	j, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
