@@ -53,6 +53,8 @@ type t2tHelper struct {
 
 	rxF, rxB, txF, txB, drops atomic.Uint64
 	state                     atomic.Value
+
+	guard t2tGuard // listener side: bounds on strangers (t2t_guard.go)
 }
 
 type t2tSession struct {
@@ -171,9 +173,10 @@ func (t *t2tHelper) accept(conn net.Conn) (*t2tSession, error) {
 	if _, err := conn.Write(encodeHello(nonceL)); err != nil {
 		return nil, err
 	}
-	r := bufio.NewReaderSize(conn, 256<<10)
+	// Read exactly the answer, straight from the socket: the session's
+	// buffers exist only once the peer proved it knows the secret.
 	auth := make([]byte, authLen)
-	if _, err := io.ReadFull(r, auth); err != nil {
+	if _, err := io.ReadFull(conn, auth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrT2TGarbage, err)
 	}
 	nonceD, err := parseAuth(auth, t.pw, nonceL)
@@ -190,7 +193,7 @@ func (t *t2tHelper) accept(conn net.Conn) (*t2tSession, error) {
 	if _, err := conn.Write(encodeResult(t2tStatusOK, t.pw, nonceD, nonceL)); err != nil {
 		return nil, err
 	}
-	return t.newSession(conn, r), nil
+	return t.newSession(conn, bufio.NewReaderSize(conn, 256<<10)), nil
 }
 
 func (t *t2tHelper) newSession(conn net.Conn, r *bufio.Reader) *t2tSession {
@@ -257,12 +260,18 @@ func (t *t2tHelper) acceptLoop() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		host := remoteHost(conn)
+		if err := t.guard.admit(host); err != nil {
+			conn.Close()
+			t.refused(conn, err)
+			continue
+		}
 		go func() {
 			s, err := t.accept(conn)
+			t.guard.done(host, err == nil)
 			if err != nil {
 				conn.Close()
-				log.Printf("t2t: refused %s: %v", conn.RemoteAddr(), err)
-				t.c.Event(fmt.Sprintf("refused %s: %v", conn.RemoteAddr(), err))
+				t.refused(conn, err)
 				return
 			}
 			t.run(s)
