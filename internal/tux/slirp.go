@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"cloonix/internal/config"
+	"cloonix/internal/fabric"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space
@@ -35,7 +36,49 @@ import (
 // Leases are kept in a state file, so a relaunched helper gives every
 // guest its address back; forwards are re-sent by the switch.
 
-func init() { setups["slirp"] = setupSlirp }
+// slirpKind is add_tux kind="slirp" [subnet="CIDR"].
+type slirpKind struct{}
+
+func (slirpKind) Name() string { return "slirp" }
+func (slirpKind) Usage() Usage {
+	return Usage{Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
+		Flags: []Flag{{"subnet", "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
+}
+
+func (slirpKind) Plan(s *Spec) (Plan, error) {
+	subnet := s.Options["subnet"]
+	if subnet == "" {
+		subnet = DefaultSubnet
+	}
+	plan, err := PlanFor(subnet)
+	if err != nil {
+		return Plan{}, err
+	}
+	leases := filepath.Join(s.Dir, s.Name+".leases")
+	args := []string{"--subnet", plan.Subnet.String(), "--state", leases}
+	// The gateway refuses guests the lab's own ports (slirp_guard.go).
+	if s.Listeners != "" {
+		args = append(args, "--listeners", s.Listeners)
+	}
+	if s.HostPorts != "" {
+		args = append(args, "--host-ports", s.HostPorts)
+	}
+	return Plan{
+		Args:  args,
+		Shown: []Option{{"subnet", plan.Subnet.String()}, {"gateway", plan.Gateway.String()}, {"dns", plan.DNS.String()}},
+		Fresh: []string{leases},
+	}, nil
+}
+
+func (slirpKind) forwards() {}
+
+func (slirpKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	return streamConn(sock), nil
+}
+
+func (slirpKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupSlirp(args, c, sw)
+}
 
 // DefaultSubnet is QEMU's user network.
 const DefaultSubnet = "10.0.2.0/24"
@@ -116,7 +159,7 @@ type slirpHelper struct {
 	guard *hostGuard
 }
 
-func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("slirp", flag.ContinueOnError)
 	subnet := fs.String("subnet", DefaultSubnet, "IPv4 subnet")
 	state := fs.String("state", "", "file keeping the DHCP leases")
