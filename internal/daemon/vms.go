@@ -18,7 +18,6 @@ import (
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
-	"cloonix/internal/topology"
 	"cloonix/internal/wire"
 )
 
@@ -129,36 +128,25 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is topology's).
+// its config CD (the folder's layout is topology's). A demo reaches the
+// switch from any client, so it is checked here with fconf's rules
+// (demo_check.go), whatever the client checked.
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
 	}
-	if !filepath.IsAbs(demo) {
-		return fmt.Errorf("vm %s: demo folder %q must be an absolute path", s.Name, demo)
+	trees, del, err := checkDemo(demo, s.Name)
+	if err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
 	}
-	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
-		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
-	}
-	for _, t := range []string{topology.AllTargets, topology.TargetPrefix + s.Name} {
-		if p := filepath.Join(demo, t); dirExists(p) {
-			s.CD.Trees = append(s.CD.Trees, p)
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(demo, topology.DeleteName)); err == nil {
-		s.CD.DeleteCmds = string(b)
-	}
+	s.CD.Trees = append(s.CD.Trees, trees...)
+	s.CD.DeleteCmds = del
 	return nil
 }
 
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
-}
-
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
 }
 
 func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {

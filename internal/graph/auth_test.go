@@ -115,3 +115,25 @@ func TestLoginCountsFirst(t *testing.T) {
 		t.Fatalf("%d parallel guesses: answers %v, want %d evaluated and the rest refused", n, codes, maxFailures)
 	}
 }
+
+// TestPageVMArgs (issue 15, finding 3): the page names images, never host
+// paths: no demo, no kernel, no rootfs path.
+func TestPageVMArgs(t *testing.T) {
+	for _, c := range []struct {
+		args map[string]string
+		ok   bool
+	}{
+		{map[string]string{"name": "A", "rootfs": "busybox"}, true},
+		{map[string]string{"name": "A", "rootfs": "debian-frr", "type": "kvm"}, true},
+		{map[string]string{"name": "A", "rootfs": "busybox", "demo": "/root/demo"}, false},
+		{map[string]string{"name": "A", "rootfs": "busybox", "kernel": "/boot/vmlinuz"}, false},
+		{map[string]string{"name": "A", "rootfs": "/etc"}, false},
+		{map[string]string{"name": "A", "rootfs": "../../etc"}, false},
+		{map[string]string{"name": "A", "rootfs": "oci:/var/lib/x"}, false},
+		{map[string]string{"name": "A", "rootfs": "docker-archive:/tmp/x.tar"}, false},
+	} {
+		if err := checkCall(callRequest{"add_vm", c.args}); (err == nil) != c.ok {
+			t.Errorf("add_vm %v: %v, want ok=%v", c.args, err, c.ok)
+		}
+	}
+}

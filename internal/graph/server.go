@@ -384,6 +384,11 @@ func checkCall(c callRequest) error {
 	if len(c.Args) > 32 {
 		return errors.New("too many arguments")
 	}
+	if c.Verb == "add_vm" {
+		if err := checkVMArgs(c.Args); err != nil {
+			return err
+		}
+	}
 	for k, v := range c.Args {
 		if !argName.MatchString(k) || k == "id" {
 			return fmt.Errorf("bad argument name %q", k)
@@ -391,6 +396,23 @@ func checkCall(c callRequest) error {
 		if len(v) > 4096 {
 			return fmt.Errorf("argument %s is too long", k)
 		}
+	}
+	return nil
+}
+
+// checkVMArgs keeps the page to images by name: a host path (demo folder,
+// kernel, a rootfs tree or archive) is the command line's to give, where
+// the user's own files are meant (docs/security.md).
+func checkVMArgs(a map[string]string) error {
+	for _, k := range []string{"demo", "kernel"} {
+		if _, ok := a[k]; ok {
+			return fmt.Errorf("add_vm %s: not from the page (use cloonix ctrl add vm or fconf load)", k)
+		}
+	}
+	r := a["rootfs"]
+	if strings.HasPrefix(r, "/") || strings.HasPrefix(r, ".") || strings.Contains(r, "/..") ||
+		strings.HasPrefix(r, "oci:") || strings.HasPrefix(r, "docker-archive:") {
+		return fmt.Errorf("add_vm rootfs %q: the page takes an image name from the bulk; host paths only from the command line", r)
 	}
 	return nil
 }
