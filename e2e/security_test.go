@@ -161,3 +161,62 @@ func newJar(t *testing.T) http.CookieJar {
 	}
 	return j
 }
+
+// procStatus reads fields of /proc/PID/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			m[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return m
+}
+
+// TestHelpersUnprivileged (finding 10): the slirp and t2t helpers run as
+// nobody with no capabilities and no_new_privs, the tap helper with
+// CAP_NET_ADMIN alone and no_new_privs; the slirp still serves DHCP and
+// keeps its leases across a relaunch.
+func TestHelpersUnprivileged(t *testing.T) {
+	l := NewLab(t, "")
+	port := freePort(t)
+	l.MustRun("ctrl", "add", "tux", "t2t", "tl", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	sfx := tuxSuffix()
+	ns := tuxNetns(t, "hard"+sfx)
+	ifn := "hard" + sfx
+	l.MustRun("ctrl", "attach", "nat", "lan")
+	nsTap(t, l, "tp", ifn, "lan", ns, "")
+	for _, c := range []struct {
+		tux, uid, capEff string
+	}{{"nat", "65534", "0000000000000000"}, {"tl", "65534", "0000000000000000"}, {"tp", "0", "0000000000001000"}} {
+		st := procStatus(t, l.tux(c.tux).Pid)
+		if !strings.HasPrefix(st["Uid"], c.uid+" "+c.uid+" "+c.uid) || st["CapEff"] != c.capEff || st["NoNewPrivs"] != "1" {
+			t.Errorf("%s helper: Uid %q CapEff %q NoNewPrivs %q, want uid %s, CapEff %s, no_new_privs", c.tux, st["Uid"], st["CapEff"], st["NoNewPrivs"], c.uid, c.capEff)
+		}
+	}
+	ip := nsDHCP(t, ns, ifn)
+	// The lease survives the helper's death (kept through its open file).
+	Eventually(t, 10*time.Second, "lease written", func() error {
+		b, err := os.ReadFile(filepath.Join(l.Dir, "tux", "nat.leases"))
+		if err != nil || !strings.Contains(string(b), ip) {
+			return fmt.Errorf("nat.leases: %q %v", b, err)
+		}
+		return nil
+	})
+	old := l.tux("nat").Pid
+	_ = syscall.Kill(old, syscall.SIGKILL)
+	Eventually(t, 10*time.Second, "nat relaunched", func() error {
+		if p := l.tux("nat").Pid; p == old || p == 0 {
+			return fmt.Errorf("pid %d", p)
+		}
+		return nil
+	})
+	if again := nsDHCP(t, ns, ifn); again != ip {
+		t.Errorf("lease after relaunch %s, want %s", again, ip)
+	}
+}

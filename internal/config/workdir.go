@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -131,13 +132,30 @@ func RegisterListener(dir, name string, port int) func() {
 
 // ListenerPorts reads the ports recorded under dir whose process is alive.
 func ListenerPorts(dir string) map[int]bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return map[int]bool{}
+	}
+	defer f.Close()
+	return ListenerPortsIn(f)
+}
+
+// ListenerPortsIn is ListenerPorts through an open directory, read again
+// from its start (reading an open directory needs no permission).
+func ListenerPortsIn(d *os.File) map[int]bool {
 	ports := map[int]bool{}
-	ents, err := os.ReadDir(dir)
+	if d == nil {
+		return ports
+	}
+	if _, err := d.Seek(0, io.SeekStart); err != nil {
+		return ports
+	}
+	names, err := d.Readdirnames(-1)
 	if err != nil {
 		return ports
 	}
-	for _, e := range ents {
-		f := strings.Split(e.Name(), ".")
+	for _, name := range names {
+		f := strings.Split(name, ".")
 		if len(f) != 3 {
 			continue
 		}

@@ -153,7 +153,7 @@ type slirpHelper struct {
 	vn    *virtualnetwork.VirtualNetwork
 	mux   http.Handler
 	plan  *SlirpPlan
-	state string
+	state *os.File // the lease file, opened before the helper drops root
 	mu    sync.Mutex
 	saved map[string]string
 	guard *hostGuard
@@ -189,6 +189,13 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	}
 	leases[broadcast(plan.Subnet).String()] = reservedMAC
 	saved := loadLeases(*state)
+	var stateF *os.File
+	if *state != "" {
+		// Opened now: the helper runs as nobody from here on (privs.go).
+		if stateF, err = config.OpenNoFollow(*state, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("slirp lease file: %v", err)
+		}
+	}
 	for ip, mac := range saved {
 		if p := net.ParseIP(ip); p != nil && plan.Subnet.Contains(p) {
 			leases[ip] = mac
@@ -218,7 +225,7 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 		return nil, nil, fmt.Errorf("slirp network %s: %v", plan.Subnet, err)
 	}
 	guard := newHostGuard(plan, nat, allow, *listeners, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
-	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: *state, saved: saved, guard: guard}
+	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: stateF, saved: saved, guard: guard}
 	go h.keepLeases()
 	return h, map[string]string{"subnet": plan.Subnet.String(), "gateway": plan.Gateway.String(), "dns": plan.DNS.String()}, nil
 }
@@ -264,9 +271,12 @@ func (h *slirpHelper) leases() map[string]string {
 	return m
 }
 
-// keepLeases writes the leases to the state file when they change.
+// keepLeases writes the leases to the state file when they change. The
+// file is rewritten in place through the descriptor opened as root: a
+// torn write (helper killed mid-way) reads back as no leases, which only
+// costs the guests their old addresses.
 func (h *slirpHelper) keepLeases() {
-	if h.state == "" {
+	if h.state == nil {
 		return
 	}
 	for range time.Tick(300 * time.Millisecond) {
@@ -279,14 +289,15 @@ func (h *slirpHelper) keepLeases() {
 		h.mu.Unlock()
 		if changed {
 			b, _ := json.Marshal(m)
-			tmp := h.state + ".tmp"
-			_ = os.MkdirAll(filepath.Dir(h.state), 0o700)
-			if config.WriteFileNoFollow(tmp, b, 0o600) == nil {
-				_ = os.Rename(tmp, h.state)
+			if _, err := h.state.WriteAt(b, 0); err == nil {
+				_ = h.state.Truncate(int64(len(b)))
 			}
 		}
 	}
 }
+
+// unprivileged: the slirp needs no privilege once set up (privs.go).
+func (h *slirpHelper) unprivileged() {}
 
 // CheckForward validates a forward's addresses: HOSTADDR:PORT on the host
 // and an IP:PORT guest address.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ type hostGuard struct {
 	plan      *SlirpPlan
 	nat       map[[4]byte]net.IP // guest-side address -> host-side
 	allow     config.PortSet     // nil: every port but the lab's own
-	listeners string             // dir of the lab's listener records
+	listeners *os.File           // dir of the lab's listener records, opened before dropping root
 
 	mu        sync.Mutex
 	labPorts  map[int]bool
@@ -41,7 +42,13 @@ type hostGuard struct {
 }
 
 func newHostGuard(plan *SlirpPlan, nat map[string]string, allow config.PortSet, listeners string, logf func(string, ...any)) *hostGuard {
-	g := &hostGuard{plan: plan, nat: map[[4]byte]net.IP{}, allow: allow, listeners: listeners, logf: logf}
+	g := &hostGuard{plan: plan, nat: map[[4]byte]net.IP{}, allow: allow, logf: logf}
+	if listeners != "" {
+		// Opened now, read later through the descriptor: the helper
+		// runs as nobody and could not open the switch's dir then.
+		_ = os.Mkdir(listeners, 0o700)
+		g.listeners, _ = os.Open(listeners)
+	}
 	for from, to := range nat {
 		if f, t := net.ParseIP(from).To4(), net.ParseIP(to).To4(); f != nil && t != nil {
 			g.nat[[4]byte(f)] = t
@@ -77,7 +84,7 @@ func (g *hostGuard) labPort(port int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.labPorts == nil || time.Since(g.labAt) > guardTTL {
-		g.labPorts = config.ListenerPorts(g.listeners)
+		g.labPorts = config.ListenerPortsIn(g.listeners)
 		g.labAt = time.Now()
 		g.refreshes++
 	}

@@ -175,6 +175,10 @@ func isConnErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
+// unprivileged: a t2t helper needs no privilege once its listener is
+// bound (privs.go).
+func (t *t2tHelper) unprivileged() {}
+
 func (t *t2tHelper) handle(r Request) error { return fmt.Errorf("a t2t tux has no %q", r.Op) }
 
 func (t *t2tHelper) stats() Stats {
