@@ -71,13 +71,14 @@ func DefaultWorkDir(network string) string {
 // MinPassword is the shortest password TCP control accepts.
 const MinPassword = 8
 
-// CheckTCPPassword refuses TCP control with an empty or short password:
-// an HMAC made with an empty key proves nothing.
-func (c *Config) CheckTCPPassword() error {
-	if c.TCPAddr() == "" || len(c.Password) >= MinPassword {
-		return nil
+// TCPWarning says why TCP control stays off although <server_port> asks
+// for it: an empty or short password (an HMAC keyed with nothing proves
+// nothing). "" when TCP control is on or off by choice.
+func (c *Config) TCPWarning() string {
+	if c.ServerPort <= 0 || len(c.Password) >= MinPassword {
+		return ""
 	}
-	return fmt.Errorf("%s: <password> has %d characters: TCP control (<server_port>%d</server_port>) needs at least %d; set a longer <password>, or <server_port>-1</server_port> to turn TCP control off", c.Path, len(c.Password), c.ServerPort, MinPassword)
+	return fmt.Sprintf("TCP control (<server_port>%d</server_port>) stays off: <password> has %d characters, it needs at least %d; set a longer <password> in %s, or <server_port>-1</server_port> to silence this", c.ServerPort, len(c.Password), MinPassword, c.Path)
 }
 
 // Default returns the default configuration with a fresh random password.
@@ -211,9 +212,10 @@ func (c *Config) Write(path string) error {
 	return nil
 }
 
-// TCPAddr is the TCP control address, or "" when TCP is off.
+// TCPAddr is the TCP control address, or "" when TCP is off (also when
+// the password is too short: TCPWarning).
 func (c *Config) TCPAddr() string {
-	if c.ServerPort <= 0 {
+	if c.ServerPort <= 0 || len(c.Password) < MinPassword {
 		return ""
 	}
 	return c.ServerAddr + ":" + strconv.Itoa(c.ServerPort)

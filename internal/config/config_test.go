@@ -46,6 +46,7 @@ func TestParse(t *testing.T) {
 	c, err := Parse([]byte(`<cloonix_config>
   <network_name>  Lab2 </network_name>
   <server_port> 5000 </server_port>
+  <password> long-enough </password>
   <work_dir> /tmp/lab2 </work_dir>
   <bulk_dir>$HOME/b</bulk_dir>
   <accel> TCG </accel>

@@ -96,8 +96,8 @@ func (d *Daemon) Run() error {
 	// Whatever the caller's umask, nothing the switch or its children
 	// create (sockets, disks, logs) is open to group or others.
 	syscall.Umask(0o077)
-	if err := d.Cfg.CheckTCPPassword(); err != nil {
-		return err
+	if w := d.Cfg.TCPWarning(); w != "" {
+		log.Printf("warning: %s", w)
 	}
 	if err := config.PrepareWorkDir(d.Cfg.WorkDir); err != nil {
 		return err

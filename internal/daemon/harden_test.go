@@ -117,18 +117,48 @@ func runDaemon(cfg *config.Config) error {
 	}
 }
 
-// TestTCPNeedsPassword (finding 4): no TCP control with an empty or short
-// password.
+// TestTCPNeedsPassword (finding 4): with an empty or short password TCP
+// control stays off (with a warning), so no HMAC keyed with nothing is
+// ever accepted.
 func TestTCPNeedsPassword(t *testing.T) {
 	for _, pw := range []string{"", "<password></password>", "<password>short</password>"} {
 		dir := filepath.Join(t.TempDir(), "w")
-		err := runCfg(t, dir, fmt.Sprintf("<server_port>%d</server_port>%s", freeTCP(t), pw))
-		if err == nil || !strings.Contains(err.Error(), "<password>") {
-			t.Errorf("config %q: switch started with TCP control (%v)", pw, err)
+		port := freeTCP(t)
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`<cloonix_config>
+  <network_name>unit</network_name><work_dir>%s</work_dir><server_name>%s/ctl</server_name>
+  <no_nat>true</no_nat><server_port>%d</server_port>%s
+</cloonix_config>`, dir, filepath.Dir(dir), port, pw)), "test.xml")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := runCfg(t, filepath.Join(t.TempDir(), "w"), "<server_port>-1</server_port>"); err != nil {
-		t.Errorf("TCP off, no password: %v", err)
+		if w := cfg.TCPWarning(); !strings.Contains(w, "stays off") {
+			t.Errorf("config %q: warning %q", pw, w)
+		}
+		d := New(cfg)
+		ran := make(chan error, 1)
+		go func() { ran <- d.Run() }()
+		for {
+			c, err := proto.Dial("unix:"+cfg.ServerName, "")
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-ran:
+				t.Fatalf("config %q: %v", pw, err)
+			default:
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if c, err := proto.Dial(fmt.Sprintf("tcp:127.0.0.1:%d", port), ""); err == nil {
+			c.Close()
+			t.Errorf("config %q: TCP control accepted an empty key", pw)
+		} else if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			t.Errorf("config %q: TCP control listens", pw)
+		}
+		d.Stop()
+		<-ran
 	}
 }
 
