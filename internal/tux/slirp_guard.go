@@ -33,6 +33,7 @@ type hostGuard struct {
 	mu        sync.Mutex
 	labPorts  map[int]bool
 	labAt     time.Time
+	labMtime  time.Time
 	localIPs  map[[4]byte]bool
 	localAt   time.Time
 	dropped   atomic.Uint64
@@ -80,12 +81,26 @@ func (g *hostGuard) isHost(ip net.IP) bool {
 	return g.localIPs[[4]byte(ip.To4())]
 }
 
+// labPort tells whether a lab process listens on port. The records are
+// read again whenever their folder changed (its mtime, read through the
+// open descriptor), so a graph page is refused from the moment it
+// registered, and at least every guardTTL to forget dead processes.
 func (g *hostGuard) labPort(port int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.labPorts == nil || time.Since(g.labAt) > guardTTL {
+	var mtime time.Time
+	if g.listeners != nil {
+		if fi, err := g.listeners.Stat(); err == nil {
+			mtime = fi.ModTime()
+		}
+	}
+	// File times are coarse (a clock tick): a change made in the same tick
+	// as the last read keeps the mtime, so a read that close to the last
+	// change is not trusted.
+	settled := g.labAt.Sub(g.labMtime) > 50*time.Millisecond
+	if g.labPorts == nil || !mtime.Equal(g.labMtime) || !settled || time.Since(g.labAt) > guardTTL {
 		g.labPorts = config.ListenerPortsIn(g.listeners)
-		g.labAt = time.Now()
+		g.labAt, g.labMtime = time.Now(), mtime
 		g.refreshes++
 	}
 	return g.labPorts[port]
