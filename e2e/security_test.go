@@ -220,3 +220,16 @@ func TestHelpersUnprivileged(t *testing.T) {
 		t.Errorf("lease after relaunch %s, want %s", again, ip)
 	}
 }
+
+// TestForwardNeedsPublic (finding 12): `forward add` refuses a host
+// address beyond loopback unless --public.
+func TestForwardNeedsPublic(t *testing.T) {
+	l := NewLab(t, "")
+	port := freePort(t)
+	out, err := l.Run("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("0.0.0.0:%d", port), "10.0.2.15:22")
+	if err == nil || !strings.Contains(out, "--public") {
+		t.Fatalf("forward from 0.0.0.0 without --public: %v %s", err, out)
+	}
+	l.MustRun("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("0.0.0.0:%d", port), "10.0.2.15:22", "--public")
+	l.MustRun("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "10.0.2.15:22")
+}

@@ -74,10 +74,17 @@ var forwardAddCmd = &cobra.Command{
 	Short: "forward HOSTADDR:PORT on the host to GUESTIP:PORT behind slirp NAME",
 	Args:  cobra.ExactArgs(4),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		_, err := call("forward_add", map[string]string{"name": args[0], "proto": args[1], "host": args[2], "guest": args[3]})
+		a := map[string]string{"name": args[0], "proto": args[1], "host": args[2], "guest": args[3]}
+		if forwardPublic {
+			a["public"] = "true"
+		}
+		_, err := call("forward_add", a)
 		return err
 	},
 }
+
+// forwardPublic allows a forward's host address beyond loopback.
+var forwardPublic bool
 
 var forwardDelCmd = &cobra.Command{
 	Use:   "del NAME tcp|udp HOSTADDR:PORT [GUESTIP:PORT]",
@@ -111,6 +118,7 @@ func init() {
 	}
 	ctrlAddCmd.AddCommand(addTuxCmd)
 	ctrlDelCmd.AddCommand(simple("tux NAME", "stop a tux's helper and remove its port", "del_tux", "name"))
+	forwardAddCmd.Flags().BoolVar(&forwardPublic, "public", false, "allow a host address beyond loopback (e.g. 0.0.0.0:PORT): the guest's port is then open to the network")
 	forwardCmd.AddCommand(forwardAddCmd, forwardDelCmd)
 	ctrlCmd.AddCommand(forwardCmd)
 	rootCmd.AddCommand(tuxHelperCmd)

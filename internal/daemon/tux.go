@@ -199,6 +199,11 @@ func (d *Daemon) forwardArgs(m *proto.Msg, needGuest bool) (*tuxProc, tux.Forwar
 	if needGuest && f.Guest == "" {
 		return nil, f, fmt.Errorf("<%s> needs guest=\"GUESTIP:PORT\"", m.Name)
 	}
+	if needGuest {
+		if err := tux.CheckForwardPublic(f.Host, m.Get("public") == "true"); err != nil {
+			return nil, f, err
+		}
+	}
 	if err := tux.CheckForward(f.Proto, f.Host, f.Guest); err != nil {
 		return nil, f, err
 	}

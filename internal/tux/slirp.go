@@ -319,6 +319,21 @@ func CheckForward(proto, host, guest string) error {
 	return nil
 }
 
+// CheckForwardPublic refuses a forward's host address beyond loopback
+// (0.0.0.0, "", a host address) unless public is set: a forward there
+// opens a guest's port to the network, which is the user's call to make
+// explicitly (ctrl forward add --public).
+func CheckForwardPublic(host string, public bool) error {
+	hh, _, err := net.SplitHostPort(host)
+	if err != nil {
+		return fmt.Errorf("forward host address %q: want HOSTADDR:PORT such as 127.0.0.1:2222", host)
+	}
+	if ip := net.ParseIP(hh); (ip != nil && ip.IsLoopback()) || public {
+		return nil
+	}
+	return fmt.Errorf("forward host address %s is not a loopback address: the guest's port would be open to the network; use 127.0.0.1:PORT, or add --public if that is what you want", host)
+}
+
 // validPort accepts 1..65535 written plainly.
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)

@@ -137,3 +137,21 @@ func FuzzHostGuard(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardPublic (issue 15, finding 12): a forward opens a guest's port
+// beyond loopback only when asked to.
+func TestForwardPublic(t *testing.T) {
+	for _, c := range []struct {
+		host   string
+		public bool
+		ok     bool
+	}{
+		{"127.0.0.1:2222", false, true}, {"[::1]:2222", false, true}, {"127.0.0.2:2222", false, true},
+		{"0.0.0.0:2222", false, false}, {":2222", false, false}, {"192.0.2.1:2222", false, false}, {"[::]:2222", false, false},
+		{"0.0.0.0:2222", true, true}, {":2222", true, true}, {"nonsense", true, false},
+	} {
+		if err := CheckForwardPublic(c.host, c.public); (err == nil) != c.ok {
+			t.Errorf("%s public=%v: %v, want ok=%v", c.host, c.public, err, c.ok)
+		}
+	}
+}
