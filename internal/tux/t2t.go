@@ -2,6 +2,9 @@ package tux
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,14 +59,23 @@ func (t2tKind) Plan(s *Spec) (Plan, error) {
 		return Plan{}, fmt.Errorf("t2t %s: address %q: want HOST:PORT", s.Name, addr)
 	}
 	pw := s.Options["password"]
-	if pw == "" {
-		pw = s.Password
+	if pw == "" && s.Password != "" {
+		pw = T2TSecret(s.Password)
 	}
 	if pw == "" {
 		return Plan{}, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", s.Name)
 	}
 	return Plan{Args: []string{flag, addr}, Env: []string{T2TPasswordEnv + "=" + pw},
 		Shown: []Option{{strings.TrimPrefix(flag, "--"), addr}}, Strict: true}, nil
+}
+
+// T2TSecret is a t2t link's default secret, derived from the control
+// password but not it: two labs with the same <password> still meet, and
+// a peer that knows the link's secret cannot log into TCP control with it.
+func T2TSecret(controlPassword string) string {
+	m := hmac.New(sha256.New, []byte(controlPassword))
+	m.Write([]byte("cloonix t2t link secret v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (t2tKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,26 @@ func TestT2TListenerBounds(t *testing.T) {
 	g.done("192.0.2.1", false)
 	if err := g.admit("192.0.2.2"); err != nil {
 		t.Fatalf("a freed slot: %v", err)
+	}
+}
+
+// TestT2TOwnSecret (finding 9): by default a t2t link's secret is not the
+// control password (a peer could otherwise drive the lab over TCP), yet
+// two labs with the same <password> still agree on it.
+func TestT2TOwnSecret(t *testing.T) {
+	p, err := t2tKind{}.Plan(&Spec{Name: "x", Kind: "t2t", Options: map[string]string{"listen": "127.0.0.1:0"}, Password: "control-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := T2TPasswordEnv + "=" + T2TSecret("control-password")
+	if len(p.Env) != 1 || p.Env[0] != want || strings.Contains(p.Env[0], "control-password") {
+		t.Fatalf("env %q, want %q", p.Env, want)
+	}
+	if T2TSecret("a") == T2TSecret("b") {
+		t.Fatal("secrets of different passwords agree")
+	}
+	p, _ = t2tKind{}.Plan(&Spec{Name: "x", Kind: "t2t", Options: map[string]string{"listen": "127.0.0.1:0", "password": "given"}, Password: "control-password"})
+	if p.Env[0] != T2TPasswordEnv+"=given" {
+		t.Fatalf("a given password: %q", p.Env)
 	}
 }
