@@ -193,7 +193,8 @@ func TestVXLANTwoSwitches(t *testing.T) {
 		{[]string{"--remote", "239.0.0.1", "--vni", "1"}, "multicast"},
 		{[]string{"--remote", "198.51.100.7", "--vni", "1"}, "unreachable"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1"}, "taken by vxlan tux vx"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790"}, "in use"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790", "--listen-any"}, "in use"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4792"}, "--listen-any"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "70000"}, "65535"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4791", "--local", "10.94.0.9"}, "not an address of this host"},
 	} {

@@ -45,6 +45,7 @@ func kindCmd(k tux.Kind) *cobra.Command {
 		use += " " + u.Args
 	}
 	vals := map[string]*string{}
+	bools := map[string]*bool{}
 	c := &cobra.Command{
 		Use:   use,
 		Short: u.Short,
@@ -55,10 +56,19 @@ func kindCmd(k tux.Kind) *cobra.Command {
 			for n, v := range vals {
 				opts[n] = *v
 			}
+			for n, v := range bools {
+				if *v {
+					opts[n] = "true"
+				}
+			}
 			return addTux(k.Name(), args[0], opts)
 		},
 	}
 	for _, f := range u.Flags {
+		if f.Bool {
+			bools[f.Name] = c.Flags().Bool(f.Name, false, f.Usage)
+			continue
+		}
 		vals[f.Name] = c.Flags().String(f.Name, "", f.Usage)
 	}
 	return c

@@ -94,7 +94,7 @@ var TuxOptions = map[string][]string{
 	"slirp": {"subnet"},
 	"tap":   {"ifname"},
 	"t2t":   {"peer", "listen", "password"},
-	"vxlan": {"remote", "vni", "port", "local"},
+	"vxlan": {"remote", "vni", "port", "local", "listen-any", "peers"},
 }
 
 // AllLans returns every lan the topology names (eths, tux and <LAN>),

@@ -58,7 +58,10 @@ type Usage struct {
 }
 
 // Flag is one option of a kind, a --flag of the command line.
-type Flag struct{ Name, Usage string }
+type Flag struct {
+	Name, Usage string
+	Bool        bool // a switch: given means "true"
+}
 
 // Keys are the options add_tux takes for k.
 func Keys(k Kind) []string {

@@ -42,7 +42,7 @@ type slirpKind struct{}
 func (slirpKind) Name() string { return "slirp" }
 func (slirpKind) Usage() Usage {
 	return Usage{Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
-		Flags: []Flag{{"subnet", "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
+		Flags: []Flag{{Name: "subnet", Usage: "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
 }
 
 func (slirpKind) Plan(s *Spec) (Plan, error) {

@@ -38,9 +38,9 @@ func (t2tKind) Usage() Usage {
 	return Usage{Args: "(--peer HOST:PORT | --listen ADDR:PORT)",
 		Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",
 		Flags: []Flag{
-			{"peer", "dial the other cloonix's t2t tux at HOST:PORT"},
-			{"listen", "wait for the other cloonix on ADDR:PORT"},
-			{"password", "shared password (default: <password> of the config)"},
+			{Name: "peer", Usage: "dial the other cloonix's t2t tux at HOST:PORT"},
+			{Name: "listen", Usage: "wait for the other cloonix on ADDR:PORT"},
+			{Name: "password", Usage: "shared password (default: <password> of the config)"},
 		}}
 }
 

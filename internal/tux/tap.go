@@ -39,7 +39,7 @@ type tapKind struct{}
 func (tapKind) Name() string { return "tap" }
 func (tapKind) Usage() Usage {
 	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
-		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
+		Flags: []Flag{{Name: "ifname", Usage: "host interface name (default: NAME)"}}}
 }
 
 func (tapKind) Plan(s *Spec) (Plan, error) {
