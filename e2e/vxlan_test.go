@@ -453,7 +453,7 @@ func TestVXLANUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(dir, 0o777) // nobody's work_dir
+		os.Chown(dir, 65534, 65534) // nobody's work_dir: its own (a switch refuses one open to others)
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: "p"}
 		os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config><network_name>vxu-%s</network_name><server_name>%s</server_name>
