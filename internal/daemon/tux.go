@@ -21,17 +21,18 @@ import (
 // tux_deleted, forward_added, forward_deleted here; tux_started,
 // tux_died, tux_relaunched, tux_link (t2t up/down) from the helper.
 
-func init() {
-	register("add_tux", (*Daemon).addTux)
-	register("del_tux", (*Daemon).delTux)
-	register("forward_add", (*Daemon).forwardAdd)
-	register("forward_del", (*Daemon).forwardDel)
-	onList(listTux)
-	onStart(startTux)
+func tuxFeature() Feature {
+	return Feature{Name: "tux",
+		Verbs: []Verb{
+			typed((*Daemon).addTux), checked[proto.DelTux]((*Daemon).delTux),
+			checked[proto.ForwardAdd]((*Daemon).forwardAdd), checked[proto.ForwardDel]((*Daemon).forwardDel),
+		},
+		List: listTux, Start: startTux,
+	}
 }
 
 // DefaultNat is the slirp tux started with the switch unless <no_nat>.
-const DefaultNat = "nat"
+const DefaultNat = proto.DefaultSlirp
 
 // tuxProc is one entry of the tux table.
 type tuxProc struct {
@@ -81,29 +82,15 @@ func (d *Daemon) stopAllTux() {
 	wg.Wait()
 }
 
-func (d *Daemon) addTux(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
+func (d *Daemon) addTux(c *client, a *proto.AddTux) (any, error) {
+	if err := d.AddTux(a.Name, a.Kind, a.OptionMap()); err != nil {
 		return nil, err
 	}
-	kind, err := need(m, "kind")
-	if err != nil {
-		return nil, err
-	}
-	opts := map[string]string{}
-	for k, v := range m.Attrs {
-		if k != "id" && k != "name" && k != "kind" {
-			opts[k] = v
-		}
-	}
-	if err := d.AddTux(name, kind, opts); err != nil {
-		return nil, err
-	}
-	t := d.getTux(name)
+	t := d.getTux(a.Name)
 	if t == nil {
 		return nil, nil
 	}
-	return []byte(fmt.Sprintf(`<tux name="%s" kind="%s" pid="%d"/>`, xmlEscape(name), xmlEscape(kind), t.h.Pid())), nil
+	return &proto.TuxReply{Name: a.Name, Kind: a.Kind, Pid: t.h.Pid()}, nil
 }
 
 func (d *Daemon) tuxDir() string { return filepath.Join(d.Cfg.WorkDir, "tux") }

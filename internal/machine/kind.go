@@ -60,12 +60,12 @@ type Guest interface {
 	Ports() []Port
 }
 
-// Limits of add_vm, shared with the topology checker.
+// Limits of add_vm: proto's, the one place they are written.
 const (
-	MinMem  = 32      // MB
-	MaxMem  = 1 << 20 // MB; the host's memory is the real bound
-	MaxCPU  = 64
-	MaxEths = 32
+	MinMem  = proto.MinMem // MB
+	MaxMem  = proto.MaxMem // MB; the host's memory is the real bound
+	MaxCPU  = proto.MaxCPU
+	MaxEths = proto.MaxEths
 )
 
 // Unset in Spec.Mem, CPU or Eths means "not given: the kind's default".
@@ -76,6 +76,8 @@ type Host struct {
 	BulkDir string // images and kernels
 	WorkDir string // the guests' directories
 	Accel   string // <accel>: auto, kvm or tcg
+	// OCIRuntime is <oci_runtime>: the container nodes' runtime ("": runc).
+	OCIRuntime string
 }
 
 // Port is what the switch must offer for one eth before the guest starts.
