@@ -16,6 +16,7 @@ import (
 
 	"cloonix/internal/config"
 	"cloonix/internal/graph"
+	"cloonix/internal/proto"
 )
 
 // graphOptions are graph's flags.
@@ -142,7 +143,7 @@ func registerGraphPort(a net.Addr) func() {
 	if err != nil || !ok {
 		return func() {}
 	}
-	return config.RegisterListener(cfg.ListenersDir(), "graph", ta.Port)
+	return proto.RegisterListener(cfg.ListenersDir(), "graph", ta.Port)
 }
 
 func init() {

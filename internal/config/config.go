@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"cloonix/internal/proto"
 )
 
 // Config is one daemon's configuration. Two daemons with different
@@ -174,7 +176,7 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.WorkDir) {
 		return fmt.Errorf("<work_dir> %q must be an absolute path", c.WorkDir)
 	}
-	if _, err := ParsePorts(c.SlirpHostPorts); err != nil {
+	if _, err := proto.ParsePorts(c.SlirpHostPorts); err != nil {
 		return fmt.Errorf("<slirp_host_ports> %v", err)
 	}
 	if len(c.ServerName) > 100 {

@@ -3,10 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 )
@@ -114,60 +112,3 @@ func (c *Config) LockWorkDir() (*os.File, error) {
 // ListenersDir holds one empty file per host port a lab process listens
 // on ("PORT.NAME.PID"): the slirp gateway refuses guests these ports.
 func (c *Config) ListenersDir() string { return filepath.Join(c.WorkDir, "listeners") }
-
-// RegisterListener records port under dir; the returned function removes
-// the record. Errors are ignored: the record is a defence in depth.
-func RegisterListener(dir, name string, port int) func() {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return func() {}
-	}
-	p := filepath.Join(dir, fmt.Sprintf("%d.%s.%d", port, name, os.Getpid()))
-	f, err := OpenNoFollow(p, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return func() {}
-	}
-	f.Close()
-	return func() { _ = os.Remove(p) }
-}
-
-// ListenerPorts reads the ports recorded under dir whose process is alive.
-func ListenerPorts(dir string) map[int]bool {
-	f, err := os.Open(dir)
-	if err != nil {
-		return map[int]bool{}
-	}
-	defer f.Close()
-	return ListenerPortsIn(f)
-}
-
-// ListenerPortsIn is ListenerPorts through an open directory, read again
-// from its start (reading an open directory needs no permission).
-func ListenerPortsIn(d *os.File) map[int]bool {
-	ports := map[int]bool{}
-	if d == nil {
-		return ports
-	}
-	if _, err := d.Seek(0, io.SeekStart); err != nil {
-		return ports
-	}
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return ports
-	}
-	for _, name := range names {
-		f := strings.Split(name, ".")
-		if len(f) != 3 {
-			continue
-		}
-		port, err1 := strconv.Atoi(f[0])
-		pid, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil || port <= 0 || port > 65535 {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-			continue // its process is gone
-		}
-		ports[port] = true
-	}
-	return ports
-}

@@ -169,7 +169,7 @@ func (d *Daemon) listen(sock string) error {
 		}
 		d.listeners = append(d.listeners, tl)
 		// The slirp gateway refuses guests the way to this port.
-		d.OnStop(config.RegisterListener(d.Cfg.ListenersDir(), "switch", tl.Addr().(*net.TCPAddr).Port))
+		d.OnStop(proto.RegisterListener(d.Cfg.ListenersDir(), "switch", tl.Addr().(*net.TCPAddr).Port))
 	}
 	if err := config.WriteFileNoFollow(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600); err != nil {
 		closeAll()

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"cloonix/internal/topology"
+	"cloonix/internal/proto"
 )
 
 // MaxDemoTree bounds the bytes a demo puts on one guest's config CD.
@@ -19,7 +19,7 @@ const MaxDemoTree = 256 << 20
 // the rules fconf applies, since any client can name any folder and the
 // switch reads it as root: an absolute path free of symlinks, a delete
 // file that is a regular file (never a link to a file of the host) within
-// topology.MaxDeleteFile, trees topology.CheckTree accepts (no links
+// proto.DemoMaxDeleteFile, trees proto.CheckDemoTree accepts (no links
 // leaving them, no devices, pipes or sockets) within MaxDemoTree bytes.
 // It returns the trees for vm and the delete commands.
 func checkDemo(demo, vm string) (trees []string, del string, err error) {
@@ -37,12 +37,12 @@ func checkDemo(demo, vm string) (trees []string, del string, err error) {
 		return nil, "", fmt.Errorf("demo folder %s is not a directory", demo)
 	}
 	total := int64(0)
-	for _, t := range []string{topology.AllTargets, topology.TargetPrefix + vm} {
+	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + vm} {
 		p := filepath.Join(demo, t)
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err := topology.CheckTree(p); err != nil {
+		if err := proto.CheckDemoTree(p); err != nil {
 			return nil, "", err
 		}
 		n, err := treeBytes(p)
@@ -54,7 +54,7 @@ func checkDemo(demo, vm string) (trees []string, del string, err error) {
 		}
 		trees = append(trees, p)
 	}
-	del, err = readDeleteFile(filepath.Join(demo, topology.DeleteName))
+	del, err = readDeleteFile(filepath.Join(demo, proto.DemoDeleteName))
 	return trees, del, err
 }
 
@@ -97,12 +97,12 @@ func readDeleteFile(p string) (string, error) {
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s: must be a regular file of shell commands; refused", p)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, topology.MaxDeleteFile+1))
+	b, err := io.ReadAll(io.LimitReader(f, proto.DemoMaxDeleteFile+1))
 	if err != nil {
 		return "", err
 	}
-	if len(b) > topology.MaxDeleteFile {
-		return "", fmt.Errorf("%s: more than %d bytes; refused", p, topology.MaxDeleteFile)
+	if len(b) > proto.DemoMaxDeleteFile {
+		return "", fmt.Errorf("%s: more than %d bytes; refused", p, proto.DemoMaxDeleteFile)
 	}
 	return string(b), nil
 }

@@ -141,11 +141,6 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
 func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 	r, err := d.parseAddVM(a)
 	if err != nil {

@@ -17,14 +17,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
 	"github.com/sirupsen/logrus"
 
-	"cloonix/internal/config"
 	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space
@@ -172,7 +173,7 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	if err != nil {
 		return nil, nil, err
 	}
-	allow, err := config.ParsePorts(*hostPorts)
+	allow, err := proto.ParsePorts(*hostPorts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--host-ports %v", err)
 	}
@@ -192,7 +193,7 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	var stateF *os.File
 	if *state != "" {
 		// Opened now: the helper runs as nobody from here on (privs.go).
-		if stateF, err = config.OpenNoFollow(*state, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		if stateF, err = os.OpenFile(*state, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600); err != nil {
 			return nil, nil, fmt.Errorf("slirp lease file: %v", err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloonix/internal/config"
+	"cloonix/internal/proto"
 )
 
 // The slirp gateway leads to the host (DESIGN section 9): a connection to
@@ -27,7 +27,7 @@ import (
 type hostGuard struct {
 	plan      *SlirpPlan
 	nat       map[[4]byte]net.IP // guest-side address -> host-side
-	allow     config.PortSet     // nil: every port but the lab's own
+	allow     proto.PortSet      // nil: every port but the lab's own
 	listeners *os.File           // dir of the lab's listener records, opened before dropping root
 
 	mu        sync.Mutex
@@ -42,7 +42,7 @@ type hostGuard struct {
 	refreshes int // for tests: how often the records were read
 }
 
-func newHostGuard(plan *SlirpPlan, nat map[string]string, allow config.PortSet, listeners string, logf func(string, ...any)) *hostGuard {
+func newHostGuard(plan *SlirpPlan, nat map[string]string, allow proto.PortSet, listeners string, logf func(string, ...any)) *hostGuard {
 	g := &hostGuard{plan: plan, nat: map[[4]byte]net.IP{}, allow: allow, logf: logf}
 	if listeners != "" {
 		// Opened now, read later through the descriptor: the helper
@@ -99,7 +99,7 @@ func (g *hostGuard) labPort(port int) bool {
 	// change is not trusted.
 	settled := g.labAt.Sub(g.labMtime) > 50*time.Millisecond
 	if g.labPorts == nil || !mtime.Equal(g.labMtime) || !settled || time.Since(g.labAt) > guardTTL {
-		g.labPorts = config.ListenerPortsIn(g.listeners)
+		g.labPorts = proto.ListenerPortsIn(g.listeners)
 		g.labAt, g.labMtime = time.Now(), mtime
 		g.refreshes++
 	}

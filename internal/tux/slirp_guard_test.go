@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"cloonix/internal/config"
+	"cloonix/internal/proto"
 )
 
 // frame builds an Ethernet/IPv4 frame with a TCP or UDP header to dst:port.
@@ -32,7 +32,7 @@ func frame(proto byte, dst string, port int, frag uint16) []byte {
 func TestHostGuard(t *testing.T) {
 	plan, _ := PlanFor(DefaultSubnet)
 	dir := t.TempDir()
-	unreg := config.RegisterListener(dir, "switch", 54321)
+	unreg := proto.RegisterListener(dir, "switch", 54321)
 	// A record of a process that is gone counts for nothing.
 	_ = os.WriteFile(filepath.Join(dir, "8080.graph.999999999"), nil, 0o600)
 	hostIP := ""
@@ -77,7 +77,7 @@ func TestHostGuard(t *testing.T) {
 	}
 	// A record counts from the moment it is made, and goes with its
 	// listener, whatever the cache.
-	unreg2 := config.RegisterListener(dir, "graph", 8181)
+	unreg2 := proto.RegisterListener(dir, "graph", 8181)
 	if g.pass(frame(6, "10.0.2.2", 8181, 0)) {
 		t.Error("a listener registered just now is not refused")
 	}
@@ -86,7 +86,7 @@ func TestHostGuard(t *testing.T) {
 	if !g.pass(frame(6, "10.0.2.2", 54321, 0)) {
 		t.Error("port still refused after its listener went")
 	}
-	allow, _ := config.ParsePorts("22,8000-8999")
+	allow, _ := proto.ParsePorts("22,8000-8999")
 	g = newHostGuard(plan, nat, allow, dir, nil)
 	for port, want := range map[int]bool{22: true, 8500: true, 4713: false, 54321: false, 53: true} {
 		proto := byte(6)
@@ -103,7 +103,7 @@ func TestHostGuard(t *testing.T) {
 func TestGuardConn(t *testing.T) {
 	plan, _ := PlanFor(DefaultSubnet)
 	dir := t.TempDir()
-	defer config.RegisterListener(dir, "switch", 54321)()
+	defer proto.RegisterListener(dir, "switch", 54321)()
 	a, b := net.Pipe()
 	gc := &guardConn{Conn: a, g: newHostGuard(plan, map[string]string{"10.0.2.2": "127.0.0.1"}, nil, dir, nil)}
 	good := frame(6, "10.0.2.2", 4713, 0)
