@@ -233,3 +233,16 @@ func TestForwardNeedsPublic(t *testing.T) {
 	l.MustRun("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("0.0.0.0:%d", port), "10.0.2.15:22", "--public")
 	l.MustRun("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "10.0.2.15:22")
 }
+
+// TestCntUnderPrivateUmask (finding 7's umask 077 in the switch): a
+// container's own files keep their modes: / is 0755 and a non-root user
+// inside can list it and read /etc/passwd.
+func TestCntUnderPrivateUmask(t *testing.T) {
+	needRunc(t)
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	l.addVMs([]string{"cu"}, "--type", "cnt")
+	if out := strings.TrimSpace(l.vmMust("cu", "stat", "-c", "%a", "/")); out != "755" {
+		t.Fatalf("the container's / has mode %s, want 755", out)
+	}
+	l.vmMust("cu", "su", "-s", "/bin/sh", "nobody", "-c", "ls / >/dev/null && cat /etc/passwd >/dev/null")
+}
