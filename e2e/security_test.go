@@ -154,6 +154,18 @@ func TestSwitchUnderUmaskZero(t *testing.T) {
 	}
 }
 
+// tuxRunning waits until tux name's helper runs (a fresh lab's nat is
+// still starting for a moment).
+func tuxRunning(t *testing.T, l *Lab, name string) {
+	t.Helper()
+	Eventually(t, 20*time.Second, "tux "+name+" running", func() error {
+		if x := tuxOf(l.List(), name); x == nil || x.State != "running" || x.Pid <= 0 {
+			return fmt.Errorf("%+v", x)
+		}
+		return nil
+	})
+}
+
 func newJar(t *testing.T) http.CookieJar {
 	j, err := cookiejar.New(nil)
 	if err != nil {
@@ -186,18 +198,25 @@ func TestHelpersUnprivileged(t *testing.T) {
 	l := NewLab(t, "")
 	port := freePort(t)
 	l.MustRun("ctrl", "add", "tux", "t2t", "tl", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	tuxRunning(t, l, "nat")
+	tuxRunning(t, l, "tl")
 	sfx := tuxSuffix()
 	ns := tuxNetns(t, "hard"+sfx)
 	ifn := "hard" + sfx
 	l.MustRun("ctrl", "attach", "nat", "lan")
 	nsTap(t, l, "tp", ifn, "lan", ns, "")
+	tuxRunning(t, l, "tp")
 	for _, c := range []struct {
 		tux, uid, capEff string
 	}{{"nat", "65534", "0000000000000000"}, {"tl", "65534", "0000000000000000"}, {"tp", "0", "0000000000001000"}} {
-		st := procStatus(t, l.tux(c.tux).Pid)
-		if !strings.HasPrefix(st["Uid"], c.uid+" "+c.uid+" "+c.uid) || st["CapEff"] != c.capEff || st["NoNewPrivs"] != "1" {
-			t.Errorf("%s helper: Uid %q CapEff %q NoNewPrivs %q, want uid %s, CapEff %s, no_new_privs", c.tux, st["Uid"], st["CapEff"], st["NoNewPrivs"], c.uid, c.capEff)
-		}
+		// The helper drops its privileges as it finishes its setup.
+		Eventually(t, 10*time.Second, c.tux+" helper unprivileged", func() error {
+			st := procStatus(t, l.tux(c.tux).Pid)
+			if !strings.HasPrefix(st["Uid"], c.uid+" "+c.uid+" "+c.uid) || st["CapEff"] != c.capEff || st["NoNewPrivs"] != "1" {
+				return fmt.Errorf("Uid %q CapEff %q NoNewPrivs %q, want uid %s, CapEff %s, no_new_privs", st["Uid"], st["CapEff"], st["NoNewPrivs"], c.uid, c.capEff)
+			}
+			return nil
+		})
 	}
 	ip := nsDHCP(t, ns, ifn)
 	// The lease survives the helper's death (kept through its open file).
@@ -225,6 +244,7 @@ func TestHelpersUnprivileged(t *testing.T) {
 // address beyond loopback unless --public.
 func TestForwardNeedsPublic(t *testing.T) {
 	l := NewLab(t, "")
+	tuxRunning(t, l, "nat")
 	port := freePort(t)
 	out, err := l.Run("ctrl", "forward", "add", "nat", "tcp", fmt.Sprintf("0.0.0.0:%d", port), "10.0.2.15:22")
 	if err == nil || !strings.Contains(out, "--public") {
