@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"cloonix/internal/mgmt"
+	"cloonix/internal/mgmt/hostif"
 	"cloonix/internal/proto"
 )
 
@@ -26,7 +27,7 @@ const (
 // mgmtState is the switch's management network; net is nil when off.
 type mgmtState struct {
 	net   *mgmt.Net
-	iface *mgmt.Iface
+	iface *hostif.Iface
 }
 
 // startMgmt creates the host's interface and the management lan; a
@@ -40,7 +41,7 @@ func (d *Daemon) startMgmt() error {
 	if err != nil {
 		return err
 	}
-	ifc, err := mgmt.OpenIface(mgmt.IfName(d.Cfg.WorkDir), n, allow)
+	ifc, err := hostif.OpenIface(mgmt.IfName(d.Cfg.WorkDir), n, allow)
 	if err != nil {
 		return err
 	}

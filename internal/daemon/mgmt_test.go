@@ -7,6 +7,7 @@ import (
 
 	"cloonix/internal/config"
 	"cloonix/internal/mgmt"
+	"cloonix/internal/mgmt/hostif"
 	"cloonix/internal/proto"
 )
 
@@ -50,7 +51,7 @@ func TestMgmtGuardAndAssign(t *testing.T) {
 			t.Errorf("--mgmt-ip %s accepted", bad)
 		}
 	}
-	d.mgmt.iface = &mgmt.Iface{Name: "clxmtest"}
+	d.mgmt.iface = &hostif.Iface{Name: "clxmtest"}
 	lab := &proto.Lab{Ports: []proto.Port{{Name: "r1:mgmt0"}, {Name: mgmtHostPort}, {Name: "r1:eth0"}}, Lans: []proto.Lan{{Name: mgmtLan}, {Name: "l1"}}}
 	d.listMgmt(lab)
 	if len(lab.Ports) != 1 || len(lab.Lans) != 1 || lab.Mgmt == nil || lab.Mgmt.Host != "172.30.0.1" || lab.Mgmt.Ifname != "clxmtest" {

@@ -95,12 +95,12 @@ func qemuPlumbing(m *Machine) (*plumbing, error) {
 	p := &plumbing{args: QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))}
 	p.connect = func() {
 		go func() {
-			if c, err := acceptOne(m.ctx, l[0]); err == nil {
+			if c, err := acceptOne(m.ctx, l[0], m.pid); err == nil {
 				m.console.Attach(c)
 			}
 		}()
 		go func() {
-			if c, err := acceptOne(m.ctx, l[1]); err == nil {
+			if c, err := acceptOne(m.ctx, l[1], m.pid); err == nil {
 				m.setAgent(c)
 			}
 		}()

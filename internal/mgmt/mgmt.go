@@ -1,8 +1,9 @@
-// Package mgmt is the management network (DESIGN section 10): one lan of
-// the switch that every guest joins with mgmt0, reached by the host
-// through a tap interface the switch owns (host_linux.go) at the
-// network's .1. Addresses are derived from guest names (or given); the
-// host side filters what guests may send to the host (filter.go).
+// Package mgmt is the management network's plan (DESIGN section 10):
+// one lan of the switch that every guest joins with mgmt0, reached by
+// the host through a tap interface the switch owns (package hostif) at
+// the network's .1. Addresses are derived from guest names (or given);
+// the host side filters what guests may send to the host (filter.go).
+// It imports no cloonix package: the config checks <mgmt> with it.
 package mgmt
 
 import (

@@ -1,4 +1,8 @@
-package mgmt
+// Package hostif is the host's side of the management network: the tap
+// interface the switch owns, as a fabric port's Conn, filtered by
+// mgmt.Filter. It is apart from package mgmt, which the config (a leaf
+// that clients import) uses to check <mgmt>.
+package hostif
 
 import (
 	"errors"
@@ -11,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/mgmt"
 )
 
 // Iface is the host's side of the management network: a tap interface
@@ -20,11 +25,11 @@ import (
 type Iface struct {
 	Name   string
 	file   *os.File
-	filter *Filter
+	filter *mgmt.Filter
 }
 
 // OpenIface creates the tap ifname with the host's address of n.
-func OpenIface(ifname string, n *Net, allow Allow) (*Iface, error) {
+func OpenIface(ifname string, n *mgmt.Net, allow mgmt.Allow) (*Iface, error) {
 	if _, err := net.InterfaceByName(ifname); err == nil {
 		return nil, fmt.Errorf("management network: interface %s already exists (another switch with this work_dir?); stop it, or set <mgmt>off</mgmt>", ifname)
 	}
@@ -48,7 +53,7 @@ func OpenIface(ifname string, n *Net, allow Allow) (*Iface, error) {
 		}
 		return nil, fmt.Errorf("management network: creating tap %s: %v", ifname, err)
 	}
-	i := &Iface{Name: ifname, file: os.NewFile(uintptr(fd), ifname), filter: NewFilter(n.Host(), allow)}
+	i := &Iface{Name: ifname, file: os.NewFile(uintptr(fd), ifname), filter: mgmt.NewFilter(n.Host(), allow)}
 	if err := i.configure(n); err != nil {
 		i.Close()
 		return nil, fmt.Errorf("management network: %s: %v", ifname, err)
@@ -58,7 +63,7 @@ func OpenIface(ifname string, n *Net, allow Allow) (*Iface, error) {
 
 // configure: no IPv6 and no forwarding on the interface (nothing that
 // enters from the management lan is routed on), then the address and up.
-func (i *Iface) configure(n *Net) error {
+func (i *Iface) configure(n *mgmt.Net) error {
 	for _, s := range []struct{ path, v string }{{"ipv6/conf/%s/disable_ipv6", "1"}, {"ipv4/conf/%s/forwarding", "0"},
 		{"ipv4/conf/%s/proxy_arp", "0"}, {"ipv4/conf/%s/accept_redirects", "0"}} {
 		p := "/proc/sys/net/" + fmt.Sprintf(s.path, i.Name)
@@ -82,7 +87,7 @@ func (i *Iface) configure(n *Net) error {
 
 // overlap refuses a network already on one of the host's interfaces
 // (another switch's management network, a docker bridge...).
-func overlap(n *Net) error {
+func overlap(n *mgmt.Net) error {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return nil
