@@ -462,7 +462,7 @@ func TestVXLANUnprivileged(t *testing.T) {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: "p"}
 		os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config><network_name>vxu-%s</network_name><server_name>%s</server_name>
-<server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`,
+<server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`,
 			name, l.Sock, freePort(t), dir, dir)), 0o644)
 		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", ubin, "-c", l.Config, "start").CombinedOutput()
 		if err != nil {

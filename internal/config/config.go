@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cloonix/internal/mgmt"
 	"cloonix/internal/proto"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
 	OCIRuntime   string   `xml:"oci_runtime"`    // container nodes' OCI runtime: runc (default), crun or a path
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
+	// Mgmt is the management network (mgmt.Default unless given; "off"
+	// for none); MgmtAllow the host ports guests may open through it.
+	Mgmt      string `xml:"mgmt"`
+	MgmtAllow string `xml:"mgmt_allow,omitempty"`
 	// SlirpHostPorts, when set, is the allow-list of host ports a guest
 	// may reach through a slirp gateway ("22,4713,8000-8999", or "none");
 	// unset, every host port but the lab's own listeners (docs/security.md).
@@ -129,6 +134,9 @@ func (c *Config) fill() {
 	if c.Accel == "" {
 		c.Accel = "auto"
 	}
+	if c.Mgmt == "" {
+		c.Mgmt = mgmt.Default
+	}
 }
 
 // expand replaces $HOME and other environment variables in paths.
@@ -149,6 +157,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	c.BinDir = expand(c.BinDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
 	c.Accel = strings.ToLower(strings.TrimSpace(c.Accel))
+	c.Mgmt = strings.TrimSpace(c.Mgmt)
 	c.SlirpHostPorts = strings.TrimSpace(c.SlirpHostPorts)
 	c.fill()
 	c.BulkDir = expand(c.BulkDir)
@@ -172,6 +181,12 @@ func (c *Config) Validate() error {
 	case "auto", "kvm", "tcg":
 	default:
 		return fmt.Errorf("<accel> %q: use auto, kvm or tcg", c.Accel)
+	}
+	if _, err := mgmt.Parse(c.Mgmt); err != nil {
+		return err
+	}
+	if _, err := mgmt.ParseAllow(c.MgmtAllow); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(c.WorkDir) {
 		return fmt.Errorf("<work_dir> %q must be an absolute path", c.WorkDir)

@@ -52,6 +52,7 @@ type Daemon struct {
 	pos      map[posKey]position // graph_pos.go
 	capMu    sync.Mutex          // capture.go: guards capCount
 	capCount int                 // capture.go
+	mgmt     mgmtState           // mgmt.go
 
 	// Installed features (registry.go).
 	verbs       map[string]handler
@@ -170,6 +171,10 @@ func (d *Daemon) listen(sock string) error {
 		d.listeners = append(d.listeners, tl)
 		// The slirp gateway refuses guests the way to this port.
 		d.OnStop(proto.RegisterListener(d.Cfg.ListenersDir(), "switch", tl.Addr().(*net.TCPAddr).Port))
+	}
+	if err := d.startMgmt(); err != nil {
+		closeAll()
+		return err
 	}
 	if err := config.WriteFileNoFollow(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600); err != nil {
 		closeAll()

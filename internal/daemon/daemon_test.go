@@ -53,7 +53,7 @@ func startSwitchWith(t *testing.T, feats ...Feature) *testSwitch {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`<cloonix_config>
   <network_name>unit</network_name><work_dir>%s</work_dir><server_name>%s/ctl</server_name>
-  <server_port>%d</server_port><password>s3cret-unit</password><no_nat>true</no_nat>
+  <server_port>%d</server_port><password>s3cret-unit</password><no_nat>true</no_nat><mgmt>off</mgmt>
 </cloonix_config>`, dir, dir, freeTCP(t))), "test")
 	if err != nil {
 		t.Fatal(err)

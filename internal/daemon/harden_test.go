@@ -91,7 +91,7 @@ func runCfg(t *testing.T, dir, extra string) error {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`<cloonix_config>
   <network_name>unit</network_name><work_dir>%s</work_dir><server_name>%s/ctl</server_name>
-  <no_nat>true</no_nat>%s
+  <no_nat>true</no_nat><mgmt>off</mgmt>%s
 </cloonix_config>`, dir, filepath.Dir(dir), extra)), "test.xml")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestTCPNeedsPassword(t *testing.T) {
 		port := freeTCP(t)
 		cfg, err := config.Parse([]byte(fmt.Sprintf(`<cloonix_config>
   <network_name>unit</network_name><work_dir>%s</work_dir><server_name>%s/ctl</server_name>
-  <no_nat>true</no_nat><server_port>%d</server_port>%s
+  <no_nat>true</no_nat><mgmt>off</mgmt><server_port>%d</server_port>%s
 </cloonix_config>`, dir, filepath.Dir(dir), port, pw)), "test.xml")
 		if err != nil {
 			t.Fatal(err)

@@ -66,8 +66,12 @@ type Spec struct {
 	// daemon (uml_switch control).
 	EthSocks []string
 	PortKind string
-	QEMU     string // qemu-system-x86_64
-	QemuImg  string // qemu-img
+	// Mgmt is mgmt0's "ADDR/LEN" on the management network, "" for none
+	// (the daemon sets it); MgmtSock is its switch socket, of PortKind
+	// (set by Check when Mgmt is).
+	Mgmt, MgmtSock string
+	QEMU           string // qemu-system-x86_64
+	QemuImg        string // qemu-img
 	// NoAVX (UML) keeps guest programs off AVX and XstateFilter starts
 	// linux.uml under the XSTATE seccomp filter (umlexec.go).
 	NoAVX, XstateFilter bool

@@ -20,6 +20,7 @@ type AddVM struct {
 	Rootfs      string   `xml:"rootfs,attr,omitempty"`
 	Kernel      string   `xml:"kernel,attr,omitempty"`
 	Transport   string   `xml:"transport,attr,omitempty"` // UML: bess or daemon
+	MgmtIP      string   `xml:"mgmt_ip,attr,omitempty"`   // mgmt0's address; default: derived from the name
 	BootTimeout *int     `xml:"boot_timeout,attr,omitempty"`
 	Demo        string   `xml:"demo,attr,omitempty"` // absolute demo folder
 	Wait        bool     `xml:"wait,attr,omitempty"`
