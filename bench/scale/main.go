@@ -185,7 +185,7 @@ func load(bin, dir string) result {
 		g := fmt.Sprintf("g%d", i)
 		t, ok := readyAt[g]
 		if !ok {
-			r.failed = append(r.failed, g)
+			r.failed = append(r.failed, g+" ("+why(filepath.Join(dir, g, "console.log"))+")")
 			continue
 		}
 		r.ready++
@@ -234,6 +234,21 @@ func pings(sw *benchlab.Switch, ready map[string]float64) int {
 	}
 	wg.Wait()
 	return ok
+}
+
+// why is the likeliest reason in a guest's console log that it never
+// answered: the OOM killer, a panic, else its last line.
+func why(console string) string {
+	b, err := os.ReadFile(console)
+	if err != nil {
+		return "no console log"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "Out of memory") || strings.Contains(l, "Kernel panic") || strings.Contains(l, "invoked oom-killer") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "console: " + lastLines(string(b), 1)
 }
 
 func lastLines(s string, n int) string {
