@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"cloonix/internal/machine/kinds"
 )
 
 var (
@@ -78,7 +81,8 @@ or an absolute path to one.`,
 
 func init() {
 	f := addVMCmd.Flags()
-	f.StringVar(&vmType, "type", "kvm", "kvm (QEMU, KVM when it works, TCG otherwise) or uml")
+	// The node kinds are the switch's list; kvm is QEMU.
+	f.StringVar(&vmType, "type", "kvm", "node kind: "+strings.Join(kinds.All().Names(), ", ")+" (kvm: QEMU, KVM when it works, TCG otherwise)")
 	f.IntVar(&vmMem, "mem", 256, "memory in MB")
 	f.IntVar(&vmCPU, "cpu", 1, "CPUs (UML: 1)")
 	f.IntVar(&vmEth, "eth", 1, "number of eths")

@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"cloonix/internal/fabric"
-	"cloonix/internal/guest"
 	"cloonix/internal/machine"
+	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
+	"cloonix/internal/topology"
 	"cloonix/internal/wire"
 )
 
@@ -37,57 +38,42 @@ func init() {
 	})
 }
 
-// vmEntry is one VM of the lab; m is nil while it is being prepared.
+// vmEntry is one VM of the lab; g is nil while it is being prepared.
 type vmEntry struct {
-	name, typ, rootfs, kernel, transport, accel string
-	mem, cpu, eths                              int
-	dir                                         string
-	m                                           *machine.Machine
-	ports                                       []string // owned while non-nil
-	deleting                                    bool
+	name, typ, rootfs, kernel, transport string
+	mem, cpu, eths                       int
+	dir                                  string
+	g                                    machine.Guest
+	ports                                []string // owned while non-nil
+	deleting                             bool
 }
 
 type vmTable struct {
 	mu  sync.Mutex
 	vms map[string]*vmEntry
+	// kinds are the node kinds add_vm offers (kinds.All unless a test
+	// set others).
+	kinds *machine.Registry
 }
 
 func (d *Daemon) vmt() *vmTable { return &d.vmTab }
 
-// Limits of add_vm.
-const (
-	minMem  = 32
-	maxEths = 32
-	// vmMarker marks a directory of work_dir as a VM's, so a stale one
-	// may be cleared and anything else never is.
-	vmMarker = ".cloonix-vm"
-)
+// vmMarker marks a directory of work_dir as a VM's, so a stale one may be
+// cleared and anything else never is.
+const vmMarker = ".cloonix-vm"
 
 // reservedDirs are work_dir entries a VM may not be named after.
 var reservedDirs = map[string]bool{"ports": true, "vde": true, "tux": true, "captures": true}
 
-func hostMemMB() int {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err == nil {
-		var kb int
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			return kb / 1024
-		}
-	}
-	return 65536
-}
-
 // vmRequest is add_vm's validated arguments.
 type vmRequest struct {
-	spec     machine.Spec
-	rootfs   string
-	kernel   string
-	wait     bool
-	demo     string
-	portKind string
+	kind machine.Kind
+	spec machine.Spec
+	wait bool
 }
 
-// parseAddVM validates everything add_vm needs without changing anything.
+// parseAddVM reads add_vm's attributes into a spec its kind checks,
+// without changing anything.
 func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	name, err := need(m, "name")
 	if err != nil {
@@ -99,155 +85,70 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	if reservedDirs[name] {
 		return nil, fmt.Errorf("vm name %q is reserved for the switch's own files in work_dir; choose another", name)
 	}
-	typ := strings.ToLower(strings.TrimSpace(m.Get("type")))
-	switch typ {
-	case "", "kvm", "qemu":
-		typ = machine.KVM
-	case "uml":
-	default:
-		return nil, fmt.Errorf("vm %s: type %q: use kvm or uml", name, m.Get("type"))
+	t := d.vmt()
+	t.mu.Lock()
+	if t.kinds == nil {
+		t.kinds = kinds.All()
 	}
-	maxMem := hostMemMB()
-	mem, err := intArg(m, "mem", 256, minMem, maxMem)
+	reg := t.kinds
+	t.mu.Unlock()
+	kind, err := reg.Lookup(m.Get("type"))
 	if err != nil {
-		return nil, fmt.Errorf("vm %s: memory %s MB is out of range: give --mem from %d to %d (this host's memory)", name, m.Get("mem"), minMem, maxMem)
+		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
-	cpu, err := intArg(m, "cpu", 1, 1, 64)
-	if err != nil {
-		return nil, err
-	}
-	if typ == machine.UML && cpu != 1 {
-		return nil, fmt.Errorf("vm %s: UML guests have one CPU; drop --cpu or use --type kvm", name)
-	}
-	eths, err := intArg(m, "eth", 1, 0, maxEths)
-	if err != nil {
-		return nil, err
-	}
-	transport := strings.ToLower(m.Get("transport"))
-	if typ == machine.UML {
-		if transport == "" {
-			transport = "bess"
+	r := &vmRequest{kind: kind, wait: m.Get("wait") == "true"}
+	s := &r.spec
+	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, m.Get("rootfs"), m.Get("kernel"), m.Get("transport")
+	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel}
+	for _, a := range []struct {
+		k string
+		v *int
+	}{{"mem", &s.Mem}, {"cpu", &s.CPU}, {"eth", &s.Eths}} {
+		*a.v = machine.Unset // the kind checks the range
+		if v := m.Get(a.k); v != "" {
+			if *a.v, err = strconv.Atoi(v); err != nil || *a.v == machine.Unset {
+				return nil, fmt.Errorf("<add_vm> %s=%q: want a whole number", a.k, v)
+			}
 		}
-		if transport != "bess" && transport != "daemon" {
-			return nil, fmt.Errorf("vm %s: UML transport %q: use bess or daemon", name, transport)
-		}
-	} else if transport != "" {
-		return nil, fmt.Errorf("vm %s: --uml-transport is for UML guests only", name)
 	}
 	bootTimeout, err := intArg(m, "boot_timeout", 0, 1, 24*3600)
 	if err != nil {
 		return nil, err
 	}
-	rootfs := m.Get("rootfs")
-	if rootfs == "" {
-		rootfs = "busybox"
-	}
-	img, err := machine.ResolveImage(d.Cfg.BulkDir, rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: %v", name, err)
-	}
-	r := &vmRequest{rootfs: rootfs, wait: m.Get("wait") == "true", portKind: "stream"}
-	s := &r.spec
-	s.Name, s.Type, s.Mem, s.CPU, s.Image, s.Transport = name, typ, mem, cpu, img, transport
 	s.BootTimeout = time.Duration(bootTimeout) * time.Second
-	s.Dir = filepath.Join(d.Cfg.WorkDir, name)
-	kernel := m.Get("kernel")
-	r.kernel = kernel
-	if typ == machine.UML {
-		if img.Disk {
-			return nil, fmt.Errorf("vm %s: %s is a bootable disk (partition table); UML needs a filesystem image such as busybox", name, img.Path)
-		}
-		if kernel == "" {
-			if s.Kernel, err = machine.LookProgram("linux.uml"); err != nil {
-				return nil, fmt.Errorf("vm %s: %v", name, err)
-			}
-			// `bulk build` leaves a copy patched for this host's FPU there.
-			if p := filepath.Join(d.Cfg.BulkDir, "linux.uml"); fileExists(p) {
-				s.Kernel = p
-			} else {
-				s.XstateFilter = machine.NeedXstateWorkaround()
-			}
-		} else if s.Kernel, err = kernelPath(d.Cfg.BulkDir, kernel); err != nil {
-			return nil, fmt.Errorf("vm %s: %v", name, err)
-		}
-		r.portKind = transport
-		s.NoAVX = machine.NeedXstateWorkaround()
-		if kernel != "" {
-			s.XstateFilter = s.NoAVX
-		}
-	} else {
-		if s.QEMU, err = machine.LookProgram("qemu-system-x86_64"); err != nil {
-			return nil, fmt.Errorf("vm %s: %v", name, err)
-		}
-		if s.QemuImg, err = machine.LookProgram("qemu-img"); err != nil {
-			return nil, fmt.Errorf("vm %s: %v", name, err)
-		}
-		if !img.Disk {
-			if kernel == "" {
-				kernel = "vmlinuz"
-			}
-			if s.Kernel, err = kernelPath(d.Cfg.BulkDir, kernel); err != nil {
-				return nil, fmt.Errorf("vm %s: %v (a bare filesystem image boots with the bulk kernel: `cloonix bulk build`)", name, err)
-			}
-			// The bulk kernel's initrd loads the disk modules.
-			if ini := filepath.Join(filepath.Dir(s.Kernel), "initrd.img"); filepath.Base(s.Kernel) == "vmlinuz" && fileExists(ini) {
-				s.Initrd = ini
-			}
-		}
-	}
-	// Unix socket paths are limited to 108 bytes; the longest we make is
-	// a daemon transport's data socket, ethNN.ctl.dNNNNN.
-	if len(s.Dir)+len("/eth31.ctl.d99999") >= 108 {
-		return nil, fmt.Errorf("vm %s: its sockets under %s would pass the 108-byte limit of unix socket paths; use a shorter name or work_dir", name, s.Dir)
-	}
-	if demo := m.Get("demo"); demo != "" {
-		if !filepath.IsAbs(demo) {
-			return nil, fmt.Errorf("vm %s: demo folder %q must be an absolute path", name, demo)
-		}
-		if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("vm %s: demo folder %s is not a directory", name, demo)
-		}
-		r.demo = demo
-	}
-	s.CD = guest.CDSpec{Name: name, Eths: eths}
-	if r.demo != "" {
-		for _, t := range []string{"files_to_add_in_all_targets", "files_to_add_in_" + name} {
-			if p := filepath.Join(r.demo, t); dirExists(p) {
-				s.CD.Trees = append(s.CD.Trees, p)
-			}
-		}
-		if b, err := os.ReadFile(filepath.Join(r.demo, "files_to_delete_from_all_targets")); err == nil {
-			s.CD.DeleteCmds = string(b)
-		}
+	if err := d.demoCD(s, m.Get("demo")); err != nil {
+		return nil, err
 	}
 	if b, err := os.ReadFile(d.Cfg.RSAPublicKey); err == nil {
 		s.CD.SSHKey = strings.TrimSpace(string(b))
 	}
-	for i := 0; i < eths; i++ {
-		sock := filepath.Join(s.Dir, fmt.Sprintf("eth%d.sock", i))
-		if r.portKind == "daemon" {
-			sock = filepath.Join(s.Dir, fmt.Sprintf("eth%d.ctl", i))
-		}
-		s.EthSocks = append(s.EthSocks, sock)
+	if err := kind.Check(s); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-// kernelPath resolves --kernel: an absolute path or a file of bulk_dir.
-func kernelPath(bulkDir, k string) (string, error) {
-	p := k
-	if !strings.Contains(k, "/") {
-		if err := proto.CheckName("kernel", k); err != nil {
-			return "", err
+// demoCD puts the demo folder's trees for this VM and its delete list on
+// its config CD (the folder's layout is topology's).
+func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
+	if demo == "" {
+		return nil
+	}
+	if !filepath.IsAbs(demo) {
+		return fmt.Errorf("vm %s: demo folder %q must be an absolute path", s.Name, demo)
+	}
+	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
+		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
+	}
+	for _, t := range []string{topology.AllTargets, topology.TargetPrefix + s.Name} {
+		if p := filepath.Join(demo, t); dirExists(p) {
+			s.CD.Trees = append(s.CD.Trees, p)
 		}
-		p = filepath.Join(bulkDir, k)
-	} else if !filepath.IsAbs(k) {
-		return "", fmt.Errorf("kernel %q: give a file name of bulk_dir or an absolute path", k)
 	}
-	if !fileExists(p) {
-		return "", fmt.Errorf("kernel %s not found", p)
+	if b, err := os.ReadFile(filepath.Join(demo, topology.DeleteName)); err == nil {
+		s.CD.DeleteCmds = string(b)
 	}
-	return p, nil
+	return nil
 }
 
 func fileExists(p string) bool {
@@ -274,7 +175,7 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		return nil, fmt.Errorf("vm %q already exists; delete it first (`cloonix ctrl del vm %s`) or choose another name", name, name)
 	}
 	var ports []string
-	for i := range s.EthSocks {
+	for i := range s.Ports() {
 		p := fmt.Sprintf("%s:eth%d", name, i)
 		if d.Fab.Port(p) != nil {
 			t.mu.Unlock()
@@ -288,52 +189,46 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 			return nil, fmt.Errorf("vm %s: %s exists and is not a VM's directory; choose another name", name, s.Dir)
 		}
 	}
-	e := &vmEntry{name: name, typ: s.Type, rootfs: r.rootfs, kernel: r.kernel, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: len(s.EthSocks), dir: s.Dir}
+	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir}
 	t.vms[name] = e
 	t.mu.Unlock()
 
-	mach, err := d.launchVM(e, r, ports)
+	g, err := d.launchVM(e, r, ports)
 	if err != nil {
 		t.mu.Lock()
 		delete(t.vms, name)
 		t.mu.Unlock()
 		return nil, err
 	}
-	ev := []string{"name", name, "type", s.Type, "pid", strconv.Itoa(mach.Pid())}
-	if e.accel != "" {
-		ev = append(ev, "accel", e.accel)
+	ev := []string{"name", name, "type", s.Type, "pid", strconv.Itoa(g.Pid())}
+	if a := g.Accelerator(); a != "" {
+		ev = append(ev, "accel", a)
 	}
 	d.Emit("vm_added", ev...)
 	if r.wait {
 		timeout := s.BootTimeout
 		if timeout <= 0 {
-			timeout = machine.DefaultBootTimeout(s.Type, s.Accel)
+			timeout = g.DefaultBootTimeout()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		st, det := mach.WaitSettled(ctx)
+		st, det := g.WaitSettled(ctx)
 		cancel()
 		if st != machine.Running {
 			if st == machine.Booting {
 				det = fmt.Sprintf("no answer from its agent after %v", timeout)
 			}
-			return nil, fmt.Errorf("vm %s is %s (%s); its console is logged in %s; `cloonix ctrl del vm %s` removes it", name, st, det, s.ConsoleLog(), name)
+			return nil, fmt.Errorf("vm %s is %s (%s); its console is logged in %s; `cloonix ctrl del vm %s` removes it", name, st, det, g.ConsoleLog(), name)
 		}
 	}
-	st, _ := mach.State()
-	return []byte(fmt.Sprintf(`<vm name="%s" pid="%d" state="%s" accel="%s"/>`, xmlEscape(name), mach.Pid(), st, e.accel)), nil
+	st, _ := g.State()
+	return []byte(fmt.Sprintf(`<vm name="%s" pid="%d" state="%s" accel="%s"/>`, xmlEscape(name), g.Pid(), st, g.Accelerator())), nil
 }
 
-// launchVM makes the directory, ports and machine; on error it undoes
+// launchVM makes the directory, ports and guest; on error it undoes
 // what it made.
-func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (mach *machine.Machine, err error) {
+func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.Guest, err error) {
 	s := &r.spec
-	if s.Type == machine.KVM {
-		if s.Accel, err = machine.ResolveAccel(d.Cfg.Accel, s.QEMU, machine.ProbeKernel(d.Cfg.BulkDir), d.Cfg.WorkDir); err != nil {
-			return nil, err
-		}
-		e.accel = s.Accel
-	}
 	_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm %s: %v", s.Name, err)
@@ -350,19 +245,19 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (mach *machi
 	if err = os.WriteFile(filepath.Join(s.Dir, vmMarker), []byte(s.Name+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	for i, p := range ports {
-		if _, _, err = d.AddPort(p, r.portKind, s.EthSocks[i], ""); err != nil {
+	for i, pp := range s.Ports() {
+		if _, _, err = d.AddPort(ports[i], pp.Kind, pp.Path, ""); err != nil {
 			return nil, err
 		}
-		made = append(made, p)
+		made = append(made, ports[i])
 	}
 	t := d.vmt()
 	t.mu.Lock()
 	e.ports = ports
 	t.mu.Unlock()
-	mach, err = machine.Start(*s, machine.Events{
-		State: func(m *machine.Machine, state, detail string) { d.vmState(e, state, detail) },
-		BootTimeout: func(m *machine.Machine, after time.Duration) {
+	g, err = r.kind.Start(*s, machine.Events{
+		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
+		BootTimeout: func(_ machine.Guest, after time.Duration) {
 			d.Emit("vm_boot_timeout", "name", s.Name, "after", after.String(), "console", s.ConsoleLog())
 		},
 	})
@@ -373,10 +268,10 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (mach *machi
 		return nil, fmt.Errorf("vm %s: %v", s.Name, err)
 	}
 	t.mu.Lock()
-	e.m = mach
+	e.g = g
 	t.mu.Unlock()
 	d.Emit("vm_state", "name", s.Name, "state", machine.Booting)
-	return mach, nil
+	return g, nil
 }
 
 // vmState reports a machine's new state; a guest that died on its own
@@ -414,7 +309,7 @@ func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, names)
 	}
-	if e.m == nil || e.deleting {
+	if e.g == nil || e.deleting {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q is being created or deleted; try again in a moment", name)
 	}
@@ -426,7 +321,7 @@ func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
 
 // removeVM stops a VM, frees its ports and files and forgets it.
 func (d *Daemon) removeVM(e *vmEntry) {
-	e.m.Stop()
+	e.g.Stop()
 	t := d.vmt()
 	t.mu.Lock()
 	ports := e.ports
@@ -460,7 +355,7 @@ func (d *Daemon) stopAllVMs() {
 	t.mu.Lock()
 	var all []*vmEntry
 	for _, e := range t.vms {
-		if e.m != nil && !e.deleting {
+		if e.g != nil && !e.deleting {
 			e.deleting = true
 			all = append(all, e)
 		}
@@ -477,7 +372,7 @@ func (d *Daemon) stopAllVMs() {
 	wg.Wait()
 }
 
-func (d *Daemon) lookupVM(name string) (*machine.Machine, error) {
+func (d *Daemon) lookupVM(name string) (machine.Guest, error) {
 	t := d.vmt()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -485,10 +380,10 @@ func (d *Daemon) lookupVM(name string) (*machine.Machine, error) {
 	if !ok {
 		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, vmNames(t))
 	}
-	if e.m == nil {
+	if e.g == nil {
 		return nil, fmt.Errorf("vm %q is being created; try again in a moment", name)
 	}
-	return e.m, nil
+	return e.g, nil
 }
 
 // execArgs is the inner XML of an exec request.
@@ -535,7 +430,7 @@ func (d *Daemon) execVM(c *client, m *proto.Msg) ([]byte, error) {
 	}
 	defer cancel()
 	if st, _ := mach.State(); st == machine.Booting && timeout == 0 {
-		if err := mach.AwaitAgent(ctx, machine.DefaultBootTimeout(mach.Type, mach.Accel)); err != nil {
+		if err := mach.AwaitAgent(ctx, mach.DefaultBootTimeout()); err != nil {
 			return nil, err
 		}
 	}
@@ -577,11 +472,12 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	t.mu.Unlock()
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
-		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Accel: e.accel, Mem: e.mem, CPU: e.cpu,
+		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
 			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport}
-		if e.m != nil {
-			v.State, _ = e.m.State()
-			v.Pid = e.m.Pid()
+		if e.g != nil {
+			v.State, _ = e.g.State()
+			v.Pid = e.g.Pid()
+			v.Accel = e.g.Accelerator()
 		}
 		for i := 0; i < e.eths; i++ {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)

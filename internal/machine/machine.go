@@ -1,7 +1,10 @@
-// Package machine runs one guest (QEMU/KVM or User-Mode-Linux): its COW
-// disk, config CD, command line, process, serial console and agent line
-// (DESIGN sections 6-7). The daemon decides names, sockets and lans; a
-// Machine reports its state changes through callbacks.
+// Package machine runs guests (DESIGN sections 6-7). Each node kind
+// (kind.go: the Kind and Guest interfaces and the registry) is one file:
+// qemu.go and uml.go hold their checks, defaults, kernel, image and
+// accelerator choice and command line. Machine (this file) supervises
+// the emulator process both share: config CD, process, serial console,
+// agent line, states. The daemon decides names and lans and keeps the
+// table of guests; a guest reports its state changes through callbacks.
 package machine
 
 import (
@@ -36,25 +39,35 @@ const (
 	UML = "uml"
 )
 
-// Spec is everything needed to launch one machine; Check validates it.
+// Spec is everything needed to launch one machine. The daemon fills in
+// what add_vm asked; the kind's Check validates it and fills the rest.
 type Spec struct {
-	Name      string
-	Type      string // KVM or UML
-	Mem       int    // MB
-	CPU       int
-	Image     Image
-	Kernel    string // QEMU: kernel for a bare filesystem image; UML: the linux binary
-	Initrd    string // QEMU only, may be empty
-	Transport string // UML eths: bess or daemon
-	Accel     string // QEMU: kvm or tcg
-	Dir       string // work_dir/NAME: COW, CD, sockets, logs
-	// EthSocks are the switch's sockets for eth0, eth1, ...: stream
-	// (QEMU), seqpacket (UML bess) or uml_switch control (UML daemon).
-	EthSocks    []string
-	CD          guest.CDSpec
-	BootTimeout time.Duration
-	QEMU        string // qemu-system-x86_64
-	QemuImg     string // qemu-img
+	Name   string
+	Type   string // the kind's name: KVM, UML...
+	Mem    int    // MB; Unset: the kind's default
+	CPU    int    // Unset: 1
+	Eths   int    // Unset: 1
+	Rootfs string // --rootfs as given; "": busybox
+	// KernelArg is --kernel as given; Kernel is what Check made of it
+	// (QEMU: kernel for a bare filesystem image; UML: the linux binary).
+	KernelArg, Kernel string
+	Transport         string // UML eths: bess or daemon
+	Host              Host
+	CD                guest.CDSpec // Check sets Name and Eths
+	BootTimeout       time.Duration
+
+	// Set by Check (and Accel by Start).
+	Image  Image
+	Initrd string // QEMU only, may be empty
+	Accel  string // QEMU: kvm or tcg
+	Dir    string // work_dir/NAME: COW, CD, sockets, logs
+	// EthSocks are the switch's sockets for eth0, eth1, ..., all of the
+	// switch's port kind PortKind: stream (QEMU), bess (UML seqpacket) or
+	// daemon (uml_switch control).
+	EthSocks []string
+	PortKind string
+	QEMU     string // qemu-system-x86_64
+	QemuImg  string // qemu-img
 	// NoAVX (UML) keeps guest programs off AVX and XstateFilter starts
 	// linux.uml under the XSTATE seccomp filter (umlexec.go).
 	NoAVX, XstateFilter bool
@@ -64,10 +77,10 @@ type Spec struct {
 // goroutines, never with its lock held.
 type Events struct {
 	// State reports each new state; detail says why (may be empty).
-	State func(m *Machine, state, detail string)
+	State func(g Guest, state, detail string)
 	// BootTimeout reports that the agent did not answer in time; the
 	// machine keeps trying.
-	BootTimeout func(m *Machine, after time.Duration)
+	BootTimeout func(g Guest, after time.Duration)
 }
 
 // Machine is one launched guest.
@@ -117,17 +130,27 @@ func (s *Spec) LogPath() string { return s.path(s.Type + ".log") }
 // ConsoleLog keeps the guest's console output.
 func (s *Spec) ConsoleLog() string { return s.path("console.log") }
 
-// Start prepares the disks and CD in Dir (which must exist and be empty
-// of another machine), launches the guest and returns once its process
-// runs (state booting).
-func Start(s Spec, ev Events) (*Machine, error) {
+// plumbing is how one kind's emulator process is started and wired to
+// the shared supervisor (Machine): its command line, the descriptors it
+// inherits (closed here once it started) and, once it runs, how its
+// console and agent line are attached.
+type plumbing struct {
+	args    []string
+	extra   []*os.File
+	connect func()
+}
+
+// startProcess writes the config CD into Dir (which must exist and be
+// empty of another machine), launches the guest through the kind's
+// plumb and returns once its process runs (state booting).
+func startProcess(s Spec, ev Events, plumb func(*Machine) (*plumbing, error)) (*Machine, error) {
 	m := &Machine{Spec: s, ev: ev, state: Booting, changed: make(chan struct{}), exited: make(chan struct{}), agentOK: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	if err := m.prepare(); err != nil {
+	if err := guest.WriteCD(m.CDPath(), m.CD); err != nil {
 		m.cancel()
-		return nil, err
+		return nil, fmt.Errorf("config CD for %s: %v", m.Name, err)
 	}
-	if err := m.launch(); err != nil {
+	if err := m.launch(plumb); err != nil {
 		m.cancel()
 		m.closeAll()
 		return nil, err
@@ -135,92 +158,29 @@ func Start(s Spec, ev Events) (*Machine, error) {
 	return m, nil
 }
 
-// prepare makes the COW disk and the config CD.
-func (m *Machine) prepare() error {
-	if m.Type == KVM {
-		if err := CreateOverlay(m.QemuImg, m.Image, m.OverlayPath()); err != nil {
-			return err
-		}
-		if !m.Image.Disk && m.Kernel != "" {
-			k, err := PVHKernel(m.Kernel)
-			if err != nil {
-				log.Printf("vm %s: booting %s as it is (%v)", m.Name, m.Kernel, err)
-			}
-			m.Kernel = k
-		}
-	}
-	// UML makes its COW file itself from ubd0=COW,ROOTFS.
-	if err := guest.WriteCD(m.CDPath(), m.CD); err != nil {
-		return fmt.Errorf("config CD for %s: %v", m.Name, err)
-	}
-	return nil
-}
-
-func (m *Machine) launch() error {
+func (m *Machine) launch(plumb func(*Machine) (*plumbing, error)) error {
 	logf, err := os.OpenFile(m.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	var (
-		args        []string
-		extra       []*os.File
-		consoleSide io.ReadWriteCloser
-		agentSide   io.ReadWriteCloser
-		acceptCon   *net.UnixListener
-		acceptAgent *net.UnixListener
-	)
-	switch m.Type {
-	case UML:
-		// Two socket pairs: fd 3 is con0 (the console), fd 4 is ssl1
-		// (ttyS1, the agent line).
-		conHost, conGuest, err := socketPair()
-		if err != nil {
-			return err
-		}
-		agHost, agGuest, err := socketPair()
-		if err != nil {
-			conHost.Close()
-			conGuest.Close()
-			return err
-		}
-		defer conGuest.Close()
-		defer agGuest.Close()
-		extra = []*os.File{conGuest, agGuest}
-		if consoleSide, err = fileConn(conHost); err != nil {
-			agHost.Close()
-			return err
-		}
-		if agentSide, err = fileConn(agHost); err != nil {
-			consoleSide.Close()
-			return err
-		}
-		m.closers = append(m.closers, consoleSide, agentSide)
-		args = UMLArgs(&m.Spec, 3, 4)
-		if m.XstateFilter {
-			self, err := os.Executable()
-			if err != nil {
-				return err
+	p, err := plumb(m)
+	if p != nil {
+		defer func() {
+			for _, f := range p.extra {
+				f.Close()
 			}
-			args = append([]string{self, "uml-exec", "--"}, args...)
-		}
-	default:
-		// QEMU connects its two serial lines to our sockets at start.
-		if acceptCon, err = listenUnix(m.path("con.sock")); err != nil {
-			return err
-		}
-		m.closers = append(m.closers, acceptCon)
-		if acceptAgent, err = listenUnix(m.path("agent.sock")); err != nil {
-			return err
-		}
-		m.closers = append(m.closers, acceptAgent)
-		args = QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))
+		}()
 	}
+	if err != nil {
+		return err
+	}
+	args := p.args
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = m.Dir
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = extra
+	cmd.ExtraFiles = p.extra
 	// Own process group: stopping kills UML's helper processes too. The
 	// guest dies with the switch.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -231,21 +191,7 @@ func (m *Machine) launch() error {
 	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()
 	m.console = NewConsole(m.ConsolePath(), m.ConsoleLog())
 	go m.wait()
-	if m.Type == UML {
-		m.console.Attach(consoleSide)
-		m.setAgent(agentSide)
-	} else {
-		go func() {
-			if c, err := acceptOne(m.ctx, acceptCon); err == nil {
-				m.console.Attach(c)
-			}
-		}()
-		go func() {
-			if c, err := acceptOne(m.ctx, acceptAgent); err == nil {
-				m.setAgent(c)
-			}
-		}()
-	}
+	p.connect()
 	go m.pingLoop()
 	return nil
 }
@@ -264,7 +210,7 @@ func (m *Machine) setAgent(rw io.ReadWriteCloser) {
 func (m *Machine) pingLoop() {
 	timeout := m.BootTimeout
 	if timeout <= 0 {
-		timeout = DefaultBootTimeout(m.Type, m.Accel)
+		timeout = m.DefaultBootTimeout()
 	}
 	ready := make(chan struct{})
 	defer close(ready)
@@ -296,6 +242,12 @@ func (m *Machine) pingLoop() {
 	m.mu.Unlock()
 	m.setState(Running, "")
 }
+
+// DefaultBootTimeout is this guest's boot timeout unless one was given.
+func (m *Machine) DefaultBootTimeout() time.Duration { return DefaultBootTimeout(m.Type, m.Accel) }
+
+// Accelerator is QEMU's kvm or tcg; "" for UML.
+func (m *Machine) Accelerator() string { return m.Accel }
 
 // DefaultBootTimeout is how long a guest may take to answer: UML and KVM
 // boot in seconds; TCG emulates every instruction.

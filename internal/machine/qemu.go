@@ -2,9 +2,110 @@ package machine
 
 import (
 	"fmt"
+	"log"
+	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
+
+// QEMUKind runs a QEMU guest, under KVM when it works (accel.go), TCG
+// otherwise: a bootable disk, or a filesystem image with the bulk kernel.
+type QEMUKind struct{}
+
+// Name is the add_vm type.
+func (QEMUKind) Name() string { return KVM }
+
+// Aliases are the other add_vm types meaning QEMU.
+func (QEMUKind) Aliases() []string { return []string{"qemu"} }
+
+// Check validates a QEMU spec and picks QEMU, qemu-img, the kernel and
+// initrd of a bare filesystem image.
+func (QEMUKind) Check(s *Spec) (err error) {
+	s.Type = KVM
+	if s.Transport != "" {
+		return fmt.Errorf("vm %s: --uml-transport is for UML guests only", s.Name)
+	}
+	if err := CheckBasics(s, 256, MaxCPU); err != nil {
+		return err
+	}
+	if err := resolveRootfs(s); err != nil {
+		return err
+	}
+	if s.QEMU, err = LookProgram("qemu-system-x86_64"); err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
+	}
+	if s.QemuImg, err = LookProgram("qemu-img"); err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
+	}
+	if !s.Image.Disk {
+		kernel := s.KernelArg
+		if kernel == "" {
+			kernel = "vmlinuz"
+		}
+		if s.Kernel, err = kernelPath(s.Host.BulkDir, kernel); err != nil {
+			return fmt.Errorf("vm %s: %v (a bare filesystem image boots with the bulk kernel: `cloonix bulk build`)", s.Name, err)
+		}
+		// The bulk kernel's initrd loads the disk modules.
+		if ini := filepath.Join(filepath.Dir(s.Kernel), "initrd.img"); filepath.Base(s.Kernel) == "vmlinuz" && fileExists(ini) {
+			s.Initrd = ini
+		}
+	}
+	s.PortKind = "stream"
+	s.EthSocks = EthSockets(s, ".sock")
+	return nil
+}
+
+// Start picks the accelerator (probing KVM once), makes the COW disk and
+// launches QEMU.
+func (QEMUKind) Start(s Spec, ev Events) (Guest, error) {
+	var err error
+	if s.Accel, err = ResolveAccel(s.Host.Accel, s.QEMU, ProbeKernel(s.Host.BulkDir), s.Host.WorkDir); err != nil {
+		return nil, err
+	}
+	if err := CreateOverlay(s.QemuImg, s.Image, s.OverlayPath()); err != nil {
+		return nil, err
+	}
+	if !s.Image.Disk && s.Kernel != "" {
+		k, err := PVHKernel(s.Kernel)
+		if err != nil {
+			log.Printf("vm %s: booting %s as it is (%v)", s.Name, s.Kernel, err)
+		}
+		s.Kernel = k
+	}
+	m, err := startProcess(s, ev, qemuPlumbing)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// qemuPlumbing: QEMU connects its two serial lines to our sockets at
+// start.
+func qemuPlumbing(m *Machine) (*plumbing, error) {
+	var l [2]*net.UnixListener
+	for i, name := range []string{"con.sock", "agent.sock"} {
+		var err error
+		if l[i], err = listenUnix(m.path(name)); err != nil {
+			return nil, err
+		}
+		m.closers = append(m.closers, l[i])
+	}
+	p := &plumbing{args: QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))}
+	p.connect = func() {
+		go func() {
+			if c, err := acceptOne(m.ctx, l[0]); err == nil {
+				m.console.Attach(c)
+			}
+		}()
+		go func() {
+			if c, err := acceptOne(m.ctx, l[1]); err == nil {
+				m.setAgent(c)
+			}
+		}()
+	}
+	return p, nil
+}
 
 // KernelCmdline is the guest kernel command line (the contract with the
 // agent and the images): cdDev is where the config CD appears.

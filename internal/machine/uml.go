@@ -2,8 +2,125 @@ package machine
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 )
+
+// UMLKind runs a User-Mode-Linux guest: linux.uml is the guest kernel
+// as a host process; its root is a filesystem image under a COW file.
+type UMLKind struct{}
+
+// Name is the add_vm type.
+func (UMLKind) Name() string { return UML }
+
+// Check validates a UML spec: one CPU, a filesystem image (not a disk),
+// the bess or daemon transport, and picks linux.uml and the xstate
+// workaround.
+func (UMLKind) Check(s *Spec) error {
+	s.Type = UML
+	if s.CPU != Unset && s.CPU != 1 {
+		return fmt.Errorf("vm %s: UML guests have one CPU; drop --cpu or use --type kvm", s.Name)
+	}
+	s.Transport = strings.ToLower(s.Transport)
+	if s.Transport == "" {
+		s.Transport = "bess"
+	}
+	if s.Transport != "bess" && s.Transport != "daemon" {
+		return fmt.Errorf("vm %s: UML transport %q: use bess or daemon", s.Name, s.Transport)
+	}
+	if err := CheckBasics(s, 256, 1); err != nil {
+		return err
+	}
+	if err := resolveRootfs(s); err != nil {
+		return err
+	}
+	if s.Image.Disk {
+		return fmt.Errorf("vm %s: %s is a bootable disk (partition table); UML needs a filesystem image such as busybox", s.Name, s.Image.Path)
+	}
+	if err := umlKernel(s); err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
+	}
+	s.PortKind = s.Transport
+	s.EthSocks = EthSockets(s, ".sock")
+	if s.Transport == "daemon" {
+		s.EthSocks = EthSockets(s, ".ctl")
+	}
+	return nil
+}
+
+// umlKernel picks linux.uml and whether it runs under the xstate
+// workaround (umlexec.go): a copy that `bulk build` patched for this
+// host's FPU, left in bulk_dir, needs none; the stock one or a --kernel
+// does when the host needs it.
+func umlKernel(s *Spec) (err error) {
+	s.NoAVX = NeedXstateWorkaround()
+	if s.KernelArg != "" {
+		s.Kernel, err = kernelPath(s.Host.BulkDir, s.KernelArg)
+		s.XstateFilter = s.NoAVX
+		return err
+	}
+	if s.Kernel, err = LookProgram("linux.uml"); err != nil {
+		return err
+	}
+	if p := filepath.Join(s.Host.BulkDir, "linux.uml"); fileExists(p) {
+		s.Kernel = p
+	} else {
+		s.XstateFilter = s.NoAVX
+	}
+	return nil
+}
+
+// Start launches linux.uml; UML makes its COW file itself from
+// ubd0=COW,ROOTFS.
+func (UMLKind) Start(s Spec, ev Events) (Guest, error) {
+	m, err := startProcess(s, ev, umlPlumbing)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// umlPlumbing makes two socket pairs: fd 3 is con0 (the console), fd 4
+// is ssl1 (ttyS1, the agent line).
+func umlPlumbing(m *Machine) (*plumbing, error) {
+	conHost, conGuest, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	agHost, agGuest, err := socketPair()
+	if err != nil {
+		conHost.Close()
+		conGuest.Close()
+		return nil, err
+	}
+	p := &plumbing{extra: []*os.File{conGuest, agGuest}}
+	consoleSide, err := fileConn(conHost)
+	if err != nil {
+		agHost.Close()
+		return p, err
+	}
+	agentSide, err := fileConn(agHost)
+	if err != nil {
+		consoleSide.Close()
+		return p, err
+	}
+	m.closers = append(m.closers, consoleSide, agentSide)
+	p.args = UMLArgs(&m.Spec, 3, 4)
+	if m.XstateFilter {
+		self, err := os.Executable()
+		if err != nil {
+			return p, err
+		}
+		p.args = append([]string{self, "uml-exec", "--"}, p.args...)
+	}
+	p.connect = func() {
+		m.console.Attach(consoleSide)
+		m.setAgent(agentSide)
+	}
+	return p, nil
+}
 
 // UMLArgs is the User-Mode-Linux command line for s. conFD and agentFD
 // are the inherited descriptors of the console (con0) and the agent line

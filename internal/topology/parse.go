@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cloonix/internal/machine"
 	"cloonix/internal/netem"
 	"cloonix/internal/proto"
 )
@@ -24,12 +25,13 @@ const maxDepth = 8
 // maxErrors stops collecting after this many problems.
 const maxErrors = 20
 
-// Limits checked on values before anything reaches the switch.
+// Limits checked on values before anything reaches the switch: the
+// switch's own (add_vm's).
 const (
-	MaxEths = 32      // as the switch's add_vm
-	MinMem  = 32      // MB, as the switch's add_vm
-	MaxMem  = 1 << 20 // MB
-	MaxCPU  = 64
+	MaxEths = machine.MaxEths
+	MinMem  = machine.MinMem // MB
+	MaxMem  = machine.MaxMem // MB
+	MaxCPU  = machine.MaxCPU
 )
 
 // Error is one problem in a file: where, and what.
