@@ -52,6 +52,9 @@ type Helper struct {
 	info     map[string]string
 	forwards []Forward
 	held     *os.File // a descriptor kept across relaunches (tap)
+	// local gives the counters when the switch moves the frames itself
+	// (tap): the helper has none then.
+	local    func() Stats
 	pending  map[int]chan Reply
 	nextID   int
 	stopping bool
@@ -146,6 +149,11 @@ func (h *Helper) launch(first bool) error {
 	if err != nil {
 		return fail(err)
 	}
+	h.mu.Lock()
+	for k, v := range r.Info {
+		h.info[k] = v
+	}
+	h.mu.Unlock()
 	fc, err := h.kind.SwitchConn(conn.(*net.UnixConn), h)
 	if err != nil {
 		conn.Close()
@@ -160,9 +168,6 @@ func (h *Helper) launch(first bool) error {
 	}
 	h.p, h.pid, h.state, h.exited = p, p.pid(), "running", exited
 	h.pending = map[int]chan Reply{}
-	for k, v := range r.Info {
-		h.info[k] = v
-	}
 	h.keepListenPort(r.Info["listen"])
 	h.mu.Unlock()
 	h.spec.Plug(fc)
@@ -343,13 +348,37 @@ func (h *Helper) CallTimeout(req Request, d time.Duration) (Reply, error) {
 	}
 }
 
-// Stats asks the helper for its counters.
+// Stats asks the helper for its counters (and its state): the switch's
+// own when it moves the frames itself.
 func (h *Helper) Stats(d time.Duration) (*Stats, error) {
 	r, err := h.CallTimeout(Request{Op: "stats"}, d)
 	if err != nil {
 		return nil, err
 	}
+	h.mu.Lock()
+	local := h.local
+	h.mu.Unlock()
+	if local != nil && r.Stats != nil {
+		st := local()
+		st.State = r.Stats.State
+		return &st, nil
+	}
 	return r.Stats, nil
+}
+
+// setLocalStats makes Stats report the switch side's counters.
+func (h *Helper) setLocalStats(f func() Stats) {
+	h.mu.Lock()
+	h.local = f
+	h.mu.Unlock()
+}
+
+// infoValue is what the helper's first line said of key (for the
+// kind's SwitchConn: it runs before the launch is recorded).
+func (h *Helper) infoValue(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.info[key]
 }
 
 // Stop ends the helper for good: stdin closes (it exits), then a kill
