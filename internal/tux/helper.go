@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -54,7 +55,10 @@ type Helper struct {
 	held     *os.File // a descriptor kept across relaunches (tap)
 	// local gives the counters when the switch moves the frames itself
 	// (tap): the helper has none then.
-	local    func() Stats
+	local func() Stats
+	// engine is what the switch side keeps across relaunches (vxlan's
+	// UDP socket), closed with the tux.
+	engine   io.Closer
 	pending  map[int]chan Reply
 	nextID   int
 	stopping bool
@@ -103,6 +107,7 @@ func (h *Helper) Launch() error {
 	}
 	if err := h.launch(true); err != nil {
 		h.closeHeld()
+		h.closeEngine()
 		return err
 	}
 	return nil
@@ -360,10 +365,35 @@ func (h *Helper) Stats(d time.Duration) (*Stats, error) {
 	h.mu.Unlock()
 	if local != nil && r.Stats != nil {
 		st := local()
-		st.State = r.Stats.State
 		return &st, nil
 	}
 	return r.Stats, nil
+}
+
+// keepEngine returns the tux's engine, making it with mk at the first
+// launch.
+func (h *Helper) keepEngine(mk func() (io.Closer, error)) (io.Closer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.engine != nil {
+		return h.engine, nil
+	}
+	e, err := mk()
+	if err == nil {
+		h.engine = e
+	}
+	return e, err
+}
+
+// closeEngine closes the engine, if any.
+func (h *Helper) closeEngine() {
+	h.mu.Lock()
+	e := h.engine
+	h.engine = nil
+	h.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
 }
 
 // setLocalStats makes Stats report the switch side's counters.
@@ -399,6 +429,7 @@ func (h *Helper) Stop() {
 		}
 	}
 	h.closeHeld()
+	h.closeEngine()
 	for _, f := range h.plan.Fresh {
 		_ = os.Remove(f)
 	}

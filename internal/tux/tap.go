@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -310,10 +309,5 @@ func (t *tapHelper) handle(r Request) error {
 // stats has no counters: the switch counts (tapConn.stats).
 func (t *tapHelper) stats() Stats { return Stats{State: "up"} }
 
-// serve waits for the switch to close the helper's socket: the switch
-// moves the frames itself (tap_conn.go).
-func (t *tapHelper) serve(sw net.Conn) error {
-	_, err := io.Copy(io.Discard, sw)
-	sw.Close()
-	return err
-}
+// serve waits: the switch moves the frames itself (tap_conn.go).
+func (t *tapHelper) serve(sw net.Conn) error { return idleHelper{}.serve(sw) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -89,6 +90,8 @@ type vxlanHelper struct {
 
 	gsoSends, groRecvs atomic.Uint64 // offloaded sends and receives (tests)
 
+	owner atomic.Pointer[vxConn] // the switch-side conn that reads (vxlan_conn.go)
+
 	rxF, rxB, txF, txB atomic.Uint64
 	drops              [vxDropReasons]atomic.Uint64
 	lastErr            atomic.Pointer[vxErr]
@@ -104,25 +107,40 @@ type vxErr struct {
 	msg string
 }
 
+// setupVXLAN is the helper's side: it checks the options and then only
+// waits, since the switch sends and receives the datagrams itself
+// (vxlan_conn.go), with no process hop per frame.
 func setupVXLAN(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	if _, err := parseVXLANArgs(args); err != nil {
+		return nil, nil, err
+	}
+	// No info: list shows the options given, which fconf save writes back.
+	return idleHelper{}, nil, nil
+}
+
+// parseVXLANArgs reads the helper flags (VXLANConfig.Args).
+func parseVXLANArgs(args []string) (VXLANConfig, error) {
 	fs := flag.NewFlagSet("vxlan", flag.ContinueOnError)
 	remote := fs.String("remote", "", "IP[,IP...] of the other ends")
 	vni := fs.String("vni", "", "VXLAN network identifier, 0..16777215")
 	port := fs.String("port", "", "UDP port to listen on and send to (default 4789)")
 	local := fs.String("local", "", "local address to bind (default: any)")
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return VXLANConfig{}, err
 	}
-	cfg, err := ParseVXLAN(*remote, *vni, *port, *local)
-	if err != nil {
-		return nil, nil, err
-	}
-	h, err := newVXLAN(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	// No info: list shows the options given, which fconf save writes back.
-	return h, nil, nil
+	return ParseVXLAN(*remote, *vni, *port, *local)
+}
+
+// idleHelper is a helper whose switch moves the frames itself: it waits
+// for the switch to close its socket.
+type idleHelper struct{}
+
+func (idleHelper) handle(r Request) error { return fmt.Errorf("this tux has no %q", r.Op) }
+func (idleHelper) stats() Stats           { return Stats{State: "up"} }
+func (idleHelper) serve(sw net.Conn) error {
+	_, err := io.Copy(io.Discard, sw)
+	sw.Close()
+	return err
 }
 
 // newVXLAN opens the socket; its errors say what to change.
@@ -260,7 +278,7 @@ func (h *vxlanHelper) serve(sw net.Conn) error {
 	go func() { errc <- h.fromNet(sw) }()
 	go func() { errc <- h.fromSwitch(sw) }()
 	if len(h.remotes) > 1 {
-		go h.sweep()
+		go h.sweep(nil)
 	}
 	err := <-errc
 	sw.Close()
@@ -313,9 +331,16 @@ func (h *vxlanHelper) learn(src []byte, i int) {
 	}
 }
 
-// sweep forgets MACs not heard from for vxMACAge.
-func (h *vxlanHelper) sweep() {
-	for range time.Tick(vxSweep) {
+// sweep forgets MACs not heard from for vxMACAge, until stop closes.
+func (h *vxlanHelper) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(vxSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
 		old := time.Now().Add(-vxMACAge).UnixNano()
 		h.macs.Range(func(k, v any) bool {
 			if v.(*vxMAC).seen.Load() < old {
@@ -341,8 +366,7 @@ func macOf(b []byte) uint64 {
 // into 1500-byte frames with full checksums, as a NIC would.
 func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
 	rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
-	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
-	putVXLANHdr(b.hdr, h.cfg.VNI)
+	b := h.newTx()
 	for {
 		f, ok, err := rd.TryNext()
 		if err != nil {
@@ -357,21 +381,35 @@ func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
 			}
 			continue
 		}
-		n := len(f)
-		if n > StdFrame && isSuperTCP(f) {
-			if len(b.segs)-b.segOff < 2*n+4096 {
-				b.flush()
-			}
-			b.segment(f)
-		} else if n > h.maxLen {
-			// Never truncated: counted (see docs/multi-host.md on MTUs).
-			h.drop(vxDropOversize, sw.LocalAddr())
-		} else {
-			b.add(f)
-		}
-		if len(b.frames) >= vxMaxFrames {
+		b.take(f)
+	}
+}
+
+// newTx is an empty send batch.
+func (h *vxlanHelper) newTx() *vxTx {
+	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
+	putVXLANHdr(b.hdr, h.cfg.VNI)
+	return b
+}
+
+// take adds frame f to the batch (it stays where it is until the batch
+// is flushed), cutting a TCP super frame into standard frames, and
+// sends the batch when it is full.
+func (b *vxTx) take(f []byte) {
+	n := len(f)
+	if n > StdFrame && isSuperTCP(f) {
+		if len(b.segs)-b.segOff < 2*n+4096 {
 			b.flush()
 		}
+		b.segment(f)
+	} else if n > b.h.maxLen {
+		// Never truncated: counted (see docs/multi-host.md on MTUs).
+		b.h.drop(vxDropOversize, nil)
+	} else {
+		b.add(f)
+	}
+	if len(b.frames) >= vxMaxFrames {
+		b.flush()
 	}
 }
 
@@ -381,13 +419,7 @@ func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
 // the last.
 func (h *vxlanHelper) fromNet(sw net.Conn) error {
 	w := bufio.NewWriterSize(sw, 512<<10)
-	ms := make([]ipv4.Message, vxBatch)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, vxBufSize)}
-		if h.gro {
-			ms[i].OOB = make([]byte, 64)
-		}
-	}
+	ms := h.recvMessages()
 	put := func(f []byte) error { return wire.BufferFrame(w, f) }
 	var flushMerger func() error
 	if h.gsoOK {
@@ -403,48 +435,8 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 			}
 			return fmt.Errorf("vxlan socket: %v", err)
 		}
-		for i := range n {
-			m := &ms[i]
-			from := m.Addr
-			ri := h.remoteIndex(from)
-			if ri < 0 {
-				h.drop(vxDropSource, from)
-				continue
-			}
-			if m.Flags&syscall.MSG_TRUNC != 0 {
-				h.drop(vxDropTruncated, from)
-				continue
-			}
-			p := m.Buffers[0][:m.N]
-			seg := len(p)
-			if h.gro && m.NN > 0 {
-				if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
-					seg = g
-					h.groRecvs.Add(1)
-				}
-			}
-			for len(p) > 0 {
-				d := p[:min(seg, len(p))]
-				p = p[len(d):]
-				vni, f, err := DecodeVXLAN(d)
-				switch {
-				case err == errVXShort:
-					h.drop(vxDropShort, from)
-					continue
-				case err != nil:
-					h.drop(vxDropFlags, from)
-					continue
-				case vni != h.cfg.VNI:
-					h.drop(vxDropVNI, from)
-					continue
-				}
-				h.learn(f[6:12], ri)
-				if err := put(f); err != nil {
-					return err
-				}
-				h.rxF.Add(1)
-				h.rxB.Add(uint64(len(f)))
-			}
+		if err := h.receive(ms[:n], put); err != nil {
+			return err
 		}
 		if flushMerger != nil {
 			if err := flushMerger(); err != nil {
@@ -455,6 +447,68 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 			return err
 		}
 	}
+}
+
+// receive checks the datagrams of ms and passes each frame to put. With
+// UDP GRO one message may hold several datagrams of one sender, all of
+// the size the kernel reports but the last.
+func (h *vxlanHelper) receive(ms []ipv4.Message, put func([]byte) error) error {
+	for i := range ms {
+		m := &ms[i]
+		from := m.Addr
+		ri := h.remoteIndex(from)
+		if ri < 0 {
+			h.drop(vxDropSource, from)
+			continue
+		}
+		if m.Flags&syscall.MSG_TRUNC != 0 {
+			h.drop(vxDropTruncated, from)
+			continue
+		}
+		p := m.Buffers[0][:m.N]
+		seg := len(p)
+		if h.gro && m.NN > 0 {
+			if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
+				seg = g
+				h.groRecvs.Add(1)
+			}
+		}
+		for len(p) > 0 {
+			d := p[:min(seg, len(p))]
+			p = p[len(d):]
+			vni, f, err := DecodeVXLAN(d)
+			switch {
+			case err == errVXShort:
+				h.drop(vxDropShort, from)
+				continue
+			case err != nil:
+				h.drop(vxDropFlags, from)
+				continue
+			case vni != h.cfg.VNI:
+				h.drop(vxDropVNI, from)
+				continue
+			}
+			h.learn(f[6:12], ri)
+			if err := put(f); err != nil {
+				return err
+			}
+			h.rxF.Add(1)
+			h.rxB.Add(uint64(len(f)))
+		}
+	}
+	return nil
+}
+
+// recvMessages are the buffers of one recvmmsg.
+func (h *vxlanHelper) recvMessages() []ipv4.Message {
+	ms := make([]ipv4.Message, vxBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, vxBufSize)}
+		if h.gro {
+			ms[i].OOB = make([]byte, 64)
+		}
+	}
+	return ms
 }
 
 // groSize reads the UDP_GRO segment size from a message's control data.
