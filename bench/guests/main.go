@@ -112,6 +112,11 @@ type pair struct {
 }
 
 func main() {
+	run()
+	os.Exit(exit)
+}
+
+func run() {
 	flag.Parse()
 	if *short {
 		*secs, *rounds, *types = 1, 1, "uml"
@@ -200,7 +205,15 @@ func main() {
 	w.Flush()
 	fmt.Println("load average after:", stats.Load())
 	fmt.Println("target (issue 18, medians): cloonix switch >= 0.8x the Linux bridge for each guest type")
+	for _, p := range pairs {
+		if p.bootErr != nil || len(p.viaSwitch) == 0 || len(p.viaBridge) == 0 {
+			exit = 1 // a smoke run (make bench-smoke) must see it
+		}
+	}
 }
+
+// exit is the status main leaves with (after its deferred cleanup).
+var exit int
 
 // boot adds the pair's guests (eth0 on lan "lanN", eth1 on the bridge
 // through the wrapper) and gives them their addresses; the server side

@@ -107,6 +107,19 @@ func (c *vxConn) Flush() error {
 	return nil
 }
 
+// WriteNow sends frames from the caller (the sending port's reader):
+// no hand-over to the port's writer goroutine. The batch goes out before
+// it returns (a UDP socket takes datagrams or drops them; it does not
+// hold a sender for long), so nothing is kept.
+func (c *vxConn) WriteNow(frames []*fabric.Frame) (bool, error) {
+	for _, f := range frames {
+		if b := f.Bytes(); len(b) >= minInnerFrame {
+			c.tx.take(b)
+		}
+	}
+	return false, c.Flush()
+}
+
 // Close ends this conn (the helper's socket too); the engine stays for
 // the next launch.
 func (c *vxConn) Close() error {
