@@ -50,8 +50,6 @@ func cpuTime() float64 {
 
 func (r result) fps() float64 { return float64(r.frames) / r.secs }
 
-func (r result) gbps(size int) float64 { return r.fps() * float64(size) * 8 / 1e9 }
-
 var (
 	macA = []byte{0x52, 0x54, 0, 0xbe, 0, 0xa}
 	macB = []byte{0x52, 0x54, 0, 0xbe, 0, 0xb}

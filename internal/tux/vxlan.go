@@ -1,7 +1,6 @@
 package tux
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -21,8 +20,6 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
-
-	"cloonix/internal/wire"
 )
 
 // The vxlan helper: the lans its port is on, carried as standard VXLAN
@@ -241,8 +238,6 @@ func vxlanBindError(cfg VXLANConfig, laddr *net.UDPAddr, err error) error {
 	return fmt.Errorf("vxlan: listening on UDP %s: %v", laddr, err)
 }
 
-func (h *vxlanHelper) handle(r Request) error { return fmt.Errorf("a vxlan tux has no %q", r.Op) }
-
 // stats: the state is "up", with the drops by reason and a recent send
 // error when there are some, e.g. "up (dropped: 2 short, 1 vni)".
 func (h *vxlanHelper) stats() Stats {
@@ -271,19 +266,6 @@ func (h *vxlanHelper) drop(reason int, from net.Addr) {
 			log.Printf("vxlan: dropped (%s) from %v: %d so far", vxDropNames[reason], from, n)
 		}
 	}
-}
-
-func (h *vxlanHelper) serve(sw net.Conn) error {
-	errc := make(chan error, 2)
-	go func() { errc <- h.fromNet(sw) }()
-	go func() { errc <- h.fromSwitch(sw) }()
-	if len(h.remotes) > 1 {
-		go h.sweep(nil)
-	}
-	err := <-errc
-	sw.Close()
-	h.conn.Close()
-	return err
 }
 
 // destination is the remote a frame goes to, or -1 for all of them.
@@ -357,34 +339,6 @@ func macOf(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-// fromSwitch reads the switch's frames and sends them a batch at a
-// time: every frame already buffered from the switch joins the batch, so
-// a burst costs one sendmmsg. Frames are sent from where they were read
-// (the VXLAN header is a second iovec, the same for all), and runs of
-// equal-sized datagrams to one remote go as one UDP GSO send when the
-// kernel takes it. TCP super frames (from a tap, see gso.go) are cut here
-// into 1500-byte frames with full checksums, as a NIC would.
-func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
-	rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
-	b := h.newTx()
-	for {
-		f, ok, err := rd.TryNext()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if len(b.frames) > 0 {
-				b.flush() // before reading (and maybe moving) the buffer
-			}
-			if err := rd.Refill(); err != nil {
-				return err
-			}
-			continue
-		}
-		b.take(f)
-	}
-}
-
 // newTx is an empty send batch.
 func (h *vxlanHelper) newTx() *vxTx {
 	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
@@ -410,42 +364,6 @@ func (b *vxTx) take(f []byte) {
 	}
 	if len(b.frames) >= vxMaxFrames {
 		b.flush()
-	}
-}
-
-// fromNet receives datagrams, checks them and gives their frames to
-// the switch, flushing once per batch. With UDP GRO one message may hold
-// several datagrams of one sender, all of the size the kernel reports but
-// the last.
-func (h *vxlanHelper) fromNet(sw net.Conn) error {
-	w := bufio.NewWriterSize(sw, 512<<10)
-	ms := h.recvMessages()
-	put := func(f []byte) error { return wire.BufferFrame(w, f) }
-	var flushMerger func() error
-	if h.gsoOK {
-		// TCP segments back to back become super frames (vxlan_gro.go).
-		mg := newTCPMerger(put)
-		put, flushMerger = mg.add, mg.flush
-	}
-	for {
-		n, err := h.bc.ReadBatch(ms, 0)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-				continue
-			}
-			return fmt.Errorf("vxlan socket: %v", err)
-		}
-		if err := h.receive(ms[:n], put); err != nil {
-			return err
-		}
-		if flushMerger != nil {
-			if err := flushMerger(); err != nil {
-				return err
-			}
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
 	}
 }
 

@@ -28,6 +28,8 @@ type vxConn struct {
 	next    int
 	put     func([]byte) error
 	flushMg func() error
+	mg      *tcpMerger
+	mframe  *fabric.Frame // the merger builds in this frame's buffer
 	tx      *vxTx
 	closed  atomic.Bool
 }
@@ -39,15 +41,27 @@ func newVXConn(e *vxlanHelper, sock net.Conn) *vxConn {
 	c := &vxConn{e: e, sock: sock, ms: e.recvMessages(), tx: e.newTx()}
 	c.put = c.queue
 	if e.gsoOK {
-		mg := newTCPMerger(c.queue)
-		c.put, c.flushMg = mg.add, mg.flush
+		// The merger builds its super frames straight in a frame for
+		// the port (queue takes the frame instead of a copy).
+		c.mg = newTCPMerger(c.queue)
+		c.mframe = fabric.NewFrame(fabric.MaxFrame)
+		c.mg.buf = c.mframe.Buf()[:vxMergeMax]
+		c.put, c.flushMg = c.mg.add, c.mg.flush
 	}
 	e.owner.Store(c)
 	return c
 }
 
-// queue copies f (valid only during the call) into a frame for the port.
+// queue copies f (valid only during the call) into a frame for the port;
+// a frame the merger built in c.mframe is taken as it is.
 func (c *vxConn) queue(f []byte) error {
+	if c.mframe != nil && len(f) > StdFrame && &f[0] == &c.mframe.Buf()[0] {
+		c.mframe.N = len(f)
+		c.pending = append(c.pending, c.mframe)
+		c.mframe = fabric.NewFrame(fabric.MaxFrame)
+		c.mg.buf = c.mframe.Buf()[:vxMergeMax]
+		return nil
+	}
 	nf := fabric.NewFrame(len(f))
 	copy(nf.Bytes(), f)
 	c.pending = append(c.pending, nf)
@@ -126,6 +140,8 @@ func (c *vxConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	// c.mframe stays with the reader (which may still run): the
+	// collector takes it with the conn.
 	return c.sock.Close()
 }
 
