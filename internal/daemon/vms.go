@@ -25,17 +25,19 @@ import (
 // Machines (DESIGN sections 3 and 6): add_vm, del_vm, exec, console.
 // Each VM keeps its files in work_dir/NAME and its ports NAME:ethN.
 
-func init() {
-	register("add_vm", (*Daemon).addVM)
-	register("del_vm", (*Daemon).delVM)
-	register("exec", (*Daemon).execVM)
-	register("console", (*Daemon).consoleVM)
-	listenKinds["bess"] = func(path string) (fabric.Listener, error) { return wire.ListenBess(path) }
-	listenKinds["daemon"] = func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) }
-	onList(listVMs)
-	onStart(func(d *Daemon) {
-		d.OnStop(d.stopAllVMs)
-	})
+func vmsFeature() Feature {
+	return Feature{Name: "vms",
+		Verbs: []Verb{
+			checked[proto.AddVM]((*Daemon).addVM), checked[proto.DelVM]((*Daemon).delVM),
+			checked[proto.Exec]((*Daemon).execVM), checked[proto.Console]((*Daemon).consoleVM),
+		},
+		Listen: map[string]func(path string) (fabric.Listener, error){
+			"bess":   func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon": func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+		},
+		List:  listVMs,
+		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },
+	}
 }
 
 // vmEntry is one VM of the lab; g is nil while it is being prepared.
