@@ -119,7 +119,6 @@ const (
 	tapHeldFD       = 4
 	tapFDEnv        = "CLOONIX_TAP_CAPS"
 	maxTapRead      = VnetHdrLen + 65535 + 64
-	tapSlots        = 16
 	bigWrite        = 16 << 10
 )
 
