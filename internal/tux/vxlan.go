@@ -341,7 +341,7 @@ func macOf(b []byte) uint64 {
 
 // newTx is an empty send batch.
 func (h *vxlanHelper) newTx() *vxTx {
-	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
+	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10)}
 	putVXLANHdr(b.hdr, h.cfg.VNI)
 	return b
 }
