@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"cloonix/internal/proto"
 )
 
 // Names of the seed's demo folder entries (DESIGN section 4).
 const (
 	TopologyName = "topology"
-	DeleteName   = "files_to_delete_from_all_targets"
-	AllTargets   = "files_to_add_in_all_targets"
-	TargetPrefix = "files_to_add_in_"
+	DeleteName   = proto.DemoDeleteName
+	AllTargets   = proto.DemoAllTargets
+	TargetPrefix = proto.DemoTargetPrefix
 )
 
 // MaxDeleteFile bounds files_to_delete_from_all_targets.

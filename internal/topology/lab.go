@@ -38,7 +38,7 @@ func FromLab(lab *proto.Lab) *Topology {
 		}
 		for _, o := range x.Options {
 			// Only what add_tux takes: list also shows derived values.
-			if contains(TuxOptions[x.Kind], o.Name) && o.Value != "" {
+			if opts, _ := proto.TuxOptions(x.Kind); contains(opts, o.Name) && o.Value != "" {
 				tx.Options = append(tx.Options, Option{o.Name, o.Value})
 			}
 		}
