@@ -98,40 +98,11 @@ func main() {
 
 	// N UML busybox guests at once.
 	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err == nil {
-		var wg sync.WaitGroup
 		names := make([]string, *many)
-		errs := make([]error, *many)
-		t0 := time.Now()
 		for i := range names {
 			names[i] = name()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// One connection each: the switch answers a connection's
-				// requests in order, so one would serialise the waits.
-				ci, err := proto.Dial("unix:"+sock, "")
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				defer ci.Close()
-				_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
-			}()
 		}
-		wg.Wait()
-		secs := time.Since(t0).Seconds()
-		r := row{what: fmt.Sprintf("%d x uml busybox at once", *many), secs: secs, targetS: 8}
-		for _, e := range errs {
-			if e != nil {
-				r.note = e.Error()
-			}
-		}
-		var tot float64
-		for _, g := range names {
-			tot += guestMem(c, g)
-		}
-		r.memMB = tot / float64(*many)
-		rows = append(rows, r)
+		rows = append(rows, atOnce(c, sock, names))
 	}
 	swMB := benchlab.RSSMB(sw.Pid())
 
@@ -153,6 +124,42 @@ func main() {
 	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, swMB)
 	w.Flush()
 	fmt.Println("host:", stats.Host())
+}
+
+// atOnce adds the UML busybox guests names all at once and waits for
+// them: the seconds until the last answered, memory per guest.
+func atOnce(c *proto.Client, sock string, names []string) row {
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	t0 := time.Now()
+	for i := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One connection each: the switch answers a connection's
+			// requests in order, so one would serialise the waits.
+			ci, err := proto.Dial("unix:"+sock, "")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer ci.Close()
+			_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
+		}()
+	}
+	wg.Wait()
+	r := row{what: fmt.Sprintf("%d x uml busybox at once", len(names)), secs: time.Since(t0).Seconds(), targetS: 8}
+	for _, e := range errs {
+		if e != nil {
+			r.note = e.Error()
+		}
+	}
+	var tot float64
+	for _, g := range names {
+		tot += guestMem(c, g)
+	}
+	r.memMB = tot / float64(len(names))
+	return r
 }
 
 // addVM adds a guest and waits for its agent; it returns the seconds

@@ -219,6 +219,14 @@ type benchCase struct {
 	setup    func(l *lab) func()
 }
 
+// header applies -short and prints what runs, where and under what load.
+func header() {
+	if *short {
+		*rounds, *dur, *sizes = 1, 200*time.Millisecond, "1500"
+	}
+	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, best of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
+}
+
 func main() {
 	flag.Parse()
 	const shaping = "delay=1ms rate=100mbit"
@@ -250,10 +258,7 @@ func main() {
 			return t.Close
 		}},
 	}
-	if *short {
-		*rounds, *dur, *sizes = 1, 200*time.Millisecond, "1500"
-	}
-	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, best of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
+	header()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "frame\tcase\tframes/s\tMbit/s\tvs plain\t")
 	if *profile != "" {
