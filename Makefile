@@ -8,7 +8,7 @@ export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
 # bulk build finds it beside bin/cloonix); cloonix runs its helpers anywhere.
 export CGO_ENABLED := 0
 
-.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench lint clean
+.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench bench-smoke lint clean
 
 all: build
 
@@ -98,6 +98,18 @@ test-long:
 bench: build
 	$(GO) run ./bench/fabric
 	$(GO) run ./bench/impair
+
+# Every benchmark briefly (-short), as root: each must run and print its
+# table. A smoke test only: no figure is checked (docs/benchmarks.md has
+# the measured ones and how to measure them).
+bench-smoke: build images
+	$(GO) run ./bench/fabric -short
+	$(GO) run ./bench/impair -short
+	$(GO) run ./bench/tap -short -bin $(BIN)
+	$(GO) run ./bench/vxlan -short -bin $(BIN)
+	$(GO) run ./bench/boot -short
+	$(GO) run ./bench/scale -short -bin $(BIN)
+	$(GO) run ./bench/guests -short -bin $(BIN)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:

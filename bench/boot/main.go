@@ -8,20 +8,17 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/proto"
 )
 
@@ -30,6 +27,7 @@ var (
 	many   = flag.Int("n", 10, "guests in the all-at-once case")
 	rounds = flag.Int("rounds", 2, "rounds per single-guest case; the best is kept (the machine may be shared)")
 	skipQ  = flag.Bool("no-qemu", false, "skip the QEMU cases")
+	short  = flag.Bool("short", false, "smoke run: one round, UML busybox only, 2 guests at once")
 )
 
 type row struct {
@@ -42,33 +40,19 @@ type row struct {
 
 func main() {
 	flag.Parse()
-	if *bulk == "" {
-		*bulk = os.Getenv("CLOONIX_BULK")
+	if *short {
+		*rounds, *many, *skipQ = 1, 2, true
 	}
-	if *bulk == "" {
-		home, _ := os.UserHomeDir()
-		*bulk = filepath.Join(home, "cloonix_labs", "bulk")
-	}
+	*bulk = benchlab.Bulk(*bulk)
 	dir, err := os.MkdirTemp("/tmp", "cxboot")
 	check(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "cloonix")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cloonix")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fail("building cloonix: %v\n%s", err, out)
-	}
-	cfg := filepath.Join(dir, "config.xml")
-	sock := filepath.Join(dir, "ctl.sock")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	bin, err := benchlab.Build(dir)
 	check(err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>bench-boot</network_name>
-<server_name>%s</server_name><server_port>%d</server_port><password>bench</password>
-<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
-	run(bin, "-c", cfg, "start")
-	defer run(bin, "-c", cfg, "stop")
+	sw, err := benchlab.Start(bin, dir, *bulk, "bench-boot")
+	check(err)
+	defer sw.Stop()
+	sock := sw.Sock
 	c, err := proto.Dial("unix:"+sock, "")
 	check(err)
 	defer c.Close()
@@ -105,50 +89,22 @@ func main() {
 	if !*skipQ {
 		single("kvm", "busybox", 6)
 	}
-	single("uml", "debian-frr", 0)
+	if !*short {
+		single("uml", "debian-frr", 0)
+	}
 	if !*skipQ {
 		single("kvm", "debian-frr", 0)
 	}
 
 	// N UML busybox guests at once.
 	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err == nil {
-		var wg sync.WaitGroup
 		names := make([]string, *many)
-		errs := make([]error, *many)
-		t0 := time.Now()
 		for i := range names {
 			names[i] = name()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// One connection each: the switch answers a connection's
-				// requests in order, so one would serialise the waits.
-				ci, err := proto.Dial("unix:"+sock, "")
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				defer ci.Close()
-				_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
-			}()
 		}
-		wg.Wait()
-		secs := time.Since(t0).Seconds()
-		r := row{what: fmt.Sprintf("%d x uml busybox at once", *many), secs: secs, targetS: 8}
-		for _, e := range errs {
-			if e != nil {
-				r.note = e.Error()
-			}
-		}
-		var tot float64
-		for _, g := range names {
-			tot += guestMem(c, g)
-		}
-		r.memMB = tot / float64(*many)
-		rows = append(rows, r)
+		rows = append(rows, atOnce(c, sock, names))
 	}
-	pid := switchPid(dir)
-	sw := rss(pid)
+	swMB := benchlab.RSSMB(sw.Pid())
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "case\tadd vm -> agent ready (s)\ttarget (s)\tmemory per guest (MB PSS)\tnote")
@@ -165,9 +121,45 @@ func main() {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.what, secs, tgt, mem, r.note)
 	}
-	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, sw)
+	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, swMB)
 	w.Flush()
-	fmt.Printf("host: %d CPUs, load average %s\n", numCPU(), loadAvg())
+	fmt.Println("host:", stats.Host())
+}
+
+// atOnce adds the UML busybox guests names all at once and waits for
+// them: the seconds until the last answered, memory per guest.
+func atOnce(c *proto.Client, sock string, names []string) row {
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	t0 := time.Now()
+	for i := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One connection each: the switch answers a connection's
+			// requests in order, so one would serialise the waits.
+			ci, err := proto.Dial("unix:"+sock, "")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer ci.Close()
+			_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
+		}()
+	}
+	wg.Wait()
+	r := row{what: fmt.Sprintf("%d x uml busybox at once", len(names)), secs: time.Since(t0).Seconds(), targetS: 8}
+	for _, e := range errs {
+		if e != nil {
+			r.note = e.Error()
+		}
+	}
+	var tot float64
+	for _, g := range names {
+		tot += guestMem(c, g)
+	}
+	r.memMB = tot / float64(len(names))
+	return r
 }
 
 // addVM adds a guest and waits for its agent; it returns the seconds
@@ -186,99 +178,18 @@ func addVM(c *proto.Client, name, typ, image string) (float64, string, error) {
 	return secs, accel, nil
 }
 
-// guestMem is the proportional set size (MB) of a guest's process group:
-// UML runs one host process per guest address space sharing its memory
-// file, so PSS rather than RSS.
+// guestMem is the PSS (MB) of guest name's process group.
 func guestMem(c *proto.Client, name string) float64 {
 	lab, err := c.List()
 	if err != nil {
 		return 0
 	}
-	pid := 0
 	for _, v := range lab.VMs {
-		if v.Name == name {
-			pid = v.Pid
-		}
-	}
-	if pid == 0 {
-		return 0
-	}
-	ents, _ := os.ReadDir("/proc")
-	var kb float64
-	var seen []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if g, err := syscall.Getpgid(p); err != nil || g != pid {
-			continue
-		}
-		// UML's helper processes share the main one's address space
-		// (clone with CLONE_VM): count each address space once.
-		dup := false
-		for _, q := range seen {
-			dup = dup || sameVM(p, q)
-		}
-		if dup {
-			continue
-		}
-		seen = append(seen, p)
-		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
-	}
-	return kb / 1024
-}
-
-// sameVM tells whether two processes share one address space (kcmp).
-func sameVM(a, b int) bool {
-	const sysKcmp, kcmpVM = 312, 1
-	r, _, e := syscall.Syscall6(sysKcmp, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
-	return e == 0 && r == 0
-}
-
-func rss(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
-
-func procField(path, key string) float64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), key) {
-			v, _ := strconv.ParseFloat(strings.Fields(s.Text())[1], 64)
-			return v
+		if v.Name == name && v.Pid > 0 {
+			return benchlab.GuestMemMB(v.Pid)
 		}
 	}
 	return 0
-}
-
-func switchPid(dir string) int {
-	b, _ := os.ReadFile(filepath.Join(dir, "switch.pid"))
-	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return p
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func run(args ...string) {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		fail("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 func check(err error) {

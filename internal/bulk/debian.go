@@ -15,6 +15,7 @@ var debianPackages = []string{
 	"systemd", "systemd-sysv", "udev", "kmod", "dbus",
 	"frr", "frr-pythontools", "iproute2", "iputils-ping", "tcpdump", "openssh-server",
 	"busybox", "udhcpc", "procps", "net-tools", "traceroute", "ethtool", "less", "vim-tiny", "netcat-openbsd",
+	"iperf3", // bench/guests measures guest-to-guest TCP with it
 }
 
 // Modules for debian-frr: all of net/ (FRR uses MPLS, VRF, bonding ...),

@@ -3,6 +3,7 @@ package tux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -126,11 +127,32 @@ func (cfg VXLANConfig) clashes(port string, other []Option) bool {
 	return tp == port && sameFamily && (tl == "" || !cfg.Local.IsValid() || tl == cfg.Local.String())
 }
 
-// SwitchConn: the other switch cuts super frames for its own guests, so
-// they may cross the link whole (the helper cuts them into standard
-// frames itself, then sends them with UDP GSO).
+// SwitchConn: the switch sends and receives the datagrams itself
+// (vxlan_conn.go) on a UDP socket bound at the first launch and kept
+// for the tux's life; a port taken by anything else fails here, with
+// its own sentence.
 func (vxlanKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
-	return offloadConn(sock, h), nil
+	x, err := h.keepEngine(func() (io.Closer, error) {
+		cfg, err := parseVXLANArgs(h.plan.Args)
+		if err != nil {
+			return nil, err
+		}
+		e, err := newVXLAN(cfg)
+		if err != nil {
+			return nil, err
+		}
+		x := engineCloser{e, make(chan struct{})}
+		if len(e.remotes) > 1 {
+			go e.sweep(x.stop)
+		}
+		return x, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := x.(engineCloser).e
+	h.setLocalStats(e.stats)
+	return newVXConn(e, sock), nil
 }
 
 func (vxlanKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {

@@ -24,8 +24,8 @@ func TestVXLANPeersAllowList(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := net.Pipe()
-	go h.serve(b)
-	defer a.Close()
+	go vxPump(newVXConn(h, b), b) // the switch's side, as in vxStart
+	defer func() { a.Close(); h.conn.Close() }()
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: int(port)})
 	if err != nil {
 		t.Fatal(err)
