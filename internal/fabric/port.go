@@ -36,6 +36,9 @@ type Port struct {
 	// see frames entering the switch from this port and frames leaving
 	// to it. Nil when unused, so they cost one atomic load.
 	hooks atomic.Pointer[Hooks]
+
+	// down is the link state set by `ctrl link PORT down` (link.go).
+	down atomic.Bool
 }
 
 // Hooks observe or alter a port's traffic (capture, impairments).
@@ -284,6 +287,11 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 var batches = sync.Pool{New: func() any { return &batch{} }}
 
 func (p *Port) input(f *Frame, bt *batch) {
+	if p.down.Load() {
+		p.counters.drops.Add(1)
+		f.Release()
+		return
+	}
 	bt.frames++
 	bt.bytes += uint64(f.N)
 	if h := p.hooks.Load(); h != nil && h.Ingress != nil {
@@ -400,7 +408,7 @@ func (p *Port) Output(f *Frame) {
 // peer to write to, drops it (counted on this port only: a slow or absent
 // peer never holds up the sender). Safe from any goroutine.
 func (p *Port) Deliver(f *Frame) {
-	if p.conn.Load() == nil {
+	if p.conn.Load() == nil || p.down.Load() {
 		p.counters.drops.Add(1)
 		f.Release()
 		return
@@ -448,7 +456,7 @@ func (p *Port) deliverWith(fs []*Frame, rel *releaser) {
 		return
 	}
 	box := p.conn.Load()
-	if box == nil {
+	if box == nil || p.down.Load() {
 		p.dropAll(fs)
 		return
 	}

@@ -55,6 +55,9 @@ type Spec struct {
 	Host              Host
 	CD                guest.CDSpec // Check sets Name and Eths
 	BootTimeout       time.Duration
+	// KeepDisk starts from the disk a previous run left in Dir (ctrl
+	// start vm, resume) instead of a fresh COW over the image.
+	KeepDisk bool
 
 	// Set by Check (and Accel by Start).
 	Image  Image
@@ -105,6 +108,12 @@ type Machine struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	exited  chan struct{}
+
+	// QEMU only: its QMP socket (lifecycle.go) and the hard stop that
+	// flushes its disk before it exits.
+	qmpSock  string
+	qmpMu    sync.Mutex
+	hardStop func()
 }
 
 // Socket paths inside Dir.
@@ -117,6 +126,9 @@ func (s *Spec) OverlayPath() string {
 	}
 	return s.path("root.qcow2")
 }
+
+// QMPPath is a QEMU guest's QMP socket.
+func (s *Spec) QMPPath() string { return s.path("qmp.sock") }
 
 // CDPath is the config CD image.
 func (s *Spec) CDPath() string { return s.path("cd.iso") }
@@ -358,6 +370,11 @@ func (m *Machine) closeAll() {
 // Stop kills the guest (its COW is thrown away with work_dir/NAME, so
 // there is nothing to flush) and waits for it.
 func (m *Machine) Stop() {
+	select {
+	case <-m.exited: // gone (stopped): its pid may be another's by now
+		return
+	default:
+	}
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()
