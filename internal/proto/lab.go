@@ -48,6 +48,7 @@ type Eth struct {
 	Port   string   `xml:"port,attr" json:"port"`
 	Lans   []string `xml:"lan" json:"lans"`
 	Impair string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link   string   `xml:"link,attr,omitempty" json:"link,omitempty"` // "down" while its cable is pulled
 }
 
 // Lan is one lan and the ports on it.
@@ -72,6 +73,7 @@ type Tux struct {
 	Forwards []Forward         `xml:"forward" json:"forwards,omitempty"`
 	Counters Counters          `xml:"counters" json:"counters"`
 	Impair   string            `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link     string            `xml:"link,attr,omitempty" json:"link,omitempty"`
 	X        *int              `xml:"x,attr,omitempty" json:"x,omitempty"`
 	Y        *int              `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
@@ -98,6 +100,7 @@ type Port struct {
 	Lans      []string `xml:"lan" json:"lans"`
 	Counters  Counters `xml:"counters" json:"counters"`
 	Impair    string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link      string   `xml:"link,attr,omitempty" json:"link,omitempty"`
 }
 
 // Normalize makes every nil list empty so JSON shows [] rather than null,

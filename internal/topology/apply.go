@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -38,9 +39,19 @@ func (s Step) Request(demo string) (string, map[string]string) {
 		set("kernel", v.Kernel)
 		set("transport", v.Transport)
 		set("demo", demo)
+		set("state", v.State)
+		if v.Disk != "" && demo != "" {
+			a["rootfs"] = filepath.Join(demo, DisksDir, v.Disk)
+		}
 		return "add_vm", a
 	case DelVM:
 		return "del_vm", map[string]string{"name": s.Name}
+	case StopVM:
+		return "stop_vm", map[string]string{"name": s.Name}
+	case StartVM:
+		return "start_vm", map[string]string{"name": s.Name}
+	case Link:
+		return "link", map[string]string{"port": s.Port, "state": s.Spec}
 	case AddTux:
 		x := s.Tux
 		a := map[string]string{"name": x.Name, "kind": x.Kind}

@@ -26,6 +26,9 @@ const (
 	AddForward Op = "add forward"
 	DelForward Op = "del forward"
 	SetPos     Op = "set_pos"
+	StopVM     Op = "stop vm"
+	StartVM    Op = "start vm"
+	Link       Op = "link"
 )
 
 // Step is one change to the running lab.
@@ -36,7 +39,7 @@ type Step struct {
 	Lan     string   // attach, detach
 	VM      *VM      // add vm
 	Tux     *Tux     // add tux
-	Spec    string   // impair: the spec, "" to clear
+	Spec    string   // impair: the spec, "" to clear; link: up or down
 	Forward *Forward // add/del forward
 	Kind    string   // set_pos: vm, lan or tux
 	X, Y    int      // set_pos
@@ -101,6 +104,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s %s %s %s %s", s.Op, s.Name, s.Forward.Proto, s.Forward.Host, s.Forward.Guest)
 	case SetPos:
 		return fmt.Sprintf("place %s %s at %d,%d", s.Kind, s.Name, s.X, s.Y)
+	case Link:
+		return fmt.Sprintf("link %s %s", s.Port, s.Spec)
 	}
 	return fmt.Sprintf("%s %s", s.Op, s.Name)
 }
@@ -223,6 +228,12 @@ func DiffWith(cur *proto.Lab, t *Topology, o Options) *Plan {
 			replAdd = append(replAdd, addVMSteps(v, why, false)...)
 			continue
 		}
+		switch {
+		case c.State == "stopped" && v.State != "stopped":
+			live = append(live, Step{Op: StartVM, Name: v.Name})
+		case c.State != "stopped" && v.State == "stopped":
+			live = append(live, Step{Op: StopVM, Name: v.Name})
+		}
 		for n, e := range v.Eths {
 			port := EthPort(v.Name, n)
 			ce := ethOf(c, port)
@@ -248,6 +259,9 @@ func DiffWith(cur *proto.Lab, t *Topology, o Options) *Plan {
 			}
 			if e.Impair != cur {
 				live = append(live, Step{Op: Impair, Port: port, Spec: e.Impair})
+			}
+			if ce != nil && ce.Link != e.Link {
+				live = append(live, linkStep(port, e.Link, false))
 			}
 		}
 	}
@@ -310,6 +324,9 @@ func DiffWith(cur *proto.Lab, t *Topology, o Options) *Plan {
 		}
 		if x.Impair != c.Impair {
 			live = append(live, Step{Op: Impair, Port: x.Name, Spec: x.Impair})
+		}
+		if x.Link != c.Link {
+			live = append(live, linkStep(x.Name, x.Link, false))
 		}
 	}
 	for _, c := range cur.Tux {
@@ -455,8 +472,19 @@ func addVMSteps(v *VM, why string, undoable bool) []Step {
 		if e.Impair != "" {
 			s = append(s, Step{Op: Impair, Port: port, Spec: e.Impair, Undoable: undoable})
 		}
+		if e.Link != "" {
+			s = append(s, linkStep(port, e.Link, undoable))
+		}
 	}
 	return s
+}
+
+// linkStep sets a port's link: "down", or up for "".
+func linkStep(port, link string, undoable bool) Step {
+	if link == "" {
+		link = "up"
+	}
+	return Step{Op: Link, Port: port, Spec: link, Undoable: undoable}
 }
 
 func addTuxSteps(x *Tux, why string, undoable bool) []Step {
@@ -470,6 +498,9 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 	if x.Impair != "" {
 		s = append(s, Step{Op: Impair, Port: x.Name, Spec: x.Impair, Undoable: undoable})
 	}
+	if x.Link != "" {
+		s = append(s, linkStep(x.Name, x.Link, undoable))
+	}
 	return s
 }
 
@@ -478,8 +509,9 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 // leaves out (zero) take whatever runs.
 func vmChanges(c *proto.VM, v *VM) string {
 	var d []string
-	if c.State == "crashed" || c.State == "stopped" {
+	if c.State == "crashed" {
 		// A dead guest does not match a file that wants it: boot it again.
+		// (A stopped one is started, or left stopped: Diff.)
 		d = append(d, "it is "+c.State)
 	}
 	if v.Type != "" && !strings.EqualFold(v.Type, c.Type) {

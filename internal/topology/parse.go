@@ -378,6 +378,23 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.Transport = s
 			}
+		case "state":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				switch strings.ToLower(s) {
+				case "running":
+				case "stopped":
+					v.State = "stopped"
+				default:
+					p.errf(k.line, "%s<state> is %q; use running or stopped", ctx, s)
+				}
+			}
+		case "disk_file":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				if err := proto.CheckName("disk", s); err != nil {
+					p.errf(k.line, "%s<disk_file>: %v (a file name in the demo folder's %s/)", ctx, err, DisksDir)
+				}
+				v.Disk = s
+			}
 		case "eth":
 			v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
 		case "x":
@@ -389,7 +406,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {
@@ -434,8 +451,12 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
 				e.Impair = p.impair(ectx, k, s)
 			}
+		case "link":
+			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
+				e.Link = p.link(ectx, k, s)
+			}
 		default:
-			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number) and <impair>", ctx, i, k.name)
+			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number), <impair> and <link>", ctx, i, k.name)
 		}
 	}
 	return e
@@ -451,6 +472,18 @@ func (p *parser) impair(ctx string, n *node, s string) string {
 		return ""
 	}
 	return pair.String()
+}
+
+// link checks a <link>: up or down; "down" or "" (up) is returned.
+func (p *parser) link(ctx string, n *node, s string) string {
+	switch strings.ToLower(s) {
+	case "up":
+		return ""
+	case "down":
+		return "down"
+	}
+	p.errf(n.line, "%s<link> is %q; use up or down", ctx, s)
+	return ""
 }
 
 // optionName is what a tux option element may be called: lower-case
@@ -479,7 +512,7 @@ func optionList(kind string) string {
 }
 
 // reservedOptions may not be given as tux options: they are the request's own.
-var reservedOptions = []string{"id", "name", "kind", "lan", "lans"}
+var reservedOptions = []string{"id", "name", "kind", "lan", "lans", "link"}
 
 func (p *parser) tux(n *node) (Tux, bool) {
 	x := Tux{Line: n.line}
@@ -530,6 +563,10 @@ func (p *parser) tux(n *node) (Tux, bool) {
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
 				x.Impair = p.impair(ctx, k, s)
 			}
+		case "link":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				x.Link = p.link(ctx, k, s)
+			}
 		case "forward":
 			if s, ok := p.leaf(ctx, k); ok {
 				f := strings.Fields(s)
@@ -554,7 +591,7 @@ func (p *parser) tux(n *node) (Tux, bool) {
 			}
 			switch {
 			case !optionName(k.name) || contains(reservedOptions, lk):
-				p.errf(k.line, "%s<%s>: unknown element; a TUX takes <name>, <type>, <vlan>, <impair>, <forward>, <x>, <y> and its kind's options in lower case (<ifname>, <peer>, <remote>, <vni>, ...)", ctx, k.name)
+				p.errf(k.line, "%s<%s>: unknown element; a TUX takes <name>, <type>, <vlan>, <impair>, <link>, <forward>, <x>, <y> and its kind's options in lower case (<ifname>, <peer>, <remote>, <vni>, ...)", ctx, k.name)
 			case !p.once(ctx, seen, k):
 			case s == "" || strings.ContainsAny(s, "\x00\r\n\t"):
 				p.errf(k.line, "%s<%s> is %q; give a value on one line", ctx, k.name, s)

@@ -41,6 +41,12 @@ func (t *Topology) Bytes() []byte {
 		if v.Transport != "" {
 			leaf(&b, 2, "transport", v.Transport)
 		}
+		if v.State != "" {
+			leaf(&b, 2, "state", v.State)
+		}
+		if v.Disk != "" {
+			leaf(&b, 2, "disk_file", v.Disk)
+		}
 		pos(&b, 2, v.X, v.Y)
 		for _, e := range v.Eths {
 			b.WriteString("    <eth>")
@@ -53,6 +59,9 @@ func (t *Topology) Bytes() []byte {
 				b.WriteString(" <impair> ")
 				esc(&b, e.Impair)
 				b.WriteString(" </impair>")
+			}
+			if e.Link != "" {
+				b.WriteString(" <link> " + e.Link + " </link>")
 			}
 			b.WriteString(" </eth>\n")
 		}
@@ -73,6 +82,9 @@ func (t *Topology) Bytes() []byte {
 		}
 		if x.Impair != "" {
 			leaf(&b, 2, "impair", x.Impair)
+		}
+		if x.Link != "" {
+			leaf(&b, 2, "link", x.Link)
 		}
 		pos(&b, 2, x.X, x.Y)
 		b.WriteString("  </TUX>\n")
