@@ -255,4 +255,3 @@ func copyFile(src, dst string, progress func(done, total int64)) error {
 	}
 	return out.Close()
 }
-

@@ -47,8 +47,8 @@ type VM struct {
 	// --with-disks): the guest boots from it instead of Rootfs.
 	Disk string
 	Eths []Eth
-	X, Y      *int
-	Line      int // where <VM> starts, for messages
+	X, Y *int
+	Line int // where <VM> starts, for messages
 }
 
 // Eth is one interface: ethN is the Nth <eth> of its VM.
