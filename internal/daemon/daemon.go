@@ -22,6 +22,7 @@ import (
 	"cloonix/internal/config"
 	"cloonix/internal/fabric"
 	"cloonix/internal/proto"
+	"cloonix/internal/topology"
 )
 
 // handler serves one verb. It returns the reply's inner XML or an error
@@ -51,15 +52,19 @@ type Daemon struct {
 	conns map[net.Conn]struct{} // every control connection, closed at shutdown
 
 	// Feature state, each part used only by the file named.
-	vmTab    vmTable             // vms.go
-	tuxMu    sync.Mutex          // tux.go: guards tuxs
-	tuxs     map[string]*tuxProc // tux.go
-	vdeOnce  sync.Once           // vde.go
-	vdeSt    *vdeState           // vde.go
-	posMu    sync.Mutex          // graph_pos.go: guards pos
-	pos      map[posKey]position // graph_pos.go
-	capMu    sync.Mutex          // capture.go: guards capCount
-	capCount int                 // capture.go
+	vmTab      vmTable             // vms.go
+	tuxMu      sync.Mutex          // tux.go: guards tuxs
+	tuxs       map[string]*tuxProc // tux.go
+	vdeOnce    sync.Once           // vde.go
+	vdeSt      *vdeState           // vde.go
+	posMu      sync.Mutex          // graph_pos.go: guards pos
+	pos        map[posKey]position // graph_pos.go
+	capMu      sync.Mutex          // capture.go: guards capCount
+	capCount   int                 // capture.go
+	jr         *journal            // journal.go
+	resume     bool                // journal.go: start --resume
+	discard    bool                // journal.go: start --discard
+	resumeTopo *topology.Topology  // journal.go: the lab to resume
 
 	listeners []net.Listener
 	quit      chan struct{}
@@ -100,6 +105,9 @@ func (d *Daemon) Run() error {
 		c.Close()
 		return fmt.Errorf("a switch already answers on %s; stop it first (`cloonix stop`) or use another config", sock)
 	}
+	if err := d.checkJournal(); err != nil { // journal.go
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
 		return err
 	}
@@ -136,8 +144,13 @@ func (d *Daemon) Run() error {
 		go d.accept(l)
 	}
 	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
+	d.startJournal()
+	d.OnStop(d.stopJournal) // runs last: after the guests are gone
 	for _, f := range startHooks {
 		f(d)
+	}
+	if d.resumeTopo != nil {
+		d.resumeLab()
 	}
 	<-d.quit
 	d.shutdown()
@@ -387,6 +400,9 @@ func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
 		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, knownVerbs()), nil)
 	}
 	payload, err := h(d, c, m)
+	if err == nil && !readOnly[m.Name] {
+		d.journalChanged() // journal.go
+	}
 	return proto.NewReply(m.ID(), err, payload)
 }
 

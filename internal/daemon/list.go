@@ -37,6 +37,7 @@ func (d *Daemon) Lab() *proto.Lab {
 	}
 	d.fillPositions(lab)
 	d.fillImpairs(lab)
+	d.fillLinks(lab) // lifecycle.go
 	lab.Normalize()
 	return lab
 }

@@ -46,6 +46,12 @@ type vmEntry struct {
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
+	// lifecycle.go: the kind and checked spec a stopped guest starts
+	// again from; busy while a stop, start or save runs; keepPorts while
+	// a stop keeps the ports and their lans.
+	kind            machine.Kind
+	spec            machine.Spec
+	busy, keepPorts bool
 }
 
 type vmTable struct {
@@ -70,6 +76,10 @@ type vmRequest struct {
 	kind machine.Kind
 	spec machine.Spec
 	wait bool
+	// stopped adds the guest without booting it (a stopped guest of a
+	// topology file); keepDisk boots from the disk left in its directory
+	// (resume after a crash of the switch).
+	stopped, keepDisk bool
 }
 
 // parseAddVM reads add_vm's attributes into a spec its kind checks,
@@ -96,7 +106,10 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
-	r := &vmRequest{kind: kind, wait: m.Get("wait") == "true"}
+	r := &vmRequest{kind: kind, wait: m.Get("wait") == "true", stopped: m.Get("state") == "stopped", keepDisk: m.Get("keep_disk") == "true"}
+	if st := m.Get("state"); st != "" && st != "stopped" && st != "running" {
+		return nil, fmt.Errorf("<add_vm> state=%q: use running or stopped", st)
+	}
 	s := &r.spec
 	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, m.Get("rootfs"), m.Get("kernel"), m.Get("transport")
 	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel}
@@ -190,7 +203,7 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -206,7 +219,7 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		ev = append(ev, "accel", a)
 	}
 	d.Emit("vm_added", ev...)
-	if r.wait {
+	if r.wait && !r.stopped {
 		timeout := s.BootTimeout
 		if timeout <= 0 {
 			timeout = g.DefaultBootTimeout()
@@ -229,7 +242,12 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 // what it made.
 func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.Guest, err error) {
 	s := &r.spec
-	_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	if r.keepDisk && dirExists(s.Dir) {
+		s.KeepDisk = true
+		e.spec.KeepDisk = true
+	} else {
+		_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm %s: %v", s.Name, err)
 	}
@@ -239,7 +257,9 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 			for _, p := range made {
 				_ = d.DelPort(p)
 			}
-			_ = os.RemoveAll(s.Dir)
+			if !s.KeepDisk {
+				_ = os.RemoveAll(s.Dir)
+			}
 		}
 	}()
 	if err = os.WriteFile(filepath.Join(s.Dir, vmMarker), []byte(s.Name+"\n"), 0o644); err != nil {
@@ -255,12 +275,11 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t.mu.Lock()
 	e.ports = ports
 	t.mu.Unlock()
-	g, err = r.kind.Start(*s, machine.Events{
-		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
-		BootTimeout: func(_ machine.Guest, after time.Duration) {
-			d.Emit("vm_boot_timeout", "name", s.Name, "after", after.String(), "console", s.ConsoleLog())
-		},
-	})
+	if r.stopped {
+		g = newStoppedGuest(*s) // lifecycle.go: `start vm` boots it
+	} else {
+		g, err = r.kind.Start(*s, d.vmEvents(e))
+	}
 	if err != nil {
 		t.mu.Lock()
 		e.ports = nil
@@ -270,8 +289,19 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t.mu.Lock()
 	e.g = g
 	t.mu.Unlock()
-	d.Emit("vm_state", "name", s.Name, "state", machine.Booting)
+	st, _ := g.State()
+	d.Emit("vm_state", "name", s.Name, "state", st)
 	return g, nil
+}
+
+// vmEvents reports a guest's states and boot timeout.
+func (d *Daemon) vmEvents(e *vmEntry) machine.Events {
+	return machine.Events{
+		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
+		BootTimeout: func(_ machine.Guest, after time.Duration) {
+			d.Emit("vm_boot_timeout", "name", e.name, "after", after.String(), "console", e.spec.ConsoleLog())
+		},
+	}
 }
 
 // vmState reports a machine's new state; a guest that died on its own
@@ -285,7 +315,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		t := d.vmt()
 		t.mu.Lock()
 		var ports []string
-		if !e.deleting {
+		if !e.deleting && !e.keepPorts {
 			ports, e.ports = e.ports, nil
 		}
 		t.mu.Unlock()
@@ -294,6 +324,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		}
 	}
 	d.Emit("vm_state", kv...)
+	d.journalChanged()
 }
 
 func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
@@ -309,9 +340,9 @@ func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, names)
 	}
-	if e.g == nil || e.deleting {
+	if e.g == nil || e.deleting || e.busy {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("vm %q is being created or deleted; try again in a moment", name)
+		return nil, fmt.Errorf("vm %q is being created, deleted, stopped, started or saved; try again in a moment", name)
 	}
 	e.deleting = true
 	t.mu.Unlock()
@@ -478,6 +509,9 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()
 			v.Accel = e.g.Accelerator()
+			if v.State == machine.Stopped {
+				v.Pid = 0 // its pid may be another process's by now
+			}
 		}
 		for i := 0; i < e.eths; i++ {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)
