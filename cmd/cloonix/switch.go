@@ -31,6 +31,10 @@ var switchCmd = &cobra.Command{
 			return err
 		}
 		d := daemon.New(cfg)
+		d.SetResume(flagResume, flagDiscard) // resume.go
+		if self, err := os.Executable(); err == nil {
+			d.SetReaper([]string{self, "reaper"})
+		}
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 		go func() {
@@ -61,6 +65,10 @@ var startCmd = &cobra.Command{
 		if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 			return fmt.Errorf("work_dir %s: %v", cfg.WorkDir, err)
 		}
+		resumeVMs, err := checkJournal(cfg) // resume.go
+		if err != nil {
+			return err
+		}
 		logf, err := os.OpenFile(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
@@ -70,7 +78,7 @@ var startCmd = &cobra.Command{
 		if err != nil {
 			return err
 		}
-		p := exec.Command(self, "switch", "-c", cfg.Path)
+		p := exec.Command(self, append([]string{"switch", "-c", cfg.Path}, resumeArgs()...)...)
 		p.Stdout, p.Stderr = logf, logf
 		p.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := p.Start(); err != nil {
@@ -88,6 +96,9 @@ var startCmd = &cobra.Command{
 			if c, err := proto.Dial(sock, cfg.Password); err == nil {
 				c.Close()
 				fmt.Printf("switch %q started (pid %d), control unix:%s tcp:%s, config %s\n", cfg.NetworkName, p.Process.Pid, cfg.ServerName, cfg.TCPAddr(), cfg.Path)
+				if flagResume {
+					return waitResumed(sock, cfg.Password, resumeVMs)
+				}
 				return nil
 			}
 			time.Sleep(50 * time.Millisecond)

@@ -21,6 +21,7 @@ import (
 
 	"cloonix/internal/config"
 	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
 	"cloonix/internal/proto"
 	"cloonix/internal/topology"
 )
@@ -65,6 +66,7 @@ type Daemon struct {
 	resume     bool                // journal.go: start --resume
 	discard    bool                // journal.go: start --discard
 	resumeTopo *topology.Topology  // journal.go: the lab to resume
+	reaperArgv []string            // journal.go: the reaper command
 
 	listeners []net.Listener
 	quit      chan struct{}
@@ -144,8 +146,15 @@ func (d *Daemon) Run() error {
 		go d.accept(l)
 	}
 	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
+	if d.reaperArgv != nil {
+		if err := machine.StartReaper(d.reaperArgv); err != nil {
+			log.Printf("%v: guests may outlive a switch that dies", err)
+		} else {
+			d.OnStop(machine.StopReaper) // runs last
+		}
+	}
 	d.startJournal()
-	d.OnStop(d.stopJournal) // runs last: after the guests are gone
+	d.OnStop(d.stopJournal) // runs after the guests are gone
 	for _, f := range startHooks {
 		f(d)
 	}

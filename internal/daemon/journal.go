@@ -43,6 +43,10 @@ func JournalPath(workDir string) string { return filepath.Join(workDir, JournalN
 // Discard makes it delete the journal first (start --discard).
 func (d *Daemon) SetResume(resume, discard bool) { d.resume, d.discard = resume, discard }
 
+// SetReaper gives the command of the reaper (machine.StartReaper) that
+// kills the guests if the switch dies.
+func (d *Daemon) SetReaper(argv []string) { d.reaperArgv = argv }
+
 // checkJournal runs before the switch listens: a journal left by a switch
 // that died must be resumed or discarded, never overwritten unasked.
 func (d *Daemon) checkJournal() error {

@@ -137,8 +137,11 @@ func (QEMUKind) SaveDisk(s *Spec, g Guest, dst string, progress func(done, total
 			}()
 		}
 	}
-	// -U: the running QEMU holds the image lock; it is paused.
-	return qemuImgConvert(s.QemuImg, []string{"convert", "-U", "-p", "-O", "qcow2", s.OverlayPath(), dst}, progress)
+	// No locking: a running QEMU holds the overlay (it is paused), UML
+	// guests hold a whole-file lock on a shared reference image; both
+	// are only read here.
+	src := "driver=qcow2,file.driver=file,file.filename=" + qemuEscape(s.OverlayPath()) + ",file.locking=off,backing.file.locking=off"
+	return qemuImgConvert(s.QemuImg, []string{"convert", "-p", "-O", "qcow2", "--image-opts", src, dst}, progress)
 }
 
 // SaveDisk of a UML guest: its COW file merged over the image into a raw

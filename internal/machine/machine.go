@@ -201,6 +201,7 @@ func (m *Machine) launch(plumb func(*Machine) (*plumbing, error)) error {
 		return fmt.Errorf("starting %s: %v", args[0], err)
 	}
 	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()
+	reaperTell('+', m.pid) // reaper.go
 	m.console = NewConsole(m.ConsolePath(), m.ConsoleLog())
 	go m.wait()
 	p.connect()
@@ -290,6 +291,7 @@ func (m *Machine) wait() {
 	err := m.cmd.Wait()
 	// Whatever is left of the group (UML helpers) goes too.
 	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	reaperTell('-', m.pid)
 	m.cancel()
 	m.mu.Lock()
 	stopping := m.stopping

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -358,8 +359,13 @@ func (p *parser) vm(n *node) (VM, bool) {
 			}
 		case "rootfs":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if err := proto.CheckName("rootfs", s); err != nil {
-					p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img)", ctx, err)
+				if strings.HasPrefix(s, "/") {
+					// An image file (a journal, a saved guest).
+					if filepath.Clean(s) != s || strings.ContainsAny(s, "\x00\r\n\t") {
+						p.errf(k.line, "%s<rootfs> %q: give a clean absolute path", ctx, s)
+					}
+				} else if err := proto.CheckName("rootfs", s); err != nil {
+					p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img, or an absolute path)", ctx, err)
 				}
 				v.Rootfs = s
 			}
