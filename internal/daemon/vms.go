@@ -52,6 +52,7 @@ type vmEntry struct {
 	kind            machine.Kind
 	spec            machine.Spec
 	busy, keepPorts bool
+	demo            string // the demo folder of add_vm
 }
 
 type vmTable struct {
@@ -80,6 +81,7 @@ type vmRequest struct {
 	// topology file); keepDisk boots from the disk left in its directory
 	// (resume after a crash of the switch).
 	stopped, keepDisk bool
+	demo              string
 }
 
 // parseAddVM reads add_vm's attributes into a spec its kind checks,
@@ -132,6 +134,7 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	if err := d.demoCD(s, m.Get("demo")); err != nil {
 		return nil, err
 	}
+	r.demo = m.Get("demo")
 	if b, err := os.ReadFile(d.Cfg.RSAPublicKey); err == nil {
 		s.CD.SSHKey = strings.TrimSpace(string(b))
 	}
@@ -203,7 +206,7 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s, demo: r.demo}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -504,7 +507,7 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
-			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport}
+			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Demo: e.demo}
 		if e.g != nil {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()

@@ -137,6 +137,9 @@ func (QEMUKind) SaveDisk(s *Spec, g Guest, dst string, progress func(done, total
 			}()
 		}
 	}
+	if !fileExists(s.OverlayPath()) { // never started: the image as it is
+		return qemuImgConvert(s.QemuImg, []string{"convert", "-p", "-U", "-O", "qcow2", s.Image.Path, dst}, progress)
+	}
 	// No locking: a running QEMU holds the overlay (it is paused), UML
 	// guests hold a whole-file lock on a shared reference image; both
 	// are only read here.

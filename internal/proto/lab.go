@@ -38,9 +38,11 @@ type VM struct {
 	Kernel string `xml:"kernel,attr,omitempty" json:"kernel,omitempty"`
 	// Transport is the UML eth transport (bess or daemon).
 	Transport string `xml:"transport,attr,omitempty" json:"transport,omitempty"`
-	Eths      []Eth  `xml:"eth" json:"eths"`
-	X         *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
-	Y         *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
+	// Demo is the demo folder it was added with (its CD's trees).
+	Demo string `xml:"demo,attr,omitempty" json:"demo,omitempty"`
+	Eths []Eth  `xml:"eth" json:"eths"`
+	X    *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
+	Y    *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
 
 // Eth is one interface of a VM: its port name (VM:ethN) and lans.
