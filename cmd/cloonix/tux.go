@@ -10,11 +10,6 @@ import (
 	"cloonix/internal/tux"
 )
 
-var (
-	tuxSubnet, tuxIfname            string
-	tuxPeer, tuxListen, tuxPassword string
-)
-
 var addTuxCmd = &cobra.Command{
 	Use:   "tux",
 	Short: "add a tux (a way out of the lab): slirp, tap, t2t or vxlan",
@@ -41,34 +36,32 @@ func addTux(kind, name string, opts map[string]string) error {
 	return nil
 }
 
-var addSlirpCmd = &cobra.Command{
-	Use:   "slirp NAME",
-	Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
-	Args:  cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return addTux("slirp", args[0], map[string]string{"subnet": tuxSubnet})
-	},
-}
-
-var addTapCmd = &cobra.Command{
-	Use:   "tap NAME",
-	Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
-	Args:  cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return addTux("tap", args[0], map[string]string{"ifname": tuxIfname})
-	},
-}
-
-var addT2TCmd = &cobra.Command{
-	Use:   "t2t NAME (--peer HOST:PORT | --listen ADDR:PORT)",
-	Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",
-	Args:  cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		if (tuxPeer == "") == (tuxListen == "") {
-			return fmt.Errorf("give exactly one of --peer HOST:PORT (dial) or --listen ADDR:PORT")
-		}
-		return addTux("t2t", args[0], map[string]string{"peer": tuxPeer, "listen": tuxListen, "password": tuxPassword})
-	},
+// kindCmd is `cloonix ctrl add tux KIND NAME [flags]`, made from the
+// kind's own description (package tux, one file per kind).
+func kindCmd(k tux.Kind) *cobra.Command {
+	u := k.Usage()
+	use := k.Name() + " NAME"
+	if u.Args != "" {
+		use += " " + u.Args
+	}
+	vals := map[string]*string{}
+	c := &cobra.Command{
+		Use:   use,
+		Short: u.Short,
+		Long:  u.Long,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := map[string]string{}
+			for n, v := range vals {
+				opts[n] = *v
+			}
+			return addTux(k.Name(), args[0], opts)
+		},
+	}
+	for _, f := range u.Flags {
+		vals[f.Name] = c.Flags().String(f.Name, "", f.Usage)
+	}
+	return c
 }
 
 var forwardCmd = &cobra.Command{
@@ -113,12 +106,9 @@ var tuxHelperCmd = &cobra.Command{
 }
 
 func init() {
-	addSlirpCmd.Flags().StringVar(&tuxSubnet, "subnet", "", "IPv4 subnet (default "+tux.DefaultSubnet+"; gateway .2, DNS .3, leases from .15)")
-	addTapCmd.Flags().StringVar(&tuxIfname, "ifname", "", "host interface name (default: NAME)")
-	addT2TCmd.Flags().StringVar(&tuxPeer, "peer", "", "dial the other cloonix's t2t tux at HOST:PORT")
-	addT2TCmd.Flags().StringVar(&tuxListen, "listen", "", "wait for the other cloonix on ADDR:PORT")
-	addT2TCmd.Flags().StringVar(&tuxPassword, "password", "", "shared password (default: <password> of the config)")
-	addTuxCmd.AddCommand(addSlirpCmd, addTapCmd, addT2TCmd)
+	for _, k := range tux.Kinds {
+		addTuxCmd.AddCommand(kindCmd(k))
+	}
 	ctrlAddCmd.AddCommand(addTuxCmd)
 	ctrlDelCmd.AddCommand(simple("tux NAME", "stop a tux's helper and remove its port", "del_tux", "name"))
 	forwardCmd.AddCommand(forwardAddCmd, forwardDelCmd)

@@ -56,6 +56,7 @@ type Daemon struct {
 	vmTab      vmTable             // vms.go
 	tuxMu      sync.Mutex          // tux.go: guards tuxs
 	tuxs       map[string]*tuxProc // tux.go
+	tuxSh      tuxShared           // tux.go
 	vdeOnce    sync.Once           // vde.go
 	vdeSt      *vdeState           // vde.go
 	posMu      sync.Mutex          // graph_pos.go: guards pos

@@ -88,7 +88,11 @@ func xstateFilter() []sockFilter {
 }
 
 // umlXstateBuf is the XSTATE buffer of Debian's linux.uml 6.1 (the
-// AVX-512 layout); hosts whose regset is larger refuse its restores.
+// AVX-512 layout). The host kernel's PTRACE_SETREGSET NT_X86_XSTATE
+// refuses any buffer whose size is not exactly its own xstate size
+// (arch/x86/kernel/fpu/regset.c), so a smaller host (2688 bytes, AVX
+// without AVX-512) needs the workaround as much as a larger one; `bulk
+// build` patches linux.uml on the same condition (bulk/uml.go).
 const umlXstateBuf = 2696
 
 var (
@@ -96,14 +100,15 @@ var (
 	xstateNeed bool
 )
 
-// NeedXstateWorkaround tells whether this host's XSTATE regset is larger
-// than what UML's buffer holds (AMX, APX, ...). It asks the host kernel
+// NeedXstateWorkaround tells whether this host's XSTATE regset differs
+// from the size UML's buffer has (AMX and APX hosts are larger, AVX-only
+// ones smaller). It asks the host kernel
 // (PTRACE_GETREGSET on a traced child); if that fails, AMX in the CPU
 // flags decides.
 func NeedXstateWorkaround() bool {
 	xstateOnce.Do(func() {
 		if n, err := hostcpu.XstateSize(); err == nil {
-			xstateNeed = n > umlXstateBuf
+			xstateNeed = n != umlXstateBuf
 			return
 		}
 		b, err := os.ReadFile("/proc/cpuinfo")

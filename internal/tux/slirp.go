@@ -22,6 +22,8 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
 	"github.com/sirupsen/logrus"
+
+	"cloonix/internal/fabric"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space
@@ -33,7 +35,41 @@ import (
 // Leases are kept in a state file, so a relaunched helper gives every
 // guest its address back; forwards are re-sent by the switch.
 
-func init() { setups["slirp"] = setupSlirp }
+// slirpKind is add_tux kind="slirp" [subnet="CIDR"].
+type slirpKind struct{}
+
+func (slirpKind) Name() string { return "slirp" }
+func (slirpKind) Usage() Usage {
+	return Usage{Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
+		Flags: []Flag{{"subnet", "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
+}
+
+func (slirpKind) Plan(s *Spec) (Plan, error) {
+	subnet := s.Options["subnet"]
+	if subnet == "" {
+		subnet = DefaultSubnet
+	}
+	plan, err := PlanFor(subnet)
+	if err != nil {
+		return Plan{}, err
+	}
+	leases := filepath.Join(s.Dir, s.Name+".leases")
+	return Plan{
+		Args:  []string{"--subnet", plan.Subnet.String(), "--state", leases},
+		Shown: []Option{{"subnet", plan.Subnet.String()}, {"gateway", plan.Gateway.String()}, {"dns", plan.DNS.String()}},
+		Fresh: []string{leases},
+	}, nil
+}
+
+func (slirpKind) forwards() {}
+
+func (slirpKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	return streamConn(sock), nil
+}
+
+func (slirpKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupSlirp(args, c, sw)
+}
 
 // DefaultSubnet is QEMU's user network.
 const DefaultSubnet = "10.0.2.0/24"
@@ -113,7 +149,7 @@ type slirpHelper struct {
 	saved map[string]string
 }
 
-func setupSlirp(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("slirp", flag.ContinueOnError)
 	subnet := fs.String("subnet", DefaultSubnet, "IPv4 subnet")
 	state := fs.String("state", "", "file keeping the DHCP leases")

@@ -2,7 +2,6 @@ package tux
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,9 +9,14 @@ import (
 	"log"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // The t2t helper: the lans its port is on, shared with a t2t tux of
@@ -22,7 +26,53 @@ import (
 // arrive from the switch meanwhile are dropped and counted. Keepalives
 // every second find a dead peer within T2TDeadAfter.
 
-func init() { setups["t2t"] = setupT2T }
+// t2tKind is add_tux kind="t2t" (peer="HOST:PORT" | listen="ADDR:PORT")
+// [password="..."].
+type t2tKind struct{}
+
+func (t2tKind) Name() string { return "t2t" }
+func (t2tKind) Usage() Usage {
+	return Usage{Args: "(--peer HOST:PORT | --listen ADDR:PORT)",
+		Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",
+		Flags: []Flag{
+			{"peer", "dial the other cloonix's t2t tux at HOST:PORT"},
+			{"listen", "wait for the other cloonix on ADDR:PORT"},
+			{"password", "shared password (default: <password> of the config)"},
+		}}
+}
+
+func (t2tKind) Plan(s *Spec) (Plan, error) {
+	peer, listen := s.Options["peer"], s.Options["listen"]
+	if (peer == "") == (listen == "") {
+		return Plan{}, fmt.Errorf("t2t %s needs exactly one of peer=HOST:PORT (dial) or listen=ADDR:PORT", s.Name)
+	}
+	addr, flag := peer, "--peer"
+	if listen != "" {
+		addr, flag = listen, "--listen"
+	}
+	h, p, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (peer != "" && (h == "" || n == 0)) {
+		return Plan{}, fmt.Errorf("t2t %s: address %q: want HOST:PORT", s.Name, addr)
+	}
+	pw := s.Options["password"]
+	if pw == "" {
+		pw = s.Password
+	}
+	if pw == "" {
+		return Plan{}, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", s.Name)
+	}
+	return Plan{Args: []string{flag, addr}, Env: []string{T2TPasswordEnv + "=" + pw},
+		Shown: []Option{{strings.TrimPrefix(flag, "--"), addr}}, Strict: true}, nil
+}
+
+func (t2tKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	return offloadConn(sock, h), nil
+}
+
+func (t2tKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupT2T(args, c, sw)
+}
 
 // T2TPasswordEnv carries the password to the helper (never on its
 // command line, where ps would show it).
@@ -72,7 +122,7 @@ func (s *t2tSession) close() {
 	})
 }
 
-func setupT2T(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupT2T(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("t2t", flag.ContinueOnError)
 	peer := fs.String("peer", "", "HOST:PORT to dial")
 	listen := fs.String("listen", "", "ADDR:PORT to listen on")
@@ -303,10 +353,10 @@ func (t *t2tHelper) keepalive(s *t2tSession) {
 // and counting them while there is none), flushing when the switch has
 // nothing more buffered; large frames go out from where they were read.
 func (t *t2tHelper) fromSwitch(sw net.Conn) error {
-	fr := newFrameReader(sw)
+	fr := newSwitchReader(sw)
 	var hdr [recHdrLen]byte
 	for {
-		b, err := fr.next()
+		b, err := fr.Next()
 		if err != nil {
 			return err
 		}
@@ -329,7 +379,7 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 			if err == nil {
 				_, err = s.w.Write(b)
 			}
-			if err == nil && fr.buffered() < 4 {
+			if err == nil && fr.Buffered() < 4 {
 				err = s.w.Flush()
 			}
 		}
@@ -347,15 +397,15 @@ func (t *t2tHelper) fromSwitch(sw net.Conn) error {
 
 // toSwitch gives the peer's frames to the switch until the session ends.
 func (t *t2tHelper) toSwitch(s *t2tSession) error {
-	fr := newFrameReader(s.r)
-	var lb [4]byte
+	fr := newSwitchReader(s.r)
+	var lb [wire.HeaderLen]byte
 	deadline := time.Time{}
 	for {
 		if now := time.Now(); now.Add(T2TDeadAfter - time.Second).After(deadline) {
 			deadline = now.Add(T2TDeadAfter)
 			_ = s.conn.SetReadDeadline(deadline)
 		}
-		typ, p, err := fr.nextRecord()
+		typ, p, err := nextRecord(fr)
 		if err != nil {
 			return err
 		}
@@ -365,7 +415,7 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 		case recKeepalive:
 			continue
 		}
-		binary.BigEndian.PutUint32(lb[:], uint32(len(p)))
+		wire.PutHeader(lb[:], len(p))
 		t.swMu.Lock()
 		if len(p) > bigWrite {
 			err = t.swW.Flush()
@@ -378,7 +428,7 @@ func (t *t2tHelper) toSwitch(s *t2tSession) error {
 			if err == nil {
 				_, err = t.swW.Write(p)
 			}
-			if err == nil && fr.buffered() < recHdrLen {
+			if err == nil && fr.Buffered() < recHdrLen {
 				err = t.swW.Flush()
 			}
 		}

@@ -100,11 +100,11 @@ func FuzzT2TRecords(f *testing.F) {
 		// The buffered decoder and the in-place one (what the helper
 		// runs) must agree record by record.
 		r := bufio.NewReader(bytes.NewReader(in))
-		fr := newFrameReader(bytes.NewReader(in))
+		fr := newSwitchReader(bytes.NewReader(in))
 		buf := make([]byte, maxRecord)
 		for i := 0; i < 1000; i++ {
 			typ, p, err := readRecord(r, buf)
-			typ2, p2, err2 := fr.nextRecord()
+			typ2, p2, err2 := nextRecord(fr)
 			if (err == nil) != (err2 == nil) || typ != typ2 || !bytes.Equal(p, p2) {
 				t.Fatalf("decoders differ: %d %v %v / %d %v %v", typ, len(p), err, typ2, len(p2), err2)
 			}
@@ -327,25 +327,4 @@ func TestT2TGarbagePeer(t *testing.T) {
 	if _, err := startT2T(t, "pw", "--listen", l.h.ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "port taken") {
 		t.Fatalf("port taken: %v", err)
 	}
-}
-
-func FuzzFrameReader(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 14, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		fr := newFrameReader(bytes.NewReader(in))
-		total := 0
-		for {
-			b, err := fr.next()
-			if err != nil {
-				break
-			}
-			if len(b) < 14 || len(b) > 65535 {
-				t.Fatalf("frame of %d bytes", len(b))
-			}
-			total += 4 + len(b)
-		}
-		if total > len(in) {
-			t.Fatalf("read %d of %d bytes", total, len(in))
-		}
-	})
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"cloonix/internal/wire"
 )
 
 // The t2t wire protocol (docs/protocol.md, section "t2t"): a handshake in
@@ -168,15 +170,15 @@ func checkRecord(v uint32) (byte, int, error) {
 
 // nextRecord reads one record in place from a frameReader (the payload
 // is valid until the next call).
-func (f *frameReader) nextRecord() (byte, []byte, error) {
-	if err := f.fill(recHdrLen); err != nil {
+func nextRecord(f *wire.FrameReader) (byte, []byte, error) {
+	if err := f.Fill(recHdrLen); err != nil {
 		return 0, nil, err
 	}
-	typ, n, err := checkRecord(binary.BigEndian.Uint32(f.buf[f.r:]))
+	typ, n, err := checkRecord(binary.BigEndian.Uint32(f.Header()))
 	if err != nil {
 		return 0, nil, err
 	}
-	p, err := f.take(n)
+	p, err := f.Take(n)
 	if err != nil {
 		return 0, nil, err
 	}

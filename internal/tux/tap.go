@@ -1,20 +1,24 @@
 package tux
 
 import (
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // The tap helper: a host tap interface on a switch port. It runs with
@@ -29,7 +33,75 @@ import (
 // it and hands it back (--fd 4) to a relaunched helper, so the interface,
 // its addresses and its network namespace survive the helper's death.
 
-func init() { setups["tap"] = setupTap }
+// tapKind is add_tux kind="tap" [ifname="NAME"] (default: the tux's name).
+type tapKind struct{}
+
+func (tapKind) Name() string { return "tap" }
+func (tapKind) Usage() Usage {
+	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
+		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
+}
+
+func (tapKind) Plan(s *Spec) (Plan, error) {
+	ifname := s.Options["ifname"]
+	if ifname == "" {
+		ifname = s.Name
+	}
+	if err := CheckIfName(ifname); err != nil {
+		return Plan{}, fmt.Errorf("tap %s: %v (set it with --ifname)", s.Name, err)
+	}
+	if _, err := net.InterfaceByName(ifname); err == nil {
+		return Plan{}, fmt.Errorf("tap %s: interface %s already exists on this host; choose another with --ifname", s.Name, ifname)
+	}
+	for _, o := range s.Others {
+		if o.Kind == "tap" && slices.Contains(o.Options, Option{"ifname", ifname}) {
+			return Plan{}, fmt.Errorf("tap %s: interface %s belongs to tux %s (it may sit in another network namespace)", s.Name, ifname, o.Name)
+		}
+	}
+	return Plan{Args: []string{"--ifname", ifname}, Shown: []Option{{"ifname", ifname}}}, nil
+}
+
+// SwitchConn first takes the tap's descriptor from the helper and keeps
+// it, so that a relaunched helper gets the same interface.
+func (tapKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
+	f, err := recvFD(sock)
+	if err != nil {
+		return nil, fmt.Errorf("receiving the tap from its helper: %v", err)
+	}
+	h.hold(f)
+	return offloadConn(sock, h), nil
+}
+
+func (tapKind) prepare() error { return dropToNetAdmin() }
+
+func (tapKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	return setupTap(args, c, sw)
+}
+
+// recvFD reads the one byte 'T' that carries the tap's descriptor.
+func recvFD(c *net.UnixConn) (*os.File, error) {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	b := make([]byte, 1)
+	oob := make([]byte, syscall.CmsgSpace(4))
+	n, oobn, _, _, err := c.ReadMsgUnix(b, oob)
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 || b[0] != 'T' {
+		return nil, errors.New("unexpected first byte")
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("no descriptor")
+	}
+	fds, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, errors.New("no descriptor")
+	}
+	syscall.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "tap"), nil
+}
 
 // Flags and offloads of linux/if_tun.h.
 const (
@@ -74,7 +146,7 @@ type tapHelper struct {
 	rxF, rxB, txF, txB, drops atomic.Uint64
 }
 
-func setupTap(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupTap(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("tap", flag.ContinueOnError)
 	ifname := fs.String("ifname", "", "interface name")
 	held := fs.Bool("held", false, "the switch passes the tap's descriptor on fd 4")
@@ -285,7 +357,7 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 	put := func(b []byte) error {
 		t.rxF.Add(1)
 		t.rxB.Add(uint64(len(b)))
-		binary.BigEndian.PutUint32(hdrs[4*used:], uint32(len(b)))
+		wire.PutHeader(hdrs[4*used:], len(b))
 		iov = append(iov, hdrs[4*used:4*used+4], b)
 		used++
 		if used == tapSlots {
@@ -301,11 +373,7 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 		}
 		t.rxF.Add(1)
 		t.rxB.Add(uint64(len(b)))
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(b)))
-		all := net.Buffers{l[:], b}
-		_, err := all.WriteTo(sw)
-		return err
+		return wire.WriteFrame(sw, b)
 	}
 	var h vnetHdr
 	frame := func(n int) error {
@@ -341,13 +409,18 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 		}
 		return put(f)
 	}
-	// Read in the runtime's poller (no thread of our own to wake): drain
-	// the tap, flush once it is empty, then wait.
+	return t.pollTap(func() []byte { return buf }, frame, flush)
+}
+
+// pollTap reads in the runtime's poller (no thread of our own to wake):
+// it drains the tap into cur(), calling frame for each frame read, and
+// flush once the tap is empty, then waits.
+func (t *tapHelper) pollTap(cur func() []byte, frame func(n int) error, flush func() error) error {
 	var ioErr error
 	for {
 		err := t.rc.Read(func(fd uintptr) bool {
 			for {
-				n, err := unix.Read(int(fd), buf)
+				n, err := unix.Read(int(fd), cur())
 				switch err {
 				case nil:
 					if ioErr = frame(n); ioErr != nil {
@@ -375,11 +448,11 @@ func (t *tapHelper) fromTap(sw net.Conn) error {
 // toTap writes each frame from the switch to the tap, whole super frames
 // with a GSO header so the kernel takes them as one segment.
 func (t *tapHelper) toTap(sw net.Conn) error {
-	fr := newFrameReader(sw)
+	fr := newSwitchReader(sw)
 	hb := make([]byte, VnetHdrLen)
 	iov := make([][]byte, 2)
 	for {
-		b, err := fr.next()
+		b, err := fr.Next()
 		if err != nil {
 			return err
 		}

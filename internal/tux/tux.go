@@ -1,14 +1,29 @@
-// Package tux holds the helpers that join a cloonix switch to the outside
-// (DESIGN sections 1 and 8), one file per kind: slirp (a user-mode NAT
-// network from gvisor-tap-vsock), tap (a host tap interface) and t2t (a
-// lan shared with another cloonix over TCP).
+// Package tux joins a cloonix switch to the outside (DESIGN sections 1
+// and 8) through tux, each a helper process on a switch port. It holds
+// both halves of the helper protocol:
 //
-// A helper is a process of its own, started by the switch as
-// `cloonix tux-helper KIND [flags]`. It gets:
+//   - the switch's half (helper.go, spawn.go): Start/New check a Spec and
+//     run its helper; a Helper relaunches its process when it dies (on a
+//     fresh socketpair, re-sending forwards), answers Call, Stats and
+//     Stop, and gives each launch's switch side to the port (Spec.Plug).
+//   - the helper's half (this file): RunHelper, `cloonix tux-helper KIND
+//     [flags]`, serves one kind until its switch is gone.
+//
+// Each kind is described once, by a Kind in its own file (kind.go has the
+// interface and the explicit registry Kinds): slirp.go (a user-mode NAT
+// network from gvisor-tap-vsock), tap.go (a host tap interface), t2t.go
+// (a lan shared with another cloonix over TCP) and vxlan_kind.go (VXLAN
+// over UDP; the helper is vxlan.go). A Kind gives add_tux's options and
+// their checks, the helper's arguments, the helper itself and the switch
+// side of its socket.
+//
+// A helper gets:
 //
 //   - fd 3: one end of a unix stream socketpair whose other end is the
-//     tux's switch port; frames travel with QEMU's stream framing (4-byte
-//     big-endian length, then the frame), as in internal/wire.
+//     tux's switch port; frames travel with the stream framing of package
+//     wire (4-byte big-endian length, then the frame).
+//   - fd 4 with --held (tap): the interface's descriptor, which the
+//     switch keeps across relaunches.
 //   - stdin/stdout: the control channel, one JSON object per line. The
 //     helper's first line is {"ready":true,...} or {"error":"..."}; then
 //     the switch sends Requests and the helper answers Replies with the
@@ -22,13 +37,14 @@ package tux
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"sync"
+
+	"cloonix/internal/wire"
 )
 
 // Request is one control request from the switch to a helper.
@@ -82,8 +98,8 @@ func (c *ctl) send(r Reply) {
 // Event sends an unsolicited event line ("up", "down", "refused: ...").
 func (c *ctl) Event(e string) { c.send(Reply{Event: e}) }
 
-// kind is what each helper file implements.
-type kind interface {
+// serving is a kind running in its helper process.
+type serving interface {
 	// handle answers one control request (other than stats).
 	handle(r Request) error
 	// stats returns the current counters.
@@ -93,24 +109,21 @@ type kind interface {
 	serve(sw net.Conn) error
 }
 
-// setups builds a kind from its command line; it does every check and
-// allocation that can fail, so that the switch gets one clear error.
-// sw is the switch port (fd 3).
-var setups = map[string]func(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error){}
+// preparer is a kind that must act first in its helper, before fd 3 is
+// touched (tap drops its capabilities, which may re-execute).
+type preparer interface{ prepare() error }
 
 // RunHelper is `cloonix tux-helper KIND ARGS...`. It returns only on a
 // setup error (already reported on stdout) or when its switch is gone.
 func RunHelper(kindName string, args []string) error {
 	c := &ctl{enc: json.NewEncoder(os.Stdout)}
-	setup, ok := setups[kindName]
-	if !ok {
-		err := fmt.Errorf("tux kind %q: use slirp, tap, t2t or vxlan", kindName)
+	k, err := KindOf(kindName)
+	if err != nil {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
-	if kindName == "tap" {
-		// First of all, before fd 3 is touched: this may re-execute.
-		if err := dropToNetAdmin(); err != nil {
+	if p, ok := k.(preparer); ok {
+		if err := p.prepare(); err != nil {
 			c.send(Reply{Error: err.Error()})
 			return err
 		}
@@ -123,20 +136,20 @@ func RunHelper(kindName string, args []string) error {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
-	k, info, err := setup(args, c, sw)
+	run, info, err := k.setup(args, c, sw)
 	if err != nil {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
 	c.send(Reply{Ready: true, Info: info})
 	done := make(chan error, 2)
-	go func() { done <- serveControl(os.Stdin, c, k) }()
-	go func() { done <- k.serve(sw) }()
+	go func() { done <- serveControl(os.Stdin, c, run) }()
+	go func() { done <- run.serve(sw) }()
 	return <-done
 }
 
 // serveControl answers requests until stdin closes.
-func serveControl(in io.Reader, c *ctl, k kind) error {
+func serveControl(in io.Reader, c *ctl, k serving) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -159,63 +172,7 @@ func serveControl(in io.Reader, c *ctl, k kind) error {
 	return io.EOF
 }
 
-// frameReader reads stream-framed frames (4-byte big-endian length, then
-// the frame) from the switch into one large buffer and hands them out in
-// place: a read system call brings as many frames as are waiting, and no
-// frame is copied again before it goes out.
-type frameReader struct {
-	c    io.Reader
-	buf  []byte
-	r, w int
-}
-
-const frameReaderSize = 1 << 20
-
-func newFrameReader(c io.Reader) *frameReader {
-	return &frameReader{c: c, buf: make([]byte, frameReaderSize)}
-}
-
-// fill reads until n bytes are buffered from r.
-func (f *frameReader) fill(n int) error {
-	if f.r+n > len(f.buf) {
-		// Not enough room after r: move the partial frame to the front.
-		f.w = copy(f.buf, f.buf[f.r:f.w])
-		f.r = 0
-	}
-	for f.w-f.r < n {
-		m, err := f.c.Read(f.buf[f.w:])
-		f.w += m
-		if err != nil && f.w-f.r < n {
-			return err
-		}
-	}
-	return nil
-}
-
-// buffered is how many bytes wait in the buffer.
-func (f *frameReader) buffered() int { return f.w - f.r }
-
-// next returns the next frame, valid until the following call.
-func (f *frameReader) next() ([]byte, error) {
-	if err := f.fill(4); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint32(f.buf[f.r:]))
-	if n < 14 || n > 65535 {
-		return nil, fmt.Errorf("switch sent a frame of %d bytes", n)
-	}
-	return f.take(n)
-}
-
-// take returns the n bytes after a 4-byte header.
-func (f *frameReader) take(n int) ([]byte, error) {
-	if err := f.fill(4 + n); err != nil {
-		return nil, err
-	}
-	b := f.buf[f.r+4 : f.r+4+n]
-	f.r += 4 + n
-	if f.r == f.w {
-		f.r, f.w = 0, 0
-	}
-	return b, nil
+// newSwitchReader reads the switch's frames (package wire's framing).
+func newSwitchReader(c io.Reader) *wire.FrameReader {
+	return wire.NewFrameReader(c, wire.FrameReaderSize, 14, wire.MaxStreamFrame)
 }

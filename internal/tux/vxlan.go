@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -21,6 +20,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/wire"
 )
 
 // The vxlan helper: the lans its port is on, carried as standard VXLAN
@@ -39,8 +40,6 @@ import (
 // to back are merged into super frames (vxlan_gro.go).
 // CLOONIX_VXLAN_NO_OFFLOAD=1 in the switch's environment turns GSO, GRO
 // and merging off.
-
-func init() { setups["vxlan"] = setupVXLAN }
 
 // Tuning of the helper.
 const (
@@ -105,7 +104,7 @@ type vxErr struct {
 	msg string
 }
 
-func setupVXLAN(args []string, c *ctl, sw net.Conn) (kind, map[string]string, error) {
+func setupVXLAN(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("vxlan", flag.ContinueOnError)
 	remote := fs.String("remote", "", "IP[,IP...] of the other ends")
 	vni := fs.String("vni", "", "VXLAN network identifier, 0..16777215")
@@ -341,19 +340,19 @@ func macOf(b []byte) uint64 {
 // kernel takes it. TCP super frames (from a tap, see gso.go) are cut here
 // into 1500-byte frames with full checksums, as a NIC would.
 func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
-	rd := &vxReader{c: sw, buf: make([]byte, 1<<20)}
+	rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
 	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
 	putVXLANHdr(b.hdr, h.cfg.VNI)
 	for {
-		f, ok := rd.next()
-		if ok && f == nil {
-			return rd.err
+		f, ok, err := rd.TryNext()
+		if err != nil {
+			return err
 		}
 		if !ok {
 			if len(b.frames) > 0 {
 				b.flush() // before reading (and maybe moving) the buffer
 			}
-			if err := rd.fill(); err != nil {
+			if err := rd.Refill(); err != nil {
 				return err
 			}
 			continue
@@ -376,221 +375,6 @@ func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
 	}
 }
 
-// isSuperTCP tells a TCP super frame (partial checksum) from a frame.
-func isSuperTCP(f []byte) bool {
-	_, ok := parseTCP(f)
-	return ok
-}
-
-const (
-	vxMaxFrames  = 512   // frames per batch
-	vxGSOMaxSegs = 64    // UDP_MAX_SEGMENTS of Linux 6.1
-	vxGSOMaxLen  = 65000 // payload of one GSO send, under 64 KiB
-)
-
-// vxReader hands out stream-framed frames in place from a large buffer.
-type vxReader struct {
-	c    io.Reader
-	buf  []byte
-	r, w int
-	err  error // a bad frame length: the stream is lost
-}
-
-// next returns the next whole frame already buffered, if any.
-func (rd *vxReader) next() ([]byte, bool) {
-	if rd.w-rd.r < 4 {
-		return nil, false
-	}
-	n := int(binary.BigEndian.Uint32(rd.buf[rd.r:]))
-	if n < minInnerFrame || n > 65535 {
-		rd.err = fmt.Errorf("switch sent a frame of %d bytes", n)
-		return nil, true
-	}
-	if rd.w-rd.r < 4+n {
-		return nil, false
-	}
-	f := rd.buf[rd.r+4 : rd.r+4+n]
-	rd.r += 4 + n
-	return f, true
-}
-
-// fill reads more; frames handed out before are no longer valid.
-func (rd *vxReader) fill() error {
-	if rd.r == rd.w {
-		rd.r, rd.w = 0, 0
-	} else if len(rd.buf)-rd.r < 4+65536 {
-		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
-		rd.r = 0
-	}
-	m, err := rd.c.Read(rd.buf[rd.w:])
-	rd.w += m
-	if m > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
-}
-
-// vxTx is the batch being built by fromSwitch.
-type vxTx struct {
-	h       *vxlanHelper
-	hdr     []byte // the VXLAN header, shared by all datagrams
-	frames  []vxFrame
-	segs    []byte // frames cut from super frames live here until flushed
-	segOff  int
-	scratch []byte
-	bytes   uint64
-
-	ms   []ipv4.Message
-	iov  [][]byte
-	oob  []byte
-	gsoN []int // frames per message (for counting a refused GSO send)
-}
-
-type vxFrame struct {
-	b   []byte
-	dst int // remote index, -1 for all
-}
-
-func (b *vxTx) add(f []byte) {
-	b.frames = append(b.frames, vxFrame{f, b.h.destination(f)})
-	b.bytes += uint64(len(f))
-}
-
-// segment cuts a super frame into b.segs (room checked by the caller).
-func (b *vxTx) segment(f []byte) {
-	mss := MSSFor(f, b.h.innerMTU)
-	ok := SegmentTCP(f, mss, false, b.scratch, func(s []byte) {
-		c := b.segs[b.segOff : b.segOff+len(s)]
-		copy(c, s)
-		b.segOff += len(s)
-		b.add(c)
-	})
-	if !ok {
-		b.h.drop(vxDropOversize, nil)
-	}
-}
-
-// flush sends the batch: floods as one datagram per remote, runs to one
-// remote as GSO sends when possible.
-func (b *vxTx) flush() {
-	h := b.h
-	b.ms, b.iov, b.oob, b.gsoN = b.ms[:0], b.iov[:0], b.oob[:0], b.gsoN[:0]
-	if cap(b.iov) < 2*len(b.frames) {
-		b.iov = make([][]byte, 0, 2*vxMaxFrames+2*len(b.frames))
-	}
-	if cap(b.oob) < 32*len(b.frames) {
-		b.oob = make([]byte, 0, 32*(vxMaxFrames+len(b.frames)))
-	}
-	fr := b.frames
-	for i := 0; i < len(fr); {
-		f := fr[i]
-		if f.dst < 0 {
-			at := len(b.iov)
-			b.iov = append(b.iov, b.hdr, f.b)
-			for _, r := range h.remotes {
-				b.ms = append(b.ms, ipv4.Message{Buffers: b.iov[at : at+2 : at+2], Addr: r})
-				b.gsoN = append(b.gsoN, 1)
-			}
-			i++
-			continue
-		}
-		seg := VXLANHdrLen + len(f.b)
-		j, total := i+1, seg
-		if h.gsoOK && seg <= h.gsoLimit {
-			for j < len(fr) && j-i < vxGSOMaxSegs && fr[j].dst == f.dst {
-				l := VXLANHdrLen + len(fr[j].b)
-				if l > seg || total+l > vxGSOMaxLen {
-					break
-				}
-				total += l
-				j++
-				if l < seg {
-					break // a shorter one ends a run
-				}
-			}
-		}
-		at := len(b.iov)
-		for _, x := range fr[i:j] {
-			b.iov = append(b.iov, b.hdr, x.b)
-		}
-		m := ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: h.remotes[f.dst]}
-		if j-i > 1 {
-			h.gsoSends.Add(1)
-			o := len(b.oob)
-			b.oob = appendGSO(b.oob, uint16(seg))
-			m.OOB = b.oob[o:len(b.oob):len(b.oob)]
-		}
-		b.ms = append(b.ms, m)
-		b.gsoN = append(b.gsoN, j-i)
-		i = j
-	}
-	h.send(b.ms, b.gsoN)
-	h.txF.Add(uint64(len(fr)))
-	h.txB.Add(b.bytes)
-	clear(b.frames)
-	b.frames, b.segOff, b.bytes = b.frames[:0], 0, 0
-}
-
-// appendGSO appends a UDP_SEGMENT control message for size.
-func appendGSO(b []byte, size uint16) []byte {
-	o := len(b)
-	b = append(b, make([]byte, unix.CmsgSpace(2))...)
-	hd := (*unix.Cmsghdr)(unsafe.Pointer(&b[o]))
-	hd.Level, hd.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-	hd.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(b[o+unix.CmsgLen(0):], size)
-	return b
-}
-
-// send writes ms (gsoN[i] frames in ms[i]). A GSO send the kernel
-// refuses (path MTU below the datagram, no checksum offload) is sent
-// again datagram by datagram, and such sizes go without GSO from then
-// on; any other refusal drops the datagrams, counted.
-func (h *vxlanHelper) send(ms []ipv4.Message, gsoN []int) {
-	for len(ms) > 0 {
-		n, err := h.bc.WriteBatch(ms, 0)
-		if err == nil {
-			ms, gsoN = ms[n:], gsoN[n:]
-			continue
-		}
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		m := ms[0]
-		if len(m.OOB) > 0 {
-			seg := 0
-			for _, x := range m.Buffers[:2] {
-				seg += len(x)
-			}
-			if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOPROTOOPT) {
-				h.gsoOK = false
-			} else {
-				h.gsoLimit = min(h.gsoLimit, seg-1)
-			}
-			log.Printf("vxlan: UDP GSO of %d-byte datagrams refused (%v); sending them one by one", seg, errors.Unwrap(err))
-			one := make([]ipv4.Message, 0, len(m.Buffers)/2)
-			ones := make([]int, 0, len(m.Buffers)/2)
-			for k := 0; k+1 < len(m.Buffers); k += 2 {
-				one = append(one, ipv4.Message{Buffers: m.Buffers[k : k+2 : k+2], Addr: m.Addr})
-				ones = append(ones, 1)
-			}
-			h.send(one, ones)
-			ms, gsoN = ms[1:], gsoN[1:]
-			continue
-		}
-		h.drops[vxDropSend].Add(uint64(gsoN[0]))
-		gsoN = gsoN[1:]
-		e := &vxErr{at: time.Now(), msg: fmt.Sprintf("sending to %v: %v", m.Addr, errors.Unwrap(err))}
-		if old := h.lastErr.Swap(e); old == nil || old.msg != e.msg {
-			log.Print("vxlan: ", e.msg)
-		}
-		ms = ms[1:]
-	}
-}
-
 // fromNet receives datagrams, checks them and gives their frames to
 // the switch, flushing once per batch. With UDP GRO one message may hold
 // several datagrams of one sender, all of the size the kernel reports but
@@ -604,15 +388,7 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 			ms[i].OOB = make([]byte, 64)
 		}
 	}
-	var lb [4]byte
-	put := func(f []byte) error {
-		binary.BigEndian.PutUint32(lb[:], uint32(len(f)))
-		if _, err := w.Write(lb[:]); err != nil {
-			return err
-		}
-		_, err := w.Write(f)
-		return err
-	}
+	put := func(f []byte) error { return wire.BufferFrame(w, f) }
 	var flushMerger func() error
 	if h.gsoOK {
 		// TCP segments back to back become super frames (vxlan_gro.go).

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -81,7 +80,7 @@ func (s *StreamConn) ReadFrame() (*fabric.Frame, error) {
 	for {
 		need := 4
 		if avail := s.w - s.rp; avail >= 4 {
-			n := int(binary.BigEndian.Uint32(s.rd[s.rp:]))
+			n := FrameLen(s.rd[s.rp:])
 			if n > fabric.MaxFrame {
 				// Nothing this long is a frame: the peer is out of step.
 				return nil, fmt.Errorf("%w: peer sent length %d", ErrFrameSize, n)
@@ -157,7 +156,7 @@ func (s *StreamConn) WriteFrame(b []byte) error {
 			return err
 		}
 	}
-	s.wbuf = binary.BigEndian.AppendUint32(s.wbuf, uint32(len(b)))
+	s.wbuf = AppendHeader(s.wbuf, len(b))
 	if len(b) < gatherMin {
 		s.wbuf = append(s.wbuf, b...)
 		return nil
@@ -208,7 +207,7 @@ func (s *StreamConn) WriteNow(fs []*fabric.Frame) (bool, error) {
 	if s.rc == nil || len(s.kept) > 0 || len(s.iov) > 0 || len(s.wbuf) > 0 {
 		// Something already waits (or no raw socket): keep these behind it.
 		for _, f := range fs {
-			s.kept = binary.BigEndian.AppendUint32(s.kept, uint32(f.N))
+			s.kept = AppendHeader(s.kept, f.N)
 			s.kept = append(s.kept, f.Bytes()...)
 		}
 		return len(s.kept) > 0 || len(s.iov) > 0 || len(s.wbuf) > 0, nil
@@ -225,7 +224,7 @@ func (s *StreamConn) WriteNow(fs []*fabric.Frame) (bool, error) {
 			if len(s.wbuf)+need > cap(s.wbuf) {
 				break
 			}
-			s.wbuf = binary.BigEndian.AppendUint32(s.wbuf, uint32(len(b)))
+			s.wbuf = AppendHeader(s.wbuf, len(b))
 			if len(b) < gatherMin {
 				s.wbuf = append(s.wbuf, b...)
 				continue
@@ -244,7 +243,7 @@ func (s *StreamConn) WriteNow(fs []*fabric.Frame) (bool, error) {
 		if len(s.kept) > 0 {
 			// The socket is full: the rest waits behind the kept bytes.
 			for _, f := range fs[j:] {
-				s.kept = binary.BigEndian.AppendUint32(s.kept, uint32(f.N))
+				s.kept = AppendHeader(s.kept, f.N)
 				s.kept = append(s.kept, f.Bytes()...)
 			}
 			return true, nil
