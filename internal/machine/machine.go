@@ -197,7 +197,7 @@ func (m *Machine) launch(plumb func(*Machine) (*plumbing, error)) error {
 	// guest dies with the switch.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(logf, "# %s\n", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startLocked(cmd); err != nil { // reaper.go
 		return fmt.Errorf("starting %s: %v", args[0], err)
 	}
 	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()

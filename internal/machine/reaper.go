@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,6 +20,26 @@ import (
 // its own session that the switch tells, over a pipe, which process
 // groups are its guests'; when the pipe reaches end of file (the switch
 // is gone, whatever the cause) it kills those groups and exits.
+
+// startLocked runs cmd.Start on one thread that lives as long as the
+// switch: Pdeathsig fires when the thread that forked the child ends, so
+// it must never be a thread the Go runtime might retire.
+func startLocked(cmd *exec.Cmd) error {
+	done := make(chan error)
+	spawnCh <- func() { done <- cmd.Start() }
+	return <-done
+}
+
+var spawnCh = func() chan func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range ch {
+			f()
+		}
+	}()
+	return ch
+}()
 
 var reaper struct {
 	mu sync.Mutex
