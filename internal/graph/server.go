@@ -296,7 +296,7 @@ func (s *Server) apiLab(w http.ResponseWriter, r *http.Request) {
 var editVerbs = map[string]bool{
 	"add_lan": true, "del_lan": true, "attach": true, "detach": true,
 	"add_vm": true, "del_vm": true, "add_tux": true, "del_tux": true,
-	"set_pos": true,
+	"set_pos": true, "stop_vm": true, "start_vm": true, "link": true,
 }
 
 // argName keeps attribute names to what an XML attribute may be, so no
