@@ -8,7 +8,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-
 // TestLifecycleGraph: the graph page's menus stop and start a VM and
 // pull an eth's cable; the panel's Start button boots it again.
 func TestLifecycleGraph(t *testing.T) {
