@@ -7,3 +7,13 @@ func (p *Port) SetLinkDown(down bool) { p.down.Store(down) }
 
 // LinkDown tells whether the port's link is down.
 func (p *Port) LinkDown() bool { return p.down.Load() }
+
+// dropIfDown drops (and counts) f when the link is down.
+func (p *Port) dropIfDown(f *Frame) bool {
+	if !p.down.Load() {
+		return false
+	}
+	p.counters.drops.Add(1)
+	f.Release()
+	return true
+}

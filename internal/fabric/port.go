@@ -36,9 +36,7 @@ type Port struct {
 	// see frames entering the switch from this port and frames leaving
 	// to it. Nil when unused, so they cost one atomic load.
 	hooks atomic.Pointer[Hooks]
-
-	// down is the link state set by `ctrl link PORT down` (link.go).
-	down atomic.Bool
+	down  atomic.Bool // `ctrl link PORT down` (link.go)
 }
 
 // Hooks observe or alter a port's traffic (capture, impairments).
@@ -287,9 +285,7 @@ func (p *Port) Forward(f *Frame, dst []*Port) {
 var batches = sync.Pool{New: func() any { return &batch{} }}
 
 func (p *Port) input(f *Frame, bt *batch) {
-	if p.down.Load() {
-		p.counters.drops.Add(1)
-		f.Release()
+	if p.dropIfDown(f) { // link.go
 		return
 	}
 	bt.frames++
@@ -368,24 +364,6 @@ func (p *Port) forward(f *Frame, bt *batch) {
 		}
 		bt.add(q, f)
 	}
-}
-
-func isMember(ms []*member, q *Port) bool {
-	for _, m := range ms {
-		if m.port == q {
-			return true
-		}
-	}
-	return false
-}
-
-func addOnce(dst []*Port, q *Port) ([]*Port, bool) {
-	for _, x := range dst {
-		if x == q {
-			return dst, false
-		}
-	}
-	return append(dst, q), true
 }
 
 // pinQueue is how many frames of a port's queue may be views on readers'

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -359,14 +358,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 			}
 		case "rootfs":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if strings.HasPrefix(s, "/") {
-					// An image file (a journal, a saved guest).
-					if filepath.Clean(s) != s || strings.ContainsAny(s, "\x00\r\n\t") {
-						p.errf(k.line, "%s<rootfs> %q: give a clean absolute path", ctx, s)
-					}
-				} else if err := proto.CheckName("rootfs", s); err != nil {
-					p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img, or an absolute path)", ctx, err)
-				}
+				p.rootfs(ctx, k, s) // lifecycle.go
 				v.Rootfs = s
 			}
 		case "kernel":
@@ -384,23 +376,8 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.Transport = s
 			}
-		case "state":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				switch strings.ToLower(s) {
-				case "running":
-				case "stopped":
-					v.State = "stopped"
-				default:
-					p.errf(k.line, "%s<state> is %q; use running or stopped", ctx, s)
-				}
-			}
-		case "disk_file":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if err := proto.CheckName("disk", s); err != nil {
-					p.errf(k.line, "%s<disk_file>: %v (a file name in the demo folder's %s/)", ctx, err, DisksDir)
-				}
-				v.Disk = s
-			}
+		case "state", "disk_file":
+			p.vmLifecycle(ctx, k, &v, seen) // lifecycle.go
 		case "eth":
 			v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
 		case "x":
@@ -478,18 +455,6 @@ func (p *parser) impair(ctx string, n *node, s string) string {
 		return ""
 	}
 	return pair.String()
-}
-
-// link checks a <link>: up or down; "down" or "" (up) is returned.
-func (p *parser) link(ctx string, n *node, s string) string {
-	switch strings.ToLower(s) {
-	case "up":
-		return ""
-	case "down":
-		return "down"
-	}
-	p.errf(n.line, "%s<link> is %q; use up or down", ctx, s)
-	return ""
 }
 
 // optionName is what a tux option element may be called: lower-case

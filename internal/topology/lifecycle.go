@@ -1,0 +1,60 @@
+package topology
+
+import (
+	"path/filepath"
+	"strings"
+
+	"cloonix/internal/proto"
+)
+
+// The lifecycle extensions of the format (docs/topology.md): a VM's
+// <state> and <disk_file>, <link> on an eth or a tux, and <rootfs> as an
+// absolute image path (journals, saved guests).
+
+// vmLifecycle reads a VM's <state> or <disk_file>.
+func (p *parser) vmLifecycle(ctx string, k *node, v *VM, seen map[string]bool) {
+	s, ok := p.leaf(ctx, k)
+	if !ok || !p.once(ctx, seen, k) {
+		return
+	}
+	if strings.EqualFold(k.name, "disk_file") {
+		if err := proto.CheckName("disk", s); err != nil {
+			p.errf(k.line, "%s<disk_file>: %v (a file name in the demo folder's %s/)", ctx, err, DisksDir)
+		}
+		v.Disk = s
+		return
+	}
+	switch strings.ToLower(s) {
+	case "running":
+	case "stopped":
+		v.State = "stopped"
+	default:
+		p.errf(k.line, "%s<state> is %q; use running or stopped", ctx, s)
+	}
+}
+
+// rootfs checks a <rootfs>: an image name of bulk_dir, or an absolute
+// path to an image file.
+func (p *parser) rootfs(ctx string, k *node, s string) {
+	if strings.HasPrefix(s, "/") {
+		if filepath.Clean(s) != s || strings.ContainsAny(s, "\x00\r\n\t") {
+			p.errf(k.line, "%s<rootfs> %q: give a clean absolute path", ctx, s)
+		}
+		return
+	}
+	if err := proto.CheckName("rootfs", s); err != nil {
+		p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img, or an absolute path)", ctx, err)
+	}
+}
+
+// link checks a <link>: up or down; "down" or "" (up) is returned.
+func (p *parser) link(ctx string, n *node, s string) string {
+	switch strings.ToLower(s) {
+	case "up":
+		return ""
+	case "down":
+		return "down"
+	}
+	p.errf(n.line, "%s<link> is %q; use up or down", ctx, s)
+	return ""
+}
