@@ -72,10 +72,22 @@ type agentBoot struct {
 	command func(t *testing.T, dir, cd string, agentFd *os.File) *exec.Cmd
 }
 
-func TestAgentBusyboxUML(t *testing.T)    { agentUML(t, "busybox", "uml1") }
-func TestAgentBusyboxQEMU(t *testing.T)   { agentQEMU(t, "busybox", "qemu1") }
-func TestAgentDebianFRRUML(t *testing.T)  { agentUML(t, "debian-frr", "umlfrr") }
-func TestAgentDebianFRRQEMU(t *testing.T) { agentQEMU(t, "debian-frr", "qemufrr") }
+func TestAgentBusyboxUML(t *testing.T) {
+	needE2E(t)
+	agentUML(t, "busybox", "uml1")
+}
+func TestAgentBusyboxQEMU(t *testing.T) {
+	needE2E(t)
+	agentQEMU(t, "busybox", "qemu1")
+}
+func TestAgentDebianFRRUML(t *testing.T) {
+	needE2E(t)
+	agentUML(t, "debian-frr", "umlfrr")
+}
+func TestAgentDebianFRRQEMU(t *testing.T) {
+	needE2E(t)
+	agentQEMU(t, "debian-frr", "qemufrr")
+}
 
 func agentUML(t *testing.T, image, vm string) {
 	bulk := agentBulk(t)
@@ -365,6 +377,7 @@ func agentTree(t *testing.T, root string, files map[string]string) {
 // fresh directory twice: the second run is quick and changes nothing;
 // `bulk list` shows the files.
 func TestBulkBuildTwice(t *testing.T) {
+	needE2E(t)
 	// The agent inside the images must be static, whatever CGO_ENABLED
 	// this test runs with.
 	static := filepath.Join(t.TempDir(), "cloonix")

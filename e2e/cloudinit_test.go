@@ -108,6 +108,7 @@ func cloudImage(t *testing.T) string {
 // demo file itself) prints what cloud-init did on the console. The guest
 // has no agent, so it stays "booting".
 func TestVMCloudInit(t *testing.T) {
+	needE2E(t)
 	img := cloudImage(t)
 	dir := t.TempDir()
 	key := fmt.Sprintf("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC%d cloonix-e2e@%s", time.Now().UnixNano(), t.Name())

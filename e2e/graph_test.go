@@ -182,6 +182,7 @@ func portOn(l *Lab, port, lan string) error {
 
 // TestGraph drives the page in headless Chromium against a real switch.
 func TestGraph(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	url := graphServer(t, l)
 	ctx := browser(t)
@@ -500,6 +501,7 @@ func buildGraphLab(t *testing.T, l *Lab) {
 // TestGraphPassword: beyond loopback a password is required; with one,
 // the page asks for it before showing anything.
 func TestGraphPassword(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	out, err := l.RunTimeout(30*time.Second, "graph", "--listen", "0.0.0.0:0")
 	if err == nil || !strings.Contains(out, "--password") {

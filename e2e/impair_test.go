@@ -122,6 +122,7 @@ func portImpair(lab *proto.Lab, name string) string {
 }
 
 func TestImpairCtrl(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "")
 	lan := "imp_" + fmt.Sprint(os.Getpid())
 	a := l.rawPort(t, "pa", lan, 1)
@@ -226,6 +227,7 @@ func waitEvent(t *testing.T, events <-chan proto.Event, typ, port, impair string
 // TestCaptureTshark captures ICMP echo traffic between two raw ports while
 // it flows, to a file and to a pipe, and reads both with tshark.
 func TestCaptureTshark(t *testing.T) {
+	needE2E(t)
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Fatal("tshark is not installed (Debian package tshark; scripts/deps.sh)")
 	}
@@ -384,6 +386,7 @@ func (l *Lab) pingTimes(vm, addr string, n int) []time.Duration {
 // delays A's eth0; the delay shows in ping, fconf save writes it back, a
 // capture during a ping is read by tshark, clear restores.
 func TestImpairGuests(t *testing.T) {
+	needE2E(t)
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Fatal("tshark is not installed (Debian package tshark; scripts/deps.sh)")
 	}

@@ -305,6 +305,7 @@ func swSetup(t *testing.T) (l *Lab, kernel, initrd string) {
 
 // TestSwitchQEMUStream: two guests on stream ports of one lan.
 func TestSwitchQEMUStream(t *testing.T) {
+	needE2E(t)
 	l, kernel, initrd := swSetup(t)
 	lan := "lan_" + filepath.Base(l.Dir)
 	s1 := swPort(l, "g1", "stream", lan)
@@ -336,6 +337,7 @@ func TestSwitchQEMUStream(t *testing.T) {
 // TestSwitchQEMUDgram: guest 2 on a dgram port, guest 1 on a stream
 // port, one lan: the two transports switch into each other.
 func TestSwitchQEMUDgram(t *testing.T) {
+	needE2E(t)
 	l, kernel, initrd := swSetup(t)
 	lan := "lan_" + filepath.Base(l.Dir)
 	s1 := swPort(l, "g1", "stream", lan)
@@ -358,6 +360,7 @@ func TestSwitchQEMUDgram(t *testing.T) {
 // side, events as they happen, list --json, TCP control with and without
 // the password, stop waiting for the process and removing its sockets.
 func TestSwitchCLI(t *testing.T) {
+	needE2E(t)
 	a := NewLab(t, "<no_nat>true</no_nat>")
 	b := NewLab(t, "<no_nat>true</no_nat>")
 	// Events of a, as JSON lines.

@@ -124,6 +124,7 @@ func (l *Lab) pings(vm, addr string) bool {
 // checks the lan rule with pings; then a changed file moves A onto
 // lan_two live: A pings C and no guest was rebooted.
 func TestFconfLanRule(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	demo := absPath(t, "../demos/lan_rule")
 
@@ -195,6 +196,7 @@ func TestFconfLanRule(t *testing.T) {
 // commands ran; a folder whose symlink leaves its tree, and a malformed
 // file, are refused before anything changes.
 func TestFconfDemoFiles(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	dir := t.TempDir()
 	write := func(p, content string, mode os.FileMode) {
@@ -319,6 +321,7 @@ func normalLab(t *testing.T, l *Lab) any {
 // switch is the same lab (ctrl list --json), and saving that gives the
 // same file.
 func TestFconfRoundTrip(t *testing.T) {
+	needE2E(t)
 	port := freePort(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "lab.xml")
@@ -371,6 +374,7 @@ func TestFconfRoundTrip(t *testing.T) {
 // converges, HOST1 pings HOST2 across the routers, and again by ROUTER2
 // once the direct ROUTER1-ROUTER3 lan is cut.
 func TestFconfOSPF(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	out := l.load(absPath(t, "../demos/ospf"))
 	if !strings.Contains(out, "lab ready: 5 guests") {
@@ -410,6 +414,7 @@ func TestFconfOSPF(t *testing.T) {
 // the VMs already added by that load, so nothing changed; a guest not
 // ready in time is named and the exit code is 1.
 func TestFconfFailures(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	dir := t.TempDir()
 	refused := filepath.Join(dir, "refused.xml")

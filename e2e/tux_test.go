@@ -166,6 +166,7 @@ func killRelaunch(t *testing.T, l *Lab, name string) time.Duration {
 }
 
 func TestTuxSlirpTap(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "")
 	events, err := l.Client().Subscribe()
 	if err != nil {
@@ -287,6 +288,7 @@ func TestTuxSlirpTap(t *testing.T) {
 
 // TestTuxTapIperf runs iperf3 between two namespaces whose taps share a lan.
 func TestTuxTapIperf(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	sfx := tuxSuffix()
 	a, b := tuxNetns(t, "clxa"+sfx), tuxNetns(t, "clxb"+sfx)
@@ -314,6 +316,7 @@ func TestTuxTapIperf(t *testing.T) {
 }
 
 func TestTuxBadInput(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "")
 	Eventually(t, 10*time.Second, "nat running", func() error {
 		if x := tuxOf(l.List(), "nat"); x == nil || x.State != "running" {
@@ -399,6 +402,7 @@ func TestTuxBadInput(t *testing.T) {
 // TestTuxNoNetAdmin: a switch without CAP_NET_ADMIN cannot make a tap, and
 // says so.
 func TestTuxNoNetAdmin(t *testing.T) {
+	needE2E(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Fatal("setpriv (util-linux) is needed for this test")
 	}
@@ -464,6 +468,7 @@ func startSwitchIn(t *testing.T, ns, password string) *Lab {
 // for a guest. They ping; the link is cut (the helper killed, on either
 // side) and comes back.
 func TestTuxT2T(t *testing.T) {
+	needE2E(t)
 	sfx := tuxSuffix()
 	swNS := tuxNetns(t, "clxw"+sfx)
 	h, n := "clxh"+sfx, "clxv"+sfx
@@ -525,6 +530,7 @@ func (l *Lab) tuxGuest(name, lan string) {
 // through a forward; after kill -9 of the slirp helper (back within a
 // second) both work again.
 func TestTuxNatGuest(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "")
 	sfx := tuxSuffix()
 	l.tuxGuest("G1", "lan")
@@ -572,6 +578,7 @@ func TestTuxNatGuest(t *testing.T) {
 // TestTuxTapGuest: a tap moved into a network namespace pings a guest and
 // sends it 20 MB over TCP (large segments cut for the guest by the switch).
 func TestTuxTapGuest(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	sfx := tuxSuffix()
 	ns := tuxNetns(t, "clxt"+sfx)
@@ -630,6 +637,7 @@ func nsDial(ns, addr string) (net.Conn, error) {
 // network namespace), their lans joined by t2t: they ping; the TCP link is
 // cut by killing a helper and comes back.
 func TestTuxT2TGuests(t *testing.T) {
+	needE2E(t)
 	sfx := tuxSuffix()
 	swNS := tuxNetns(t, "clxW"+sfx)
 	h, n := "clxH"+sfx, "clxV"+sfx
@@ -664,6 +672,7 @@ func TestTuxT2TGuests(t *testing.T) {
 // TestTuxHelpersEnd: `cloonix stop` leaves no helper behind, and neither
 // does a switch killed with SIGKILL (the helpers die with it).
 func TestTuxHelpersEnd(t *testing.T) {
+	needE2E(t)
 	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
 	helpers := func(l *Lab) []int {
 		var pids []int
@@ -715,6 +724,7 @@ func TestTuxHelpersEnd(t *testing.T) {
 
 // TestTuxSlirpSubnet: a second slirp on its own subnet and lan.
 func TestTuxSlirpSubnet(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	sfx := tuxSuffix()
 	l.MustRun("ctrl", "add", "tux", "slirp", "s2", "--subnet", "10.55.0.0/24")
@@ -737,6 +747,7 @@ func TestTuxSlirpSubnet(t *testing.T) {
 // TestTuxDemoNat loads demos/nat: both guests take addresses from nat by
 // DHCP at boot and reach the host; the host reaches one by a forward.
 func TestTuxDemoNat(t *testing.T) {
+	needE2E(t)
 	l := NewLab(t, "")
 	sfx := tuxSuffix()
 	demo := copyDemo(t, absPath(t, "../demos/nat"))
@@ -779,6 +790,7 @@ func TestTuxDemoNat(t *testing.T) {
 // TestTuxSSHDebianFRR: with the config's rsa_public_key in the guest,
 // OpenSSH reaches a debian-frr guest through a slirp forward.
 func TestTuxSSHDebianFRR(t *testing.T) {
+	needE2E(t)
 	dir := t.TempDir()
 	key := filepath.Join(dir, "id_rsa")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", key).CombinedOutput(); err != nil {

@@ -208,11 +208,18 @@ func lanExample(t *testing.T, typ string, args ...string) {
 	}
 }
 
-func TestVMLanUML(t *testing.T) { lanExample(t, "uml") }
+func TestVMLanUML(t *testing.T) {
+	needE2E(t)
+	lanExample(t, "uml")
+}
 
-func TestVMLanUMLDaemon(t *testing.T) { lanExample(t, "uml", "--uml-transport", "daemon") }
+func TestVMLanUMLDaemon(t *testing.T) {
+	needE2E(t)
+	lanExample(t, "uml", "--uml-transport", "daemon")
+}
 
 func TestVMLanQEMU(t *testing.T) {
+	needE2E(t)
 	needImages(t, "vmlinuz", "initrd.img")
 	lanExample(t, "kvm")
 }
@@ -220,6 +227,7 @@ func TestVMLanQEMU(t *testing.T) {
 // TestVMMixed: a UML guest (bess), a UML guest (daemon transport) and a
 // QEMU guest on one lan reach each other; exec keeps outputs and codes.
 func TestVMMixed(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img", "vmlinuz", "initrd.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"u1"}, "--type", "uml", "--eth", "3")
@@ -275,6 +283,7 @@ func TestVMMixed(t *testing.T) {
 // TestVMCrash: kill -9 of a guest gives a crashed event, frees its ports,
 // and the lab goes on.
 func TestVMCrash(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	c := l.Client()
@@ -342,6 +351,7 @@ func TestVMCrash(t *testing.T) {
 // TestVMBootTimeout: a guest whose image has no agent gives an event
 // after its boot timeout and stays booting.
 func TestVMBootTimeout(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		t.Fatal("mkfs.ext4 missing: install e2fsprogs")
@@ -398,6 +408,7 @@ func TestVMBootTimeout(t *testing.T) {
 
 // TestVMBadInput: each mistake gets one clear error and changes nothing.
 func TestVMBadInput(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"ok1"}, "--type", "uml")
@@ -447,6 +458,7 @@ func TestVMBadInput(t *testing.T) {
 // TestVMConsole: the console shows the guest's shell and takes input;
 // Ctrl-] detaches.
 func TestVMConsole(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"con1"}, "--type", "uml")
@@ -488,6 +500,7 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 // TestVMVDE: VDE clients plug into lans: vde_plug to a tap in a private
 // netns reaches a guest; two plugs exchange 8000-byte frames.
 func TestVMVDE(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	if _, err := exec.LookPath("vde_plug"); err != nil {
 		t.Fatal("vde_plug missing: install vde2 (scripts/deps.sh)")
@@ -604,6 +617,7 @@ func TestVMVDE(t *testing.T) {
 // from its own disk (no bulk kernel): a boot sector that prints to COM1
 // shows on the guest's console.
 func TestVMDiskBoot(t *testing.T) {
+	needE2E(t)
 	const msg = "CLOONIX-DISK-BOOT"
 	code := []byte{
 		0x31, 0xc0, // xor ax,ax
@@ -651,6 +665,7 @@ func TestVMDiskBoot(t *testing.T) {
 // copy) runs guests too: on hosts whose XSTATE regset UML cannot restore,
 // through the uml-exec seccomp wrapper (docs/machines.md).
 func TestVMUMLStockKernel(t *testing.T) {
+	needE2E(t)
 	needImages(t, "busybox.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"s1"}, "--type", "uml", "--kernel", "/usr/bin/linux.uml")

@@ -145,6 +145,7 @@ func vxDatagram(vni uint32) []byte {
 // input (values, remote, ports, malformed datagrams) gets one clear error
 // or a counted drop and changes nothing else.
 func TestVXLANTwoSwitches(t *testing.T) {
+	needE2E(t)
 	sfx := tuxSuffix()
 	nsA, nsB := tuxNetns(t, "clxxa"+sfx), tuxNetns(t, "clxxb"+sfx)
 	// The underlay carries 1500-byte guest frames whole (1500 + 50).
@@ -259,6 +260,7 @@ func TestVXLANTwoSwitches(t *testing.T) {
 // and iperf3 each way. The guest side uses the MTU the docs advise over a
 // 1500-byte underlay (1450), as the Linux device does by itself.
 func TestVXLANLinux(t *testing.T) {
+	needE2E(t)
 	sfx := tuxSuffix()
 	nsS, nsL := tuxNetns(t, "clxxs"+sfx), tuxNetns(t, "clxxl"+sfx)
 	vxUnderlay(t, sfx, nsS, nsL, "10.96.0.1", "10.96.0.2", 1500)
@@ -298,6 +300,7 @@ func TestVXLANLinux(t *testing.T) {
 // and a 4 MiB transfer arrives intact; fconf save writes the vxlan
 // options back.
 func TestVXLANGuests(t *testing.T) {
+	needE2E(t)
 	if _, err := os.Stat(filepath.Join(bulkDir, "busybox.img")); err != nil {
 		t.Fatalf("no busybox image in %s (make images, or set CLOONIX_BULK): %v", bulkDir, err)
 	}
@@ -373,6 +376,7 @@ func TestVXLANGuests(t *testing.T) {
 // remotes); once MACs are learnt, unicast between A and B no longer
 // reaches C.
 func TestVXLANThreeHostsIPv6(t *testing.T) {
+	needE2E(t)
 	sfx := tuxSuffix()
 	net0 := tuxNetns(t, "clxxn"+sfx)
 	sh(t, "ip netns exec "+net0+" ip link add br0 type bridge && ip netns exec "+net0+" ip link set br0 up")
@@ -429,6 +433,7 @@ func TestVXLANThreeHostsIPv6(t *testing.T) {
 // vxlan tux; test programs on raw stream ports ping each other through
 // them. The helpers hold nothing but their UDP socket.
 func TestVXLANUnprivileged(t *testing.T) {
+	needE2E(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Fatal("setpriv (util-linux) is needed for this test")
 	}

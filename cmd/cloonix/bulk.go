@@ -11,14 +11,12 @@ import (
 	"cloonix/internal/config"
 )
 
-var flagBulkDir string
-
 // bulkDir is --bulk-dir, else the config's <bulk_dir>, else the default.
 func bulkDir() string {
-	if flagBulkDir != "" {
-		return flagBulkDir
+	if rootOpts.bulkDir != "" {
+		return rootOpts.bulkDir
 	}
-	if cfg, err := config.Load(flagConfig, false); err == nil && cfg.BulkDir != "" {
+	if cfg, err := config.Load(rootOpts.config, false); err == nil && cfg.BulkDir != "" {
 		return cfg.BulkDir
 	}
 	home, err := os.UserHomeDir()
@@ -83,7 +81,7 @@ func human(n int64) string {
 }
 
 func init() {
-	bulkCmd.PersistentFlags().StringVar(&flagBulkDir, "bulk-dir", "", "the image directory (default: <bulk_dir> of the config, else ~/cloonix_labs/bulk)")
+	bulkCmd.PersistentFlags().StringVar(&rootOpts.bulkDir, "bulk-dir", "", "the image directory (default: <bulk_dir> of the config, else ~/cloonix_labs/bulk)")
 	bulkCmd.AddCommand(bulkBuildCmd, bulkListCmd)
 	rootCmd.AddCommand(bulkCmd)
 }

@@ -10,19 +10,19 @@ import (
 
 // loadConfig reads -c (or the default), without creating it.
 func loadConfig() (*config.Config, error) {
-	return config.Load(flagConfig, false)
+	return config.Load(rootOpts.config, false)
 }
 
 // connect dials the switch named by --server or the config.
 func connect() (*proto.Client, error) {
-	if flagServer != "" {
+	if rootOpts.server != "" {
 		pw := os.Getenv("CLOONIX_PASSWORD")
-		if pw == "" && strings.HasPrefix(flagServer, "tcp:") {
+		if pw == "" && strings.HasPrefix(rootOpts.server, "tcp:") {
 			if cfg, err := loadConfig(); err == nil {
 				pw = cfg.Password
 			}
 		}
-		return proto.Dial(flagServer, pw)
+		return proto.Dial(rootOpts.server, pw)
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -31,12 +31,12 @@ func connect() (*proto.Client, error) {
 	return proto.Dial("unix:"+cfg.ServerName, cfg.Password)
 }
 
-// call is connect + one request.
-func call(verb string, args map[string]string) ([]byte, error) {
+// do is connect + one typed request; reply (if not nil) gets its payload.
+func do(req proto.Request, reply any) error {
 	c, err := connect()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.Close()
-	return c.Call(verb, args)
+	return c.Do(req, reply)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/spf13/cobra"
+
+	"cloonix/internal/proto"
 )
 
 // detachKey is Ctrl-] (as telnet), which ends `cloonix console`.
@@ -20,15 +21,12 @@ const detachKey = 0x1d
 // switch names (a unix socket in work_dir/VM, so the switch's host only).
 // The graph page can use it too.
 func openConsole(vm string) (net.Conn, error) {
-	out, err := call("console", map[string]string{"name": vm})
-	if err != nil {
+	var r proto.ConsoleReply
+	if err := do(&proto.Console{Name: vm}, &r); err != nil {
 		return nil, err
 	}
-	var r struct {
-		Path string `xml:"path,attr"`
-	}
-	if err := xml.Unmarshal(out, &r); err != nil || r.Path == "" {
-		return nil, fmt.Errorf("console: bad reply from the switch: %v", err)
+	if r.Path == "" {
+		return nil, fmt.Errorf("console: bad reply from the switch: no path")
 	}
 	c, err := net.Dial("unix", r.Path)
 	if err != nil {

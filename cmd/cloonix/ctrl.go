@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"os"
 	"strings"
@@ -21,73 +20,73 @@ var ctrlCmd = &cobra.Command{
 var ctrlAddCmd = &cobra.Command{Use: "add", Short: "add a lan, port, vm or tux"}
 var ctrlDelCmd = &cobra.Command{Use: "del", Short: "delete a lan, port, vm or tux"}
 
-// simple makes a command NAME... -> one request with those attributes.
-func simple(use, short, verb string, keys ...string) *cobra.Command {
+// simple makes a command of n arguments -> the request req makes of them.
+func simple(use, short string, n int, req func(args []string) proto.Request) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.ExactArgs(len(keys)),
+		Args:  cobra.ExactArgs(n),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a := map[string]string{}
-			for i, k := range keys {
-				a[k] = args[i]
-			}
-			_, err := call(verb, a)
-			return err
+			return do(req(args), nil)
 		},
 	}
 }
 
-var portKind, portTCP string
+// portOptions are add port's flags.
+type portOptions struct{ kind, tcp string }
 
-var addPortCmd = &cobra.Command{
-	Use:   "port NAME",
-	Short: "add a raw port for an external program; prints its socket as the last line",
-	Args:  cobra.ExactArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		a := map[string]string{"name": args[0], "kind": portKind}
-		if portTCP != "" {
-			a["tcp"] = portTCP
-		}
-		out, err := call("add_port", a)
-		if err != nil {
-			return err
-		}
-		var p struct {
-			Socket string `xml:"socket,attr"`
-		}
-		if err := xml.Unmarshal(out, &p); err != nil {
-			return err
-		}
-		fmt.Println(p.Socket)
-		return nil
-	},
+func newAddPortCmd() *cobra.Command {
+	var o portOptions
+	cmd := &cobra.Command{
+		Use:   "port NAME",
+		Short: "add a raw port for an external program; prints its socket as the last line",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p proto.PortReply
+			if err := do(&proto.AddPort{Name: args[0], Kind: o.kind, TCP: o.tcp}, &p); err != nil {
+				return err
+			}
+			fmt.Println(p.Socket)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kind, "kind", "stream", "transport: stream (QEMU -netdev stream) or dgram (QEMU -netdev dgram)")
+	f.StringVar(&o.tcp, "tcp", "", "for kind stream: listen on this TCP address (HOST:PORT) instead of a unix socket")
+	return cmd
 }
 
-var listJSON bool
+// listOptions are list's flags.
+type listOptions struct{ json bool }
 
-var listCmd = &cobra.Command{
-	Use:   "list",
-	Short: "show the running lab: machines, ports, lans, tux",
-	Args:  cobra.NoArgs,
-	RunE: func(cmd *cobra.Command, args []string) error {
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		lab, err := c.List()
-		if err != nil {
-			return err
-		}
-		if listJSON {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(lab)
-		}
-		printLab(lab)
-		return nil
-	},
+func newListCmd() *cobra.Command {
+	var o listOptions
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "show the running lab: machines, ports, lans, tux",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			lab, err := c.List()
+			if err != nil {
+				return err
+			}
+			if o.json {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(lab)
+			}
+			printLab(lab)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print JSON (DESIGN section 3)")
+	return cmd
 }
 
 func printLab(lab *proto.Lab) {
@@ -129,14 +128,15 @@ func printLab(lab *proto.Lab) {
 }
 
 func init() {
-	addPortCmd.Flags().StringVar(&portKind, "kind", "stream", "transport: stream (QEMU -netdev stream) or dgram (QEMU -netdev dgram)")
-	addPortCmd.Flags().StringVar(&portTCP, "tcp", "", "for kind stream: listen on this TCP address (HOST:PORT) instead of a unix socket")
-	listCmd.Flags().BoolVar(&listJSON, "json", false, "print JSON (DESIGN section 3)")
-	ctrlAddCmd.AddCommand(simple("lan NAME", "add a lan (it stays while empty)", "add_lan", "name"), addPortCmd)
-	ctrlDelCmd.AddCommand(simple("lan NAME", "delete a lan, detaching its ports", "del_lan", "name"),
-		simple("port NAME", "delete a raw port", "del_port", "name"))
-	ctrlCmd.AddCommand(ctrlAddCmd, ctrlDelCmd, listCmd,
-		simple("attach PORT LAN", "put PORT (VM:ethN, a tux or a raw port) on LAN", "attach", "port", "lan"),
-		simple("detach PORT LAN", "take PORT off LAN", "detach", "port", "lan"))
+	ctrlAddCmd.AddCommand(simple("lan NAME", "add a lan (it stays while empty)", 1,
+		func(a []string) proto.Request { return &proto.AddLan{Name: a[0]} }), newAddPortCmd())
+	ctrlDelCmd.AddCommand(simple("lan NAME", "delete a lan, detaching its ports", 1,
+		func(a []string) proto.Request { return &proto.DelLan{Name: a[0]} }),
+		simple("port NAME", "delete a raw port", 1, func(a []string) proto.Request { return &proto.DelPort{Name: a[0]} }))
+	ctrlCmd.AddCommand(ctrlAddCmd, ctrlDelCmd, newListCmd(),
+		simple("attach PORT LAN", "put PORT (VM:ethN, a tux or a raw port) on LAN", 2,
+			func(a []string) proto.Request { return &proto.Attach{Port: a[0], Lan: a[1]} }),
+		simple("detach PORT LAN", "take PORT off LAN", 2,
+			func(a []string) proto.Request { return &proto.Detach{Port: a[0], Lan: a[1]} }))
 	rootCmd.AddCommand(ctrlCmd)
 }

@@ -1,101 +1,86 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"cloonix/internal/proto"
 )
 
-var (
-	execStdin   bool
-	execTimeout int
-)
+// execOptions are exec's flags.
+type execOptions struct {
+	stdin   bool
+	timeout int
+}
 
-var execCmd = &cobra.Command{
-	Use:   "exec VM -- CMD [ARG...]",
-	Short: "run CMD in a guest through its agent; prints its output and exits with its code",
-	Long: `run CMD in guest VM through its agent (a serial line: no guest network needed).
+func newExecCmd() *cobra.Command {
+	var o execOptions
+	cmd := &cobra.Command{
+		Use:   "exec VM -- CMD [ARG...]",
+		Short: "run CMD in a guest through its agent; prints its output and exits with its code",
+		Long: `run CMD in guest VM through its agent (a serial line: no guest network needed).
 CMD's stdout and stderr are printed as they came and cloonix exits with CMD's exit code.
 With --stdin, cloonix's standard input is sent to CMD. A guest still booting is waited for.`,
-	Args: cobra.MinimumNArgs(2),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		if d := cmd.ArgsLenAtDash(); d != 1 && d != -1 {
-			return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
-		}
-		// With interspersed flags off, pflag keeps the "--" after VM.
-		if args[1] == "--" {
-			args = append(args[:1], args[2:]...)
-			if len(args) < 2 {
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if d := cmd.ArgsLenAtDash(); d != 1 && d != -1 {
 				return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
 			}
-		}
-		var inner bytes.Buffer
-		for _, a := range args[1:] {
-			inner.WriteString("<arg>")
-			_ = xml.EscapeText(&inner, []byte(a))
-			inner.WriteString("</arg>")
-		}
-		if execStdin {
-			in, err := io.ReadAll(os.Stdin)
+			// With interspersed flags off, pflag keeps the "--" after VM.
+			if args[1] == "--" {
+				args = append(args[:1], args[2:]...)
+				if len(args) < 2 {
+					return fmt.Errorf("usage: cloonix exec VM -- CMD [ARG...]")
+				}
+			}
+			req := &proto.Exec{Name: args[0], Args: args[1:]}
+			if o.stdin {
+				in, err := io.ReadAll(os.Stdin)
+				if err != nil {
+					return err
+				}
+				req.Stdin = base64.StdEncoding.EncodeToString(in)
+			}
+			if o.timeout > 0 {
+				req.Timeout = proto.Int(o.timeout)
+			}
+			c, err := connect()
 			if err != nil {
 				return err
 			}
-			inner.WriteString("<stdin>" + base64.StdEncoding.EncodeToString(in) + "</stdin>")
-		}
-		attrs := map[string]string{"name": args[0]}
-		if execTimeout > 0 {
-			attrs["timeout"] = strconv.Itoa(execTimeout)
-		}
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		r, err := c.Send("exec", attrs, inner.Bytes())
-		if err != nil {
-			return err
-		}
-		if err := proto.ReplyError(r); err != nil {
-			return err
-		}
-		var res struct {
-			Code      int    `xml:"code,attr"`
-			Truncated bool   `xml:"truncated,attr"`
-			Stdout    string `xml:"stdout"`
-			Stderr    string `xml:"stderr"`
-		}
-		if err := xml.Unmarshal(r.Inner, &res); err != nil {
-			return fmt.Errorf("exec: bad reply from the switch: %v", err)
-		}
-		out, err1 := base64.StdEncoding.DecodeString(res.Stdout)
-		errb, err2 := base64.StdEncoding.DecodeString(res.Stderr)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("exec: bad output encoding from the switch")
-		}
-		os.Stdout.Write(out)
-		os.Stderr.Write(errb)
-		if res.Truncated {
-			fmt.Fprintln(os.Stderr, "cloonix: exec output was longer than 1 MiB per stream and was cut")
-		}
-		if res.Code != 0 {
-			c.Close()
-			os.Exit(res.Code & 0xff)
-		}
-		return nil
-	},
+			defer c.Close()
+			var res proto.ExecReply
+			if err := c.Do(req, &res); err != nil {
+				return err
+			}
+			out, err1 := base64.StdEncoding.DecodeString(res.Stdout)
+			errb, err2 := base64.StdEncoding.DecodeString(res.Stderr)
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("exec: bad output encoding from the switch")
+			}
+			os.Stdout.Write(out)
+			os.Stderr.Write(errb)
+			if res.Truncated {
+				fmt.Fprintln(os.Stderr, "cloonix: exec output was longer than 1 MiB per stream and was cut")
+			}
+			if res.Code != 0 {
+				c.Close()
+				os.Exit(res.Code & 0xff)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.stdin, "stdin", "i", false, "send standard input to the command")
+	f.IntVar(&o.timeout, "timeout", 0, "kill the command after this many seconds (0: no limit)")
+	f.SetInterspersed(false)
+	return cmd
 }
 
 func init() {
-	execCmd.Flags().BoolVarP(&execStdin, "stdin", "i", false, "send standard input to the command")
-	execCmd.Flags().IntVar(&execTimeout, "timeout", 0, "kill the command after this many seconds (0: no limit)")
-	execCmd.Flags().SetInterspersed(false)
-	rootCmd.AddCommand(execCmd)
+	rootCmd.AddCommand(newExecCmd())
 }

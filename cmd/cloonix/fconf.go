@@ -1,20 +1,17 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"cloonix/internal/proto"
 	"cloonix/internal/topology"
 )
 
@@ -25,25 +22,31 @@ var fconfCmd = &cobra.Command{
 		"running lab match it, or writes the running lab as such a file.",
 }
 
-var (
-	fconfPlan    bool
-	fconfAdd     bool
-	fconfTimeout time.Duration
-)
+// fconfOptions are fconf load's flags.
+type fconfOptions struct {
+	plan, add bool
+	timeout   time.Duration
+	as        string   // foreign labs: cnt, uml or kvm
+	images    []string // foreign labs: IMAGE=ROOTFS
+}
+
+var fconfOpts fconfOptions
 
 var fconfLoadCmd = &cobra.Command{
 	Use:   "load PATH",
-	Short: "make the running lab match a topology file, or a demo folder holding `topology`",
+	Short: "make the running lab match a topology file, a demo folder, a Kathará lab or a containerlab topology",
 	Long: "load checks the whole file (and the demo folder around it) before changing anything, then\n" +
 		"applies only the difference to the running lab: new lans, tux and VMs are added (VMs boot in\n" +
 		"parallel), lan changes are made live without rebooting anyone, VMs and tux not in the file are\n" +
 		"removed, and a VM whose type, memory, cpu, image or eth count changed is replaced. It returns\n" +
 		"when every new guest is ready (exit 0) or names those that failed (exit 1).\n" +
 		"Raw ports and the switch's default slirp `nat` (when the file does not name it) are left alone;\n" +
-		"with --add, so is everything else the file does not name.",
+		"with --add, so is everything else the file does not name.\n" +
+		"PATH may also be a Kathará lab folder (holding lab.conf) or a containerlab FILE.clab.yml: it is\n" +
+		"converted into a demo folder first (see `fconf convert`, --as, --image and docs/foreign-labs.md).",
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		return fconfLoad(args[0], os.Stdout)
+		return fconfLoad(args[0], os.Stdout, fconfOpts)
 	},
 }
 
@@ -77,10 +80,10 @@ var fconfSaveCmd = &cobra.Command{
 	},
 }
 
-func fconfLoad(path string, out io.Writer) error {
+func fconfLoad(path string, out io.Writer, o fconfOptions) error {
 	// Everything about the file is checked before the switch is asked
 	// anything, so a bad file changes nothing.
-	demo, err := topology.Load(path)
+	demo, err := loadDemo(path, out, o)
 	if err != nil {
 		return err
 	}
@@ -96,8 +99,15 @@ func fconfLoad(path string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	plan := topology.DiffWith(lab, demo.Topology, topology.Options{Add: fconfAdd})
-	if fconfPlan {
+	plan := topology.DiffWith(lab, demo.Topology, topology.Options{Add: o.add})
+	plan.WaitReady = func(names []string) error { // <after>: boot order
+		failed, err := topology.WaitGuests(context.Background(), c, names, topology.WaitOptions{Timeout: o.timeout, Out: out})
+		if err == nil && len(failed) > 0 {
+			err = fmt.Errorf("not ready: %s", strings.Join(failed, ", "))
+		}
+		return err
+	}
+	if o.plan {
 		fmt.Fprint(out, plan.String())
 		for _, k := range plan.Keep {
 			fmt.Fprintln(out, "left alone:", k)
@@ -106,9 +116,9 @@ func fconfLoad(path string, out io.Writer) error {
 	}
 	// Events tell why a guest failed (its exit, its console log); states
 	// come from list, so a missed event costs nothing.
-	details := newDetails()
+	details := topology.NewDetails()
 	if ev, err := c.Subscribe(); err == nil {
-		go details.follow(ev)
+		go details.Follow(ev)
 	}
 	start := time.Now()
 	err = plan.Apply(c, demo.Dir, func(s topology.Step) { fmt.Fprintln(out, s) })
@@ -117,12 +127,7 @@ func fconfLoad(path string, out io.Writer) error {
 	}
 	// Wait for the guests this load started, and for any of the file's
 	// guests still booting from before.
-	wait := plan.NewVMs()
-	for _, v := range lab.VMs {
-		if demo.Topology.VM(v.Name) != nil && v.State == "booting" && !contains(wait, v.Name) {
-			wait = append(wait, v.Name)
-		}
-	}
+	wait := topology.GuestsToWait(plan, lab, demo.Topology)
 	if len(wait) == 0 {
 		if plan.Empty() {
 			fmt.Fprintln(out, "nothing to change: the running lab matches", demo.File)
@@ -131,7 +136,9 @@ func fconfLoad(path string, out io.Writer) error {
 		}
 		return nil
 	}
-	failed, err := waitGuests(c, wait, fconfTimeout, out, isTerminal(out), details)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	failed, err := topology.WaitGuests(ctx, c, wait, topology.WaitOptions{Timeout: o.timeout, Out: out, TTY: isTerminal(out), Details: details})
 	if err != nil {
 		return err
 	}
@@ -140,57 +147,6 @@ func fconfLoad(path string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "lab ready: %d guests in %.1fs\n", len(wait), time.Since(start).Seconds())
 	return nil
-}
-
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
-// vmDetails keeps the last detail events gave about each VM.
-type vmDetails struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func newDetails() *vmDetails { return &vmDetails{m: map[string]string{}} }
-
-func (v *vmDetails) follow(ev <-chan proto.Event) {
-	for e := range ev {
-		name := e.Attrs["name"]
-		var d string
-		switch e.Type {
-		case "vm_state":
-			d = e.Attrs["detail"]
-		case "vm_boot_timeout":
-			d = "no answer from its agent after " + e.Attrs["after"] + ", console log " + e.Attrs["console"]
-		}
-		if name != "" && d != "" {
-			v.mu.Lock()
-			v.m[name] = d
-			v.mu.Unlock()
-		}
-	}
-}
-
-func (v *vmDetails) get(name string) string {
-	if v == nil {
-		return ""
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.m[name]
-}
-
-func orBooting(s string) string {
-	if s == "" {
-		return "booting"
-	}
-	return s
 }
 
 func isTerminal(w io.Writer) bool {
@@ -202,130 +158,10 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
-// labSource is what waitGuests needs of a switch connection.
-type labSource interface {
-	List() (*proto.Lab, error)
-	Done() <-chan struct{}
-}
-
-// pollEvery is how often waitGuests asks for the lab.
-var pollEvery = 200 * time.Millisecond
-
-// bootGuest is one machine being waited for.
-type bootGuest struct {
-	name  string
-	state string // booting, ready, failed
-	why   string // for failed: the state or "not ready after ..."
-	took  time.Duration
-}
-
-func (g *bootGuest) line(now time.Duration) string {
-	switch g.state {
-	case "ready":
-		return fmt.Sprintf("%-16s ready    %6.1fs", g.name, g.took.Seconds())
-	case "failed":
-		return fmt.Sprintf("%-16s FAILED   %6.1fs  %s", g.name, g.took.Seconds(), g.why)
-	}
-	return fmt.Sprintf("%-16s booting  %6.1fs", g.name, now.Seconds())
-}
-
-// waitGuests follows the guests' states until each is ready (running:
-// its agent answered) or failed (crashed, stopped, gone, or not ready
-// within timeout). On a terminal the lines are redrawn in place; elsewhere
-// one line is printed per change. It returns the failed ones.
-func waitGuests(c labSource, names []string, timeout time.Duration, out io.Writer, tty bool, details *vmDetails) ([]string, error) {
-	start := time.Now()
-	gs := make([]*bootGuest, len(names))
-	for i, n := range names {
-		gs[i] = &bootGuest{name: n, state: "booting"}
-	}
-	sort.Slice(gs, func(i, j int) bool { return gs[i].name < gs[j].name })
-	intr := make(chan os.Signal, 1)
-	signal.Notify(intr, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(intr)
-	if !tty {
-		fmt.Fprintf(out, "booting %s\n", strings.Join(names, ", "))
-	}
-	drawn := false
-	draw := func() {
-		if !tty {
-			return
-		}
-		if drawn {
-			fmt.Fprintf(out, "\x1b[%dA", len(gs))
-		}
-		el := time.Since(start)
-		for _, g := range gs {
-			fmt.Fprintf(out, "\r\x1b[2K  %s\n", g.line(el))
-		}
-		drawn = true
-	}
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		lab, err := c.List()
-		if err != nil {
-			return nil, fmt.Errorf("following the guests: %v", err)
-		}
-		state := map[string]string{}
-		for _, v := range lab.VMs {
-			state[v.Name] = v.State
-		}
-		el := time.Since(start)
-		pending := 0
-		for _, g := range gs {
-			if g.state != "booting" {
-				continue
-			}
-			s, ok := state[g.name]
-			switch {
-			case s == "running":
-				g.state, g.took = "ready", el
-			case !ok:
-				g.state, g.took, g.why = "failed", el, "deleted"
-			case s == "crashed" || s == "stopped":
-				g.state, g.took, g.why = "failed", el, s
-				if d := details.get(g.name); d != "" {
-					g.why += ": " + d
-				}
-			case el > timeout:
-				g.state, g.took, g.why = "failed", el, "still "+orBooting(s)+", over --timeout"
-				if d := details.get(g.name); d != "" {
-					g.why += "; " + d
-				}
-			default:
-				pending++
-				continue
-			}
-			if !tty {
-				fmt.Fprintf(out, "  %s\n", g.line(el))
-			}
-		}
-		draw()
-		if pending == 0 {
-			break
-		}
-		select {
-		case <-tick.C:
-		case <-intr:
-			return nil, errors.New("interrupted; the lab stays as it is (`cloonix ctrl list`)")
-		case <-c.Done():
-			return nil, errors.New("the switch closed the connection while guests were booting")
-		}
-	}
-	var failed []string
-	for _, g := range gs {
-		if g.state == "failed" {
-			failed = append(failed, fmt.Sprintf("%s (%s after %.1fs)", g.name, g.why, g.took.Seconds()))
-		}
-	}
-	return failed, nil
-}
-
 func init() {
-	fconfLoadCmd.Flags().BoolVar(&fconfPlan, "plan", false, "print the changes the load would make, and change nothing")
-	fconfLoadCmd.Flags().BoolVar(&fconfAdd, "add", false, "keep the VMs, tux and lans the file does not name (load several demos side by side)")
-	fconfLoadCmd.Flags().DurationVar(&fconfTimeout, "timeout", 5*time.Minute, "how long a guest may take to be ready")
+	fconfLoadCmd.Flags().BoolVar(&fconfOpts.plan, "plan", false, "print the changes the load would make, and change nothing")
+	fconfLoadCmd.Flags().BoolVar(&fconfOpts.add, "add", false, "keep the VMs, tux and lans the file does not name (load several demos side by side)")
+	fconfLoadCmd.Flags().DurationVar(&fconfOpts.timeout, "timeout", 5*time.Minute, "how long a guest may take to be ready")
 	fconfSaveCmd.Flags().BoolVar(&fconfWithDisks, "with-disks", false, "write a folder: the topology, the demo files and each guest's disk (disks/), loadable on another switch")
 	fconfCmd.AddCommand(fconfLoadCmd, fconfSaveCmd)
 	rootCmd.AddCommand(fconfCmd)

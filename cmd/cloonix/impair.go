@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -15,16 +14,19 @@ import (
 	"cloonix/internal/proto"
 )
 
-var (
-	impIn, impOut     bool
-	impSeed           string
-	impIsPort, impLan bool
-)
+// impairOptions are impair's flags.
+type impairOptions struct {
+	in, out     bool
+	seed        string
+	isPort, lan bool
+}
 
-var impairCmd = &cobra.Command{
-	Use:   "impair PORT|LAN [delay=50ms] [jitter=5ms] [loss=1%] [rate=10mbit] [dup=0.1%] [corrupt=0.1%] [limit=N] [down] | clear",
-	Short: "impair a port (both ways, or --in/--out) or every port of a lan; `clear` removes; no settings shows",
-	Long: `Impair the traffic of a port, or of every port of a lan:
+func newImpairCmd() *cobra.Command {
+	var o impairOptions
+	cmd := &cobra.Command{
+		Use:   "impair PORT|LAN [delay=50ms] [jitter=5ms] [loss=1%] [rate=10mbit] [dup=0.1%] [corrupt=0.1%] [limit=N] [down] | clear",
+		Short: "impair a port (both ways, or --in/--out) or every port of a lan; `clear` removes; no settings shows",
+		Long: `Impair the traffic of a port, or of every port of a lan:
 
   delay=D     add D to every frame (us, ms, s)      jitter=J   vary the delay by up to +-J
   loss=P%     lose P% of the frames                 rate=R     cap at R bit/s (bit, kbit, mbit, gbit)
@@ -38,99 +40,95 @@ switch) or --out (frames to the peer) is given; the other direction is then kept
 On a lan they apply on the way out to each of its ports (--in for the way in), so each
 frame crossing the lan is impaired once. The settings replace the previous ones of that
 direction; "clear" removes them. With no settings the current ones and counters are shown.`,
-	Args: cobra.MinimumNArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		a := map[string]string{}
-		switch {
-		case impIsPort && impLan:
-			return errors.New("impair: --port and --lan exclude each other")
-		case impIsPort:
-			a["port"] = args[0]
-		case impLan:
-			a["lan"] = args[0]
-		default:
-			a["name"] = args[0]
-		}
-		switch {
-		case impIn && impOut:
-			a["dir"] = "both"
-		case impIn:
-			a["dir"] = "in"
-		case impOut:
-			a["dir"] = "out"
-		}
-		words := args[1:]
-		if len(words) == 1 && words[0] == "clear" {
-			if impSeed != "" {
-				return errors.New("impair: --seed goes with settings, not clear")
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &proto.Impair{}
+			switch {
+			case o.isPort && o.lan:
+				return errors.New("impair: --port and --lan exclude each other")
+			case o.isPort:
+				req.Port = args[0]
+			case o.lan:
+				req.Lan = args[0]
+			default:
+				req.Name = args[0]
 			}
-			a["clear"] = "true"
-		} else {
-			for _, w := range words {
-				if w == "clear" {
-					return errors.New("impair: `clear` stands alone")
+			switch {
+			case o.in && o.out:
+				req.Dir = "both"
+			case o.in:
+				req.Dir = "in"
+			case o.out:
+				req.Dir = "out"
+			}
+			words := args[1:]
+			if len(words) == 1 && words[0] == "clear" {
+				if o.seed != "" {
+					return errors.New("impair: --seed goes with settings, not clear")
 				}
-			}
-			if impSeed != "" {
-				if _, err := strconv.ParseUint(impSeed, 10, 64); err != nil {
-					return fmt.Errorf("impair: --seed %q: want a whole number", impSeed)
-				}
-				if len(words) == 0 {
-					return errors.New("impair: --seed goes with settings")
-				}
-				words = append(words, "seed="+impSeed)
-			}
-			if len(words) > 0 {
-				a["spec"] = strings.Join(words, " ")
-			}
-		}
-		out, err := call("impair", a)
-		if err != nil {
-			return err
-		}
-		var r struct {
-			Ports []struct {
-				Port       string `xml:"port,attr"`
-				Impair     string `xml:"impair,attr"`
-				Lost       string `xml:"lost,attr"`
-				Duplicated string `xml:"duplicated,attr"`
-				Corrupted  string `xml:"corrupted,attr"`
-				Overflow   string `xml:"overflow,attr"`
-				Down       string `xml:"down,attr"`
-			} `xml:"impaired"`
-		}
-		if err := xml.Unmarshal(append(append([]byte("<r>"), out...), "</r>"...), &r); err != nil {
-			return fmt.Errorf("impair: bad reply from the switch: %v", err)
-		}
-		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		defer w.Flush()
-		show := a["spec"] == "" && a["clear"] == ""
-		if show {
-			fmt.Fprintln(w, "PORT\tIMPAIR\tLOST\tDUPLICATED\tCORRUPTED\tOVERFLOW\tDOWN")
-		}
-		for _, p := range r.Ports {
-			imp := p.Impair
-			if imp == "" {
-				imp = "-"
-			}
-			if show {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Port, imp, p.Lost, p.Duplicated, p.Corrupted, p.Overflow, p.Down)
+				req.Clear = true
 			} else {
-				fmt.Fprintf(w, "%s\t%s\n", p.Port, imp)
+				for _, w := range words {
+					if w == "clear" {
+						return errors.New("impair: `clear` stands alone")
+					}
+				}
+				if o.seed != "" {
+					if _, err := strconv.ParseUint(o.seed, 10, 64); err != nil {
+						return fmt.Errorf("impair: --seed %q: want a whole number", o.seed)
+					}
+					if len(words) == 0 {
+						return errors.New("impair: --seed goes with settings")
+					}
+					words = append(words, "seed="+o.seed)
+				}
+				if len(words) > 0 {
+					req.Spec = strings.Join(words, " ")
+				}
 			}
-		}
-		return nil
-	},
+			var r proto.ImpairReply
+			if err := do(req, &r); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			defer w.Flush()
+			show := req.Spec == "" && !req.Clear
+			if show {
+				fmt.Fprintln(w, "PORT\tIMPAIR\tLOST\tDUPLICATED\tCORRUPTED\tOVERFLOW\tDOWN")
+			}
+			for _, p := range r.Ports {
+				imp := p.Impair
+				if imp == "" {
+					imp = "-"
+				}
+				if show {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Port, imp, count(p.Lost), count(p.Duplicated), count(p.Corrupted), count(p.Overflow), count(p.Down))
+				} else {
+					fmt.Fprintf(w, "%s\t%s\n", p.Port, imp)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.in, "in", false, "only frames from the port's peer into the switch")
+	f.BoolVar(&o.out, "out", false, "only frames from the switch to the port's peer")
+	f.StringVar(&o.seed, "seed", "", "seed of the random choices (loss, dup, corrupt, jitter), for repeatable runs")
+	f.BoolVar(&o.isPort, "port", false, "the name is a port (when a lan has the same name)")
+	f.BoolVar(&o.lan, "lan", false, "the name is a lan (when a port has the same name)")
+	return cmd
+}
+
+// count prints a counter of impair's reply ("-" when not given).
+func count(n *uint64) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*n, 10)
 }
 
 func init() {
-	f := impairCmd.Flags()
-	f.BoolVar(&impIn, "in", false, "only frames from the port's peer into the switch")
-	f.BoolVar(&impOut, "out", false, "only frames from the switch to the port's peer")
-	f.StringVar(&impSeed, "seed", "", "seed of the random choices (loss, dup, corrupt, jitter), for repeatable runs")
-	f.BoolVar(&impIsPort, "port", false, "the name is a port (when a lan has the same name)")
-	f.BoolVar(&impLan, "lan", false, "the name is a lan (when a port has the same name)")
-	ctrlCmd.AddCommand(impairCmd)
+	ctrlCmd.AddCommand(newImpairCmd())
 }
 
 // printImpairs adds the impaired ports to `ctrl list`.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +29,7 @@ var stopVMCmd = &cobra.Command{
 	Short: "power the guest off cleanly (then hard after --timeout); disk, MACs, ports and lans are kept",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		_, err := call("stop_vm", map[string]string{"name": args[0], "timeout": strconv.Itoa(lcStopTimeout)})
+		err := do(&proto.StopVM{Name: args[0], Timeout: proto.Int(lcStopTimeout)}, nil)
 		if err == nil {
 			fmt.Printf("vm %s stopped\n", args[0])
 		}
@@ -43,18 +42,10 @@ var startVMCmd = &cobra.Command{
 	Short: "boot a stopped guest from its kept disk, with the same MACs and links",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		a := map[string]string{"name": args[0]}
-		if lcStartWait {
-			a["wait"] = "true"
-		}
-		out, err := call("start_vm", a)
-		if err != nil {
+		var r proto.VMReply
+		if err := do(&proto.StartVM{Name: args[0], Wait: lcStartWait}, &r); err != nil {
 			return err
 		}
-		var r struct {
-			State string `xml:"state,attr"`
-		}
-		_ = xml.Unmarshal(out, &r)
 		fmt.Printf("vm %s %s\n", args[0], r.State)
 		return nil
 	},
@@ -91,15 +82,11 @@ func saveVM(c *proto.Client, name, file string, out io.Writer) (int64, error) {
 	if ev, err := c.Subscribe(); err == nil {
 		go showProgress(ev, name, out)
 	}
-	r, err := c.Call("save_vm", map[string]string{"name": name, "file": abs})
-	if err != nil {
+	var r proto.SavedReply
+	if err := c.Do(&proto.SaveVM{Name: name, File: abs}, &r); err != nil {
 		return 0, err
 	}
-	var s struct {
-		Size int64 `xml:"size,attr"`
-	}
-	_ = xml.Unmarshal(r, &s)
-	return s.Size, nil
+	return r.Size, nil
 }
 
 // showProgress prints save_progress events of vm, at most every few
@@ -128,14 +115,10 @@ either way. QEMU guests see the carrier drop (NO-CARRIER, /sys/class/net/ethN/ca
 UML guests keep their carrier (the vector transport has none) but lose the frames the same way.`,
 	Args: cobra.ExactArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		out, err := call("link", map[string]string{"port": args[0], "state": args[1]})
-		if err != nil {
+		var r proto.LinkReply
+		if err := do(&proto.Link{Port: args[0], State: args[1]}, &r); err != nil {
 			return err
 		}
-		var r struct {
-			Carrier string `xml:"carrier,attr"`
-		}
-		_ = xml.Unmarshal(out, &r)
 		how := "the guest sees the carrier change"
 		if r.Carrier != "guest" {
 			how = "frames stop in the switch; no carrier change inside"

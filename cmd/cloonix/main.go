@@ -10,10 +10,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-var (
-	flagConfig string
-	flagServer string
-)
+// rootOptions are the flags every command shares (persistent flags).
+type rootOptions struct {
+	config  string // -c: the switch's config file
+	server  string // --server: the switch's address, overriding the config
+	bulkDir string // bulk --bulk-dir: the image directory
+}
+
+var rootOpts rootOptions
 
 var rootCmd = &cobra.Command{
 	Use:           "cloonix",
@@ -23,8 +27,8 @@ var rootCmd = &cobra.Command{
 }
 
 func main() {
-	rootCmd.PersistentFlags().StringVarP(&flagConfig, "config", "c", "", "switch config file (default ~/.config/cloonix/config.xml)")
-	rootCmd.PersistentFlags().StringVar(&flagServer, "server", "", "switch address: unix:PATH or tcp:HOST:PORT (default: from the config)")
+	rootCmd.PersistentFlags().StringVarP(&rootOpts.config, "config", "c", "", "switch config file (default ~/.config/cloonix/config.xml)")
+	rootCmd.PersistentFlags().StringVar(&rootOpts.server, "server", "", "switch address: unix:PATH or tcp:HOST:PORT (default: from the config)")
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "cloonix:", err)
 		os.Exit(exitCode(err))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -96,7 +97,7 @@ func waitResumed(sock, password string, vms []string) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	failed, err := waitGuests(c, vms, fconfTimeout, os.Stdout, isTerminal(os.Stdout), nil)
+	failed, err := topology.WaitGuests(context.Background(), c, vms, topology.WaitOptions{Timeout: 5 * time.Minute, Out: os.Stdout, TTY: isTerminal(os.Stdout)})
 	if err != nil {
 		return err
 	}

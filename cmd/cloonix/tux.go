@@ -1,12 +1,12 @@
 package main
 
 import (
-	"encoding/xml"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"cloonix/internal/proto"
 	"cloonix/internal/tux"
 )
 
@@ -17,20 +17,17 @@ var addTuxCmd = &cobra.Command{
 
 // addTux sends add_tux with the non-empty options and prints the pid.
 func addTux(kind, name string, opts map[string]string) error {
-	a := map[string]string{"name": name, "kind": kind}
+	req := &proto.AddTux{Name: name, Kind: kind}
 	for k, v := range opts {
 		if v != "" {
-			a[k] = v
+			req.Option(k, v)
 		}
 	}
-	out, err := call("add_tux", a)
-	if err != nil {
+	var r proto.TuxReply
+	if err := do(req, &r); err != nil {
 		return err
 	}
-	var r struct {
-		Pid int `xml:"pid,attr"`
-	}
-	if xml.Unmarshal(out, &r) == nil && r.Pid > 0 {
+	if r.Pid > 0 {
 		fmt.Printf("tux %s (%s) started, helper pid %d\n", name, kind, r.Pid)
 	}
 	return nil
@@ -74,8 +71,7 @@ var forwardAddCmd = &cobra.Command{
 	Short: "forward HOSTADDR:PORT on the host to GUESTIP:PORT behind slirp NAME",
 	Args:  cobra.ExactArgs(4),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		_, err := call("forward_add", map[string]string{"name": args[0], "proto": args[1], "host": args[2], "guest": args[3]})
-		return err
+		return do(&proto.ForwardAdd{Name: args[0], Proto: args[1], Host: args[2], Guest: args[3]}, nil)
 	},
 }
 
@@ -84,8 +80,7 @@ var forwardDelCmd = &cobra.Command{
 	Short: "remove a forward",
 	Args:  cobra.RangeArgs(3, 4),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		_, err := call("forward_del", map[string]string{"name": args[0], "proto": args[1], "host": args[2]})
-		return err
+		return do(&proto.ForwardDel{Name: args[0], Proto: args[1], Host: args[2]}, nil)
 	},
 }
 
@@ -110,7 +105,8 @@ func init() {
 		addTuxCmd.AddCommand(kindCmd(k))
 	}
 	ctrlAddCmd.AddCommand(addTuxCmd)
-	ctrlDelCmd.AddCommand(simple("tux NAME", "stop a tux's helper and remove its port", "del_tux", "name"))
+	ctrlDelCmd.AddCommand(simple("tux NAME", "stop a tux's helper and remove its port", 1,
+		func(a []string) proto.Request { return &proto.DelTux{Name: a[0]} }))
 	forwardCmd.AddCommand(forwardAddCmd, forwardDelCmd)
 	ctrlCmd.AddCommand(forwardCmd)
 	rootCmd.AddCommand(tuxHelperCmd)

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/xml"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"cloonix/internal/machine/kinds"
+	"cloonix/internal/proto"
 )
 
 var (
@@ -28,53 +27,36 @@ answers (state running) or it failed. --rootfs is an image of bulk_dir (NAME.img
 or an absolute path to one.`,
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		a := map[string]string{"name": args[0], "type": vmType, "rootfs": vmRootfs}
+		req := &proto.AddVM{Name: args[0], Type: vmType, Rootfs: vmRootfs, Transport: vmTransport, Kernel: vmKernel, Wait: vmWait}
 		f := cmd.Flags()
 		if f.Changed("mem") {
-			a["mem"] = strconv.Itoa(vmMem)
+			req.Mem = proto.Int(vmMem)
 		}
 		if f.Changed("cpu") {
-			a["cpu"] = strconv.Itoa(vmCPU)
+			req.CPU = proto.Int(vmCPU)
 		}
 		if f.Changed("eth") {
-			a["eth"] = strconv.Itoa(vmEth)
-		}
-		if vmTransport != "" {
-			a["transport"] = vmTransport
-		}
-		if vmKernel != "" {
-			a["kernel"] = vmKernel
+			req.Eth = proto.Int(vmEth)
 		}
 		if vmBootTimeout > 0 {
-			a["boot_timeout"] = strconv.Itoa(vmBootTimeout)
+			req.BootTimeout = proto.Int(vmBootTimeout)
 		}
 		if vmDemo != "" {
 			abs, err := filepath.Abs(vmDemo)
 			if err != nil {
 				return err
 			}
-			a["demo"] = abs
+			req.Demo = abs
 		}
-		if vmWait {
-			a["wait"] = "true"
-		}
-		out, err := call("add_vm", a)
-		if err != nil {
+		var v proto.VMReply
+		if err := do(req, &v); err != nil {
 			return err
 		}
-		var v struct {
-			Name  string `xml:"name,attr"`
-			Pid   int    `xml:"pid,attr"`
-			State string `xml:"state,attr"`
-			Accel string `xml:"accel,attr"`
+		acc := ""
+		if v.Accel != "" {
+			acc = ", " + v.Accel
 		}
-		if err := xml.Unmarshal(out, &v); err == nil {
-			acc := ""
-			if v.Accel != "" {
-				acc = ", " + v.Accel
-			}
-			fmt.Printf("vm %s %s (pid %d%s)\n", v.Name, v.State, v.Pid, acc)
-		}
+		fmt.Printf("vm %s %s (pid %d%s)\n", v.Name, v.State, v.Pid, acc)
 		return nil
 	},
 }
@@ -93,5 +75,6 @@ func init() {
 	f.IntVar(&vmBootTimeout, "boot-timeout", 0, "seconds before a vm_boot_timeout event (default 90, 180 under TCG)")
 	f.BoolVar(&vmWait, "wait", false, "return once the guest's agent answers (or fail if it crashed or timed out)")
 	ctrlAddCmd.AddCommand(addVMCmd)
-	ctrlDelCmd.AddCommand(simple("vm NAME", "stop a virtual machine and free its ports and files", "del_vm", "name"))
+	ctrlDelCmd.AddCommand(simple("vm NAME", "stop a virtual machine and free its ports and files", 1,
+		func(a []string) proto.Request { return &proto.DelVM{Name: a[0]} }))
 }

@@ -29,6 +29,9 @@ type Config struct {
 	RSAPublicKey string   `xml:"rsa_public_key"` // put in every guest for ssh
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
+	// ImageMap maps foreign lab images (Kathará, containerlab) to rootfs:
+	// <image_map> <image> kathara/frr = debian-frr </image> </image_map>.
+	ImageMap *ImageMap `xml:"image_map,omitempty"`
 
 	// Path is the file the config was read from (not serialised).
 	Path string `xml:"-"`
@@ -111,6 +114,9 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
+	if _, err := c.Images(); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
 	c.Path = name
 	return c, nil
 }
@@ -183,3 +189,25 @@ func (c *Config) PortsDir() string { return filepath.Join(c.WorkDir, "ports") }
 func (c *Config) VDEDir() string   { return filepath.Join(c.WorkDir, "vde") }
 func (c *Config) PidFile() string  { return filepath.Join(c.WorkDir, "switch.pid") }
 func (c *Config) LogFile() string  { return filepath.Join(c.WorkDir, "switch.log") }
+
+// ImageMap is <image_map>: one <image> IMAGE = ROOTFS </image> per entry.
+type ImageMap struct {
+	Images []string `xml:"image"`
+}
+
+// Images returns <image_map> as a map, foreign image to rootfs.
+func (c *Config) Images() (map[string]string, error) {
+	m := map[string]string{}
+	if c.ImageMap == nil {
+		return m, nil
+	}
+	for _, e := range c.ImageMap.Images {
+		img, rootfs, ok := strings.Cut(e, "=")
+		img, rootfs = strings.TrimSpace(img), strings.TrimSpace(rootfs)
+		if !ok || img == "" || rootfs == "" {
+			return nil, fmt.Errorf("<image_map>: <image> %q: write IMAGE = ROOTFS, e.g. kathara/frr = debian-frr", strings.TrimSpace(e))
+		}
+		m[img] = rootfs
+	}
+	return m, nil
+}

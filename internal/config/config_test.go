@@ -113,3 +113,18 @@ func TestTCPOff(t *testing.T) {
 		t.Errorf("server_port -1 still listens on %q", c.TCPAddr())
 	}
 }
+
+func TestImageMap(t *testing.T) {
+	c, err := Parse([]byte("<cloonix_config><work_dir>/tmp/x</work_dir><image_map><image> kathara/frr = debian-frr </image><image>my/img=busybox</image></image_map></cloonix_config>"), "c.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Images()
+	if err != nil || m["kathara/frr"] != "debian-frr" || m["my/img"] != "busybox" || len(m) != 2 {
+		t.Fatalf("Images() = %v, %v", m, err)
+	}
+	_, err = Parse([]byte("<cloonix_config><work_dir>/tmp/x</work_dir><image_map><image>kathara/frr</image></image_map></cloonix_config>"), "c.xml")
+	if err == nil || !strings.Contains(err.Error(), "IMAGE = ROOTFS") {
+		t.Fatalf("a bad <image> gave %v", err)
+	}
+}

@@ -33,29 +33,23 @@ import (
 // MaxCaptures bounds captures running at once.
 const MaxCaptures = 64
 
-func init() {
-	register("capture", (*Daemon).capture)
+func captureFeature() Feature {
+	return Feature{Name: "capture", Verbs: []Verb{typed((*Daemon).capture)}}
 }
 
-func (d *Daemon) capture(c *client, m *proto.Msg) ([]byte, error) {
-	t, err := d.resolveTarget(m)
+func (d *Daemon) capture(c *client, r *proto.Capture) (any, error) {
+	t, err := d.resolveTarget(r.Target)
 	if err != nil {
 		return nil, err
 	}
-	count, err := intArg(m, "count", 0, 0, 1<<31-1)
-	if err != nil {
-		return nil, err
+	count, queue := 0, fabric.TapQueue
+	if r.Count != nil {
+		count = *r.Count
 	}
-	var dur time.Duration
-	if v := m.Get("duration"); v != "" {
-		if dur, err = time.ParseDuration(v); err != nil || dur <= 0 || dur > 7*24*time.Hour {
-			return nil, fmt.Errorf("<capture> duration=%q: want a duration such as 10s or 5m, up to a week", v)
-		}
+	if r.Queue != nil {
+		queue = *r.Queue
 	}
-	queue, err := intArg(m, "queue", fabric.TapQueue, 16, 1<<20)
-	if err != nil {
-		return nil, err
-	}
+	dur, _ := r.Dur() // checked by Validate
 	d.subMu.Lock()
 	_, subscribed := d.subs[c]
 	d.subMu.Unlock()

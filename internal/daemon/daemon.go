@@ -1,7 +1,8 @@
 // Package daemon is the cloonix switch: the state of one lab, the XML
 // command handlers, events, the control listeners and the supervision of
-// machines and helpers. Verbs are registered by the file that implements
-// them (lans.go, ports.go, ...), so adding a feature is adding a file.
+// machines and helpers. Each feature file (lans.go, ports.go, ...) returns
+// a Feature with its verbs; New builds the switch from the list in
+// registry.go, NewWith from any list.
 package daemon
 
 import (
@@ -29,16 +30,6 @@ import (
 // handler serves one verb. It returns the reply's inner XML or an error
 // sentence; it must leave the lab unchanged when it fails.
 type handler func(d *Daemon, c *client, m *proto.Msg) ([]byte, error)
-
-var verbs = map[string]handler{}
-
-// register adds a verb; called from init functions of the feature files.
-func register(verb string, h handler) {
-	if _, dup := verbs[verb]; dup {
-		panic("verb registered twice: " + verb)
-	}
-	verbs[verb] = h
-}
 
 // Daemon is one running switch.
 type Daemon struct {
@@ -69,6 +60,12 @@ type Daemon struct {
 	resumeTopo *topology.Topology  // journal.go: the lab to resume
 	reaperArgv []string            // journal.go: the reaper command
 
+	// Installed features (registry.go).
+	verbs       map[string]handler
+	listenKinds map[string]func(path string) (fabric.Listener, error)
+	listers     []func(d *Daemon, lab *proto.Lab)
+	startHooks  []func(d *Daemon)
+
 	listeners []net.Listener
 	quit      chan struct{}
 	quitOnce  sync.Once
@@ -76,17 +73,15 @@ type Daemon struct {
 	wg        sync.WaitGroup
 }
 
-// startHooks registered by feature files run once the daemon listens.
-var startHooks []func(d *Daemon)
+// New prepares the full switch for cfg; Run starts it.
+func New(cfg *config.Config) *Daemon { return NewWith(cfg, Features()...) }
 
-// onStart registers a function run when the daemon starts (e.g. the
-// default slirp tux).
-func onStart(f func(d *Daemon)) { startHooks = append(startHooks, f) }
-
-// New prepares a daemon for cfg; Run starts it.
-func New(cfg *config.Config) *Daemon {
+// NewWith prepares a switch with only the features given.
+func NewWith(cfg *config.Config, feats ...Feature) *Daemon {
 	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{}),
-		vmTab: vmTable{vms: map[string]*vmEntry{}}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{}}
+		vmTab: vmTable{vms: map[string]*vmEntry{}}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{},
+		verbs: map[string]handler{}, listenKinds: map[string]func(string) (fabric.Listener, error){}}
+	d.install(feats)
 	d.Fab.OnConn = func(port string, up bool) {
 		t := "port_down"
 		if up {
@@ -94,7 +89,23 @@ func New(cfg *config.Config) *Daemon {
 		}
 		d.Emit(t, "name", port)
 	}
-	d.Fab.OnLan = d.vdeLanChanged // vde.go
+	// Lan and membership events come from the fabric's hooks, so every
+	// change reports itself whoever made it.
+	d.Fab.OnLan = func(lan string, up bool) {
+		if up {
+			d.Emit("lan_added", "name", lan)
+		} else {
+			d.Emit("lan_deleted", "name", lan)
+		}
+		d.vdeLanChanged(lan, up) // vde.go
+	}
+	d.Fab.OnMember = func(port, lan string, on bool) {
+		if on {
+			d.Emit("attached", "port", port, "lan", lan)
+		} else {
+			d.Emit("detached", "port", port, "lan", lan)
+		}
+	}
 	return d
 }
 
@@ -156,7 +167,7 @@ func (d *Daemon) Run() error {
 	}
 	d.startJournal()
 	d.OnStop(d.stopJournal) // runs after the guests are gone
-	for _, f := range startHooks {
+	for _, f := range d.startHooks {
 		f(d)
 	}
 	if d.resumeTopo != nil {
@@ -405,9 +416,9 @@ func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
 			reply = proto.NewReply(m.ID(), fmt.Errorf("internal error in <%s>: %v", m.Name, r), nil)
 		}
 	}()
-	h, ok := verbs[m.Name]
+	h, ok := d.verbs[m.Name]
 	if !ok {
-		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, knownVerbs()), nil)
+		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, d.knownVerbs()), nil)
 	}
 	payload, err := h(d, c, m)
 	if err == nil && !readOnly[m.Name] {
@@ -416,9 +427,9 @@ func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
 	return proto.NewReply(m.ID(), err, payload)
 }
 
-func knownVerbs() string {
-	v := make([]string, 0, len(verbs))
-	for k := range verbs {
+func (d *Daemon) knownVerbs() string {
+	v := make([]string, 0, len(d.verbs))
+	for k := range d.verbs {
 		v = append(v, k)
 	}
 	sort.Strings(v)
@@ -439,21 +450,25 @@ func (d *Daemon) Emit(typ string, kv ...string) {
 	d.subMu.Unlock()
 }
 
-func init() {
-	register("subscribe", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
-		d.subMu.Lock()
-		d.subs[c] = struct{}{}
-		d.subMu.Unlock()
-		return nil, nil
-	})
-	register("ping", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
-		return []byte(fmt.Sprintf("<pong pid=\"%d\" network=\"%s\"/>", os.Getpid(), xmlEscape(d.Cfg.NetworkName))), nil
-	})
-	register("stop", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
-		go func() {
-			time.Sleep(20 * time.Millisecond) // let the reply leave first
-			d.Stop()
-		}()
-		return nil, nil
-	})
+// CoreFeature is subscribe, ping and stop: what every switch answers.
+func CoreFeature() Feature {
+	return Feature{Name: "core", Verbs: []Verb{
+		raw("subscribe", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+			d.subMu.Lock()
+			d.subs[c] = struct{}{}
+			d.subMu.Unlock()
+			return nil, nil
+		}),
+		raw("ping", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+			return proto.EncodeReply(&proto.Pong{Pid: os.Getpid(), Network: d.Cfg.NetworkName})
+		}),
+		raw("list", listVerb),
+		raw("stop", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+			go func() {
+				time.Sleep(20 * time.Millisecond) // let the reply leave first
+				d.Stop()
+			}()
+			return nil, nil
+		}),
+	}}
 }

@@ -40,6 +40,12 @@ func freeTCP(t *testing.T) int {
 
 func startSwitch(t *testing.T) *testSwitch {
 	t.Helper()
+	return startSwitchWith(t, Features()...)
+}
+
+// startSwitchWith runs a switch built from the features given.
+func startSwitchWith(t *testing.T, feats ...Feature) *testSwitch {
+	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "clxd")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +58,7 @@ func startSwitch(t *testing.T) *testSwitch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testSwitch{t: t, d: New(cfg), cfg: cfg, ran: make(chan error, 1)}
+	s := &testSwitch{t: t, d: NewWith(cfg, feats...), cfg: cfg, ran: make(chan error, 1)}
 	go func() { s.ran <- s.d.Run() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

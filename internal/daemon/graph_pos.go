@@ -21,8 +21,8 @@ type posKey struct{ kind, name string }
 
 type position struct{ x, y int }
 
-func init() {
-	register("set_pos", (*Daemon).setPos)
+func graphPosFeature() Feature {
+	return Feature{Name: "graph_pos", Verbs: []Verb{typed((*Daemon).setPos)}}
 }
 
 // SetPos records where kind (vm, lan or tux) name is drawn.
@@ -60,7 +60,7 @@ func (d *Daemon) exists(kind, name string) bool {
 		return d.Fab.HasLan(name)
 	}
 	lab := &proto.Lab{}
-	for _, f := range listers {
+	for _, f := range d.listers {
 		f(d, lab)
 	}
 	if kind == "vm" {
@@ -79,30 +79,8 @@ func (d *Daemon) exists(kind, name string) bool {
 	return false
 }
 
-func (d *Daemon) setPos(c *client, m *proto.Msg) ([]byte, error) {
-	kind, err := need(m, "kind")
-	if err != nil {
-		return nil, err
-	}
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
-	x, err := intArg(m, "x", 0, -maxPos, maxPos)
-	if err != nil {
-		return nil, err
-	}
-	y, err := intArg(m, "y", 0, -maxPos, maxPos)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := m.Attrs["x"]; !ok {
-		return nil, fmt.Errorf("<set_pos> needs attributes x=\"...\" and y=\"...\"")
-	}
-	if _, ok := m.Attrs["y"]; !ok {
-		return nil, fmt.Errorf("<set_pos> needs attributes x=\"...\" and y=\"...\"")
-	}
-	return nil, d.SetPos(kind, name, x, y)
+func (d *Daemon) setPos(c *client, r *proto.SetPos) (any, error) {
+	return nil, d.SetPos(r.Kind, r.Name, *r.X, *r.Y)
 }
 
 // fillPositions adds the kept positions to a listed lab; Lab calls it

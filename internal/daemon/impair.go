@@ -21,8 +21,8 @@ import (
 // The reply lists the ports concerned:
 // <impaired port="A:eth0" impair="delay=50ms loss=1%" lost="0" .../>.
 
-func init() {
-	register("impair", (*Daemon).impair)
+func impairFeature() Feature {
+	return Feature{Name: "impair", Verbs: []Verb{typed((*Daemon).impair)}}
 }
 
 // target is what a request names: a port, or a lan's ports.
@@ -33,17 +33,9 @@ type target struct {
 
 // resolveTarget finds the port or lan a request names with port=, lan=
 // or name= (either, refused when ambiguous).
-func (d *Daemon) resolveTarget(m *proto.Msg) (target, error) {
-	port, lan, name := m.Get("port"), m.Get("lan"), m.Get("name")
-	n := 0
-	for _, v := range []string{port, lan, name} {
-		if v != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return target{}, fmt.Errorf("<%s> needs one of port=\"...\", lan=\"...\" or name=\"...\"", m.Name)
-	}
+// The request's Validate saw that exactly one is given.
+func (d *Daemon) resolveTarget(r proto.Target) (target, error) {
+	port, lan, name := r.Port, r.Lan, r.Name
 	if name != "" {
 		isPort, isLan := d.Fab.Port(name) != nil, d.Fab.HasLan(name)
 		switch {
@@ -72,28 +64,21 @@ func (d *Daemon) resolveTarget(m *proto.Msg) (target, error) {
 	return target{}, fmt.Errorf("lan %q: no such lan (see `cloonix ctrl list`)", lan)
 }
 
-func (d *Daemon) impair(c *client, m *proto.Msg) ([]byte, error) {
-	t, err := d.resolveTarget(m)
+func (d *Daemon) impair(c *client, r *proto.Impair) (any, error) {
+	t, err := d.resolveTarget(r.Target)
 	if err != nil {
 		return nil, err
 	}
-	dir := m.Get("dir")
-	switch dir {
-	case "":
+	dir := r.Dir
+	if dir == "" {
 		dir = "both"
 		if t.lan != "" {
 			// Once per frame crossing the lan: on the way out to each
 			// port, so a lan delay of 50ms adds 100ms to a round trip.
 			dir = "out"
 		}
-	case "in", "out", "both":
-	default:
-		return nil, fmt.Errorf("<impair> dir=%q: use in, out or both", dir)
 	}
-	spec, clear := strings.TrimSpace(m.Get("spec")), m.Get("clear") == "true"
-	if clear && spec != "" {
-		return nil, fmt.Errorf("<impair>: give settings or clear, not both")
-	}
+	spec, clear := strings.TrimSpace(r.Spec), r.Clear
 	if !clear && spec == "" {
 		return d.impairShow(t)
 	}
@@ -109,7 +94,7 @@ func (d *Daemon) impair(c *client, m *proto.Msg) ([]byte, error) {
 	if len(t.ports) == 0 {
 		return nil, fmt.Errorf("lan %q has no ports to impair; impairments live on ports (attach them first)", t.lan)
 	}
-	var out strings.Builder
+	out := &proto.ImpairReply{}
 	for _, port := range t.ports {
 		cur, _, err := d.Fab.Impairment(port)
 		if err != nil {
@@ -127,9 +112,9 @@ func (d *Daemon) impair(c *client, m *proto.Msg) ([]byte, error) {
 		if err := d.setImpair(port, next); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&out, `<impaired port="%s" impair="%s"/>`, xmlEscape(port), xmlEscape(next.String()))
+		out.Ports = append(out.Ports, proto.Impaired{Port: port, Impair: next.String()})
 	}
-	return []byte(out.String()), nil
+	return out, nil
 }
 
 func (t target) name() string {
@@ -139,17 +124,17 @@ func (t target) name() string {
 	return t.ports[0]
 }
 
-func (d *Daemon) impairShow(t target) ([]byte, error) {
-	var out strings.Builder
+func (d *Daemon) impairShow(t target) (*proto.ImpairReply, error) {
+	out := &proto.ImpairReply{}
 	for _, port := range t.ports {
 		p, st, err := d.Fab.Impairment(port)
 		if err != nil {
 			continue
 		}
-		fmt.Fprintf(&out, `<impaired port="%s" impair="%s" lost="%d" duplicated="%d" corrupted="%d" overflow="%d" down="%d"/>`,
-			xmlEscape(port), xmlEscape(p.String()), st.Lost, st.Duplicated, st.Corrupted, st.Overflow, st.Down)
+		out.Ports = append(out.Ports, proto.Impaired{Port: port, Impair: p.String(),
+			Lost: &st.Lost, Duplicated: &st.Duplicated, Corrupted: &st.Corrupted, Overflow: &st.Overflow, Down: &st.Down})
 	}
-	return []byte(out.String()), nil
+	return out, nil
 }
 
 func (d *Daemon) setImpair(port string, p netem.Pair) error {

@@ -189,12 +189,17 @@ func writeAtomic(path string, b []byte) error {
 // localCaller runs control requests inside the switch (for resume).
 type localCaller struct{ d *Daemon }
 
-func (l localCaller) Call(verb string, args map[string]string) ([]byte, error) {
-	h, ok := verbs[verb]
-	if !ok {
-		return nil, fmt.Errorf("unknown request <%s>", verb)
+func (l localCaller) Do(req proto.Request) error {
+	attrs, inner, err := proto.EncodeRequest(req)
+	if err != nil {
+		return err
 	}
-	return h(l.d, nil, &proto.Msg{Name: verb, Attrs: args})
+	h, ok := l.d.verbs[req.Verb()]
+	if !ok {
+		return fmt.Errorf("unknown request <%s>", req.Verb())
+	}
+	_, err = h(l.d, nil, &proto.Msg{Name: req.Verb(), Attrs: attrs, Inner: inner})
+	return err
 }
 
 // resumeLab brings back the journal's lab: each step of the plan from
@@ -207,14 +212,14 @@ func (d *Daemon) resumeLab() {
 	c := localCaller{d}
 	var failed []string
 	for _, s := range plan.Steps {
-		verb, args := s.Request("")
-		if verb == "add_vm" {
-			args["keep_disk"] = "true"
+		req := s.Request("")
+		if r, ok := req.(*proto.AddVM); ok {
+			r.KeepDisk = true
 			if !dirExists(filepath.Join(d.Cfg.WorkDir, s.Name)) {
 				log.Printf("resume: vm %s left no disk in work_dir; it boots from its image", s.Name)
 			}
 		}
-		if _, err := c.Call(verb, args); err != nil {
+		if err := c.Do(req); err != nil {
 			log.Printf("resume: %s: %v", s, err)
 			failed = append(failed, s.String()+": "+err.Error())
 		}

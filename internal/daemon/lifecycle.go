@@ -1,348 +1,138 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log"
+	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
-	"cloonix/internal/machine"
+	"cloonix/internal/config"
 	"cloonix/internal/proto"
 )
 
-// Lifecycle verbs (DESIGN section 10): stop_vm and start_vm keep the
-// guest's disk, ports and lans; save_vm writes a standalone image of its
-// disk; link pulls or plugs a port's cable. The kinds do the guest side
-// (machine.Guest Shutdown and SetLink, machine.Kind SaveDisk).
-
-func init() {
-	register("stop_vm", (*Daemon).stopVM)
-	register("start_vm", (*Daemon).startVM)
-	register("save_vm", (*Daemon).saveVM)
-	register("link", (*Daemon).setLink)
-}
-
-// claimVM finds a VM for a lifecycle verb and marks it busy; check says
-// whether its state allows the verb. release undoes the mark.
-func (d *Daemon) claimVM(name string, check func(state string) error) (*vmEntry, error) {
-	t := d.vmt()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.vms[name]
-	if !ok {
-		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, vmNames(t))
+// Spawn runs `self switch -c CONFIG` in the background, in its own
+// session with its log in cfg.LogFile(), and returns its pid once it
+// answers. A switch already answering is not started twice (already).
+func Spawn(cfg *config.Config, self string, extra ...string) (pid int, already bool, err error) {
+	sock := "unix:" + cfg.ServerName
+	if c, err := proto.Dial(sock, cfg.Password); err == nil {
+		c.Close()
+		return 0, true, nil
 	}
-	if e.g == nil || e.deleting || e.busy {
-		return nil, fmt.Errorf("vm %q is being created, deleted, stopped, started or saved; try again in a moment", name)
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return 0, false, fmt.Errorf("work_dir %s: %v", cfg.WorkDir, err)
 	}
-	st, _ := e.g.State()
-	if err := check(st); err != nil {
-		return nil, err
-	}
-	e.busy = true
-	return e, nil
-}
-
-func (d *Daemon) release(e *vmEntry) {
-	t := d.vmt()
-	t.mu.Lock()
-	e.busy = false
-	t.mu.Unlock()
-}
-
-func (d *Daemon) stopVM(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
+	logf, err := os.OpenFile(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
-	timeout, err := intArg(m, "timeout", int(machine.ShutdownTimeout/time.Second), 1, 3600)
+	defer logf.Close()
+	null, err := os.Open(os.DevNull)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
-	e, err := d.claimVM(name, func(st string) error {
-		if st == machine.Stopped || st == machine.Crashed {
-			return fmt.Errorf("vm %s is already %s; `cloonix ctrl start vm %s` boots it again", name, st, name)
-		}
-		return nil
+	defer null.Close()
+	// os.StartProcess rather than os/exec: the switch is one process
+	// started once; the daemon package keeps out of running commands.
+	p, err := os.StartProcess(self, append([]string{self, "switch", "-c", cfg.Path}, extra...), &os.ProcAttr{
+		Files: []*os.File{null, logf, logf},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
-		return nil, err
+		return 0, false, fmt.Errorf("starting the switch: %v", err)
 	}
-	defer d.release(e)
-	t := d.vmt()
-	t.mu.Lock()
-	e.keepPorts = true
-	g := e.g
-	t.mu.Unlock()
-	g.Shutdown(time.Duration(timeout) * time.Second)
-	st, _ := g.State()
-	return []byte(fmt.Sprintf(`<vm name="%s" state="%s"/>`, xmlEscape(name), st)), nil
+	exited := make(chan error, 1)
+	go func() {
+		st, err := p.Wait()
+		if err == nil {
+			err = errors.New(st.String())
+		}
+		exited <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return 0, false, fmt.Errorf("the switch exited at start (%v); see %s", err, cfg.LogFile())
+		default:
+		}
+		if c, err := proto.Dial(sock, cfg.Password); err == nil {
+			c.Close()
+			return p.Pid, false, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0, false, fmt.Errorf("the switch did not answer within 20 s; see %s", cfg.LogFile())
 }
 
-func (d *Daemon) startVM(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
+// StopSwitch asks the switch on c to stop and waits until it closed the
+// connection and, when local, until its process exited (within 90 s).
+// It closes c.
+func StopSwitch(c *proto.Client, local bool) error {
+	defer c.Close()
+	// The pid, to wait for the process itself and not only for the
+	// connection to close.
+	pid := 0
+	var pong proto.Pong
+	if c.Do(proto.Ping, &pong) == nil {
+		pid = pong.Pid
 	}
-	e, err := d.claimVM(name, func(st string) error {
-		if st == machine.Running || st == machine.Booting {
-			return fmt.Errorf("vm %s is %s already; `cloonix ctrl stop vm %s` stops it first", name, st, name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if err := c.Do(proto.Stop, nil); err != nil {
+		return err
 	}
-	defer d.release(e)
-	g, err := d.restartVM(e)
-	if err != nil {
-		return nil, err
+	deadline := time.Now().Add(90 * time.Second)
+	select {
+	case <-c.Done():
+	case <-time.After(time.Until(deadline)):
+		return errors.New("the switch did not stop within 90 s")
 	}
-	if m.Get("wait") == "true" {
-		ctx, cancel := context.WithTimeout(context.Background(), g.DefaultBootTimeout())
-		st, det := g.WaitSettled(ctx)
-		cancel()
-		if st != machine.Running {
-			return nil, fmt.Errorf("vm %s is %s (%s); its console is logged in %s", name, st, det, g.ConsoleLog())
-		}
-	}
-	st, _ := g.State()
-	return []byte(fmt.Sprintf(`<vm name="%s" pid="%d" state="%s"/>`, xmlEscape(name), g.Pid(), st)), nil
-}
-
-// restartVM boots a stopped or crashed guest from its kept disk with its
-// ports (made again if a crash freed them) and their link states.
-func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
-	t := d.vmt()
-	t.mu.Lock()
-	spec, kind, ports := e.spec, e.kind, e.ports
-	t.mu.Unlock()
-	spec.KeepDisk = true
-	if ports == nil {
-		for i, pp := range spec.Ports() {
-			p := fmt.Sprintf("%s:eth%d", e.name, i)
-			if _, _, err := d.AddPort(p, pp.Kind, pp.Path, ""); err != nil {
-				for _, q := range ports {
-					_ = d.DelPort(q)
-				}
-				return nil, fmt.Errorf("vm %s: %v", e.name, err)
+	if pid > 0 && local {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the switch (pid %d) is still running 90 s after stop", pid)
 			}
-			ports = append(ports, p)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	t.mu.Lock()
-	e.ports, e.keepPorts = ports, false
-	t.mu.Unlock()
-	g, err := kind.Start(spec, d.vmEvents(e))
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: %v", e.name, err)
-	}
-	t.mu.Lock()
-	e.g = g
-	t.mu.Unlock()
-	d.Emit("vm_state", "name", e.name, "state", machine.Booting)
-	for i, p := range ports {
-		if fp := d.Fab.Port(p); fp != nil && fp.LinkDown() {
-			if err := g.SetLink(i, false); err != nil && !errors.Is(err, machine.ErrNoCarrier) {
-				log.Printf("vm %s: eth%d stays down in the switch, but the guest sees a carrier: %v", e.name, i, err)
-			}
-		}
-	}
-	d.journalChanged()
-	return g, nil
-}
-
-func (d *Daemon) saveVM(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
-	file, err := need(m, "file")
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNewFile(file); err != nil {
-		return nil, fmt.Errorf("save vm %s: %v", name, err)
-	}
-	e, err := d.claimVM(name, func(string) error { return nil })
-	if err != nil {
-		return nil, err
-	}
-	defer d.release(e)
-	return d.saveDisk(e, file)
-}
-
-// saveDisk writes e's disk to file through a temporary file in the same
-// folder, so a failed save leaves nothing behind; progress goes out as
-// save_progress events.
-func (d *Daemon) saveDisk(e *vmEntry, file string) ([]byte, error) {
-	t := d.vmt()
-	t.mu.Lock()
-	spec, kind, g := e.spec, e.kind, e.g
-	t.mu.Unlock()
-	if st, _ := g.State(); st == machine.Stopped || st == machine.Crashed {
-		g = nil
-	}
-	tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".part")
-	_ = os.Remove(tmp)
-	var last time.Time
-	progress := func(done, total int64) {
-		if time.Since(last) < 500*time.Millisecond && done < total {
-			return
-		}
-		last = time.Now()
-		d.Emit("save_progress", "name", e.name, "file", file, "done", strconv.FormatInt(done, 10), "total", strconv.FormatInt(total, 10))
-	}
-	if err := kind.SaveDisk(&spec, g, tmp, progress); err != nil {
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("save vm %s to %s: %v", e.name, file, err)
-	}
-	// No clobbering: a file that appeared meanwhile wins.
-	if err := os.Link(tmp, file); err != nil {
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("save vm %s: %v", e.name, err)
-	}
-	_ = os.Remove(tmp)
-	fi, err := os.Stat(file)
-	if err != nil {
-		return nil, err
-	}
-	d.Emit("vm_saved", "name", e.name, "file", file)
-	return []byte(fmt.Sprintf(`<saved name="%s" file="%s" size="%d"/>`, xmlEscape(e.name), xmlEscape(file), fi.Size())), nil
-}
-
-// checkNewFile refuses a destination that is relative, exists, or whose
-// folder is missing or not writable, before any copy starts.
-func checkNewFile(file string) error {
-	if !filepath.IsAbs(file) {
-		return fmt.Errorf("file %q: give an absolute path", file)
-	}
-	if _, err := os.Lstat(file); err == nil {
-		return fmt.Errorf("%s exists; remove it or choose another file", file)
-	}
-	dir := filepath.Dir(file)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("folder %s does not exist; create it first", dir)
-	}
-	f, err := os.CreateTemp(dir, ".cloonix-probe-*")
-	if err != nil {
-		return fmt.Errorf("cannot write in %s (%v); choose a writable folder", dir, errors.Unwrap(err))
-	}
-	f.Close()
-	_ = os.Remove(f.Name())
 	return nil
 }
 
-func (d *Daemon) setLink(c *client, m *proto.Msg) ([]byte, error) {
-	port, err := need(m, "port")
+// alive tells whether pid still runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return nil, err
+		return false
 	}
-	state, err := need(m, "state")
-	if err != nil {
-		return nil, err
+	// The state follows the command name in parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
 	}
-	if state != "up" && state != "down" {
-		return nil, fmt.Errorf("link %s %s: use up or down", port, state)
+	return true
+}
+
+// CleanStale removes the control socket and pid file of a switch that is
+// gone (nothing answers, its pid is dead); it reports whether it did.
+func CleanStale(cfg *config.Config) bool {
+	if c, err := net.DialTimeout("unix", cfg.ServerName, time.Second); err == nil {
+		c.Close()
+		return false
 	}
-	p := d.Fab.Port(port)
-	if p == nil {
-		return nil, fmt.Errorf("port %q: no such port (VM:ethN or a tux name; see `cloonix ctrl list`)", port)
-	}
-	down := state == "down"
-	carrier := "switch" // frames stop in the switch; the guest sees no change
-	if g, n := d.ethGuest(port); g != nil {
-		err := g.SetLink(n, !down)
-		switch {
-		case err == nil:
-			carrier = "guest"
-		case errors.Is(err, machine.ErrNoCarrier):
-		default:
-			return nil, fmt.Errorf("link %s %s: %v", port, state, err)
+	if b, err := os.ReadFile(cfg.PidFile()); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && alive(pid) {
+			return false
 		}
 	}
-	p.SetLinkDown(down)
-	d.Emit("link_"+state, "port", port, "carrier", carrier)
-	d.journalChanged()
-	return []byte(fmt.Sprintf(`<link port="%s" state="%s" carrier="%s"/>`, xmlEscape(port), state, carrier)), nil
-}
-
-// ethGuest finds the running guest owning port VM:ethN.
-func (d *Daemon) ethGuest(port string) (machine.Guest, int) {
-	i := strings.LastIndex(port, ":eth")
-	if i < 0 {
-		return nil, 0
+	removed := false
+	if fi, err := os.Lstat(cfg.ServerName); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		removed = os.Remove(cfg.ServerName) == nil
 	}
-	n, err := strconv.Atoi(port[i+4:])
-	if err != nil {
-		return nil, 0
+	if os.Remove(cfg.PidFile()) == nil {
+		removed = true
 	}
-	t := d.vmt()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.vms[port[:i]]
-	if e == nil || e.g == nil || n >= e.eths {
-		return nil, 0
-	}
-	return e.g, n
+	return removed
 }
-
-// fillLinks marks the ports, eths and tux whose link is down in list.
-func (d *Daemon) fillLinks(lab *proto.Lab) {
-	down := func(name string) string {
-		if p := d.Fab.Port(name); p != nil && p.LinkDown() {
-			return "down"
-		}
-		return ""
-	}
-	for i := range lab.Ports {
-		lab.Ports[i].Link = down(lab.Ports[i].Name)
-	}
-	for i := range lab.VMs {
-		for j := range lab.VMs[i].Eths {
-			lab.VMs[i].Eths[j].Link = down(lab.VMs[i].Eths[j].Port)
-		}
-	}
-	for i := range lab.Tux {
-		lab.Tux[i].Link = down(lab.Tux[i].Name)
-	}
-}
-
-// stoppedGuest stands for a guest added stopped (a topology file's
-// <state>stopped</state>) that never ran: `start vm` boots it.
-type stoppedGuest struct {
-	s      machine.Spec
-	exited chan struct{}
-}
-
-func newStoppedGuest(s machine.Spec) *stoppedGuest {
-	g := &stoppedGuest{s: s, exited: make(chan struct{})}
-	close(g.exited)
-	return g
-}
-
-func (g *stoppedGuest) Pid() int                { return 0 }
-func (g *stoppedGuest) State() (string, string) { return machine.Stopped, "never started" }
-func (g *stoppedGuest) WaitSettled(context.Context) (string, string) {
-	return g.State()
-}
-func (g *stoppedGuest) AwaitAgent(context.Context, time.Duration) error { return nil }
-func (g *stoppedGuest) Exec(context.Context, []string, []byte) ([]byte, []byte, int, error) {
-	return nil, nil, -1, fmt.Errorf("vm %s is stopped: %w; `cloonix ctrl start vm %s` boots it", g.s.Name, machine.ErrNotRunning, g.s.Name)
-}
-func (g *stoppedGuest) ConsolePath() string     { return g.s.ConsolePath() }
-func (g *stoppedGuest) ConsoleLog() string      { return g.s.ConsoleLog() }
-func (g *stoppedGuest) Stop()                   {}
-func (g *stoppedGuest) Shutdown(time.Duration)  {}
-func (g *stoppedGuest) SetLink(int, bool) error { return nil }
-func (g *stoppedGuest) Exited() <-chan struct{} { return g.exited }
-func (g *stoppedGuest) Accelerator() string     { return "" }
-func (g *stoppedGuest) DefaultBootTimeout() time.Duration {
-	return machine.DefaultBootTimeout(g.s.Type, "")
-}
-func (g *stoppedGuest) Ports() []machine.Port { return g.s.Ports() }

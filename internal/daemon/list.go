@@ -7,15 +7,9 @@ import (
 	"cloonix/internal/proto"
 )
 
-// listers fill their part of the lab (VMs, tux) for `list`.
-var listers []func(d *Daemon, lab *proto.Lab)
-
-func onList(f func(d *Daemon, lab *proto.Lab)) { listers = append(listers, f) }
-
-func init() {
-	register("list", func(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
-		return xml.Marshal(d.Lab())
-	})
+// listVerb answers `list` with the whole lab; each feature fills its part.
+func listVerb(d *Daemon, c *client, m *proto.Msg) ([]byte, error) {
+	return xml.Marshal(d.Lab())
 }
 
 func counters(c fabric.Counters) proto.Counters {
@@ -32,7 +26,7 @@ func (d *Daemon) Lab() *proto.Lab {
 	for _, l := range lans {
 		lab.Lans = append(lab.Lans, proto.Lan{Name: l.Name, Ports: l.Ports, Counters: counters(l.Counters)})
 	}
-	for _, f := range listers {
+	for _, f := range d.listers {
 		f(d, lab)
 	}
 	d.fillPositions(lab)

@@ -14,9 +14,9 @@ type rawPort struct {
 	name, kind, socket string
 }
 
-func init() {
-	register("add_port", (*Daemon).addPort)
-	register("del_port", (*Daemon).delPort)
+// PortsFeature is raw ports for external programs: add_port, del_port.
+func PortsFeature() Feature {
+	return Feature{Name: "ports", Verbs: []Verb{typed((*Daemon).addPort), typed((*Daemon).delPort)}}
 }
 
 // Listen makes the listener for a port of the given kind at its socket
@@ -34,14 +34,11 @@ func (d *Daemon) Listen(kind, path, tcp string) (fabric.Listener, error) {
 		}
 		return wire.ListenDgram(path)
 	}
-	if mk, ok := listenKinds[kind]; ok {
+	if mk, ok := d.listenKinds[kind]; ok {
 		return mk(path)
 	}
 	return nil, fmt.Errorf("port kind %q: use stream or dgram", kind)
 }
-
-// listenKinds lets transport files in this package add kinds (bess, ...).
-var listenKinds = map[string]func(path string) (fabric.Listener, error){}
 
 // AddPort creates a fabric port with its listener; the caller names it.
 func (d *Daemon) AddPort(name, kind, path, tcp string) (*fabric.Port, fabric.Listener, error) {
@@ -68,35 +65,16 @@ func (d *Daemon) DelPort(name string) error {
 	if p == nil {
 		return fmt.Errorf("port %q: no such port", name)
 	}
-	ports, _ := d.Fab.Snapshot()
-	var lans []string
-	for _, pi := range ports {
-		if pi.Name == name {
-			lans = pi.Lans
-		}
-	}
 	if err := d.Fab.DelPort(name); err != nil {
 		return err
-	}
-	for _, l := range lans {
-		d.Emit("detached", "port", name, "lan", l)
-		if !d.Fab.HasLan(l) {
-			d.Emit("lan_deleted", "name", l)
-		}
 	}
 	d.Emit("port_deleted", "name", name)
 	return nil
 }
 
-func (d *Daemon) addPort(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
-	if err := proto.CheckName("port", name); err != nil {
-		return nil, err
-	}
-	kind := m.Get("kind")
+func (d *Daemon) addPort(c *client, r *proto.AddPort) (any, error) {
+	name := r.Name
+	kind := r.Kind
 	if kind == "" {
 		kind = "stream"
 	}
@@ -106,19 +84,16 @@ func (d *Daemon) addPort(c *client, m *proto.Msg) ([]byte, error) {
 		return nil, fmt.Errorf("port %q already exists", name)
 	}
 	path := filepath.Join(d.Cfg.PortsDir(), name+".sock")
-	_, l, err := d.AddPort(name, kind, path, m.Get("tcp"))
+	_, l, err := d.AddPort(name, kind, path, r.TCP)
 	if err != nil {
 		return nil, err
 	}
 	d.ports[name] = &rawPort{name: name, kind: kind, socket: l.Addr()}
-	return []byte(fmt.Sprintf(`<port name="%s" socket="%s"/>`, xmlEscape(name), xmlEscape(l.Addr()))), nil
+	return &proto.PortReply{Name: name, Socket: l.Addr()}, nil
 }
 
-func (d *Daemon) delPort(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
+func (d *Daemon) delPort(c *client, r *proto.DelPort) (any, error) {
+	name := r.Name
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.ports[name]; !ok {

@@ -21,17 +21,18 @@ import (
 // tux_deleted, forward_added, forward_deleted here; tux_started,
 // tux_died, tux_relaunched, tux_link (t2t up/down) from the helper.
 
-func init() {
-	register("add_tux", (*Daemon).addTux)
-	register("del_tux", (*Daemon).delTux)
-	register("forward_add", (*Daemon).forwardAdd)
-	register("forward_del", (*Daemon).forwardDel)
-	onList(listTux)
-	onStart(startTux)
+func tuxFeature() Feature {
+	return Feature{Name: "tux",
+		Verbs: []Verb{
+			checked[proto.AddTux]((*Daemon).addTux), checked[proto.DelTux]((*Daemon).delTux),
+			checked[proto.ForwardAdd]((*Daemon).forwardAdd), checked[proto.ForwardDel]((*Daemon).forwardDel),
+		},
+		List: listTux, Start: startTux,
+	}
 }
 
 // DefaultNat is the slirp tux started with the switch unless <no_nat>.
-const DefaultNat = "nat"
+const DefaultNat = proto.DefaultSlirp
 
 // tuxProc is one entry of the tux table.
 type tuxProc struct {

@@ -36,10 +36,10 @@ func (d *Daemon) vde() *vdeState {
 	return d.vdeSt
 }
 
-func init() {
-	onStart(func(d *Daemon) {
+func vdeFeature() Feature {
+	return Feature{Name: "vde", Start: func(d *Daemon) {
 		d.OnStop(func() { d.closeVDE() })
-	})
+	}}
 }
 
 // vdeLanChanged is the fabric's OnLan hook: note the lan, wake the worker.

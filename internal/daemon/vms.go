@@ -25,17 +25,19 @@ import (
 // Machines (DESIGN sections 3 and 6): add_vm, del_vm, exec, console.
 // Each VM keeps its files in work_dir/NAME and its ports NAME:ethN.
 
-func init() {
-	register("add_vm", (*Daemon).addVM)
-	register("del_vm", (*Daemon).delVM)
-	register("exec", (*Daemon).execVM)
-	register("console", (*Daemon).consoleVM)
-	listenKinds["bess"] = func(path string) (fabric.Listener, error) { return wire.ListenBess(path) }
-	listenKinds["daemon"] = func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) }
-	onList(listVMs)
-	onStart(func(d *Daemon) {
-		d.OnStop(d.stopAllVMs)
-	})
+func vmsFeature() Feature {
+	return Feature{Name: "vms",
+		Verbs: []Verb{
+			checked[proto.AddVM]((*Daemon).addVM), checked[proto.DelVM]((*Daemon).delVM),
+			checked[proto.Exec]((*Daemon).execVM), checked[proto.Console]((*Daemon).consoleVM),
+		},
+		Listen: map[string]func(path string) (fabric.Listener, error){
+			"bess":   func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon": func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+		},
+		List:  listVMs,
+		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },
+	}
 }
 
 // vmEntry is one VM of the lab; g is nil while it is being prepared.
@@ -46,7 +48,7 @@ type vmEntry struct {
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
-	// lifecycle.go: the kind and checked spec a stopped guest starts
+	// vmlife.go: the kind and checked spec a stopped guest starts
 	// again from; busy while a stop, start or save runs; keepPorts while
 	// a stop keeps the ports and their lans.
 	kind            machine.Kind
@@ -279,7 +281,7 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	e.ports = ports
 	t.mu.Unlock()
 	if r.stopped {
-		g = newStoppedGuest(*s) // lifecycle.go: `start vm` boots it
+		g = newStoppedGuest(*s) // vmlife.go: `start vm` boots it
 	} else {
 		g, err = r.kind.Start(*s, d.vmEvents(e))
 	}

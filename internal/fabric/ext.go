@@ -136,7 +136,7 @@ func (e *portExt) forward(f *Frame) {
 	if v := e.view.Load(); len(v.lan) > 0 {
 		putAll(v.lan, f, 0)
 	}
-	e.p.Forward(f, nil)
+	e.p.Forward(f)
 }
 
 // forwardAll forwards frames that fell due together as one batch: one

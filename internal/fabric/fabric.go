@@ -39,6 +39,10 @@ type Fabric struct {
 	// directories follow lans). It runs under the fabric's lock: it must
 	// not call the fabric.
 	OnLan func(lan string, up bool)
+	// OnMember, if set, is called when a port joins or leaves a lan
+	// (attach, detach, and the detaches of a port or lan deleted), before
+	// OnLan reports the lan gone. It runs under the fabric's lock too.
+	OnMember func(port, lan string, on bool)
 
 	ext extState // impairments and captures (ext.go), under mu
 }
@@ -207,6 +211,9 @@ func (f *Fabric) Attach(port, lan string) error {
 	m := &member{port: p, lan: l}
 	p.lans.Store(appendCopy(*p.lans.Load(), m))
 	l.members.Store(appendCopy(*l.members.Load(), m))
+	if f.OnMember != nil {
+		f.OnMember(port, lan, true)
+	}
 	f.hooksChanged(p) // lan captures follow membership (ext.go)
 	return nil
 }
@@ -242,6 +249,9 @@ func (f *Fabric) detachLocked(m *member) {
 	l.members.Store(removeCopy(*l.members.Load(), m))
 	l.gone = l.gone.Add(m.c.snap())
 	l.forget(p)
+	if f.OnMember != nil {
+		f.OnMember(p.name, l.name, false)
+	}
 	if len(*l.members.Load()) == 0 && !l.explicit {
 		delete(f.lans, l.name)
 		f.lanEvent(l.name, false)

@@ -716,7 +716,7 @@ func BenchmarkForward(b *testing.B) {
 			// B's MAC is learnt, as in steady traffic.
 			hello := NewFrame(60)
 			copy(hello.Bytes(), eth(bcast, mac(0xb), 0, 60))
-			pb.Input(hello, nil)
+			pb.Input(hello)
 			gen := &genConn{tmpl: eth(mac(0xb), mac(0xa), 1, size), n: b.N, alloc: NewAllocator(), p: pb, done: make(chan struct{}), views: c.views}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
@@ -1014,7 +1014,7 @@ func TestHooksGetOwnFrames(t *testing.T) {
 	a := NewAllocator()
 	s := a.Slab()
 	copy(s.Data(), eth(bcast, mac(0xa), 0, 60))
-	pa.Input(a.View(s, 0, 60), nil)
+	pa.Input(a.View(s, 0, 60))
 	a.Retire(s)
 	if seen.Load() != 2 || views.Load() != 0 {
 		t.Fatalf("hooks saw %d frames, %d of them views; want 2 and 0", seen.Load(), views.Load())

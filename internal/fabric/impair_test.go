@@ -79,8 +79,17 @@ func newRig(t *testing.T, names ...string) *rig {
 	for _, pe := range r.peers {
 		pe.send(frame([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, pe.mac, 0, 60))
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Each peer gets the others' broadcasts: wait for them all, so none
+	// arrives in the middle of a test (a fixed sleep let one through on
+	// a loaded machine: "B received 1001 of 1000").
 	for _, pe := range r.peers {
+		for i := 0; i < len(names)-1; i++ {
+			select {
+			case <-pe.rx:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: the lan's MAC-teaching broadcasts never arrived", pe.name)
+			}
+		}
 		pe.drain()
 	}
 	return r

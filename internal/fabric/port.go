@@ -264,8 +264,8 @@ func (b *batch) flush(p *Port) {
 
 // Input switches one frame that entered through p (the caller's
 // reference is consumed), for callers outside a port's reader (helpers
-// that inject frames). dst is unused, kept for compatibility.
-func (p *Port) Input(f *Frame, dst []*Port) {
+// that inject frames).
+func (p *Port) Input(f *Frame) {
 	b := batches.Get().(*batch)
 	p.input(f, b)
 	b.flush(p)
@@ -273,8 +273,8 @@ func (p *Port) Input(f *Frame, dst []*Port) {
 }
 
 // Forward switches a frame from p without the ingress hook or counting
-// (an ingress impairment releasing a frame it held). dst is unused.
-func (p *Port) Forward(f *Frame, dst []*Port) {
+// (an ingress impairment releasing a frame it held).
+func (p *Port) Forward(f *Frame) {
 	b := batches.Get().(*batch)
 	p.forward(f, b)
 	b.flush(p)

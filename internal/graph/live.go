@@ -128,12 +128,12 @@ func (l *live) current() (Switch, error) {
 }
 
 // call forwards an edit and has the lab listed again at once.
-func (l *live) call(verb string, args map[string]string) error {
+func (l *live) call(req proto.Request) error {
 	sw, err := l.current()
 	if err != nil {
 		return err
 	}
-	_, err = sw.Call(verb, args)
+	err = sw.Do(req, nil)
 	l.poke()
 	return err
 }

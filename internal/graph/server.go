@@ -35,7 +35,7 @@ import (
 // Switch is what the server needs from a switch connection; *proto.Client
 // has it.
 type Switch interface {
-	Call(verb string, args map[string]string) ([]byte, error)
+	Do(req proto.Request, reply any) error
 	List() (*proto.Lab, error)
 	Subscribe() (<-chan proto.Event, error)
 	Done() <-chan struct{}
@@ -293,10 +293,19 @@ func (s *Server) apiLab(w http.ResponseWriter, r *http.Request) {
 }
 
 // editVerbs are the only requests the page may send: edits of the lab.
-var editVerbs = map[string]bool{
-	"add_lan": true, "del_lan": true, "attach": true, "detach": true,
-	"add_vm": true, "del_vm": true, "add_tux": true, "del_tux": true,
-	"set_pos": true, "stop_vm": true, "start_vm": true, "link": true,
+var editVerbs = map[string]func() proto.Request{
+	"add_lan":  func() proto.Request { return &proto.AddLan{} },
+	"del_lan":  func() proto.Request { return &proto.DelLan{} },
+	"attach":   func() proto.Request { return &proto.Attach{} },
+	"detach":   func() proto.Request { return &proto.Detach{} },
+	"add_vm":   func() proto.Request { return &proto.AddVM{} },
+	"del_vm":   func() proto.Request { return &proto.DelVM{} },
+	"add_tux":  func() proto.Request { return &proto.AddTux{} },
+	"del_tux":  func() proto.Request { return &proto.DelTux{} },
+	"set_pos":  func() proto.Request { return &proto.SetPos{} },
+	"stop_vm":  func() proto.Request { return &proto.StopVM{} },
+	"start_vm": func() proto.Request { return &proto.StartVM{} },
+	"link":     func() proto.Request { return &proto.Link{} },
 }
 
 // argName keeps attribute names to what an XML attribute may be, so no
@@ -310,21 +319,32 @@ type callRequest struct {
 
 // checkCall validates a request from the page before it reaches the switch.
 func checkCall(c callRequest) error {
-	if !editVerbs[c.Verb] {
-		return fmt.Errorf("request %q is not allowed from the page", c.Verb)
+	_, err := parseCall(c)
+	return err
+}
+
+// parseCall is the typed, validated request the page asked for.
+func parseCall(c callRequest) (proto.Request, error) {
+	mk := editVerbs[c.Verb]
+	if mk == nil {
+		return nil, fmt.Errorf("request %q is not allowed from the page", c.Verb)
 	}
 	if len(c.Args) > 32 {
-		return errors.New("too many arguments")
+		return nil, errors.New("too many arguments")
 	}
 	for k, v := range c.Args {
 		if !argName.MatchString(k) || k == "id" {
-			return fmt.Errorf("bad argument name %q", k)
+			return nil, fmt.Errorf("bad argument name %q", k)
 		}
 		if len(v) > 4096 {
-			return fmt.Errorf("argument %s is too long", k)
+			return nil, fmt.Errorf("argument %s is too long", k)
 		}
 	}
-	return nil
+	req := mk()
+	if err := proto.DecodeRequest(&proto.Msg{Name: c.Verb, Attrs: c.Args}, req); err != nil {
+		return nil, err
+	}
+	return req, nil
 }
 
 func (s *Server) apiCall(w http.ResponseWriter, r *http.Request) {
@@ -346,11 +366,12 @@ func (s *Server) apiCall(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, callReply{Error: "bad request: " + err.Error()})
 		return
 	}
-	if err := checkCall(req); err != nil {
+	typed, err := parseCall(req)
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, callReply{Error: err.Error()})
 		return
 	}
-	if err := s.live.call(req.Verb, req.Args); err != nil {
+	if err := s.live.call(typed); err != nil {
 		writeJSON(w, http.StatusOK, callReply{Error: err.Error()})
 		return
 	}

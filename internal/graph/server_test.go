@@ -37,6 +37,15 @@ func newFake() *fakeSwitch {
 	return &fakeSwitch{events: make(chan proto.Event, 16), done: make(chan struct{})}
 }
 
+func (f *fakeSwitch) Do(r proto.Request, _ any) error {
+	args, _, err := proto.EncodeRequest(r)
+	if err != nil {
+		return err
+	}
+	_, err = f.Call(r.Verb(), args)
+	return err
+}
+
 func (f *fakeSwitch) Call(verb string, args map[string]string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -72,12 +72,12 @@ type Guest interface {
 	Ports() []Port
 }
 
-// Limits of add_vm, shared with the topology checker.
+// Limits of add_vm: proto's, the one place they are written.
 const (
-	MinMem  = 32      // MB
-	MaxMem  = 1 << 20 // MB; the host's memory is the real bound
-	MaxCPU  = 64
-	MaxEths = 32
+	MinMem  = proto.MinMem // MB
+	MaxMem  = proto.MaxMem // MB; the host's memory is the real bound
+	MaxCPU  = proto.MaxCPU
+	MaxEths = proto.MaxEths
 )
 
 // Unset in Spec.Mem, CPU or Eths means "not given: the kind's default".

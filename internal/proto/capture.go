@@ -34,9 +34,16 @@ type CaptureStream struct {
 	err  error
 }
 
-// DialCapture connects to server (as Dial) and starts a capture with the
-// given request attributes (name or port or lan, count, duration, queue).
-func DialCapture(server, password string, args map[string]string) (*CaptureStream, error) {
+// DialCapture connects to server (as Dial) and starts the capture req
+// asks for.
+func DialCapture(server, password string, req *Capture) (*CaptureStream, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	args, _, err := EncodeRequest(req)
+	if err != nil {
+		return nil, err
+	}
 	conn, network, addr, err := dialRaw(server)
 	if err != nil {
 		return nil, err
@@ -56,7 +63,7 @@ func DialCapture(server, password string, args map[string]string) (*CaptureStrea
 	for k, v := range args {
 		a[k] = v
 	}
-	if err := (&Msg{Name: "capture", Attrs: a}).Encode(conn); err != nil {
+	if err := (&Msg{Name: req.Verb(), Attrs: a}).Encode(conn); err != nil {
 		return fail(err)
 	}
 	r, err := s.line()

@@ -2,7 +2,6 @@ package proto
 
 import (
 	"bufio"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -144,15 +143,34 @@ func (c *Client) Call(verb string, args map[string]string) ([]byte, error) {
 	return r.Inner, nil
 }
 
+// Do validates and sends a typed request; reply, when not nil, receives
+// the reply's payload.
+func (c *Client) Do(req Request, reply any) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	attrs, inner, err := EncodeRequest(req)
+	if err != nil {
+		return err
+	}
+	r, err := c.Send(req.Verb(), attrs, inner)
+	if err != nil {
+		return err
+	}
+	if err := ReplyError(r); err != nil {
+		return err
+	}
+	if reply == nil {
+		return nil
+	}
+	return DecodeReply(req.Verb(), r.Inner, reply)
+}
+
 // List fetches the running lab.
 func (c *Client) List() (*Lab, error) {
-	inner, err := c.Call("list", nil)
-	if err != nil {
-		return nil, err
-	}
 	lab := &Lab{}
-	if err := xml.Unmarshal(inner, lab); err != nil {
-		return nil, fmt.Errorf("list: bad reply from switch: %v", err)
+	if err := c.Do(List, lab); err != nil {
+		return nil, err
 	}
 	lab.Normalize()
 	return lab, nil
@@ -167,7 +185,7 @@ func (c *Client) Subscribe() (<-chan Event, error) {
 	}
 	ev := c.events
 	c.mu.Unlock()
-	if _, err := c.Call("subscribe", nil); err != nil {
+	if err := c.Do(Subscribe, nil); err != nil {
 		return nil, err
 	}
 	return ev, nil

@@ -3,97 +3,89 @@ package topology
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"cloonix/internal/proto"
 )
 
-// Caller sends one control request; *proto.Client is one.
+// Caller sends one typed control request; *proto.Client is one.
 type Caller interface {
-	Call(verb string, args map[string]string) ([]byte, error)
+	Do(req proto.Request, reply any) error
 }
 
-// Request is the control request (verb and attributes) for one step.
-// demo is the absolute demo folder given to new VMs ("" for none).
-func (s Step) Request(demo string) (string, map[string]string) {
+// Request is the control request for one step. demo is the absolute
+// demo folder given to new VMs ("" for none).
+func (s Step) Request(demo string) proto.Request {
 	switch s.Op {
 	case AddLan:
-		return "add_lan", map[string]string{"name": s.Name}
+		return &proto.AddLan{Name: s.Name}
 	case DelLan:
-		return "del_lan", map[string]string{"name": s.Name}
+		return &proto.DelLan{Name: s.Name}
 	case AddVM:
 		v := s.VM
-		a := map[string]string{"name": v.Name, "eth": strconv.Itoa(len(v.Eths))}
-		set := func(k, val string) {
-			if val != "" {
-				a[k] = val
-			}
-		}
-		set("type", v.Type)
+		r := &proto.AddVM{Name: v.Name, Eth: proto.Int(len(v.Eths)), Type: v.Type,
+			Rootfs: v.Rootfs, Kernel: v.Kernel, Transport: v.Transport, Demo: demo}
 		if v.Mem > 0 {
-			a["mem"] = strconv.Itoa(v.Mem)
+			r.Mem = proto.Int(v.Mem)
 		}
 		if v.CPU > 0 {
-			a["cpu"] = strconv.Itoa(v.CPU)
+			r.CPU = proto.Int(v.CPU)
 		}
-		set("rootfs", v.Rootfs)
-		set("kernel", v.Kernel)
-		set("transport", v.Transport)
-		set("demo", demo)
-		set("state", v.State)
+		if v.State == "stopped" {
+			r.State = "stopped"
+		}
 		if v.Disk != "" && demo != "" {
-			a["rootfs"] = filepath.Join(demo, DisksDir, v.Disk)
+			r.Rootfs = filepath.Join(demo, DisksDir, v.Disk)
 		}
-		return "add_vm", a
+		return r
 	case DelVM:
-		return "del_vm", map[string]string{"name": s.Name}
+		return &proto.DelVM{Name: s.Name}
 	case StopVM:
-		return "stop_vm", map[string]string{"name": s.Name}
+		return &proto.StopVM{Name: s.Name}
 	case StartVM:
-		return "start_vm", map[string]string{"name": s.Name}
+		return &proto.StartVM{Name: s.Name}
 	case Link:
-		return "link", map[string]string{"port": s.Port, "state": s.Spec}
+		return &proto.Link{Port: s.Port, State: s.Spec}
 	case AddTux:
 		x := s.Tux
-		a := map[string]string{"name": x.Name, "kind": x.Kind}
+		r := &proto.AddTux{Name: x.Name, Kind: x.Kind}
 		for _, o := range x.Options {
-			a[o.Name] = o.Value
+			r.Option(o.Name, o.Value)
 		}
-		return "add_tux", a
+		return r
 	case DelTux:
-		return "del_tux", map[string]string{"name": s.Name}
+		return &proto.DelTux{Name: s.Name}
 	case Attach:
-		return "attach", map[string]string{"port": s.Port, "lan": s.Lan}
+		return &proto.Attach{Port: s.Port, Lan: s.Lan}
 	case Detach:
-		return "detach", map[string]string{"port": s.Port, "lan": s.Lan}
+		return &proto.Detach{Port: s.Port, Lan: s.Lan}
 	case Impair:
 		if s.Spec == "" {
-			return "impair", map[string]string{"port": s.Port, "clear": "true"}
+			return &proto.Impair{Target: proto.Target{Port: s.Port}, Clear: true}
 		}
-		return "impair", map[string]string{"port": s.Port, "spec": s.Spec}
+		return &proto.Impair{Target: proto.Target{Port: s.Port}, Spec: s.Spec}
 	case SetPos:
-		return "set_pos", map[string]string{"kind": s.Kind, "name": s.Name, "x": strconv.Itoa(s.X), "y": strconv.Itoa(s.Y)}
-	case AddForward, DelForward:
-		verb := "forward_add"
-		if s.Op == DelForward {
-			verb = "forward_del"
-		}
-		return verb, map[string]string{"name": s.Name, "proto": s.Forward.Proto, "host": s.Forward.Host, "guest": s.Forward.Guest}
+		return &proto.SetPos{Kind: s.Kind, Name: s.Name, X: proto.Int(s.X), Y: proto.Int(s.Y)}
+	case AddForward:
+		return &proto.ForwardAdd{Name: s.Name, Proto: s.Forward.Proto, Host: s.Forward.Host, Guest: s.Forward.Guest}
+	case DelForward:
+		return &proto.ForwardDel{Name: s.Name, Proto: s.Forward.Proto, Host: s.Forward.Host, Guest: s.Forward.Guest}
 	}
-	return string(s.Op), nil
+	panic(fmt.Sprintf("topology: step %q has no request", s.Op))
 }
 
 // undo is the request that takes back an undoable step.
-func (s Step) undo() (string, map[string]string, bool) {
+func (s Step) undo() (proto.Request, bool) {
 	switch s.Op {
 	case AddLan:
-		return "del_lan", map[string]string{"name": s.Name}, true
+		return &proto.DelLan{Name: s.Name}, true
 	case AddVM:
-		return "del_vm", map[string]string{"name": s.Name}, true
+		return &proto.DelVM{Name: s.Name}, true
 	case AddTux:
-		return "del_tux", map[string]string{"name": s.Name}, true
+		return &proto.DelTux{Name: s.Name}, true
 	}
 	// Attaches, impairs and forwards of a new VM or tux go with it.
-	return "", nil, false
+	return nil, false
 }
 
 // ApplyError is a failed apply: which step, and whether the lab was put
@@ -126,12 +118,27 @@ func (e *ApplyError) Error() string {
 // nothing changed.
 func (p *Plan) Apply(c Caller, demo string, progress func(Step)) error {
 	var done []Step
+	added := map[string]bool{}
 	for _, s := range p.Steps {
+		if s.Op == AddVM && p.WaitReady != nil {
+			// <after>: the VMs this one follows must be ready first.
+			var wait []string
+			for _, a := range s.VM.After {
+				if added[a] {
+					wait = append(wait, a)
+				}
+			}
+			if len(wait) > 0 {
+				if err := p.WaitReady(wait); err != nil {
+					return &ApplyError{Step: s, Err: fmt.Errorf("waiting for %s: %v", strings.Join(wait, ", "), err), Done: done}
+				}
+			}
+			added[s.Name] = true
+		}
 		if progress != nil {
 			progress(s)
 		}
-		verb, args := s.Request(demo)
-		if _, err := c.Call(verb, args); err != nil {
+		if err := c.Do(s.Request(demo), nil); err != nil {
 			ae := &ApplyError{Step: s, Err: err}
 			allUndoable := true
 			for _, d := range done {
@@ -143,9 +150,9 @@ func (p *Plan) Apply(c Caller, demo string, progress func(Step)) error {
 			}
 			ae.Undone = true
 			for i := len(done) - 1; i >= 0; i-- {
-				if verb, args, ok := done[i].undo(); ok {
-					if _, err := c.Call(verb, args); err != nil {
-						ae.UndoErrs = append(ae.UndoErrs, fmt.Sprintf("%s %s: %v", verb, done[i].Name, err))
+				if req, ok := done[i].undo(); ok {
+					if err := c.Do(req, nil); err != nil {
+						ae.UndoErrs = append(ae.UndoErrs, fmt.Sprintf("%s %s: %v", req.Verb(), done[i].Name, err))
 					}
 				}
 			}

@@ -69,6 +69,9 @@ func (s Step) String() string {
 			f = append(f, v.Rootfs)
 		}
 		f = append(f, fmt.Sprintf("%d eth", len(v.Eths)))
+		if len(v.After) > 0 {
+			f = append(f, "after "+strings.Join(v.After, " "))
+		}
 		fmt.Fprintf(&b, " (%s)", strings.Join(f, ", "))
 		if s.Why != "" {
 			fmt.Fprintf(&b, " [replaces the running one: %s]", s.Why)
@@ -102,10 +105,10 @@ func (s Step) String() string {
 		return fmt.Sprintf("impair %s %s", s.Port, s.Spec)
 	case AddForward, DelForward:
 		return fmt.Sprintf("%s %s %s %s %s", s.Op, s.Name, s.Forward.Proto, s.Forward.Host, s.Forward.Guest)
-	case SetPos:
-		return fmt.Sprintf("place %s %s at %d,%d", s.Kind, s.Name, s.X, s.Y)
 	case Link:
 		return fmt.Sprintf("link %s %s", s.Port, s.Spec)
+	case SetPos:
+		return fmt.Sprintf("place %s %s at %d,%d", s.Kind, s.Name, s.X, s.Y)
 	}
 	return fmt.Sprintf("%s %s", s.Op, s.Name)
 }
@@ -114,6 +117,10 @@ func (s Step) String() string {
 // topology.
 type Plan struct {
 	Steps []Step
+	// WaitReady, when set, is called by Apply before adding a VM whose
+	// <after> names VMs this plan added, with those names; it returns
+	// once they are ready, or an error that stops the apply.
+	WaitReady func(names []string) error
 	// Keep lists what the file does not describe and the plan leaves
 	// alone (raw ports, the switch's default "nat"), for the user.
 	Keep []string
@@ -147,7 +154,7 @@ func (p *Plan) NewVMs() []string {
 
 // DefaultTux is the slirp the switch starts by itself; a file that does
 // not name it leaves it alone.
-const DefaultTux = "nat"
+const DefaultTux = proto.DefaultSlirp
 
 // Diff computes the plan from the running lab cur to the topology t.
 //
@@ -168,228 +175,250 @@ type Options struct {
 
 // DiffWith is Diff with options.
 func DiffWith(cur *proto.Lab, t *Topology, o Options) *Plan {
-	p := &Plan{}
-	curVM := map[string]*proto.VM{}
-	for i := range cur.VMs {
-		curVM[cur.VMs[i].Name] = &cur.VMs[i]
-	}
-	curTux := map[string]*proto.Tux{}
-	for i := range cur.Tux {
-		curTux[cur.Tux[i].Name] = &cur.Tux[i]
-	}
-	curLan := map[string]*proto.Lan{}
-	for i := range cur.Lans {
-		curLan[cur.Lans[i].Name] = &cur.Lans[i]
-	}
-	want := map[string]bool{}
-	for _, l := range t.AllLans() {
-		want[l] = true
-	}
+	d := newDiffer(cur, t, o)
+	d.govern()
+	d.vms()
+	d.tux()
+	d.lans()
+	return d.plan()
+}
 
-	// governed ports are those the file describes: every VM's eths and
-	// every tux except an unnamed default nat. Others are left alone.
-	governed := map[string]bool{}
+// differ holds one Diff's indexes and the steps of each phase, which
+// plan puts in their order.
+type differ struct {
+	cur *proto.Lab
+	t   *Topology
+	o   Options
+	p   *Plan
+
+	curVM    map[string]*proto.VM
+	curTux   map[string]*proto.Tux
+	curLan   map[string]*proto.Lan
+	want     map[string]bool // lans the file uses
+	wantTux  map[string]*Tux
+	governed map[string]bool // ports the file describes
+	replaced map[string]bool // VMs deleted and added again
+
+	adds, dels, replDel, replAdd, live, lanAdds, lanDels []Step
+}
+
+func newDiffer(cur *proto.Lab, t *Topology, o Options) *differ {
+	d := &differ{cur: cur, t: t, o: o, p: &Plan{},
+		curVM: map[string]*proto.VM{}, curTux: map[string]*proto.Tux{}, curLan: map[string]*proto.Lan{},
+		want: map[string]bool{}, wantTux: map[string]*Tux{}, governed: map[string]bool{}, replaced: map[string]bool{}}
+	for i := range cur.VMs {
+		d.curVM[cur.VMs[i].Name] = &cur.VMs[i]
+	}
+	for i := range cur.Tux {
+		d.curTux[cur.Tux[i].Name] = &cur.Tux[i]
+	}
+	for i := range cur.Lans {
+		d.curLan[cur.Lans[i].Name] = &cur.Lans[i]
+	}
+	for _, l := range t.AllLans() {
+		d.want[l] = true
+	}
+	for i := range t.Tux {
+		d.wantTux[t.Tux[i].Name] = &t.Tux[i]
+	}
+	return d
+}
+
+// govern finds the governed ports: every VM's eths and every tux except
+// an unnamed default nat. Others are left alone.
+func (d *differ) govern() {
+	cur, p := d.cur, d.p
 	for _, v := range cur.VMs {
 		for _, e := range v.Eths {
-			governed[e.Port] = true
+			d.governed[e.Port] = true
 		}
 	}
-	wantTux := map[string]*Tux{}
-	for i := range t.Tux {
-		wantTux[t.Tux[i].Name] = &t.Tux[i]
-	}
 	for _, x := range cur.Tux {
-		if x.Name == DefaultTux && x.Kind == "slirp" && wantTux[x.Name] == nil {
+		if x.Name == DefaultTux && x.Kind == "slirp" && d.wantTux[x.Name] == nil {
 			p.Keep = append(p.Keep, "tux "+x.Name+" (the switch's default slirp; name it in the file to manage it)")
 			continue
 		}
-		governed[x.Name] = true
+		d.governed[x.Name] = true
 	}
 	for _, port := range cur.Ports {
-		if !governed[port.Name] && !isTuxOrVMPort(cur, port.Name) {
+		if !d.governed[port.Name] && !isTuxOrVMPort(cur, port.Name) {
 			p.Keep = append(p.Keep, "port "+port.Name+" (a raw port; topology files do not describe raw ports)")
 		}
 	}
+}
 
-	var adds, dels, replDel, replAdd, live []Step
-
-	// VMs.
-	replaced := map[string]bool{}
-	for i := range t.VMs {
-		v := &t.VMs[i]
-		c := curVM[v.Name]
+// vms diffs the VMs: new, replaced, removed, and the wiring and
+// impairments of those that stay.
+func (d *differ) vms() {
+	for i := range d.t.VMs {
+		v := &d.t.VMs[i]
+		c := d.curVM[v.Name]
 		if c == nil {
-			adds = append(adds, addVMSteps(v, "", true)...)
+			d.adds = append(d.adds, addVMSteps(v, "", true)...)
 			continue
 		}
 		if why := vmChanges(c, v); why != "" {
-			replaced[v.Name] = true
-			replDel = append(replDel, Step{Op: DelVM, Name: v.Name, Why: why})
-			replAdd = append(replAdd, addVMSteps(v, why, false)...)
+			d.replaced[v.Name] = true
+			d.replDel = append(d.replDel, Step{Op: DelVM, Name: v.Name, Why: why})
+			d.replAdd = append(d.replAdd, addVMSteps(v, why, false)...)
 			continue
 		}
-		switch {
-		case c.State == "stopped" && v.State != "stopped":
-			live = append(live, Step{Op: StartVM, Name: v.Name})
-		case c.State != "stopped" && v.State == "stopped":
-			live = append(live, Step{Op: StopVM, Name: v.Name})
-		}
+		d.live = append(d.live, stateSteps(c, v)...) // lifecycle.go
 		for n, e := range v.Eths {
 			port := EthPort(v.Name, n)
 			ce := ethOf(c, port)
-			has := map[string]bool{}
-			if ce != nil {
-				for _, l := range ce.Lans {
-					has[l] = true
-				}
-			}
-			for _, l := range sortedKeys(has) {
-				if !contains(e.Lans, l) {
-					live = append(live, Step{Op: Detach, Port: port, Lan: l})
-				}
-			}
-			for _, l := range e.Lans {
-				if !has[l] {
-					live = append(live, Step{Op: Attach, Port: port, Lan: l})
-				}
-			}
+			var lans []string
 			cur := ""
 			if ce != nil {
-				cur = ce.Impair
+				lans, cur = ce.Lans, ce.Impair
 			}
+			d.rewire(port, lans, e.Lans)
 			if e.Impair != cur {
-				live = append(live, Step{Op: Impair, Port: port, Spec: e.Impair})
+				d.live = append(d.live, Step{Op: Impair, Port: port, Spec: e.Impair})
 			}
 			if ce != nil && ce.Link != e.Link {
-				live = append(live, linkStep(port, e.Link, false))
+				d.live = append(d.live, linkStep(port, e.Link, false))
 			}
 		}
 	}
-	for _, c := range cur.VMs {
-		if t.VM(c.Name) == nil {
-			if o.Add {
-				p.Keep = append(p.Keep, "vm "+c.Name+" (not in the file; --add keeps it)")
+	for _, c := range d.cur.VMs {
+		if d.t.VM(c.Name) == nil {
+			if d.o.Add {
+				d.p.Keep = append(d.p.Keep, "vm "+c.Name+" (not in the file; --add keeps it)")
 				continue
 			}
-			dels = append(dels, Step{Op: DelVM, Name: c.Name})
+			d.dels = append(d.dels, Step{Op: DelVM, Name: c.Name})
 		}
 	}
+}
 
-	// Tux.
-	for i := range t.Tux {
-		x := &t.Tux[i]
-		c := curTux[x.Name]
+// rewire adds the detaches and attaches that take port from the lans it
+// has to the lans it should have.
+func (d *differ) rewire(port string, cur, want []string) {
+	has := map[string]bool{}
+	for _, l := range cur {
+		has[l] = true
+	}
+	for _, l := range sortedKeys(has) {
+		if !contains(want, l) {
+			d.live = append(d.live, Step{Op: Detach, Port: port, Lan: l})
+		}
+	}
+	for _, l := range want {
+		if !has[l] {
+			d.live = append(d.live, Step{Op: Attach, Port: port, Lan: l})
+		}
+	}
+}
+
+// tux diffs the tux: new, replaced, removed, and the wiring, forwards
+// and impairments of those that stay.
+func (d *differ) tux() {
+	for i := range d.t.Tux {
+		x := &d.t.Tux[i]
+		c := d.curTux[x.Name]
 		if c == nil {
-			adds = append(adds, addTuxSteps(x, "", true)...)
+			d.adds = append(d.adds, addTuxSteps(x, "", true)...)
 			continue
 		}
 		if why := tuxChanges(c, x); why != "" {
-			replDel = append(replDel, Step{Op: DelTux, Name: x.Name, Why: why})
-			replAdd = append(replAdd, addTuxSteps(x, why, false)...)
+			d.replDel = append(d.replDel, Step{Op: DelTux, Name: x.Name, Why: why})
+			d.replAdd = append(d.replAdd, addTuxSteps(x, why, false)...)
 			continue
 		}
-		has := map[string]bool{}
-		for _, l := range c.Lans {
-			has[l] = true
-		}
-		for _, l := range sortedKeys(has) {
-			if !contains(x.Lans, l) {
-				live = append(live, Step{Op: Detach, Port: x.Name, Lan: l})
-			}
-		}
-		for _, l := range x.Lans {
-			if !has[l] {
-				live = append(live, Step{Op: Attach, Port: x.Name, Lan: l})
-			}
-		}
-		curF := map[Forward]bool{}
-		for _, f := range c.Forwards {
-			curF[Forward{f.Proto, f.Host, f.Guest}] = true
-		}
-		wantF := map[Forward]bool{}
-		for _, f := range x.Forwards {
-			wantF[f] = true
-		}
-		for _, f := range c.Forwards {
-			ff := Forward{f.Proto, f.Host, f.Guest}
-			if !wantF[ff] {
-				live = append(live, Step{Op: DelForward, Name: x.Name, Forward: &ff})
-			}
-		}
-		for _, f := range x.Forwards {
-			if !curF[f] {
-				ff := f
-				live = append(live, Step{Op: AddForward, Name: x.Name, Forward: &ff})
-			}
-		}
+		d.rewire(x.Name, c.Lans, x.Lans)
+		d.forwards(x, c)
 		if x.Impair != c.Impair {
-			live = append(live, Step{Op: Impair, Port: x.Name, Spec: x.Impair})
+			d.live = append(d.live, Step{Op: Impair, Port: x.Name, Spec: x.Impair})
 		}
 		if x.Link != c.Link {
-			live = append(live, linkStep(x.Name, x.Link, false))
+			d.live = append(d.live, linkStep(x.Name, x.Link, false))
 		}
 	}
-	for _, c := range cur.Tux {
-		if wantTux[c.Name] == nil && governed[c.Name] {
-			if o.Add {
-				p.Keep = append(p.Keep, "tux "+c.Name+" (not in the file; --add keeps it)")
+	for _, c := range d.cur.Tux {
+		if d.wantTux[c.Name] == nil && d.governed[c.Name] {
+			if d.o.Add {
+				d.p.Keep = append(d.p.Keep, "tux "+c.Name+" (not in the file; --add keeps it)")
 				continue
 			}
-			dels = append(dels, Step{Op: DelTux, Name: c.Name})
+			d.dels = append(d.dels, Step{Op: DelTux, Name: c.Name})
 		}
 	}
+}
 
-	// Lans: explicit ones first (so attaches find them), unwanted ones
-	// deleted whole when every port on them is governed.
-	var lanAdds, lanDels []Step
-	for _, l := range t.Lans {
-		if curLan[l.Name] == nil {
-			lanAdds = append(lanAdds, Step{Op: AddLan, Name: l.Name, Undoable: true})
+// forwards adds the forward changes of a tux that stays.
+func (d *differ) forwards(x *Tux, c *proto.Tux) {
+	curF := map[Forward]bool{}
+	for _, f := range c.Forwards {
+		curF[Forward{f.Proto, f.Host, f.Guest}] = true
+	}
+	wantF := map[Forward]bool{}
+	for _, f := range x.Forwards {
+		wantF[f] = true
+	}
+	for _, f := range c.Forwards {
+		ff := Forward{f.Proto, f.Host, f.Guest}
+		if !wantF[ff] {
+			d.live = append(d.live, Step{Op: DelForward, Name: x.Name, Forward: &ff})
+		}
+	}
+	for _, f := range x.Forwards {
+		if !curF[f] {
+			ff := f
+			d.live = append(d.live, Step{Op: AddForward, Name: x.Name, Forward: &ff})
+		}
+	}
+}
+
+// lans: explicit ones first (so attaches find them), unwanted ones
+// deleted whole when every port on them is governed.
+func (d *differ) lans() {
+	for _, l := range d.t.Lans {
+		if d.curLan[l.Name] == nil {
+			d.lanAdds = append(d.lanAdds, Step{Op: AddLan, Name: l.Name, Undoable: true})
 		}
 	}
 	deletedLan := map[string]bool{}
-	for _, l := range cur.Lans {
-		if want[l.Name] || o.Add {
+	for _, l := range d.cur.Lans {
+		if d.want[l.Name] || d.o.Add {
 			continue
 		}
 		all := true
 		for _, port := range l.Ports {
-			all = all && governed[port]
+			all = all && d.governed[port]
 		}
 		if all {
 			deletedLan[l.Name] = true
-			lanDels = append(lanDels, Step{Op: DelLan, Name: l.Name})
+			d.lanDels = append(d.lanDels, Step{Op: DelLan, Name: l.Name})
 		}
 	}
 	// A detach from a lan deleted whole is already done by del lan.
-	kept := live[:0]
-	for _, s := range live {
+	kept := d.live[:0]
+	for _, s := range d.live {
 		if s.Op == Detach && deletedLan[s.Lan] {
 			continue
 		}
 		kept = append(kept, s)
 	}
-	live = kept
+	d.live = kept
+}
 
+// plan orders the phases' steps.
+func (d *differ) plan() *Plan {
 	// Detaches before deletions and attaches after, so a lan never sees
 	// both the old and the new wiring at once.
 	var detaches, rest []Step
-	for _, s := range live {
+	for _, s := range d.live {
 		if s.Op == Detach || s.Op == DelForward {
 			detaches = append(detaches, s)
 		} else {
 			rest = append(rest, s)
 		}
 	}
-	p.Steps = append(p.Steps, lanAdds...)
-	p.Steps = append(p.Steps, adds...)
-	p.Steps = append(p.Steps, lanDels...)
-	p.Steps = append(p.Steps, detaches...)
-	p.Steps = append(p.Steps, dels...)
-	p.Steps = append(p.Steps, replDel...)
-	p.Steps = append(p.Steps, replAdd...)
-	p.Steps = append(p.Steps, rest...)
-	p.Steps = append(p.Steps, places(cur, t, replaced)...)
+	p := d.p
+	for _, phase := range [][]Step{d.lanAdds, d.adds, d.lanDels, detaches, d.dels, d.replDel, d.replAdd, rest, places(d.cur, d.t, d.replaced)} {
+		p.Steps = append(p.Steps, phase...)
+	}
 	sort.Strings(p.Keep)
 	return p
 }
@@ -479,14 +508,6 @@ func addVMSteps(v *VM, why string, undoable bool) []Step {
 	return s
 }
 
-// linkStep sets a port's link: "down", or up for "".
-func linkStep(port, link string, undoable bool) Step {
-	if link == "" {
-		link = "up"
-	}
-	return Step{Op: Link, Port: port, Spec: link, Undoable: undoable}
-}
-
 func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 	s := []Step{{Op: AddTux, Name: x.Name, Tux: x, Why: why, Undoable: undoable}}
 	for _, l := range x.Lans {
@@ -510,8 +531,8 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 func vmChanges(c *proto.VM, v *VM) string {
 	var d []string
 	if c.State == "crashed" {
-		// A dead guest does not match a file that wants it: boot it again.
-		// (A stopped one is started, or left stopped: Diff.)
+		// A dead guest does not match a file that wants it: boot it again
+		// (a stopped one is started or left stopped: stateSteps).
 		d = append(d, "it is "+c.State)
 	}
 	if v.Type != "" && !strings.EqualFold(v.Type, c.Type) {

@@ -227,6 +227,20 @@ type fake struct {
 	fail  map[string]bool
 }
 
+// reqAttrs is a request as the switch sees it: verb and attributes.
+func reqAttrs(r proto.Request) (string, map[string]string) {
+	a, _, err := proto.EncodeRequest(r)
+	if err != nil {
+		panic(err)
+	}
+	return r.Verb(), a
+}
+
+func (f *fake) Do(r proto.Request, _ any) error {
+	_, err := f.Call(reqAttrs(r))
+	return err
+}
+
 func (f *fake) Call(verb string, a map[string]string) ([]byte, error) {
 	s := verb + " " + a["name"] + a["port"]
 	f.calls = append(f.calls, strings.TrimSpace(s))
@@ -285,15 +299,15 @@ func TestApplyUndo(t *testing.T) {
 func TestRequest(t *testing.T) {
 	top := mustParse(t, `<VM><name>A</name><type>UML</type><mem>64</mem><cpu>1</cpu><rootfs>busybox</rootfs><transport>daemon</transport><eth/><eth/></VM>
 <TUX><name>v</name><type>vxlan</type><vni>7</vni><remote>1.2.3.4</remote></TUX>`)
-	verb, a := Step{Op: AddVM, VM: &top.VMs[0]}.Request("/d")
+	verb, a := reqAttrs(Step{Op: AddVM, VM: &top.VMs[0]}.Request("/d"))
 	if want := map[string]string{"name": "A", "type": "uml", "mem": "64", "cpu": "1", "rootfs": "busybox", "transport": "daemon", "eth": "2", "demo": "/d"}; verb != "add_vm" || !reflect.DeepEqual(a, want) {
 		t.Errorf("%s %v", verb, a)
 	}
-	verb, a = Step{Op: AddTux, Tux: &top.Tux[0]}.Request("")
+	verb, a = reqAttrs(Step{Op: AddTux, Tux: &top.Tux[0]}.Request(""))
 	if want := map[string]string{"name": "v", "kind": "vxlan", "vni": "7", "remote": "1.2.3.4"}; verb != "add_tux" || !reflect.DeepEqual(a, want) {
 		t.Errorf("%s %v", verb, a)
 	}
-	verb, a = Step{Op: Impair, Port: "A:eth0"}.Request("")
+	verb, a = reqAttrs(Step{Op: Impair, Port: "A:eth0"}.Request(""))
 	if verb != "impair" || a["clear"] != "true" || a["port"] != "A:eth0" {
 		t.Errorf("%s %v", verb, a)
 	}

@@ -58,3 +58,23 @@ func (p *parser) link(ctx string, n *node, s string) string {
 	p.errf(n.line, "%s<link> is %q; use up or down", ctx, s)
 	return ""
 }
+
+// stateSteps start a stopped guest the file wants running and stop a
+// running one it wants stopped.
+func stateSteps(c *proto.VM, v *VM) []Step {
+	switch {
+	case c.State == "stopped" && v.State != "stopped":
+		return []Step{{Op: StartVM, Name: v.Name}}
+	case c.State != "stopped" && v.State == "stopped":
+		return []Step{{Op: StopVM, Name: v.Name}}
+	}
+	return nil
+}
+
+// linkStep sets a port's link: "down", or up for "".
+func linkStep(port, link string, undoable bool) Step {
+	if link == "" {
+		link = "up"
+	}
+	return Step{Op: Link, Port: port, Spec: link, Undoable: undoable}
+}

@@ -63,9 +63,8 @@ func TestDiffLifecycle(t *testing.T) {
 	}
 	var got []string
 	for _, s := range Diff(cur, top).Steps {
-		verb, args := s.Request("/demo")
-		if verb == "add_vm" {
-			got = append(got, "add_vm "+args["name"]+" state="+args["state"])
+		if r, ok := s.Request("/demo").(*proto.AddVM); ok {
+			got = append(got, "add_vm "+r.Name+" state="+r.State)
 			continue
 		}
 		got = append(got, s.String())
@@ -76,8 +75,8 @@ func TestDiffLifecycle(t *testing.T) {
 	}
 	// A saved disk becomes the rootfs, inside the demo folder.
 	top.VMs[2].Disk = "c.img"
-	_, args := Step{Op: AddVM, VM: &top.VMs[2]}.Request("/demo")
-	if args["rootfs"] != "/demo/disks/c.img" {
-		t.Fatalf("rootfs of a saved disk: %q", args["rootfs"])
+	r := Step{Op: AddVM, VM: &top.VMs[2]}.Request("/demo").(*proto.AddVM)
+	if r.Rootfs != "/demo/disks/c.img" {
+		t.Fatalf("rootfs of a saved disk: %q", r.Rootfs)
 	}
 }

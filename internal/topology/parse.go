@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"cloonix/internal/machine"
 	"cloonix/internal/netem"
 	"cloonix/internal/proto"
 )
@@ -26,12 +25,12 @@ const maxDepth = 8
 const maxErrors = 20
 
 // Limits checked on values before anything reaches the switch: the
-// switch's own (add_vm's).
+// switch's own (internal/proto), so a file accepted here is one it takes.
 const (
-	MaxEths = machine.MaxEths
-	MinMem  = machine.MinMem // MB
-	MaxMem  = machine.MaxMem // MB
-	MaxCPU  = machine.MaxCPU
+	MaxEths = proto.MaxEths
+	MinMem  = proto.MinMem // MB
+	MaxMem  = proto.MaxMem // MB
+	MaxCPU  = proto.MaxCPU
 )
 
 // Error is one problem in a file: where, and what.
@@ -272,10 +271,25 @@ func Parse(file string, data []byte) (*Topology, error) {
 		}
 	}
 	p.unique(t)
+	p.after(t)
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
 	return t, nil
+}
+
+// after checks that each <after> names a VM written before it, which
+// also keeps boot orders free of cycles.
+func (p *parser) after(t *Topology) {
+	before := map[string]bool{}
+	for _, v := range t.VMs {
+		for _, a := range v.After {
+			if !before[a] {
+				p.errf(v.Line, "VM %q: <after> %s: no VM %q earlier in the file (a VM boots after VMs written before it)", v.Name, a, a)
+			}
+		}
+		before[v.Name] = true
+	}
 }
 
 func (p *parser) checkConfigPath(n *node, s string) {
@@ -344,8 +358,10 @@ func (p *parser) vm(n *node) (VM, bool) {
 					v.Type = "kvm"
 				case "uml":
 					v.Type = "uml"
+				case "cnt":
+					v.Type = "cnt"
 				default:
-					p.errf(k.line, "%s<type> is %q; use KVM (QEMU) or UML", ctx, s)
+					p.errf(k.line, "%s<type> is %q; use KVM (QEMU) or UML (CNT for containers)", ctx, s)
 				}
 			}
 		case "mem":
@@ -378,6 +394,13 @@ func (p *parser) vm(n *node) (VM, bool) {
 			}
 		case "state", "disk_file":
 			p.vmLifecycle(ctx, k, &v, seen) // lifecycle.go
+		case "after":
+			if s, ok := p.leaf(ctx, k); ok {
+				if err := proto.CheckName("vm", s); err != nil {
+					p.errf(k.line, "%s<after>: %v", ctx, err)
+				}
+				v.After = append(v.After, s)
+			}
 		case "eth":
 			v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
 		case "x":
@@ -389,7 +412,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {

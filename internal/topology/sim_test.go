@@ -61,6 +61,11 @@ func (s *sim) detach(p, l string) error {
 	return nil
 }
 
+func (s *sim) Do(r proto.Request, _ any) error {
+	_, err := s.Call(reqAttrs(r))
+	return err
+}
+
 func (s *sim) Call(verb string, a map[string]string) ([]byte, error) {
 	name := a["name"]
 	switch verb {

@@ -11,7 +11,7 @@
 //
 // Values are trimmed. Extensions (all optional): several <vlan> per <eth>
 // or none, <cpu>, <kernel>, <transport> (UML eth transport), <impair> per
-// <eth> or <TUX>, <x>/<y> layout positions on <VM>, <TUX> and <LAN>, a
+// <eth> or <TUX>, <after> (boot order) on <VM>, <x>/<y> layout positions on <VM>, <TUX> and <LAN>, a
 // <LAN> element for a lan that exists on its own, and <TUX> options as
 // child elements (<ifname>, <peer>, <remote>, <vni>, ...) plus <forward>.
 //
@@ -35,12 +35,13 @@ type Topology struct {
 // VM is one machine of the file. Zero values mean "the switch's default".
 type VM struct {
 	Name      string
-	Type      string // "kvm" or "uml" (lower case), "" for the default
+	Type      string // "kvm", "uml" or "cnt" (lower case), "" for the default
 	Mem       int    // MB
 	CPU       int
 	Rootfs    string
 	Kernel    string
-	Transport string // UML eth transport: bess or daemon
+	Transport string   // UML eth transport: bess or daemon
+	After     []string // VMs of the file that must be ready before this one is added (<after>)
 	// State is "stopped" for a guest kept stopped (ctrl stop vm); "" runs.
 	State string
 	// Disk is a disk image in the demo folder's disks/ (fconf save

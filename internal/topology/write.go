@@ -41,6 +41,9 @@ func (t *Topology) Bytes() []byte {
 		if v.Transport != "" {
 			leaf(&b, 2, "transport", v.Transport)
 		}
+		for _, a := range v.After {
+			leaf(&b, 2, "after", a)
+		}
 		if v.State != "" {
 			leaf(&b, 2, "state", v.State)
 		}

@@ -1,7 +1,8 @@
-package main
+package topology
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -37,20 +38,19 @@ func (f *fakeLabs) List() (*proto.Lab, error) {
 func (f *fakeLabs) Done() <-chan struct{} { return f.done }
 
 func TestWaitGuests(t *testing.T) {
-	pollEvery = time.Millisecond
 	f := &fakeLabs{done: make(chan struct{}), labs: []map[string]string{
 		{"A": "booting", "B": "booting", "C": "booting", "D": "booting"},
 		{"A": "running", "B": "booting", "C": "booting", "D": "booting"},
 		{"A": "running", "B": "crashed", "C": "booting"},
 		{"A": "running", "B": "crashed", "C": "running"},
 	}}
-	d := newDetails()
+	d := NewDetails()
 	ev := make(chan proto.Event, 1)
 	ev <- proto.Event{Type: "vm_state", Attrs: map[string]string{"name": "B", "state": "crashed", "detail": "killed by signal 6"}}
 	close(ev)
-	d.follow(ev)
+	d.Follow(ev)
 	var out bytes.Buffer
-	failed, err := waitGuests(f, []string{"A", "B", "C", "D"}, time.Minute, &out, false, d)
+	failed, err := WaitGuests(context.Background(), f, []string{"A", "B", "C", "D"}, WaitOptions{Timeout: time.Minute, Out: &out, TTY: false, Details: d, Poll: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +69,9 @@ func TestWaitGuests(t *testing.T) {
 }
 
 func TestWaitGuestsTimeoutAndTerminal(t *testing.T) {
-	pollEvery = time.Millisecond
 	f := &fakeLabs{done: make(chan struct{}), labs: []map[string]string{{"S": "booting"}}}
 	var out bytes.Buffer
-	failed, err := waitGuests(f, []string{"S"}, 20*time.Millisecond, &out, true, nil)
+	failed, err := WaitGuests(context.Background(), f, []string{"S"}, WaitOptions{Timeout: 20 * time.Millisecond, Out: &out, TTY: true, Details: nil, Poll: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,14 +85,13 @@ func TestWaitGuestsTimeoutAndTerminal(t *testing.T) {
 }
 
 func TestWaitGuestsLostSwitch(t *testing.T) {
-	pollEvery = time.Millisecond
 	f := &fakeLabs{done: make(chan struct{}), labs: []map[string]string{{"S": "booting"}}}
 	close(f.done)
-	if _, err := waitGuests(f, []string{"S"}, time.Minute, &bytes.Buffer{}, false, nil); err == nil || !strings.Contains(err.Error(), "closed the connection") {
+	if _, err := WaitGuests(context.Background(), f, []string{"S"}, WaitOptions{Timeout: time.Minute, Out: &bytes.Buffer{}, TTY: false, Details: nil, Poll: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "closed the connection") {
 		t.Errorf("err = %v", err)
 	}
 	f = &fakeLabs{err: errors.New("boom"), done: make(chan struct{})}
-	if _, err := waitGuests(f, []string{"S"}, time.Minute, &bytes.Buffer{}, false, nil); err == nil || !strings.Contains(err.Error(), "boom") {
+	if _, err := WaitGuests(context.Background(), f, []string{"S"}, WaitOptions{Timeout: time.Minute, Out: &bytes.Buffer{}, TTY: false, Details: nil, Poll: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("err = %v", err)
 	}
 }
