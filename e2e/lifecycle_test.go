@@ -217,6 +217,14 @@ func TestLifecycleUML(t *testing.T) {
 	if fileSum(t, ref) != sumBefore {
 		t.Fatal("the reference image changed")
 	}
+	// A guest stopped while it boots is stopped hard, and starts again.
+	l.MustRun("ctrl", "add", "vm", "c", "--type", "uml")
+	l.MustRun("ctrl", "stop", "vm", "c")
+	if st := l.vmOf("c").State; st != "stopped" {
+		t.Fatalf("c is %s after stop during boot", st)
+	}
+	l.MustRun("ctrl", "start", "vm", "c", "--wait")
+	l.mustExec("c", "true")
 	l.MustRun("ctrl", "stop", "vm", "a")
 	img2 := filepath.Join(l.Dir, "a2.img")
 	l.MustRun("ctrl", "save", "vm", "a", img2) // stopped: from its kept COW

@@ -53,14 +53,14 @@ func (m *Machine) Shutdown(d time.Duration) {
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 		_, _, _, _ = agent.Exec(ctx, powerOff, nil)
 		cancel()
-	}
-	select {
-	case <-m.exited:
-		return
-	case <-time.After(d):
-	}
+		select {
+		case <-m.exited:
+			return
+		case <-time.After(d):
+		}
+	} // else no agent to ask (still booting): stop it hard at once
 	if m.hardStop != nil {
-		log.Printf("vm %s did not power off within %v; stopping it", m.Name, d)
+		log.Printf("vm %s: stopping it hard (no clean power-off within %v)", m.Name, d)
 		m.hardStop()
 		select {
 		case <-m.exited:
