@@ -380,11 +380,15 @@ func TestBulkBuildTwice(t *testing.T) {
 	needE2E(t)
 	// The agent inside the images must be static, whatever CGO_ENABLED
 	// this test runs with.
-	static := filepath.Join(t.TempDir(), "cloonix")
-	build := exec.Command("go", "build", "-o", static, "../cmd/cloonix")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// bulk build takes the agent (cmd/cloonix-agent) from beside cloonix.
+	binDir := t.TempDir()
+	static := filepath.Join(binDir, "cloonix")
+	for _, pkg := range []string{"cloonix", "cloonix-agent"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "../cmd/"+pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
 	}
 	dir := t.TempDir()
 	bulk := func(args ...string) string {

@@ -387,6 +387,7 @@ func (l *Lab) pingTimes(vm, addr string, n int) []time.Duration {
 // capture during a ping is read by tshark, clear restores.
 func TestImpairGuests(t *testing.T) {
 	needE2E(t)
+	const delayTol = 5 * time.Millisecond // see the spread below
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Fatal("tshark is not installed (Debian package tshark; scripts/deps.sh)")
 	}
@@ -413,7 +414,8 @@ func TestImpairGuests(t *testing.T) {
 	// 25 ms each way on A's port: 50 ms more per round trip. The guests'
 	// own round trip (measured after clear, below) is not part of the
 	// delay: on a loaded 2-core machine it alone was seen at 11 ms.
-	impaired := fastest(l.pingTimes("A", "10.0.0.2", 7))
+	impairedTimes := l.pingTimes("A", "10.0.0.2", 7)
+	impaired, impairedMedian := fastest(impairedTimes), median(impairedTimes)
 	if impaired < 50*time.Millisecond {
 		t.Errorf("ping with delay=25ms on A:eth0: shortest round trip %v, under the 50ms delay", impaired)
 	}
@@ -452,11 +454,22 @@ func TestImpairGuests(t *testing.T) {
 	}
 
 	l.MustRun("ctrl", "impair", "A:eth0", "clear")
+	// The baseline: the same guests' round trip without the delay,
+	// measured now, in this test, so that the machine's load is in both.
 	plain := l.pingTimes("A", "10.0.0.2", 7)
-	if m := median(plain); m > 20*time.Millisecond {
-		t.Errorf("after clear: median round trip %v", m)
+	t.Logf("round trips: impaired fastest %v median %v; plain fastest %v median %v; added %v", impaired, impairedMedian, fastest(plain), median(plain), impaired-fastest(plain))
+	// Most round trips lost the delay (half of it as the margin: a median
+	// is not a minimum, load may stretch it).
+	if m := median(plain); m > impaired-25*time.Millisecond {
+		t.Errorf("after clear: median round trip %v, not 25ms below the impaired %v: the delay is still there", m, impaired)
 	}
-	if added := impaired - fastest(plain); added < 45*time.Millisecond || added > 55*time.Millisecond {
-		t.Errorf("delay=25ms on A:eth0 added %v to the shortest round trip (%v with, %v without), want 50ms within 10%%", added, impaired, fastest(plain))
+	// Tolerance: the delay added to the shortest round trip is 50 ms
+	// within delayTol (10%). Measured spread (6 runs on this 2-core
+	// machine at load 14-22, other helpers' builds and guests running):
+	// added 50.44-50.86 ms, plain fastest 0.47-0.68 ms, impaired fastest
+	// 50.98-51.39 ms; so 5 ms is ten times the spread, and a delay applied
+	// one way only (25 ms) or twice (100 ms) still fails.
+	if added := impaired - fastest(plain); added < 50*time.Millisecond-delayTol || added > 50*time.Millisecond+delayTol {
+		t.Errorf("delay=25ms on A:eth0 added %v to the shortest round trip (%v with, %v without), want 50ms within %v", added, impaired, fastest(plain), delayTol)
 	}
 }

@@ -106,6 +106,9 @@ func NewLab(t *testing.T, extra string) *Lab {
 	}
 	l.MustRun("start")
 	t.Cleanup(func() {
+		if t.Failed() {
+			l.logConsoles() // before stop, which removes the guests' dirs
+		}
 		out, err := l.Run("stop")
 		if err != nil {
 			t.Logf("stop: %v %s", err, out)

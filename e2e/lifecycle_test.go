@@ -374,3 +374,39 @@ func TestLifecycleCorruptJournal(t *testing.T) {
 		t.Fatal("--discard kept the journal")
 	}
 }
+
+// TestLifecycleCnt: container nodes see their carrier drop and come back
+// (the tap's), and a stop/start keeps their files and lans.
+func TestLifecycleCnt(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	for _, n := range []string{"k1", "k2"} {
+		l.MustRun("ctrl", "add", "vm", n, "--type", "cnt", "--wait")
+		l.MustRun("ctrl", "attach", n+":eth0", "lan")
+	}
+	l.ipUp("k1", "10.5.0.1")
+	l.ipUp("k2", "10.5.0.2")
+	if !l.pings("k1", "10.5.0.2") {
+		t.Fatal("k1 does not ping k2")
+	}
+	l.MustRun("ctrl", "link", "k1:eth0", "down")
+	if c := strings.TrimSpace(l.mustExec("k1", "cat", "/sys/class/net/eth0/carrier")); c != "0" {
+		t.Fatalf("carrier in k1 is %q after link down", c)
+	}
+	if _, err := l.exec("k1", "ping", "-c2", "-W1", "10.5.0.2"); err == nil {
+		t.Fatal("k1 pings k2 while its link is down")
+	}
+	l.MustRun("ctrl", "link", "k1:eth0", "up")
+	if !l.pings("k1", "10.5.0.2") {
+		t.Fatal("k1 does not ping k2 after link up")
+	}
+	l.mustExec("k1", "sh", "-c", "echo kept > /root/kept")
+	l.MustRun("ctrl", "stop", "vm", "k1")
+	l.MustRun("ctrl", "start", "vm", "k1", "--wait")
+	if got := l.mustExec("k1", "cat", "/root/kept"); got != "kept\n" {
+		t.Fatalf("k1 lost its file: %q", got)
+	}
+	l.ipUp("k1", "10.5.0.1")
+	if !l.pings("k1", "10.5.0.2") {
+		t.Fatal("k1 does not ping k2 after stop/start")
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -10,9 +11,17 @@ import (
 	"cloonix/internal/tux"
 )
 
-var addTuxCmd = &cobra.Command{
-	Use:   "tux",
-	Short: "add a tux (a way out of the lab): slirp, tap, t2t or vxlan",
+// newAddTuxCmd is `cloonix ctrl add tux KIND NAME [flags]`, one
+// subcommand per kind.
+func newAddTuxCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "tux",
+		Short: "add a tux (a way out of the lab): " + strings.Join(proto.TuxKindNames(), ", "),
+	}
+	for _, k := range tux.Kinds {
+		cmd.AddCommand(kindCmd(k))
+	}
+	return cmd
 }
 
 // addTux sends add_tux with the non-empty options and prints the pid.
@@ -33,6 +42,17 @@ func addTux(kind, name string, opts map[string]string) error {
 	return nil
 }
 
+// tuxOptions are one kind's flags, by option name (add_tux's attributes).
+type tuxOptions map[string]*string
+
+func (o tuxOptions) values() map[string]string {
+	m := make(map[string]string, len(o))
+	for n, v := range o {
+		m[n] = *v
+	}
+	return m
+}
+
 // kindCmd is `cloonix ctrl add tux KIND NAME [flags]`, made from the
 // kind's own description (package tux, one file per kind).
 func kindCmd(k tux.Kind) *cobra.Command {
@@ -41,73 +61,68 @@ func kindCmd(k tux.Kind) *cobra.Command {
 	if u.Args != "" {
 		use += " " + u.Args
 	}
-	vals := map[string]*string{}
+	o := tuxOptions{}
 	c := &cobra.Command{
 		Use:   use,
 		Short: u.Short,
 		Long:  u.Long,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := map[string]string{}
-			for n, v := range vals {
-				opts[n] = *v
-			}
-			return addTux(k.Name(), args[0], opts)
+			return addTux(k.Name(), args[0], o.values())
 		},
 	}
 	for _, f := range u.Flags {
-		vals[f.Name] = c.Flags().String(f.Name, "", f.Usage)
+		o[f.Name] = c.Flags().String(f.Name, "", f.Usage)
 	}
 	return c
 }
 
-var forwardCmd = &cobra.Command{
-	Use:   "forward",
-	Short: "port forwards of a slirp tux (host address to guest address)",
+// newForwardCmd is `cloonix ctrl forward add|del`.
+func newForwardCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "forward",
+		Short: "port forwards of a slirp tux (host address to guest address)",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "add NAME tcp|udp HOSTADDR:PORT GUESTIP:PORT",
+		Short: "forward HOSTADDR:PORT on the host to GUESTIP:PORT behind slirp NAME",
+		Args:  cobra.ExactArgs(4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(&proto.ForwardAdd{Name: args[0], Proto: args[1], Host: args[2], Guest: args[3]}, nil)
+		},
+	}, &cobra.Command{
+		Use:   "del NAME tcp|udp HOSTADDR:PORT [GUESTIP:PORT]",
+		Short: "remove a forward",
+		Args:  cobra.RangeArgs(3, 4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(&proto.ForwardDel{Name: args[0], Proto: args[1], Host: args[2]}, nil)
+		},
+	})
+	return cmd
 }
 
-var forwardAddCmd = &cobra.Command{
-	Use:   "add NAME tcp|udp HOSTADDR:PORT GUESTIP:PORT",
-	Short: "forward HOSTADDR:PORT on the host to GUESTIP:PORT behind slirp NAME",
-	Args:  cobra.ExactArgs(4),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return do(&proto.ForwardAdd{Name: args[0], Proto: args[1], Host: args[2], Guest: args[3]}, nil)
-	},
-}
-
-var forwardDelCmd = &cobra.Command{
-	Use:   "del NAME tcp|udp HOSTADDR:PORT [GUESTIP:PORT]",
-	Short: "remove a forward",
-	Args:  cobra.RangeArgs(3, 4),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		return do(&proto.ForwardDel{Name: args[0], Proto: args[1], Host: args[2]}, nil)
-	},
-}
-
-// tuxHelperCmd is what the switch runs for each tux; not for users.
-var tuxHelperCmd = &cobra.Command{
-	Use:                "tux-helper KIND [FLAGS]",
-	Short:              "a tux helper process (started by the switch)",
-	Hidden:             true,
-	DisableFlagParsing: true,
-	Args:               cobra.MinimumNArgs(1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		if err := tux.RunHelper(args[0], args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "tux-helper:", err)
-			os.Exit(1)
-		}
-		return nil
-	},
+// newTuxHelperCmd is what the switch runs for each tux; not for users.
+func newTuxHelperCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "tux-helper KIND [FLAGS]",
+		Short:              "a tux helper process (started by the switch)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Args:               cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := tux.RunHelper(args[0], args[1:]); err != nil {
+				fmt.Fprintln(os.Stderr, "tux-helper:", err)
+				os.Exit(1)
+			}
+			return nil
+		},
+	}
 }
 
 func init() {
-	for _, k := range tux.Kinds {
-		addTuxCmd.AddCommand(kindCmd(k))
-	}
-	ctrlAddCmd.AddCommand(addTuxCmd)
+	ctrlAddCmd.AddCommand(newAddTuxCmd())
 	ctrlDelCmd.AddCommand(simple("tux NAME", "stop a tux's helper and remove its port", 1,
 		func(a []string) proto.Request { return &proto.DelTux{Name: a[0]} }))
-	forwardCmd.AddCommand(forwardAddCmd, forwardDelCmd)
-	ctrlCmd.AddCommand(forwardCmd)
-	rootCmd.AddCommand(tuxHelperCmd)
+	ctrlCmd.AddCommand(newForwardCmd())
+	rootCmd.AddCommand(newTuxHelperCmd())
 }

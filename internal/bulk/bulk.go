@@ -29,9 +29,13 @@ var Images = []string{"kernels", "busybox", "debian-frr"}
 // DefaultImages are built when Build gets no names.
 var DefaultImages = Images
 
-// AgentPath is the static cloonix binary copied into images as the
-// agent; empty means the running executable.
+// AgentPath is the static cloonix-agent binary copied into images;
+// empty means AgentName beside the running executable (make build puts
+// bin/cloonix-agent beside bin/cloonix).
 var AgentPath string
+
+// AgentName is the agent binary's file name (cmd/cloonix-agent).
+const AgentName = "cloonix-agent"
 
 // Log receives progress lines (nil: stderr).
 var Log io.Writer
@@ -261,21 +265,22 @@ func sha256File(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// agentBinary finds the static cloonix binary to put in images.
+// agentBinary finds the static cloonix-agent binary to put in images.
 func (b *builder) agentBinary() (string, string, error) {
 	if b.agent != "" {
 		return b.agent, b.agentSum, nil
 	}
 	p := AgentPath
 	if p == "" {
-		var err error
-		if p, err = os.Executable(); err != nil {
+		self, err := os.Executable()
+		if err != nil {
 			return "", "", err
 		}
+		p = filepath.Join(filepath.Dir(self), AgentName)
 	}
 	f, err := elf.Open(p)
 	if err != nil {
-		return "", "", fmt.Errorf("agent %s: %v", p, err)
+		return "", "", fmt.Errorf("agent %s: %v; build it beside cloonix with `make build` (CGO_ENABLED=0 go build -o %s ./cmd/cloonix-agent)", p, err, p)
 	}
 	static := true
 	for _, prog := range f.Progs {
@@ -285,7 +290,7 @@ func (b *builder) agentBinary() (string, string, error) {
 	}
 	f.Close()
 	if !static {
-		return "", "", fmt.Errorf("agent %s is dynamically linked; build cloonix with CGO_ENABLED=0 (make build)", p)
+		return "", "", fmt.Errorf("agent %s is dynamically linked; build it with CGO_ENABLED=0 (make build)", p)
 	}
 	sum, err := sha256File(p)
 	if err != nil {

@@ -188,8 +188,8 @@ func TestBuildTwice(t *testing.T) {
 	if os.Getenv("CLOONIX_E2E") != "1" {
 		t.Skip("builds real images; set CLOONIX_E2E=1")
 	}
-	agent := filepath.Join(t.TempDir(), "cloonix")
-	build := exec.Command("go", "build", "-o", agent, "cloonix/cmd/cloonix")
+	agent := filepath.Join(t.TempDir(), AgentName)
+	build := exec.Command("go", "build", "-o", agent, "cloonix/cmd/cloonix-agent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v %s", err, out)

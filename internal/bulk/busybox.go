@@ -171,7 +171,6 @@ func stageBusybox(dir, agent string) error {
 	}
 	links := map[string]string{
 		"sbin/init":                 "/usr/sbin/cloonix-agent",
-		"usr/bin/cloonix":           "/usr/sbin/cloonix-agent",
 		"etc/mtab":                  "/proc/mounts",
 		"var/run":                   "/run",
 		"etc/udhcpc/default.script": "/usr/share/udhcpc/default.script",

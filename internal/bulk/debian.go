@@ -36,7 +36,7 @@ Wants=network-pre.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/sbin/cloonix-agent agent --apply
+ExecStart=/usr/sbin/cloonix-agent --apply
 StandardOutput=journal+console
 StandardError=journal+console
 Environment=` + guest.NoAVXGodebug + `
@@ -50,7 +50,7 @@ After=cloonix-apply.service network.target frr.service
 Wants=cloonix-apply.service
 
 [Service]
-ExecStart=/usr/sbin/cloonix-agent agent --serve
+ExecStart=/usr/sbin/cloonix-agent --serve
 Restart=always
 RestartSec=1
 StandardOutput=journal+console
@@ -153,10 +153,6 @@ func (b *builder) debianFRR() error {
 		return err
 	}
 	if err := copyFile(filepath.Join(stage, "usr/sbin/cloonix-agent"), agent, 0o755); err != nil {
-		return err
-	}
-	os.Remove(filepath.Join(stage, "usr/bin/cloonix"))
-	if err := os.Symlink("/usr/sbin/cloonix-agent", filepath.Join(stage, "usr/bin/cloonix")); err != nil {
 		return err
 	}
 	for name, content := range debianFiles {

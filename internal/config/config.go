@@ -28,6 +28,7 @@ type Config struct {
 	BinDir       string   `xml:"bin_dir"`        // where helper binaries live (default: this binary)
 	RSAPublicKey string   `xml:"rsa_public_key"` // put in every guest for ssh
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
+	OCIRuntime   string   `xml:"oci_runtime"`    // container nodes' OCI runtime: runc (default), crun or a path
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
 	// ImageMap maps foreign lab images (Kathará, containerlab) to rootfs:
 	// <image_map> <image> kathara/frr = debian-frr </image> </image_map>.

@@ -108,34 +108,101 @@ func (c chunker) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// streamCapture writes the tap to conn until count, duration, the client
-// leaving, the port's deletion or the switch stopping; it returns what
-// it wrote, what the capture missed and why it stopped.
-func (d *Daemon) streamCapture(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.NgInterface, count int64, dur time.Duration) (n int64, dropped uint64, reason string) {
-	defer tap.Close()
-	start := time.Now()
-	bw := bufio.NewWriterSize(conn, 64<<10)
+// capStream is one capture's pcapng stream to its client.
+type capStream struct {
+	bw    *bufio.Writer
+	ng    *pcapgo.NgWriter
+	seen  [2]uint64 // frames written per interface
+	n     int64
+	count int64 // 0: no limit
+}
+
+// openCapStream writes the pcapng header, at once so a live reader starts.
+func openCapStream(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.NgInterface, count int64) (*capStream, error) {
+	cs := &capStream{bw: bufio.NewWriterSize(conn, 64<<10), count: count}
 	for i := range ifaces {
 		ifaces[i].LinkType = layers.LinkTypeEthernet
 		ifaces[i].OS = runtime.GOOS
 		ifaces[i].TimestampResolution = 9
 	}
-	ng, err := pcapgo.NewNgWriterInterface(chunker{bw}, ifaces[0], pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+	ng, err := pcapgo.NewNgWriterInterface(chunker{cs.bw}, ifaces[0], pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: "cloonix capture " + tap.Name()}})
 	for _, ifc := range ifaces[1:] {
 		if err == nil {
 			_, err = ng.AddInterface(ifc)
 		}
 	}
-	flush := func() error {
-		if err := ng.Flush(); err != nil {
-			return err
-		}
-		return bw.Flush()
-	}
+	cs.ng = ng
 	if err == nil {
-		err = flush() // the header at once, so a live reader starts
+		err = cs.flush()
 	}
+	return cs, err
+}
+
+func (cs *capStream) flush() error {
+	if err := cs.ng.Flush(); err != nil {
+		return err
+	}
+	return cs.bw.Flush()
+}
+
+func (cs *capStream) full() bool { return cs.count != 0 && cs.n >= cs.count }
+
+// write writes a batch (up to the count) and flushes it, so a live
+// reader sees each batch at once; every frame of the batch is released.
+func (cs *capStream) write(batch []fabric.Captured) error {
+	var err error
+	for i, c := range batch {
+		if err == nil && !cs.full() {
+			b := c.Frame.Bytes()
+			err = cs.ng.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, c.Time), CaptureLength: len(b), Length: len(b), InterfaceIndex: c.Iface}, b)
+			if err == nil {
+				cs.n++
+				cs.seen[c.Iface]++
+			}
+		}
+		c.Release()
+		batch[i] = fabric.Captured{}
+	}
+	if err != nil {
+		return err
+	}
+	return cs.flush()
+}
+
+// finish writes the interface statistics (tshark and capinfos show the
+// drops) and the capture_end message after the stream's end marker.
+func (cs *capStream) finish(conn net.Conn, tap *fabric.Tap, nIfaces int, start time.Time, dropped uint64, reason string) bool {
+	end := time.Now()
+	for i := 0; i < nIfaces; i++ {
+		st := pcapgo.NgInterfaceStatistics{LastUpdate: end, StartTime: start, EndTime: end, PacketsReceived: cs.seen[i], PacketsDropped: pcapgo.NgNoValue64}
+		if i == 0 {
+			st.PacketsDropped = dropped // the tap's drops are not per direction
+		}
+		if cs.ng.WriteInterfaceStats(i, st) != nil {
+			return false
+		}
+	}
+	if cs.flush() != nil {
+		return false
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	cs.bw.Write([]byte{0, 0, 0, 0})
+	cs.bw.Write((&proto.Msg{Name: "capture_end", Attrs: map[string]string{
+		"name": tap.Name(), "frames": strconv.FormatInt(cs.n, 10), "dropped": strconv.FormatUint(dropped, 10), "reason": reason}}).Bytes())
+	if err := cs.bw.Flush(); err != nil {
+		log.Printf("capture %s: end not delivered: %v", tap.Name(), err)
+	}
+	return true
+}
+
+// streamCapture writes the tap to conn until count, duration, the client
+// leaving, the port's deletion or the switch stopping; it returns what
+// it wrote, what the capture missed and why it stopped.
+func (d *Daemon) streamCapture(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.NgInterface, count int64, dur time.Duration) (n int64, dropped uint64, reason string) {
+	defer tap.Close()
+	start := time.Now()
+	cs, err := openCapStream(conn, tap, ifaces, count)
 	if err != nil {
 		return 0, tap.Dropped(), "client gone"
 	}
@@ -151,75 +218,34 @@ func (d *Daemon) streamCapture(conn net.Conn, tap *fabric.Tap, ifaces []pcapgo.N
 		defer tm.Stop()
 		timeout = tm.C
 	}
-	var seen [2]uint64
 	var batch []fabric.Captured
-	reason = ""
-loop:
-	for count == 0 || n < count {
+	stop := false
+	for !stop && !cs.full() {
+		stop = true
 		select {
 		case <-tap.Ready():
 			batch = tap.Take(batch)
-			var err error
-			for i, c := range batch {
-				if err == nil && (count == 0 || n < count) {
-					b := c.Frame.Bytes()
-					err = ng.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, c.Time), CaptureLength: len(b), Length: len(b), InterfaceIndex: c.Iface}, b)
-					if err == nil {
-						n++
-						seen[c.Iface]++
-					}
-				}
-				c.Release()
-				batch[i] = fabric.Captured{}
-			}
-			if err == nil {
-				err = flush() // a live reader sees each batch at once
-			}
-			if err != nil {
+			if cs.write(batch) != nil {
 				reason = "client gone"
-				break loop
+			} else {
+				stop = false
 			}
 		case <-tap.Done():
 			reason = tap.Reason()
-			break loop
 		case <-timeout:
 			reason = "duration reached"
-			break loop
 		case <-gone:
 			reason = "stopped by the client"
-			break loop
 		case <-d.Done():
 			reason = "the switch is stopping"
-			break loop
 		}
 	}
 	if reason == "" {
 		reason = "count reached"
 	}
 	dropped = tap.Dropped()
-	if reason == "client gone" {
-		return n, dropped, reason
+	if reason != "client gone" && !cs.finish(conn, tap, len(ifaces), start, dropped, reason) {
+		reason = "client gone"
 	}
-	// Interface statistics at the end: tshark and capinfos show the drops.
-	end := time.Now()
-	for i := range ifaces {
-		st := pcapgo.NgInterfaceStatistics{LastUpdate: end, StartTime: start, EndTime: end, PacketsReceived: seen[i], PacketsDropped: pcapgo.NgNoValue64}
-		if i == 0 {
-			st.PacketsDropped = dropped // the tap's drops are not per direction
-		}
-		if ng.WriteInterfaceStats(i, st) != nil {
-			return n, dropped, "client gone"
-		}
-	}
-	if flush() != nil {
-		return n, dropped, "client gone"
-	}
-	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	bw.Write([]byte{0, 0, 0, 0})
-	bw.Write((&proto.Msg{Name: "capture_end", Attrs: map[string]string{
-		"name": tap.Name(), "frames": strconv.FormatInt(n, 10), "dropped": strconv.FormatUint(dropped, 10), "reason": reason}}).Bytes())
-	if err := bw.Flush(); err != nil {
-		log.Printf("capture %s: end not delivered: %v", tap.Name(), err)
-	}
-	return n, dropped, reason
+	return cs.n, dropped, reason
 }

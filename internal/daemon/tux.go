@@ -24,7 +24,7 @@ import (
 func tuxFeature() Feature {
 	return Feature{Name: "tux",
 		Verbs: []Verb{
-			checked[proto.AddTux]((*Daemon).addTux), checked[proto.DelTux]((*Daemon).delTux),
+			typed((*Daemon).addTux), checked[proto.DelTux]((*Daemon).delTux),
 			checked[proto.ForwardAdd]((*Daemon).forwardAdd), checked[proto.ForwardDel]((*Daemon).forwardDel),
 		},
 		List: listTux, Start: startTux,
@@ -82,29 +82,15 @@ func (d *Daemon) stopAllTux() {
 	wg.Wait()
 }
 
-func (d *Daemon) addTux(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
+func (d *Daemon) addTux(c *client, a *proto.AddTux) (any, error) {
+	if err := d.AddTux(a.Name, a.Kind, a.OptionMap()); err != nil {
 		return nil, err
 	}
-	kind, err := need(m, "kind")
-	if err != nil {
-		return nil, err
-	}
-	opts := map[string]string{}
-	for k, v := range m.Attrs {
-		if k != "id" && k != "name" && k != "kind" {
-			opts[k] = v
-		}
-	}
-	if err := d.AddTux(name, kind, opts); err != nil {
-		return nil, err
-	}
-	t := d.getTux(name)
+	t := d.getTux(a.Name)
 	if t == nil {
 		return nil, nil
 	}
-	return []byte(fmt.Sprintf(`<tux name="%s" kind="%s" pid="%d"/>`, xmlEscape(name), xmlEscape(kind), t.h.Pid())), nil
+	return &proto.TuxReply{Name: a.Name, Kind: a.Kind, Pid: t.h.Pid()}, nil
 }
 
 func (d *Daemon) tuxDir() string { return filepath.Join(d.Cfg.WorkDir, "tux") }

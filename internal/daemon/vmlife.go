@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cloonix/internal/machine"
+	"cloonix/internal/machine/cnt"
 	"cloonix/internal/proto"
 )
 
@@ -116,6 +117,13 @@ func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
 	spec, kind, ports := e.spec, e.kind, e.ports
 	t.mu.Unlock()
 	spec.KeepDisk = true
+	if ports != nil && spec.PortKind == cnt.PortKind {
+		// A node's taps went with its network namespace: new ones, on
+		// the same lans, impairments and links.
+		if err := d.renewPorts(e.name, ports, spec.Ports()); err != nil {
+			return nil, err
+		}
+	}
 	if ports == nil {
 		for i, pp := range spec.Ports() {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)
@@ -234,6 +242,9 @@ func (d *Daemon) setLink(c *client, r *proto.Link) (any, error) {
 	carrier := "switch" // frames stop in the switch; the guest sees no change
 	if g, n := d.ethGuest(port); g != nil {
 		err := g.SetLink(n, !down)
+		if errors.Is(err, machine.ErrNoCarrier) && n < len(g.Ports()) && g.Ports()[n].Kind == cnt.PortKind {
+			err = tapCarrier(g.Ports()[n].Path, !down) // the switch holds a node's taps
+		}
 		switch {
 		case err == nil:
 			carrier = "guest"
@@ -246,6 +257,42 @@ func (d *Daemon) setLink(c *client, r *proto.Link) (any, error) {
 	d.Emit("link_"+state, "port", port, "carrier", carrier)
 	d.journalChanged()
 	return &proto.LinkReply{Port: port, State: state, Carrier: carrier}, nil
+}
+
+// renewPorts makes ports again with what they had: lans, impairment,
+// link state.
+func (d *Daemon) renewPorts(vm string, ports []string, pp []machine.Port) error {
+	var eths []proto.Eth
+	for _, v := range d.Lab().VMs {
+		if v.Name == vm {
+			eths = v.Eths
+		}
+	}
+	c := localCaller{d}
+	for i, p := range ports {
+		_ = d.DelPort(p)
+		if _, _, err := d.AddPort(p, pp[i].Kind, pp[i].Path, ""); err != nil {
+			return fmt.Errorf("vm %s: %v", vm, err)
+		}
+		if i >= len(eths) {
+			continue
+		}
+		for _, l := range eths[i].Lans {
+			if err := c.Do(&proto.Attach{Port: p, Lan: l}); err != nil {
+				return fmt.Errorf("vm %s: %v", vm, err)
+			}
+		}
+		if eths[i].Impair != "" {
+			if err := c.Do(&proto.Impair{Target: proto.Target{Port: p}, Spec: eths[i].Impair}); err != nil {
+				return fmt.Errorf("vm %s: %v", vm, err)
+			}
+		}
+		if fp := d.Fab.Port(p); fp != nil && eths[i].Link == "down" {
+			fp.SetLinkDown(true)
+			_ = tapCarrier(pp[i].Path, false)
+		}
+	}
+	return nil
 }
 
 // ethGuest finds the running guest owning port VM:ethN.

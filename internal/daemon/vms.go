@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/base64"
-	"encoding/xml"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,9 +14,9 @@ import (
 
 	"cloonix/internal/fabric"
 	"cloonix/internal/machine"
+	"cloonix/internal/machine/cnt"
 	"cloonix/internal/machine/kinds"
 	"cloonix/internal/proto"
-	"cloonix/internal/topology"
 	"cloonix/internal/wire"
 )
 
@@ -28,12 +26,13 @@ import (
 func vmsFeature() Feature {
 	return Feature{Name: "vms",
 		Verbs: []Verb{
-			checked[proto.AddVM]((*Daemon).addVM), checked[proto.DelVM]((*Daemon).delVM),
-			checked[proto.Exec]((*Daemon).execVM), checked[proto.Console]((*Daemon).consoleVM),
+			typed((*Daemon).addVM), checked[proto.DelVM]((*Daemon).delVM),
+			typed((*Daemon).execVM), typed((*Daemon).consoleVM),
 		},
 		Listen: map[string]func(path string) (fabric.Listener, error){
-			"bess":   func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
-			"daemon": func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			"bess":       func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon":     func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			cnt.PortKind: listenTap, // container nodes' eths (cnt_tap.go)
 		},
 		List:  listVMs,
 		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },
@@ -86,16 +85,10 @@ type vmRequest struct {
 	demo              string
 }
 
-// parseAddVM reads add_vm's attributes into a spec its kind checks,
-// without changing anything.
-func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
-	if err := proto.CheckName("vm", name); err != nil {
-		return nil, err
-	}
+// parseAddVM turns add_vm's arguments (already validated) into a spec
+// its kind checks, without changing anything.
+func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
+	name := a.Name
 	if reservedDirs[name] {
 		return nil, fmt.Errorf("vm name %q is reserved for the switch's own files in work_dir; choose another", name)
 	}
@@ -106,37 +99,21 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 	}
 	reg := t.kinds
 	t.mu.Unlock()
-	kind, err := reg.Lookup(m.Get("type"))
+	kind, err := reg.Lookup(a.Type)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
-	r := &vmRequest{kind: kind, wait: m.Get("wait") == "true", stopped: m.Get("state") == "stopped", keepDisk: m.Get("keep_disk") == "true"}
-	if st := m.Get("state"); st != "" && st != "stopped" && st != "running" {
-		return nil, fmt.Errorf("<add_vm> state=%q: use running or stopped", st)
-	}
+	r := &vmRequest{kind: kind, wait: a.Wait, stopped: a.State == "stopped", keepDisk: a.KeepDisk, demo: a.Demo}
 	s := &r.spec
-	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, m.Get("rootfs"), m.Get("kernel"), m.Get("transport")
-	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel}
-	for _, a := range []struct {
-		k string
-		v *int
-	}{{"mem", &s.Mem}, {"cpu", &s.CPU}, {"eth", &s.Eths}} {
-		*a.v = machine.Unset // the kind checks the range
-		if v := m.Get(a.k); v != "" {
-			if *a.v, err = strconv.Atoi(v); err != nil || *a.v == machine.Unset {
-				return nil, fmt.Errorf("<add_vm> %s=%q: want a whole number", a.k, v)
-			}
-		}
+	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, a.Rootfs, a.Kernel, a.Transport
+	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime}
+	s.Mem, s.CPU, s.Eths = orUnset(a.Mem), orUnset(a.CPU), orUnset(a.Eth) // the kind sets defaults
+	if a.BootTimeout != nil {
+		s.BootTimeout = time.Duration(*a.BootTimeout) * time.Second
 	}
-	bootTimeout, err := intArg(m, "boot_timeout", 0, 1, 24*3600)
-	if err != nil {
+	if err := d.demoCD(s, a.Demo); err != nil {
 		return nil, err
 	}
-	s.BootTimeout = time.Duration(bootTimeout) * time.Second
-	if err := d.demoCD(s, m.Get("demo")); err != nil {
-		return nil, err
-	}
-	r.demo = m.Get("demo")
 	if b, err := os.ReadFile(d.Cfg.RSAPublicKey); err == nil {
 		s.CD.SSHKey = strings.TrimSpace(string(b))
 	}
@@ -147,7 +124,7 @@ func (d *Daemon) parseAddVM(m *proto.Msg) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is topology's).
+// its config CD (the folder's layout is proto's).
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
@@ -158,15 +135,23 @@ func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
 		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
 	}
-	for _, t := range []string{topology.AllTargets, topology.TargetPrefix + s.Name} {
+	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + s.Name} {
 		if p := filepath.Join(demo, t); dirExists(p) {
 			s.CD.Trees = append(s.CD.Trees, p)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(demo, topology.DeleteName)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(demo, proto.DemoDeleteName)); err == nil {
 		s.CD.DeleteCmds = string(b)
 	}
 	return nil
+}
+
+// orUnset is an optional number, or machine.Unset when not given.
+func orUnset(v *int) int {
+	if v == nil {
+		return machine.Unset
+	}
+	return *v
 }
 
 func fileExists(p string) bool {
@@ -179,8 +164,8 @@ func dirExists(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
-	r, err := d.parseAddVM(m)
+func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
+	r, err := d.parseAddVM(a)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +225,7 @@ func (d *Daemon) addVM(c *client, m *proto.Msg) ([]byte, error) {
 		}
 	}
 	st, _ := g.State()
-	return []byte(fmt.Sprintf(`<vm name="%s" pid="%d" state="%s" accel="%s"/>`, xmlEscape(name), g.Pid(), st, g.Accelerator())), nil
+	return &proto.VMReply{Name: name, Pid: g.Pid(), State: st, Accel: g.Accelerator()}, nil
 }
 
 // launchVM makes the directory, ports and guest; on error it undoes
@@ -422,35 +407,19 @@ func (d *Daemon) lookupVM(name string) (machine.Guest, error) {
 	return e.g, nil
 }
 
-// execArgs is the inner XML of an exec request.
-type execArgs struct {
-	Args  []string `xml:"arg"`
-	Stdin string   `xml:"stdin"`
-}
-
 // maxExecOutput bounds each stream in a reply, well under MaxMessage
 // once base64-encoded.
 const maxExecOutput = 1 << 20
 
-func (d *Daemon) execVM(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
+func (d *Daemon) execVM(c *client, a *proto.Exec) (any, error) {
+	name := a.Name
+	stdin, err := a.StdinBytes()
 	if err != nil {
 		return nil, err
 	}
-	var a execArgs
-	if err := xml.Unmarshal(append(append([]byte("<exec>"), m.Inner...), "</exec>"...), &a); err != nil {
-		return nil, fmt.Errorf("<exec>: bad arguments: %v", err)
-	}
-	if len(a.Args) == 0 || a.Args[0] == "" {
-		return nil, errors.New("<exec> needs the command as <arg> elements")
-	}
-	stdin, err := base64.StdEncoding.DecodeString(strings.TrimSpace(a.Stdin))
-	if err != nil {
-		return nil, fmt.Errorf("<exec>: stdin is not base64: %v", err)
-	}
-	timeout, err := intArg(m, "timeout", 0, 0, 24*3600)
-	if err != nil {
-		return nil, err
+	timeout := 0
+	if a.Timeout != nil {
+		timeout = *a.Timeout
 	}
 	mach, err := d.lookupVM(name)
 	if err != nil {
@@ -474,20 +443,17 @@ func (d *Daemon) execVM(c *client, m *proto.Msg) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %v", name, err)
 	}
-	trunc := ""
+	rep := &proto.ExecReply{Code: code}
 	if len(stdout) > maxExecOutput || len(stderr) > maxExecOutput {
-		trunc = ` truncated="true"`
+		rep.Truncated = true
 		stdout, stderr = stdout[:min(len(stdout), maxExecOutput)], stderr[:min(len(stderr), maxExecOutput)]
 	}
-	return []byte(fmt.Sprintf(`<exec code="%d"%s><stdout>%s</stdout><stderr>%s</stderr></exec>`, code, trunc,
-		base64.StdEncoding.EncodeToString(stdout), base64.StdEncoding.EncodeToString(stderr))), nil
+	rep.Stdout, rep.Stderr = base64.StdEncoding.EncodeToString(stdout), base64.StdEncoding.EncodeToString(stderr)
+	return rep, nil
 }
 
-func (d *Daemon) consoleVM(c *client, m *proto.Msg) ([]byte, error) {
-	name, err := need(m, "name")
-	if err != nil {
-		return nil, err
-	}
+func (d *Daemon) consoleVM(c *client, a *proto.Console) (any, error) {
+	name := a.Name
 	mach, err := d.lookupVM(name)
 	if err != nil {
 		return nil, err
@@ -495,7 +461,7 @@ func (d *Daemon) consoleVM(c *client, m *proto.Msg) ([]byte, error) {
 	if st, det := mach.State(); st == machine.Stopped || st == machine.Crashed {
 		return nil, fmt.Errorf("vm %s is %s (%s): no console; its last output is in %s", name, st, det, mach.ConsoleLog())
 	}
-	return []byte(fmt.Sprintf(`<console name="%s" path="%s" log="%s"/>`, xmlEscape(name), xmlEscape(mach.ConsolePath()), xmlEscape(mach.ConsoleLog()))), nil
+	return &proto.ConsoleReply{Name: name, Path: mach.ConsolePath(), Log: mach.ConsoleLog()}, nil
 }
 
 func listVMs(d *Daemon, lab *proto.Lab) {

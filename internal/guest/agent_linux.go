@@ -15,13 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The agent runs in three ways (cmd/cloonix/agent.go):
+// The agent (cmd/cloonix-agent) runs in three ways:
 //   - as PID 1 of the busybox image (RunInit): mounts, reaps orphans,
 //     handles poweroff/reboot, and starts itself again as the worker;
-//   - as that worker, "agent --boot" (Boot): modules, eth names, the CD,
+//   - as that worker, "--boot" (Boot): modules, eth names, the CD,
 //     the console shell, /etc/rc.d, the agent line;
-//   - under systemd (debian-frr): "agent --apply" (ApplyOnce, before the
-//     network and FRR start) and "agent --serve" (Serve).
+//   - under systemd (debian-frr): "--apply" (ApplyOnce, before the
+//     network and FRR start) and "--serve" (Serve).
 
 // GuestEnv is the environment of everything the agent starts.
 var GuestEnv = []string{
@@ -90,7 +90,7 @@ func RunInit() {
 		self = p
 	}
 	start := func(mode string) int {
-		p, err := os.StartProcess(self, []string{"cloonix-agent", "agent", mode}, &os.ProcAttr{
+		p, err := os.StartProcess(self, []string{"cloonix-agent", mode}, &os.ProcAttr{
 			Env:   GuestEnv,
 			Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		})
@@ -241,7 +241,7 @@ func uptime() string {
 	return "?"
 }
 
-// ApplyOnce is "agent --apply" under systemd: NIC modules (not waiting
+// ApplyOnce is "cloonix-agent --apply" under systemd: NIC modules (not waiting
 // for udev), eth names and the CD.
 func ApplyOnce() error {
 	cl := readCmdline()
@@ -252,7 +252,7 @@ func ApplyOnce() error {
 	return applyOnce(cl)
 }
 
-// Serve is "agent --serve" under systemd: /etc/rc.d, then ready; the
+// Serve is "cloonix-agent --serve" under systemd: /etc/rc.d, then ready; the
 // line is served from the start.
 func Serve() error {
 	a := &Agent{status: "running /etc/rc.d"}

@@ -5,7 +5,8 @@
 //     image a guest gets as its second disk (hostname, eth count, SSH key,
 //     the demo's file trees and delete commands); ReadCD and apply.go read
 //     and apply it inside the guest;
-//   - the agent (agent_linux.go, modules_linux.go, netif_linux.go): PID 1
+//   - the agent (agent_linux.go, modules_linux.go, netif_linux.go; the
+//     binary is cmd/cloonix-agent, small on purpose: it runs in 64 MB guests): PID 1
 //     of the busybox image (RunInit, Boot), or a service of other images
 //     (ApplyOnce, Serve). It mounts what the guest needs, loads modules,
 //     names the eths eth0, eth1, ... in order, applies the CD once and

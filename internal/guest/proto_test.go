@@ -3,8 +3,10 @@ package guest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -322,4 +324,103 @@ func TestPingDoesNotPileUp(t *testing.T) {
 	if err := c.Ping(ctx2); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// decodeWork decodes stream to its end and returns the decoder's work:
+// bytes consumed plus bytes checksummed (a count, not a time, so the cost
+// tests below cannot be flaky).
+func decodeWork(stream []byte) (work, frames int) {
+	dec := NewDecoder(bytes.NewReader(stream))
+	for {
+		if _, err := dec.Next(); err != nil {
+			return dec.work, frames
+		}
+		frames++
+	}
+}
+
+// repeatTo repeats unit up to n bytes.
+func repeatTo(unit []byte, n int) []byte {
+	b := make([]byte, 0, n+len(unit))
+	for len(b) < n {
+		b = append(b, unit...)
+	}
+	return b[:n]
+}
+
+// fakeHeader is a frame header announcing a payload of n bytes, never
+// followed by its CRC: crafted noise from a guest.
+func fakeHeader(n uint32) []byte {
+	h := []byte{magic0, magic1, TStdout, 0, 0, 0, 0, 1}
+	return binary.BigEndian.AppendUint32(h, n)
+}
+
+// plainWork is the decoder's work on random noise of n bytes.
+func plainWork(n int) int {
+	noise := make([]byte, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range noise {
+		noise[i] = byte(r.Uint32())
+	}
+	w, _ := decodeWork(noise)
+	return w
+}
+
+// Issue 15 item 11: crafted noise (fake headers announcing big frames, so
+// that every false magic makes the decoder checksum up to MaxPayload
+// bytes) costs within 10x of plain noise of the same length.
+func TestDecoderCraftedNoiseCost(t *testing.T) {
+	const n = 1 << 20
+	plain := plainWork(n)
+	good := AppendFrame(nil, TStdout, 9, []byte("hello"))
+	tests := []struct {
+		name   string
+		stream []byte
+	}{
+		{"headers announcing MaxPayload", repeatTo(fakeHeader(MaxPayload), n)},
+		{"headers announcing 4 KiB", repeatTo(fakeHeader(4096), n)},
+		{"magics only", repeatTo([]byte{magic0, magic1}, n)},
+		{"header then a good frame", repeatTo(append(fakeHeader(MaxPayload), good...), n)},
+		{"headers with a 1-byte offset", repeatTo(append([]byte{0}, fakeHeader(MaxPayload)...), n)},
+	}
+	for _, tt := range tests {
+		w, _ := decodeWork(tt.stream)
+		t.Logf("%s: work %d for %d bytes (plain noise %d): %.2fx", tt.name, w, n, plain, float64(w)/float64(plain))
+		if w > 10*plain {
+			t.Errorf("%s: decoder work %d is %.0fx that of plain noise (%d), want within 10x", tt.name, w, float64(w)/float64(plain), plain)
+		}
+	}
+}
+
+// A false magic just before a good frame does not hide it (nested resync
+// while the credit lasts), and good frames after crafted noise are found.
+func TestDecoderResyncFindsFrames(t *testing.T) {
+	good := AppendFrame(nil, TStdout, 9, []byte("hello"))
+	stream := append(fakeHeader(8), good...) // the fake frame swallows the good one's start
+	stream = append(stream, repeatTo(fakeHeader(MaxPayload), 256<<10)...)
+	stream = append(stream, good...)
+	stream = append(stream, make([]byte, MaxPayload+16)...) // lets the last fake header fail
+	stream = append(stream, good...)
+	_, frames := decodeWork(stream)
+	if frames < 2 {
+		t.Fatalf("decoded %d good frames, want at least the first and the last", frames)
+	}
+}
+
+// FuzzDecoderCost: any pattern repeated over 256 KiB costs the decoder
+// within 10x of plain noise.
+func FuzzDecoderCost(f *testing.F) {
+	f.Add(fakeHeader(MaxPayload))
+	f.Add(append([]byte{0}, fakeHeader(100)...))
+	f.Add(AppendFrame(fakeHeader(MaxPayload), TPing, 1, nil))
+	const n = 256 << 10
+	plain := plainWork(n)
+	f.Fuzz(func(t *testing.T, unit []byte) {
+		if len(unit) == 0 {
+			return
+		}
+		if w, _ := decodeWork(repeatTo(unit, n)); w > 10*plain {
+			t.Fatalf("decoder work %d for %d bytes of %x repeated, plain noise %d: over 10x", w, n, unit, plain)
+		}
+	})
 }

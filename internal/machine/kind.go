@@ -88,6 +88,8 @@ type Host struct {
 	BulkDir string // images and kernels
 	WorkDir string // the guests' directories
 	Accel   string // <accel>: auto, kvm or tcg
+	// OCIRuntime is <oci_runtime>: the container nodes' runtime ("": runc).
+	OCIRuntime string
 }
 
 // Port is what the switch must offer for one eth before the guest starts.

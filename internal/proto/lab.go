@@ -28,7 +28,7 @@ type Lab struct {
 // VM is one machine.
 type VM struct {
 	Name   string `xml:"name,attr" json:"name"`
-	Type   string `xml:"type,attr" json:"type"`   // kvm or uml
+	Type   string `xml:"type,attr" json:"type"`   // kvm, uml or cnt
 	State  string `xml:"state,attr" json:"state"` // booting, running, stopped, crashed
 	Accel  string `xml:"accel,attr,omitempty" json:"accel"`
 	Pid    int    `xml:"pid,attr" json:"pid"`

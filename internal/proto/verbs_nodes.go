@@ -13,7 +13,7 @@ import (
 type AddVM struct {
 	XMLName     xml.Name `xml:"add_vm"`
 	Name        string   `xml:"name,attr"`
-	Type        string   `xml:"type,attr,omitempty"` // kvm (default, also "qemu") or uml
+	Type        string   `xml:"type,attr,omitempty"` // kvm (default, also "qemu"), uml or cnt
 	Mem         *int     `xml:"mem,attr,omitempty"`  // MB
 	CPU         *int     `xml:"cpu,attr,omitempty"`
 	Eth         *int     `xml:"eth,attr,omitempty"`
@@ -36,9 +36,9 @@ func (r AddVM) Validate() error {
 	}
 	typ := strings.ToLower(strings.TrimSpace(r.Type))
 	switch typ {
-	case "", "kvm", "qemu", "uml":
+	case "", "kvm", "qemu", "uml", "cnt":
 	default:
-		return fmt.Errorf("vm %s: type %q: use kvm or uml", r.Name, r.Type)
+		return fmt.Errorf("vm %s: type %q: use kvm or uml, or cnt for a container", r.Name, r.Type)
 	}
 	if r.Mem != nil && (*r.Mem < MinMem || *r.Mem > MaxMem) {
 		return fmt.Errorf("vm %s: memory %d MB is out of range: give --mem from %d to %d", r.Name, *r.Mem, MinMem, MaxMem)
@@ -64,6 +64,15 @@ func (r AddVM) Validate() error {
 	}
 	return inRange(r.Verb(), "boot_timeout", r.BootTimeout, 1, MaxBootTimeout)
 }
+
+// A demo folder (add_vm's demo="...", DESIGN section 4) holds these
+// entries; topology reads the folder, the switch puts the trees for each
+// VM on its config CD.
+const (
+	DemoDeleteName   = "files_to_delete_from_all_targets"
+	DemoAllTargets   = "files_to_add_in_all_targets"
+	DemoTargetPrefix = "files_to_add_in_" // + VM name
+)
 
 // VMReply is add_vm's reply.
 type VMReply struct {

@@ -34,7 +34,10 @@ func (s Step) Request(demo string) proto.Request {
 		if v.State == "stopped" {
 			r.State = "stopped"
 		}
-		if v.Disk != "" && demo != "" {
+		switch {
+		case filepath.IsAbs(v.Disk):
+			r.Rootfs = v.Disk
+		case v.Disk != "" && demo != "":
 			r.Rootfs = filepath.Join(demo, DisksDir, v.Disk)
 		}
 		return r

@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"cloonix/internal/proto"
 )
 
 // Names of the seed's demo folder entries (DESIGN section 4).
 const (
 	TopologyName = "topology"
-	DeleteName   = "files_to_delete_from_all_targets"
-	AllTargets   = "files_to_add_in_all_targets"
-	TargetPrefix = "files_to_add_in_"
+	DeleteName   = proto.DemoDeleteName
+	AllTargets   = proto.DemoAllTargets
+	TargetPrefix = proto.DemoTargetPrefix
 )
 
 // MaxDeleteFile bounds files_to_delete_from_all_targets.
@@ -157,7 +159,7 @@ func (d *Demo) checkFolder(dir string) error {
 	}
 	// Saved disks (fconf save --with-disks) are files of disks/.
 	for _, v := range d.Topology.VMs {
-		if v.Disk != "" {
+		if v.Disk != "" && !filepath.IsAbs(v.Disk) {
 			if err := insideRegular(dir, filepath.Join(dir, DisksDir, v.Disk), "VM "+v.Name+"'s <disk_file>"); err != nil {
 				return err
 			}

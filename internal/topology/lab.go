@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,11 @@ func FromLab(lab *proto.Lab) *Topology {
 			Kernel: v.Kernel, Transport: v.Transport, X: v.X, Y: v.Y}
 		if v.State == "stopped" {
 			vm.State = "stopped"
+		}
+		if filepath.IsAbs(v.Rootfs) && vm.Type != "cnt" {
+			// A guest booted from an image file (a saved one): <rootfs>
+			// names bulk_dir images only.
+			vm.Disk, vm.Rootfs = v.Rootfs, ""
 		}
 		eths := append([]proto.Eth(nil), v.Eths...)
 		sort.SliceStable(eths, func(i, j int) bool { return ethIndex(eths[i].Port) < ethIndex(eths[j].Port) })
@@ -41,7 +47,7 @@ func FromLab(lab *proto.Lab) *Topology {
 		}
 		for _, o := range x.Options {
 			// Only what add_tux takes: list also shows derived values.
-			if contains(TuxOptions[x.Kind], o.Name) && o.Value != "" {
+			if opts, _ := proto.TuxOptions(x.Kind); contains(opts, o.Name) && o.Value != "" {
 				tx.Options = append(tx.Options, Option{o.Name, o.Value})
 			}
 		}

@@ -18,8 +18,14 @@ func (p *parser) vmLifecycle(ctx string, k *node, v *VM, seen map[string]bool) {
 		return
 	}
 	if strings.EqualFold(k.name, "disk_file") {
-		if err := proto.CheckName("disk", s); err != nil {
-			p.errf(k.line, "%s<disk_file>: %v (a file name in the demo folder's %s/)", ctx, err, DisksDir)
+		if filepath.IsAbs(s) {
+			// An image file anywhere (a journal of a guest booted
+			// from a saved image).
+			if filepath.Clean(s) != s || strings.ContainsAny(s, "\x00\r\n\t") {
+				p.errf(k.line, "%s<disk_file> %q: give a clean absolute path", ctx, s)
+			}
+		} else if err := proto.CheckName("disk", s); err != nil {
+			p.errf(k.line, "%s<disk_file>: %v (a file name in the demo folder's %s/, or an absolute path)", ctx, err, DisksDir)
 		}
 		v.Disk = s
 		return
@@ -30,20 +36,6 @@ func (p *parser) vmLifecycle(ctx string, k *node, v *VM, seen map[string]bool) {
 		v.State = "stopped"
 	default:
 		p.errf(k.line, "%s<state> is %q; use running or stopped", ctx, s)
-	}
-}
-
-// rootfs checks a <rootfs>: an image name of bulk_dir, or an absolute
-// path to an image file.
-func (p *parser) rootfs(ctx string, k *node, s string) {
-	if strings.HasPrefix(s, "/") {
-		if filepath.Clean(s) != s || strings.ContainsAny(s, "\x00\r\n\t") {
-			p.errf(k.line, "%s<rootfs> %q: give a clean absolute path", ctx, s)
-		}
-		return
-	}
-	if err := proto.CheckName("rootfs", s); err != nil {
-		p.errf(k.line, "%s<rootfs>: %v (an image name in bulk_dir, without .img, or an absolute path)", ctx, err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 func TestLifecycleElements(t *testing.T) {
 	src := `<TOPOLOGY>
   <VM> <name> a </name> <state> stopped </state> <disk_file> a.qcow2 </disk_file>
-       <rootfs> /saved/a.img </rootfs>
        <eth> <vlan> l </vlan> <link> down </link> </eth> <eth> <link> up </link> </eth> </VM>
   <TUX> <name> n </name> <type> slirp </type> <link> DOWN </link> </TUX>
 </TOPOLOGY>`
@@ -22,7 +21,7 @@ func TestLifecycleElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := top.VMs[0]
-	if v.State != "stopped" || v.Disk != "a.qcow2" || v.Rootfs != "/saved/a.img" || v.Eths[0].Link != "down" || v.Eths[1].Link != "" || top.Tux[0].Link != "down" {
+	if v.State != "stopped" || v.Disk != "a.qcow2" || v.Eths[0].Link != "down" || v.Eths[1].Link != "" || top.Tux[0].Link != "down" {
 		t.Fatalf("parsed %+v %+v", v, top.Tux[0])
 	}
 	again, err := Parse("t", top.Bytes())
@@ -36,7 +35,7 @@ func TestLifecycleElements(t *testing.T) {
 		{"<TOPOLOGY><VM><name>a</name><state>paused</state></VM></TOPOLOGY>", "use running or stopped"},
 		{"<TOPOLOGY><VM><name>a</name><disk_file>../x</disk_file></VM></TOPOLOGY>", "<disk_file>"},
 		{"<TOPOLOGY><VM><name>a</name><eth><link>off</link></eth></VM></TOPOLOGY>", "use up or down"},
-		{"<TOPOLOGY><VM><name>a</name><rootfs>/a/../b</rootfs></VM></TOPOLOGY>", "clean absolute path"},
+		{"<TOPOLOGY><VM><name>a</name><disk_file>/a/../b</disk_file></VM></TOPOLOGY>", "clean absolute path"},
 		{"<TOPOLOGY><TUX><name>n</name><type>slirp</type><link>x</link></TUX></TOPOLOGY>", "use up or down"},
 	} {
 		if _, err := Parse("t", []byte(c.src)); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -72,6 +71,17 @@ func TestDiffLifecycle(t *testing.T) {
 	want := []string{"add_vm c state=stopped", "link c:eth0 down", "start vm a", "link a:eth0 up", "stop vm b", "link b:eth0 down"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A guest booted from an image file is written with <disk_file>.
+	saved := FromLab(&proto.Lab{VMs: []proto.VM{{Name: "s", Type: "kvm", Rootfs: "/saved/s.qcow2"}}})
+	if saved.VMs[0].Disk != "/saved/s.qcow2" || saved.VMs[0].Rootfs != "" {
+		t.Fatalf("FromLab of a guest on an image file: %+v", saved.VMs[0])
+	}
+	if r := (Step{Op: AddVM, VM: &saved.VMs[0]}).Request("").(*proto.AddVM); r.Rootfs != "/saved/s.qcow2" {
+		t.Fatalf("its rootfs: %q", r.Rootfs)
+	}
+	if _, err := Parse("t", saved.Bytes()); err != nil {
+		t.Fatalf("%v\n%s", err, saved.Bytes())
 	}
 	// A saved disk becomes the rootfs, inside the demo folder.
 	top.VMs[2].Disk = "c.img"

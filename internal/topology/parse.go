@@ -344,7 +344,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 	}
 	p.noText(ctx, n)
 	seen := map[string]bool{}
-	names := 0
+	names, rootfsLine := 0, n.line
 	for _, k := range n.kids {
 		switch strings.ToLower(k.name) {
 		case "name":
@@ -374,8 +374,8 @@ func (p *parser) vm(n *node) (VM, bool) {
 			}
 		case "rootfs":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				p.rootfs(ctx, k, s) // lifecycle.go
 				v.Rootfs = s
+				rootfsLine = k.line
 			}
 		case "kernel":
 			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
@@ -419,6 +419,15 @@ func (p *parser) vm(n *node) (VM, bool) {
 		p.errf(n.line, "<VM> has no <name>")
 	}
 	p.bothXY(ctx, n, v.X, v.Y)
+	// A container node's rootfs may also be a path or an image
+	// reference (oci:/dir, docker:IMAGE): its kind checks it when added.
+	if v.Rootfs != "" && v.Type != "cnt" {
+		if err := proto.CheckName("rootfs", v.Rootfs); err != nil {
+			p.errf(rootfsLine, "%s<rootfs>: %v (an image name in bulk_dir, without .img)", ctx, err)
+		}
+	} else if strings.ContainsAny(v.Rootfs, "\x00\n\r\t") || strings.TrimSpace(v.Rootfs) != v.Rootfs {
+		p.errf(rootfsLine, "%s<rootfs> %q: control characters or spaces at an end", ctx, v.Rootfs)
+	}
 	if v.Type == "uml" && v.CPU > 1 {
 		p.errf(n.line, "%s<cpu> %d with <type> UML: UML guests have one CPU; drop <cpu> or use KVM", ctx, v.CPU)
 	}
@@ -478,143 +487,6 @@ func (p *parser) impair(ctx string, n *node, s string) string {
 		return ""
 	}
 	return pair.String()
-}
-
-// optionName is what a tux option element may be called: lower-case
-// letters, digits and '_' (it becomes an attribute of add_tux).
-func optionName(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func optionList(kind string) string {
-	if len(TuxOptions[kind]) == 0 {
-		return "none"
-	}
-	o := make([]string, len(TuxOptions[kind]))
-	for i, k := range TuxOptions[kind] {
-		o[i] = "<" + k + ">"
-	}
-	return strings.Join(o, ", ")
-}
-
-// reservedOptions may not be given as tux options: they are the request's own.
-var reservedOptions = []string{"id", "name", "kind", "lan", "lans", "link"}
-
-func (p *parser) tux(n *node) (Tux, bool) {
-	x := Tux{Line: n.line}
-	nerr := len(p.errs)
-	for _, k := range n.kids {
-		if strings.EqualFold(k.name, "name") {
-			x.Name = p.name("TUX", k)
-			break
-		}
-	}
-	ctx := "<TUX>: "
-	if x.Name != "" {
-		ctx = fmt.Sprintf("TUX %q: ", x.Name)
-	}
-	var optLines []int
-	p.noText(ctx, n)
-	seen := map[string]bool{}
-	names := 0
-	for _, k := range n.kids {
-		switch lk := strings.ToLower(k.name); lk {
-		case "name":
-			if names++; names > 1 {
-				p.errf(k.line, "%s<name> given twice", ctx)
-			}
-		case "type":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				s = strings.ToLower(s)
-				if !contains(TuxKinds, s) {
-					p.errf(k.line, "%s<type> is %q; use one of %s", ctx, s, strings.Join(TuxKinds, ", "))
-				}
-				x.Kind = s
-			}
-		case "vlan":
-			s, ok := p.leaf(ctx, k)
-			if !ok {
-				continue
-			}
-			if s == "" {
-				p.errf(k.line, "%snames lan \"\" (empty)", ctx)
-			} else if err := proto.CheckName("lan", s); err != nil {
-				p.errf(k.line, "%s<vlan>: %v", ctx, err)
-			} else if contains(x.Lans, s) {
-				p.errf(k.line, "%snames lan %q twice", ctx, s)
-			} else {
-				x.Lans = append(x.Lans, s)
-			}
-		case "impair":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				x.Impair = p.impair(ctx, k, s)
-			}
-		case "link":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				x.Link = p.link(ctx, k, s)
-			}
-		case "forward":
-			if s, ok := p.leaf(ctx, k); ok {
-				f := strings.Fields(s)
-				if len(f) != 3 || (f[0] != "tcp" && f[0] != "udp") {
-					p.errf(k.line, "%s<forward> is %q; write <forward> tcp|udp HOSTADDR:PORT GUESTIP:PORT </forward>", ctx, s)
-					continue
-				}
-				x.Forwards = append(x.Forwards, Forward{f[0], f[1], f[2]})
-			}
-		case "x":
-			if p.once(ctx, seen, k) {
-				x.X = p.position(ctx, k)
-			}
-		case "y":
-			if p.once(ctx, seen, k) {
-				x.Y = p.position(ctx, k)
-			}
-		default:
-			s, ok := p.leaf(ctx, k)
-			if !ok {
-				continue
-			}
-			switch {
-			case !optionName(k.name) || contains(reservedOptions, lk):
-				p.errf(k.line, "%s<%s>: unknown element; a TUX takes <name>, <type>, <vlan>, <impair>, <link>, <forward>, <x>, <y> and its kind's options in lower case (<ifname>, <peer>, <remote>, <vni>, ...)", ctx, k.name)
-			case !p.once(ctx, seen, k):
-			case s == "" || strings.ContainsAny(s, "\x00\r\n\t"):
-				p.errf(k.line, "%s<%s> is %q; give a value on one line", ctx, k.name, s)
-			default:
-				x.Options = append(x.Options, Option{k.name, s})
-				optLines = append(optLines, k.line)
-			}
-		}
-	}
-	if names == 0 {
-		p.errf(n.line, "<TUX> has no <name>")
-	}
-	p.bothXY(ctx, n, x.X, x.Y)
-	// Options are checked against the kind once <type> is known, wherever
-	// it stands in the element.
-	if contains(TuxKinds, x.Kind) {
-		for i, o := range x.Options {
-			if !contains(TuxOptions[x.Kind], o.Name) {
-				p.errf(optLines[i], "%s<%s>: a %s tux takes no such option (it takes: %s)", ctx, o.Name, x.Kind, optionList(x.Kind))
-			}
-		}
-	}
-	if x.Kind == "" && !seen["type"] {
-		p.errf(n.line, "%sno <type>; use one of %s", ctx, strings.Join(TuxKinds, ", "))
-	}
-	if len(x.Forwards) > 0 && x.Kind != "slirp" && x.Kind != "" {
-		p.errf(n.line, "%s<forward> needs <type> slirp, not %s", ctx, x.Kind)
-	}
-	return x, len(p.errs) == nerr
 }
 
 func (p *parser) lan(n *node) (Lan, bool) {

@@ -95,19 +95,6 @@ type Lan struct {
 	Line int
 }
 
-// TuxKinds are the tux kinds a file may name.
-var TuxKinds = []string{"slirp", "tap", "t2t", "vxlan"}
-
-// TuxOptions are the options each kind takes (add_tux's attributes).
-// `list` shows more (gateway, dns, link state); only these are written
-// back by FromLab and accepted by Parse.
-var TuxOptions = map[string][]string{
-	"slirp": {"subnet"},
-	"tap":   {"ifname"},
-	"t2t":   {"peer", "listen", "password"},
-	"vxlan": {"remote", "vni", "port", "local"},
-}
-
 // AllLans returns every lan the topology names (eths, tux and <LAN>),
 // sorted, each once.
 func (t *Topology) AllLans() []string {

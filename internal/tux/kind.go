@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
 	"cloonix/internal/wire"
 )
 
@@ -60,12 +61,11 @@ type Usage struct {
 // Flag is one option of a kind, a --flag of the command line.
 type Flag struct{ Name, Usage string }
 
-// Keys are the options add_tux takes for k.
+// Keys are the options add_tux takes for k: proto.TuxKinds says them
+// once for the switch, topology files and the command line (a kind's
+// Usage flags follow that list; TestKindsMatchProto checks it).
 func Keys(k Kind) []string {
-	var keys []string
-	for _, f := range k.Usage().Flags {
-		keys = append(keys, f.Name)
-	}
+	keys, _ := proto.TuxOptions(k.Name())
 	return keys
 }
 

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"cloonix/internal/proto"
 )
 
 // TestKindChecks: each kind's Plan with today's bad inputs (those of the
@@ -83,5 +85,29 @@ func TestKindsRegistry(t *testing.T) {
 		if got, err := KindOf(k.Name()); err != nil || got != k {
 			t.Fatalf("KindOf(%s) = %v, %v", k.Name(), got, err)
 		}
+	}
+}
+
+// TestKindsMatchProto: the kinds and each kind's flags are exactly
+// proto.TuxKinds, the list topology files and clients check against.
+func TestKindsMatchProto(t *testing.T) {
+	var names []string
+	for _, k := range Kinds {
+		names = append(names, k.Name())
+		want, ok := proto.TuxOptions(k.Name())
+		if !ok {
+			t.Errorf("kind %s is not in proto.TuxKinds", k.Name())
+			continue
+		}
+		var flags []string
+		for _, f := range k.Usage().Flags {
+			flags = append(flags, f.Name)
+		}
+		if !slices.Equal(flags, want) {
+			t.Errorf("kind %s: flags %v, proto.TuxKinds says %v", k.Name(), flags, want)
+		}
+	}
+	if !slices.Equal(names, proto.TuxKindNames()) {
+		t.Errorf("tux.Kinds %v, proto.TuxKinds %v", names, proto.TuxKindNames())
 	}
 }

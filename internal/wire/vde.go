@@ -39,8 +39,22 @@ func ListenVDE(dir string, plug func(*DaemonConn)) (*VDEDir, error) {
 	if len(ctl)+8 > sunPathLen {
 		return nil, fmt.Errorf("VDE socket %s is too long for a unix socket (108 bytes); use a shorter work_dir or lan name", ctl)
 	}
-	l, err := unixListen("unix", ctl)
+	// A unix socket's file appears at bind, before listen: a client that
+	// dials as soon as it sees ctl would be refused. So the socket listens
+	// under a hidden name and appears as ctl only once it accepts.
+	tmp := filepath.Join(dir, ".ctl")
+	l, err := unixListen("unix", tmp)
 	if err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false) // Close removes the whole directory
+	if err := prepareUnixPath(ctl); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, ctl); err != nil {
+		l.Close()
+		_ = os.Remove(tmp)
 		return nil, err
 	}
 	v := &VDEDir{dir: dir, l: l, plug: plug, conns: map[*DaemonConn]struct{}{}}

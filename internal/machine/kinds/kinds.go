@@ -4,7 +4,10 @@
 // import machine, so machine cannot list them.
 package kinds
 
-import "cloonix/internal/machine"
+import (
+	"cloonix/internal/machine"
+	"cloonix/internal/machine/cnt"
+)
 
 // All is every node kind, the default (add_vm without a type) first.
 // Adding a kind is adding its file or folder and a line here.
@@ -12,5 +15,6 @@ func All() *machine.Registry {
 	return machine.NewRegistry(
 		machine.QEMUKind{},
 		machine.UMLKind{},
+		cnt.Kind{},
 	)
 }
