@@ -65,6 +65,22 @@ func fileSum(t *testing.T, p string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// carrier waits until vm's eth0 carrier reads want: the guest's driver
+// handles the NIC's link change interrupt after set_link returned.
+func (l *Lab) carrier(vm, want string) {
+	l.t.Helper()
+	Eventually(l.t, 30*time.Second, vm+" eth0 carrier "+want, func() error {
+		out, err := l.exec(vm, "cat", "/sys/class/net/eth0/carrier")
+		if err != nil {
+			return err
+		}
+		if c := strings.TrimSpace(out); c != want {
+			return fmt.Errorf("carrier %q", c)
+		}
+		return nil
+	})
+}
+
 // waitFor waits for an event of typ whose attribute k is v.
 func waitFor(t *testing.T, ev <-chan proto.Event, typ, k, v string) proto.Event {
 	t.Helper()
@@ -110,9 +126,7 @@ func TestLifecycleQEMU(t *testing.T) {
 	}
 	l.MustRun("ctrl", "link", "q1:eth0", "down")
 	waitFor(t, ev, "link_down", "port", "q1:eth0")
-	if c := strings.TrimSpace(l.mustExec("q1", "cat", "/sys/class/net/eth0/carrier")); c != "0" {
-		t.Fatalf("carrier in q1 is %q after link down", c)
-	}
+	l.carrier("q1", "0")
 	if out := l.mustExec("q1", "ip", "link", "show", "eth0"); !strings.Contains(out, "NO-CARRIER") {
 		t.Fatalf("ip link in q1 after link down:\n%s", out)
 	}
@@ -127,9 +141,7 @@ func TestLifecycleQEMU(t *testing.T) {
 	}
 	l.MustRun("ctrl", "link", "q1:eth0", "up")
 	waitFor(t, ev, "link_up", "port", "q1:eth0")
-	if c := strings.TrimSpace(l.mustExec("q1", "cat", "/sys/class/net/eth0/carrier")); c != "1" {
-		t.Fatalf("carrier in q1 is %q after link up", c)
-	}
+	l.carrier("q1", "1")
 	if !l.pings("q1", "10.7.0.2") {
 		t.Fatal("q1 does not ping u1 after link up")
 	}
@@ -389,9 +401,7 @@ func TestLifecycleCnt(t *testing.T) {
 		t.Fatal("k1 does not ping k2")
 	}
 	l.MustRun("ctrl", "link", "k1:eth0", "down")
-	if c := strings.TrimSpace(l.mustExec("k1", "cat", "/sys/class/net/eth0/carrier")); c != "0" {
-		t.Fatalf("carrier in k1 is %q after link down", c)
-	}
+	l.carrier("k1", "0")
 	if _, err := l.exec("k1", "ping", "-c2", "-W1", "10.5.0.2"); err == nil {
 		t.Fatal("k1 pings k2 while its link is down")
 	}
