@@ -295,6 +295,9 @@ func TestLifecycleResume(t *testing.T) {
 		l.MustRun("ctrl", "add", "vm", n, "--type", "uml", "--wait")
 		l.MustRun("ctrl", "attach", n+":eth0", "lan")
 	}
+	l.MustRun("ctrl", "add", "vm", "k", "--type", "cnt", "--wait")
+	l.MustRun("ctrl", "attach", "k:eth0", "lan")
+	l.mustExec("k", "sh", "-c", "echo node > /root/n")
 	l.MustRun("ctrl", "attach", "nat", "lan")
 	l.MustRun("ctrl", "impair", "r2:eth0", "delay=5ms")
 	fport := freePort(t)
@@ -330,7 +333,7 @@ func TestLifecycleResume(t *testing.T) {
 
 	l.mustFail("--resume", "start")
 	out := l.MustRun("start", "--resume")
-	if !strings.Contains(out, "lab resumed: 2 guests running") {
+	if !strings.Contains(out, "lab resumed: 3 guests running") {
 		t.Fatalf("start --resume:\n%s", out)
 	}
 	after := l.MustRun("fconf", "save", "-")
@@ -340,10 +343,14 @@ func TestLifecycleResume(t *testing.T) {
 	if got := l.mustExec("r1", "cat", "/root/j"); got != "journal\n" {
 		t.Fatalf("r1 lost its file: %q", got)
 	}
+	if got := l.mustExec("k", "cat", "/root/n"); got != "node\n" {
+		t.Fatalf("k lost its file: %q", got)
+	}
 	l.ipUp("r1", "10.8.0.1")
 	l.ipUp("r2", "10.8.0.2")
-	if !l.pings("r1", "10.8.0.2") {
-		t.Fatal("r1 does not ping r2 after resume")
+	l.ipUp("k", "10.8.0.4")
+	if !l.pings("r1", "10.8.0.2") || !l.pings("k", "10.8.0.1") {
+		t.Fatal("r1 does not ping r2, or k r1, after resume")
 	}
 	l.MustRun("ctrl", "start", "vm", "r3", "--wait")
 	l.ipUp("r3", "10.8.0.3")

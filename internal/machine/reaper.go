@@ -81,6 +81,11 @@ func StopReaper() {
 	}
 }
 
+// ReaperAdd and ReaperRemove list a process group of another kind's
+// guest (a container node's init) with the reaper.
+func ReaperAdd(pgid int)    { reaperTell('+', pgid) }
+func ReaperRemove(pgid int) { reaperTell('-', pgid) }
+
 // reaperTell reports a guest process group born (+) or gone (-).
 func reaperTell(op byte, pgid int) {
 	reaper.mu.Lock()

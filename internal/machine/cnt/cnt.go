@@ -134,6 +134,9 @@ func cgroupParent(root string) string {
 // runs; Ready is closed when the rc.d scripts have run. On error nothing
 // is left behind.
 func Start(ctx context.Context, s Spec) (c *Container, err error) {
+	if s.KeepUpper {
+		s.clearStale(ctx) // lifecycle.go
+	}
 	if err := s.Check(); err != nil {
 		return nil, err
 	}

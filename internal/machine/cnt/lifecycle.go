@@ -1,6 +1,7 @@
 package cnt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -64,4 +65,17 @@ func (Kind) SaveDisk(s *machine.Spec, g machine.Guest, dst string, progress func
 func dirExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
+}
+
+// clearStale removes what a node's last run left but its upper directory
+// (the switch may have died with it running): runtime state, overlay
+// mount, work and bundle.
+func (s *Spec) clearStale(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_ = s.Runtime.run(ctx, "delete", "--force", s.Name)
+	unmount(s.path("rootfs"))
+	for _, d := range []string{"rootfs", "work", "cloonix", "config.json", "init.pid"} {
+		_ = os.RemoveAll(s.path(d))
+	}
 }
