@@ -236,3 +236,8 @@ func (d *Daemon) resumeLab() {
 	d.Emit("lab_resumed", kv...)
 	log.Printf("resume: %d steps from the journal, %d failed", len(plan.Steps), len(failed))
 }
+
+func dirExists(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.IsDir()
+}

@@ -124,25 +124,19 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is proto's).
+// its config CD (the folder's layout is topology's). A demo reaches the
+// switch from any client, so it is checked here with fconf's rules
+// (demo_check.go), whatever the client checked.
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
 	}
-	if !filepath.IsAbs(demo) {
-		return fmt.Errorf("vm %s: demo folder %q must be an absolute path", s.Name, demo)
+	trees, del, err := checkDemo(demo, s.Name)
+	if err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
 	}
-	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
-		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
-	}
-	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + s.Name} {
-		if p := filepath.Join(demo, t); dirExists(p) {
-			s.CD.Trees = append(s.CD.Trees, p)
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(demo, proto.DemoDeleteName)); err == nil {
-		s.CD.DeleteCmds = string(b)
-	}
+	s.CD.Trees = append(s.CD.Trees, trees...)
+	s.CD.DeleteCmds = del
 	return nil
 }
 
@@ -157,11 +151,6 @@ func orUnset(v *int) int {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
-}
-
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
 }
 
 func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {

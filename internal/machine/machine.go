@@ -491,13 +491,40 @@ func listenUnix(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// acceptOne takes the first connection on l, then closes l.
-func acceptOne(ctx context.Context, l *net.UnixListener) (net.Conn, error) {
+// acceptOne takes the first connection on l from process pid (QEMU,
+// checked with SO_PEERCRED), then closes l: a local racer that connects
+// first is turned away rather than becoming the VM's console or agent.
+func acceptOne(ctx context.Context, l *net.UnixListener, pid int) (net.Conn, error) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
-	c, err := l.Accept()
-	l.Close()
-	return c, err
+	defer l.Close()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		got := peerPid(c)
+		if got == pid {
+			return c, nil
+		}
+		log.Printf("%s: refused a connection from pid %d (expected the emulator, pid %d)", l.Addr(), got, pid)
+		c.Close()
+	}
+}
+
+// peerPid is the pid of the process at the other end of c (0 if unknown).
+func peerPid(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
 }

@@ -99,12 +99,12 @@ func qemuPlumbing(m *Machine) (*plumbing, error) {
 	m.hardStop = func() { _ = m.qmp("quit", nil) }
 	p.connect = func() {
 		go func() {
-			if c, err := acceptOne(m.ctx, l[0]); err == nil {
+			if c, err := acceptOne(m.ctx, l[0], m.pid); err == nil {
 				m.console.Attach(c)
 			}
 		}()
 		go func() {
-			if c, err := acceptOne(m.ctx, l[1]); err == nil {
+			if c, err := acceptOne(m.ctx, l[1], m.pid); err == nil {
 				m.setAgent(c)
 			}
 		}()

@@ -211,6 +211,8 @@ type ForwardAdd struct {
 	Proto   string   `xml:"proto,attr,omitempty"` // tcp (default) or udp
 	Host    string   `xml:"host,attr,omitempty"`
 	Guest   string   `xml:"guest,attr"`
+	// Public allows a host address beyond loopback (docs/security.md).
+	Public bool `xml:"public,attr,omitempty"`
 }
 
 func (ForwardAdd) Verb() string { return "forward_add" }
