@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
 	"cloonix/internal/machine/cnt"
 )
 
@@ -26,12 +27,26 @@ type tapListener struct {
 	closed chan struct{}
 }
 
+// taps are the open taps by name, for their carrier (vmlife.go).
+var taps sync.Map
+
 func listenTap(name string) (fabric.Listener, error) {
 	f, err := cnt.OpenTap(name, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &tapListener{name: name, conn: &tapConn{f: f, buf: make([]byte, cnt.VnetHdrLen+fabric.MaxFrame)}, closed: make(chan struct{})}, nil
+	l := &tapListener{name: name, conn: &tapConn{f: f, buf: make([]byte, cnt.VnetHdrLen+fabric.MaxFrame)}, closed: make(chan struct{})}
+	taps.Store(name, l.conn)
+	return l, nil
+}
+
+// tapCarrier sets the carrier of the switch's tap name.
+func tapCarrier(name string, up bool) error {
+	c, ok := taps.Load(name)
+	if !ok {
+		return machine.ErrNoCarrier
+	}
+	return cnt.SetTapCarrier(c.(*tapConn).f, up)
 }
 
 func (l *tapListener) Accept() (fabric.Conn, error) {
@@ -49,6 +64,7 @@ func (l *tapListener) Close() error {
 	case <-l.closed:
 	default:
 		close(l.closed)
+		taps.CompareAndDelete(l.name, l.conn)
 		l.conn.Close()
 	}
 	return nil

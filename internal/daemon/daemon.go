@@ -22,7 +22,9 @@ import (
 
 	"cloonix/internal/config"
 	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
 	"cloonix/internal/proto"
+	"cloonix/internal/topology"
 )
 
 // handler serves one verb. It returns the reply's inner XML or an error
@@ -42,17 +44,22 @@ type Daemon struct {
 	conns map[net.Conn]struct{} // every control connection, closed at shutdown
 
 	// Feature state, each part used only by the file named.
-	vmTab    vmTable             // vms.go
-	tuxMu    sync.Mutex          // tux.go: guards tuxs
-	tuxs     map[string]*tuxProc // tux.go
-	tuxSh    tuxShared           // tux.go
-	vdeOnce  sync.Once           // vde.go
-	vdeSt    *vdeState           // vde.go
-	posMu    sync.Mutex          // graph_pos.go: guards pos
-	pos      map[posKey]position // graph_pos.go
-	capMu    sync.Mutex          // capture.go: guards capCount
-	capCount int                 // capture.go
-	mgmt     mgmtState           // mgmt.go
+	vmTab      vmTable             // vms.go
+	tuxMu      sync.Mutex          // tux.go: guards tuxs
+	tuxs       map[string]*tuxProc // tux.go
+	tuxSh      tuxShared           // tux.go
+	vdeOnce    sync.Once           // vde.go
+	vdeSt      *vdeState           // vde.go
+	posMu      sync.Mutex          // graph_pos.go: guards pos
+	pos        map[posKey]position // graph_pos.go
+	capMu      sync.Mutex          // capture.go: guards capCount
+	capCount   int                 // capture.go
+	jr         *journal            // journal.go
+	resume     bool                // journal.go: start --resume
+	discard    bool                // journal.go: start --discard
+	resumeTopo *topology.Topology  // journal.go: the lab to resume
+	reaperArgv []string            // journal.go: the reaper command
+	mgmt       mgmtState           // mgmt.go
 
 	// Installed features (registry.go).
 	verbs       map[string]handler
@@ -124,6 +131,10 @@ func (d *Daemon) Run() error {
 		return err
 	}
 	d.OnStop(func() { lock.Close() })
+	if err := d.checkJournal(); err != nil { // journal.go
+		lock.Close()
+		return err
+	}
 	if err := d.listen(sock); err != nil {
 		lock.Close()
 		return err
@@ -133,8 +144,20 @@ func (d *Daemon) Run() error {
 		go d.accept(l)
 	}
 	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
+	if d.reaperArgv != nil {
+		if err := machine.StartReaper(d.reaperArgv); err != nil {
+			log.Printf("%v: guests may outlive a switch that dies", err)
+		} else {
+			d.OnStop(machine.StopReaper) // runs after the guests are gone
+		}
+	}
+	d.startJournal()
+	d.OnStop(d.stopJournal) // runs after the guests are gone
 	for _, f := range d.startHooks {
 		f(d)
+	}
+	if d.resumeTopo != nil {
+		d.resumeLab()
 	}
 	<-d.quit
 	d.shutdown()
@@ -494,6 +517,9 @@ func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
 		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, d.knownVerbs()), nil)
 	}
 	payload, err := h(d, c, m)
+	if err == nil && !readOnly[m.Name] {
+		d.journalChanged() // journal.go
+	}
 	return proto.NewReply(m.ID(), err, payload)
 }
 

@@ -32,6 +32,7 @@ func (d *Daemon) Lab() *proto.Lab {
 	d.listMgmt(lab)
 	d.fillPositions(lab)
 	d.fillImpairs(lab)
+	d.fillLinks(lab) // lifecycle.go
 	lab.Normalize()
 	return lab
 }

@@ -49,6 +49,13 @@ type vmEntry struct {
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
+	// vmlife.go: the kind and checked spec a stopped guest starts
+	// again from; busy while a stop, start or save runs; keepPorts while
+	// a stop keeps the ports and their lans.
+	kind            machine.Kind
+	spec            machine.Spec
+	busy, keepPorts bool
+	demo            string // the demo folder of add_vm
 }
 
 type vmTable struct {
@@ -70,10 +77,15 @@ var reservedDirs = map[string]bool{"ports": true, "vde": true, "tux": true, "cap
 
 // vmRequest is add_vm's validated arguments.
 type vmRequest struct {
-	kind   machine.Kind
-	spec   machine.Spec
-	wait   bool
-	mgmtIP netip.Addr // --mgmt-ip, if given
+	kind machine.Kind
+	spec machine.Spec
+	wait bool
+	// stopped adds the guest without booting it (a stopped guest of a
+	// topology file); keepDisk boots from the disk left in its directory
+	// (resume after a crash of the switch).
+	stopped, keepDisk bool
+	demo              string
+	mgmtIP            netip.Addr // --mgmt-ip, if given
 }
 
 // parseAddVM turns add_vm's arguments (already validated) into a spec
@@ -94,7 +106,7 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
-	r := &vmRequest{kind: kind, wait: a.Wait}
+	r := &vmRequest{kind: kind, wait: a.Wait, stopped: a.State == "stopped", keepDisk: a.KeepDisk, demo: a.Demo}
 	if r.mgmtIP, err = d.mgmtIP(name, a.MgmtIP); err != nil {
 		return nil, err
 	}
@@ -188,7 +200,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, mgmt: s.Mgmt}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s, demo: r.demo, mgmt: s.Mgmt}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -204,7 +216,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		ev = append(ev, "accel", a)
 	}
 	d.Emit("vm_added", ev...)
-	if r.wait {
+	if r.wait && !r.stopped {
 		timeout := s.BootTimeout
 		if timeout <= 0 {
 			timeout = g.DefaultBootTimeout()
@@ -227,7 +239,12 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 // what it made.
 func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.Guest, err error) {
 	s := &r.spec
-	_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	if r.keepDisk && dirExists(s.Dir) {
+		s.KeepDisk = true
+		e.spec.KeepDisk = true
+	} else {
+		_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm %s: %v", s.Name, err)
 	}
@@ -237,7 +254,9 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 			for _, p := range made {
 				_ = d.DelPort(p)
 			}
-			_ = os.RemoveAll(s.Dir)
+			if !s.KeepDisk {
+				_ = os.RemoveAll(s.Dir)
+			}
 		}
 	}()
 	if err = os.WriteFile(filepath.Join(s.Dir, vmMarker), []byte(s.Name+"\n"), 0o644); err != nil {
@@ -263,12 +282,11 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t.mu.Lock()
 	e.ports = ports
 	t.mu.Unlock()
-	g, err = r.kind.Start(*s, machine.Events{
-		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
-		BootTimeout: func(_ machine.Guest, after time.Duration) {
-			d.Emit("vm_boot_timeout", "name", s.Name, "after", after.String(), "console", s.ConsoleLog())
-		},
-	})
+	if r.stopped {
+		g = newStoppedGuest(*s) // vmlife.go: `start vm` boots it
+	} else {
+		g, err = r.kind.Start(*s, d.vmEvents(e))
+	}
 	if err != nil {
 		t.mu.Lock()
 		e.ports = nil
@@ -278,8 +296,19 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t.mu.Lock()
 	e.g = g
 	t.mu.Unlock()
-	d.Emit("vm_state", "name", s.Name, "state", machine.Booting)
+	st, _ := g.State()
+	d.Emit("vm_state", "name", s.Name, "state", st)
 	return g, nil
+}
+
+// vmEvents reports a guest's states and boot timeout.
+func (d *Daemon) vmEvents(e *vmEntry) machine.Events {
+	return machine.Events{
+		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
+		BootTimeout: func(_ machine.Guest, after time.Duration) {
+			d.Emit("vm_boot_timeout", "name", e.name, "after", after.String(), "console", e.spec.ConsoleLog())
+		},
+	}
 }
 
 // vmState reports a machine's new state; a guest that died on its own
@@ -293,7 +322,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		t := d.vmt()
 		t.mu.Lock()
 		var ports []string
-		if !e.deleting {
+		if !e.deleting && !e.keepPorts {
 			ports, e.ports = e.ports, nil
 		}
 		t.mu.Unlock()
@@ -302,6 +331,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		}
 	}
 	d.Emit("vm_state", kv...)
+	d.journalChanged()
 }
 
 func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
@@ -317,9 +347,9 @@ func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, names)
 	}
-	if e.g == nil || e.deleting {
+	if e.g == nil || e.deleting || e.busy {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("vm %q is being created or deleted; try again in a moment", name)
+		return nil, fmt.Errorf("vm %q is being created, deleted, stopped, started or saved; try again in a moment", name)
 	}
 	e.deleting = true
 	t.mu.Unlock()
@@ -462,11 +492,14 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
-			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Mgmt: e.mgmt}
+			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Demo: e.demo, Mgmt: e.mgmt}
 		if e.g != nil {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()
 			v.Accel = e.g.Accelerator()
+			if v.State == machine.Stopped {
+				v.Pid = 0 // its pid may be another process's by now
+			}
 		}
 		for i := 0; i < e.eths; i++ {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)

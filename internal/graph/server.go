@@ -362,15 +362,18 @@ func (s *Server) apiLab(w http.ResponseWriter, r *http.Request) {
 
 // editVerbs are the only requests the page may send: edits of the lab.
 var editVerbs = map[string]func() proto.Request{
-	"add_lan": func() proto.Request { return &proto.AddLan{} },
-	"del_lan": func() proto.Request { return &proto.DelLan{} },
-	"attach":  func() proto.Request { return &proto.Attach{} },
-	"detach":  func() proto.Request { return &proto.Detach{} },
-	"add_vm":  func() proto.Request { return &proto.AddVM{} },
-	"del_vm":  func() proto.Request { return &proto.DelVM{} },
-	"add_tux": func() proto.Request { return &proto.AddTux{} },
-	"del_tux": func() proto.Request { return &proto.DelTux{} },
-	"set_pos": func() proto.Request { return &proto.SetPos{} },
+	"add_lan":  func() proto.Request { return &proto.AddLan{} },
+	"del_lan":  func() proto.Request { return &proto.DelLan{} },
+	"attach":   func() proto.Request { return &proto.Attach{} },
+	"detach":   func() proto.Request { return &proto.Detach{} },
+	"add_vm":   func() proto.Request { return &proto.AddVM{} },
+	"del_vm":   func() proto.Request { return &proto.DelVM{} },
+	"add_tux":  func() proto.Request { return &proto.AddTux{} },
+	"del_tux":  func() proto.Request { return &proto.DelTux{} },
+	"set_pos":  func() proto.Request { return &proto.SetPos{} },
+	"stop_vm":  func() proto.Request { return &proto.StopVM{} },
+	"start_vm": func() proto.Request { return &proto.StartVM{} },
+	"link":     func() proto.Request { return &proto.Link{} },
 }
 
 // argName keeps attribute names to what an XML attribute may be, so no

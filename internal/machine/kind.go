@@ -28,7 +28,13 @@ type Kind interface {
 	// Start prepares the guest's files in s.Dir (which exists and is
 	// empty) and launches it; it returns once the guest runs (booting).
 	// The switch ports of s.Ports() exist by then.
+	// With s.KeepDisk it boots from the disk a previous run left in s.Dir.
 	Start(s Spec, ev Events) (Guest, error)
+	// SaveDisk writes a standalone image of the guest's disk in s.Dir to
+	// dst (a new file) that boots with --rootfs dst; the reference image
+	// is only read. g is the guest while it runs (it is paused or synced
+	// for the copy), nil when stopped. progress may be nil.
+	SaveDisk(s *Spec, g Guest, dst string, progress func(done, total int64)) error
 }
 
 // Guest is one started guest of any kind.
@@ -50,6 +56,12 @@ type Guest interface {
 	ConsoleLog() string
 	// Stop kills the guest and waits for it.
 	Stop()
+	// Shutdown powers the guest off cleanly, waiting up to d, then stops
+	// it hard; its disk stays in Dir for a Start with KeepDisk.
+	Shutdown(d time.Duration)
+	// SetLink sets the carrier the guest sees on its eth; ErrNoCarrier
+	// when the kind cannot show one (the switch still stops the frames).
+	SetLink(eth int, up bool) error
 	// Exited is closed once the guest is gone.
 	Exited() <-chan struct{}
 	// Accelerator is kvm or tcg for QEMU, "" for the other kinds.

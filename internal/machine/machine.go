@@ -55,6 +55,9 @@ type Spec struct {
 	Host              Host
 	CD                guest.CDSpec // Check sets Name and Eths
 	BootTimeout       time.Duration
+	// KeepDisk starts from the disk a previous run left in Dir (ctrl
+	// start vm, resume) instead of a fresh COW over the image.
+	KeepDisk bool
 
 	// Set by Check (and Accel by Start).
 	Image  Image
@@ -109,6 +112,12 @@ type Machine struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	exited  chan struct{}
+
+	// QEMU only: its QMP socket (lifecycle.go) and the hard stop that
+	// flushes its disk before it exits.
+	qmpSock  string
+	qmpMu    sync.Mutex
+	hardStop func()
 }
 
 // Socket paths inside Dir.
@@ -121,6 +130,9 @@ func (s *Spec) OverlayPath() string {
 	}
 	return s.path("root.qcow2")
 }
+
+// QMPPath is a QEMU guest's QMP socket.
+func (s *Spec) QMPPath() string { return s.path("qmp.sock") }
 
 // CDPath is the config CD image.
 func (s *Spec) CDPath() string { return s.path("cd.iso") }
@@ -189,10 +201,11 @@ func (m *Machine) launch(plumb func(*Machine) (*plumbing, error)) error {
 	// guest dies with the switch.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(logf, "# %s\n", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startLocked(cmd); err != nil { // reaper.go
 		return fmt.Errorf("starting %s: %v", args[0], err)
 	}
 	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()
+	reaperTell('+', m.pid) // reaper.go
 	m.console = NewConsole(m.ConsolePath(), m.ConsoleLog())
 	go m.wait()
 	p.connect()
@@ -282,6 +295,7 @@ func (m *Machine) wait() {
 	err := m.cmd.Wait()
 	// Whatever is left of the group (UML helpers) goes too.
 	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	reaperTell('-', m.pid)
 	m.cancel()
 	m.mu.Lock()
 	stopping := m.stopping
@@ -362,6 +376,11 @@ func (m *Machine) closeAll() {
 // Stop kills the guest (its COW is thrown away with work_dir/NAME, so
 // there is nothing to flush) and waits for it.
 func (m *Machine) Stop() {
+	select {
+	case <-m.exited: // gone (stopped): its pid may be another's by now
+		return
+	default:
+	}
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()

@@ -77,6 +77,10 @@ func umlKernel(s *Spec) (err error) {
 // Start launches linux.uml; UML makes its COW file itself from
 // ubd0=COW,ROOTFS.
 func (UMLKind) Start(s Spec, ev Events) (Guest, error) {
+	if s.KeepDisk {
+		// The last run's pid file and mconsole socket (uml_dir/umid).
+		_ = os.RemoveAll(filepath.Join(s.Dir, "uml"))
+	}
 	m, err := startProcess(s, ev, umlPlumbing)
 	if err != nil {
 		return nil, err

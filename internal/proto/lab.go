@@ -48,9 +48,11 @@ type VM struct {
 	Kernel string `xml:"kernel,attr,omitempty" json:"kernel,omitempty"`
 	// Transport is the UML eth transport (bess or daemon).
 	Transport string `xml:"transport,attr,omitempty" json:"transport,omitempty"`
-	Eths      []Eth  `xml:"eth" json:"eths"`
 	// Mgmt is mgmt0's "ADDR/LEN" on the management network.
 	Mgmt string `xml:"mgmt,attr,omitempty" json:"mgmt,omitempty"`
+	// Demo is the demo folder it was added with (its CD's trees).
+	Demo string `xml:"demo,attr,omitempty" json:"demo,omitempty"`
+	Eths []Eth  `xml:"eth" json:"eths"`
 	X    *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
 	Y    *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
@@ -60,6 +62,7 @@ type Eth struct {
 	Port   string   `xml:"port,attr" json:"port"`
 	Lans   []string `xml:"lan" json:"lans"`
 	Impair string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link   string   `xml:"link,attr,omitempty" json:"link,omitempty"` // "down" while its cable is pulled
 }
 
 // Lan is one lan and the ports on it.
@@ -84,6 +87,7 @@ type Tux struct {
 	Forwards []Forward         `xml:"forward" json:"forwards,omitempty"`
 	Counters Counters          `xml:"counters" json:"counters"`
 	Impair   string            `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link     string            `xml:"link,attr,omitempty" json:"link,omitempty"`
 	X        *int              `xml:"x,attr,omitempty" json:"x,omitempty"`
 	Y        *int              `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
@@ -110,6 +114,7 @@ type Port struct {
 	Lans      []string `xml:"lan" json:"lans"`
 	Counters  Counters `xml:"counters" json:"counters"`
 	Impair    string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link      string   `xml:"link,attr,omitempty" json:"link,omitempty"`
 }
 
 // Normalize makes every nil list empty so JSON shows [] rather than null,

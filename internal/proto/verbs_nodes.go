@@ -24,6 +24,10 @@ type AddVM struct {
 	BootTimeout *int     `xml:"boot_timeout,attr,omitempty"`
 	Demo        string   `xml:"demo,attr,omitempty"` // absolute demo folder
 	Wait        bool     `xml:"wait,attr,omitempty"`
+	// State "stopped" adds the guest without booting it; KeepDisk boots
+	// it from the disk left in work_dir/NAME (resume). lifecycle.go.
+	State    string `xml:"state,attr,omitempty"`
+	KeepDisk bool   `xml:"keep_disk,attr,omitempty"`
 }
 
 func (AddVM) Verb() string { return "add_vm" }
@@ -55,6 +59,9 @@ func (r AddVM) Validate() error {
 	}
 	if typ != "uml" && tr != "" {
 		return fmt.Errorf("vm %s: --uml-transport is for UML guests only", r.Name)
+	}
+	if r.State != "" && r.State != "running" && r.State != "stopped" {
+		return fmt.Errorf("<add_vm> state=%q: use running or stopped", r.State)
 	}
 	return inRange(r.Verb(), "boot_timeout", r.BootTimeout, 1, MaxBootTimeout)
 }

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"cloonix/internal/proto"
@@ -30,9 +31,24 @@ func (s Step) Request(demo string) proto.Request {
 		if v.CPU > 0 {
 			r.CPU = proto.Int(v.CPU)
 		}
+		if v.State == "stopped" {
+			r.State = "stopped"
+		}
+		switch {
+		case filepath.IsAbs(v.Disk):
+			r.Rootfs = v.Disk
+		case v.Disk != "" && demo != "":
+			r.Rootfs = filepath.Join(demo, DisksDir, v.Disk)
+		}
 		return r
 	case DelVM:
 		return &proto.DelVM{Name: s.Name}
+	case StopVM:
+		return &proto.StopVM{Name: s.Name}
+	case StartVM:
+		return &proto.StartVM{Name: s.Name}
+	case Link:
+		return &proto.Link{Port: s.Port, State: s.Spec}
 	case AddTux:
 		x := s.Tux
 		r := &proto.AddTux{Name: x.Name, Kind: x.Kind}

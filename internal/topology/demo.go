@@ -157,6 +157,15 @@ func (d *Demo) checkFolder(dir string) error {
 			}
 		}
 	}
+	// Saved disks (fconf save --with-disks) are files of disks/.
+	for _, v := range d.Topology.VMs {
+		if v.Disk != "" && !filepath.IsAbs(v.Disk) {
+			if err := insideRegular(dir, filepath.Join(dir, DisksDir, v.Disk), "VM "+v.Name+"'s <disk_file>"); err != nil {
+				return err
+			}
+			found = true
+		}
+	}
 	if found {
 		d.Dir = dir
 	}

@@ -400,6 +400,8 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.MgmtIP = s
 			}
+		case "state", "disk_file":
+			p.vmLifecycle(ctx, k, &v, seen) // lifecycle.go
 		case "after":
 			if s, ok := p.leaf(ctx, k); ok {
 				if err := proto.CheckName("vm", s); err != nil {
@@ -418,7 +420,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {
@@ -472,8 +474,12 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
 				e.Impair = p.impair(ectx, k, s)
 			}
+		case "link":
+			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
+				e.Link = p.link(ectx, k, s)
+			}
 		default:
-			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number) and <impair>", ctx, i, k.name)
+			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number), <impair> and <link>", ctx, i, k.name)
 		}
 	}
 	return e

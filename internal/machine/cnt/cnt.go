@@ -38,6 +38,8 @@ type Spec struct {
 	DeleteCmds string   // files_to_delete_from_all_targets
 	Trees      []string // files_to_add_in_all_targets, files_to_add_in_NAME
 	Runtime    Runtime
+	// KeepUpper starts on the upper directory a stopped node kept.
+	KeepUpper bool
 }
 
 // Check validates s without touching the host.
@@ -107,7 +109,9 @@ type Container struct {
 	reason   string
 	stopping bool
 	stopped  bool
-	execN    int
+	// keepUpper keeps the upper directory at cleanup (lifecycle.go).
+	keepUpper bool
+	execN     int
 }
 
 // Paths inside Dir.
@@ -130,6 +134,9 @@ func cgroupParent(root string) string {
 // runs; Ready is closed when the rc.d scripts have run. On error nothing
 // is left behind.
 func Start(ctx context.Context, s Spec) (c *Container, err error) {
+	if s.KeepUpper {
+		s.clearStale(ctx) // lifecycle.go
+	}
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
@@ -142,6 +149,9 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 		}
 	}()
 	for _, d := range []string{"upper", "work", "rootfs", "cloonix"} {
+		if d == "upper" && s.KeepUpper && dirExists(s.path(d)) {
+			continue // started again on the disk it kept (lifecycle.go)
+		}
 		if err := os.Mkdir(s.path(d), 0o755); err != nil {
 			return c, fmt.Errorf("node %s: %v", s.Name, err)
 		}
@@ -354,7 +364,13 @@ func (c *Container) cleanup() {
 	closeAll(c.taps)
 	c.taps = nil
 	unmount(c.path("rootfs"))
+	c.mu.Lock()
+	keep := c.keepUpper
+	c.mu.Unlock()
 	for _, d := range []string{"rootfs", "upper", "work", "cloonix", "config.json", "init.pid"} {
+		if d == "upper" && keep {
+			continue // the node's disk, for a start with KeepDisk
+		}
 		_ = os.RemoveAll(c.path(d))
 	}
 	removeCgroupParents(c.Runtime.Root)

@@ -101,7 +101,8 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	s := Spec{
 		Name: ms.Name, Dir: ms.Dir, Rootfs: rf, Mem: ms.Mem, CPU: ms.CPU, TapNames: ms.EthSocks,
 		SSHKey: ms.CD.SSHKey, DeleteCmds: ms.CD.DeleteCmds, Trees: ms.CD.Trees,
-		Runtime: Runtime{Path: path, Root: filepath.Join(ms.Host.WorkDir, ".runc")},
+		Runtime:   Runtime{Path: path, Root: filepath.Join(ms.Host.WorkDir, ".runc")},
+		KeepUpper: ms.KeepDisk,
 	}
 	for i := 0; i < ms.Eths; i++ {
 		mac, err := net.ParseMAC(machine.MAC(ms.Name, i))
@@ -118,6 +119,9 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	g.console = machine.NewConsole(filepath.Join(ms.Dir, "console.sock"), filepath.Join(ms.Dir, "shell.log"))
 	go g.serveConsole()
 	go g.follow()
+	// The node's init leads its own group; it does not die with the
+	// switch by itself (lifecycle.go).
+	machine.ReaperAdd(c.Pid())
 	return g, nil
 }
 
@@ -165,6 +169,7 @@ func (g *guest) follow() {
 	case <-g.c.Done():
 	}
 	<-g.c.Done()
+	machine.ReaperRemove(g.c.Pid())
 	g.console.Close()
 	if r := g.c.Reason(); r == "stopped" {
 		g.set(machine.Stopped, "")
