@@ -31,10 +31,13 @@ images: build
 demo: deps build images
 	./scripts/demo.sh
 
-test: deps build images lint test-unit fuzz test-e2e
+test: deps build images lint test-unit fuzz test-e2e bench-smoke
 
 test-unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...
+
+# bench-smoke runs every benchmark once, briefly: it proves each runs and
+# prints its table (no figure is asserted; see docs/benchmarks.md).
 
 # Each fuzz target briefly (go test runs one -fuzz target per call).
 #

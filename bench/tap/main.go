@@ -105,6 +105,7 @@ func startSwitch(bin, name, prefix string) string {
   <password>bench-%s</password>
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
+  <mgmt>off</mgmt>
 </cloonix_config>
 `, name, dir, freePort(), hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg

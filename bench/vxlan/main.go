@@ -68,6 +68,7 @@ func startSwitch(bin, name, ns string) string {
   <password>bench-%s</password>
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
+  <mgmt>off</mgmt>
 </cloonix_config>
 `, name, dir, hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg

@@ -61,7 +61,7 @@ func Start(bin, dir, bulk, name string, env ...string) (*Switch, error) {
 	l.Close()
 	cfg := fmt.Sprintf(`<cloonix_config><network_name>%s</network_name>
 <server_name>%s</server_name><server_port>%d</server_port><password>bench-%d</password>
-<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>
+<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>
 `, name, s.Sock, port, os.Getpid(), dir, bulk)
 	if err := os.WriteFile(s.Cfg, []byte(cfg), 0o600); err != nil {
 		return nil, err
