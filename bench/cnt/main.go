@@ -38,6 +38,7 @@ var (
 	rootfs = flag.String("rootfs", "debian-frr", "the cnt nodes' rootfs")
 	bulk   = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
+	other  = flag.String("other", "", "another cloonix binary (e.g. an older commit's): its cnt nodes join the rounds, on a switch of their own")
 )
 
 // path is one way between two network contexts: in runs a command in
@@ -77,7 +78,11 @@ func main() {
 	}
 	defer hostsh.Cleanup()
 	c, sock := startSwitch(bin)
-	paths := []*path{bridge(), cnt(c, sock), tapTux(c)}
+	paths := []*path{bridge(), cnt(c, sock, "c", 75, ""), tapTux(c)}
+	if *other != "" {
+		oc, osock := startSwitch(*other)
+		paths = append(paths, cnt(oc, osock, "o", 73, ", -other"))
+	}
 	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, %s, load average %s\n", *secs, *rounds, time.Now().UTC().Format(time.RFC3339), loadAvg())
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
@@ -113,11 +118,11 @@ func bridge() *path {
 
 // cnt adds two container nodes on one lan; commands run in their
 // network namespaces through their init's pid.
-func cnt(c, sock string) *path {
+func cnt(c, sock, prefix string, net int, label string) *path {
 	var pre [2]string
-	for i, n := range []string{"c1", "c2"} {
+	for i, n := range []string{prefix + "1", prefix + "2"} {
 		hostsh.Must(fmt.Sprintf("%s ctrl add vm %s --type cnt --rootfs %s --eth 1 --wait && %s ctrl attach %s:eth0 lan", c, n, *rootfs, c, n))
-		hostsh.Must(fmt.Sprintf("%s exec %s -- ip addr add 10.75.0.%d/24 dev eth0", c, n, i+1))
+		hostsh.Must(fmt.Sprintf("%s exec %s -- ip addr add 10.%d.0.%d/24 dev eth0", c, n, net, i+1))
 		hostsh.Must(fmt.Sprintf("%s exec %s -- ip link set eth0 up", c, n))
 		pid := nodePid(sock, n)
 		if pid <= 0 {
@@ -127,7 +132,7 @@ func cnt(c, sock string) *path {
 		}
 		pre[i] = fmt.Sprintf("nsenter -t %d -n ", pid)
 	}
-	return &path{name: "cloonix cnt nodes (" + *rootfs + ")", in: pre[0], out: pre[1], addr: "10.75.0.2"}
+	return &path{name: "cloonix cnt nodes (" + *rootfs + label + ")", in: pre[0], out: pre[1], addr: fmt.Sprintf("10.%d.0.2", net)}
 }
 
 // tapTux is the switch between two namespaces through tap tuxes (vnet
