@@ -80,7 +80,7 @@ func TestGSOHeader(t *testing.T) {
 		{"ordinary frame", tcpFrame(1400, false), make([]byte, 10)},
 		{"super frame", tcpFrame(30000, false), []byte{1, gsoTCPv4, 54, 0, 0xb4, 0x05, 34, 0, 16, 0}},
 		{"super frame, vlan", tcpFrame(30000, true), []byte{1, gsoTCPv4, 58, 0, 0xb4, 0x05, 38, 0, 16, 0}},
-		{"big, not TCP", append(append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}), make([]byte, 3000)...), make([]byte, 10)},
+		{"big, not TCP", append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}, make([]byte, 3000)...), make([]byte, 10)},
 	} {
 		h[0] = 99
 		gsoHeader(h, c.b)
