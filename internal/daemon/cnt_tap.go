@@ -40,6 +40,10 @@ const (
 	// tapMTU is the nodes' eth MTU: super frames written to a tap are
 	// marked for segments of this size.
 	tapMTU = 1500
+	// tapRead holds any frame a tap hands over: a GSO segment may be a
+	// full 64 KiB IP packet plus its Ethernet header, over the switch's
+	// frame limit (then it is cut), and a short read would truncate it.
+	tapRead = cnt.VnetHdrLen + 65536 + 18 + 64
 )
 
 // cntMACs holds the MACs seen on the switch's node taps (MAC -> count of
@@ -79,7 +83,7 @@ func listenTap(name string) (fabric.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &tapConn{f: f, buf: make([]byte, cnt.VnetHdrLen+fabric.MaxFrame+1), scratch: make([]byte, fabric.MaxFrame), macs: map[uint64]bool{}}
+	c := &tapConn{f: f, buf: make([]byte, tapRead), scratch: make([]byte, fabric.MaxFrame), macs: map[uint64]bool{}}
 	return &tapListener{name: name, conn: c, closed: make(chan struct{})}, nil
 }
 

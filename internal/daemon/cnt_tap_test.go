@@ -129,6 +129,23 @@ func TestCutAndLearn(t *testing.T) {
 	if !takesSuper(super) {
 		t.Fatal("a MAC learnt on a node's tap does not take super frames")
 	}
+	// Too long for the switch (a 64 KiB IP packet) but going to a node:
+	// cut into super frames that fit, partial checksums kept.
+	huge := tcpFrame(65400, false)
+	copy(huge[0:6], super[0:6])
+	setTCPCsum(huge, 14, true)
+	a.cut(huge, 1448)
+	total = 0
+	for _, f := range a.pending {
+		if n := len(f.Bytes()); n > 65535 || (n <= tux.StdFrame && len(a.pending) > 1 && f != a.pending[len(a.pending)-1]) {
+			t.Fatalf("piece of %d bytes", n)
+		}
+		total += len(f.Bytes()) - 54
+		f.Release()
+	}
+	if len(a.pending) != 2 || total != 65400 {
+		t.Fatalf("%d pieces carrying %d bytes, want 2 carrying 65400", len(a.pending), total)
+	}
 	b.forget()
 	b.lastSrc = 0 // learn again: a closed tap must not
 	b.learn(reply)
