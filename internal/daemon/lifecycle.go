@@ -23,10 +23,10 @@ func Spawn(cfg *config.Config, self string) (pid int, already bool, err error) {
 		c.Close()
 		return 0, true, nil
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return 0, false, fmt.Errorf("work_dir %s: %v", cfg.WorkDir, err)
+	if err := config.PrepareWorkDir(cfg.WorkDir); err != nil {
+		return 0, false, err
 	}
-	logf, err := os.OpenFile(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := config.OpenNoFollow(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, false, err
 	}

@@ -29,6 +29,7 @@ func (d *Daemon) Lab() *proto.Lab {
 	for _, f := range d.listers {
 		f(d, lab)
 	}
+	d.listMgmt(lab)
 	d.fillPositions(lab)
 	d.fillImpairs(lab)
 	lab.Normalize()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,6 +45,7 @@ type vmEntry struct {
 	name, typ, rootfs, kernel, transport string
 	mem, cpu, eths                       int
 	dir                                  string
+	mgmt                                 string // mgmt0's ADDR/LEN, "" for none
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
@@ -68,9 +70,10 @@ var reservedDirs = map[string]bool{"ports": true, "vde": true, "tux": true, "cap
 
 // vmRequest is add_vm's validated arguments.
 type vmRequest struct {
-	kind machine.Kind
-	spec machine.Spec
-	wait bool
+	kind   machine.Kind
+	spec   machine.Spec
+	wait   bool
+	mgmtIP netip.Addr // --mgmt-ip, if given
 }
 
 // parseAddVM turns add_vm's arguments (already validated) into a spec
@@ -92,6 +95,9 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
 	r := &vmRequest{kind: kind, wait: a.Wait}
+	if r.mgmtIP, err = d.mgmtIP(name, a.MgmtIP); err != nil {
+		return nil, err
+	}
 	s := &r.spec
 	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, a.Rootfs, a.Kernel, a.Transport
 	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime}
@@ -112,25 +118,19 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is proto's).
+// its config CD (the folder's layout is topology's). A demo reaches the
+// switch from any client, so it is checked here with fconf's rules
+// (demo_check.go), whatever the client checked.
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
 	}
-	if !filepath.IsAbs(demo) {
-		return fmt.Errorf("vm %s: demo folder %q must be an absolute path", s.Name, demo)
+	trees, del, err := checkDemo(demo, s.Name)
+	if err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
 	}
-	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
-		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
-	}
-	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + s.Name} {
-		if p := filepath.Join(demo, t); dirExists(p) {
-			s.CD.Trees = append(s.CD.Trees, p)
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(demo, proto.DemoDeleteName)); err == nil {
-		s.CD.DeleteCmds = string(b)
-	}
+	s.CD.Trees = append(s.CD.Trees, trees...)
+	s.CD.DeleteCmds = del
 	return nil
 }
 
@@ -147,11 +147,6 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
 func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 	r, err := d.parseAddVM(a)
 	if err != nil {
@@ -165,6 +160,15 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q already exists; delete it first (`cloonix ctrl del vm %s`) or choose another name", name, name)
 	}
+	held := map[string]bool{}
+	for _, o := range t.vms {
+		held[strings.Split(o.mgmt, "/")[0]] = true
+	}
+	if s.Mgmt, err = d.mgmtAssign(name, r.mgmtIP, s.MgmtSock != "", held); err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	s.CD.Mgmt = s.Mgmt
 	var ports []string
 	for i := range s.Ports() {
 		p := fmt.Sprintf("%s:eth%d", name, i)
@@ -174,6 +178,9 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 		ports = append(ports, p)
 	}
+	if _, ok := s.MgmtPort(); ok {
+		ports = append(ports, name+mgmtPortTail) // its own suffix: no user port ends so
+	}
 	if fi, err := os.Lstat(s.Dir); err == nil {
 		if !fi.IsDir() || !fileExists(filepath.Join(s.Dir, vmMarker)) {
 			t.mu.Unlock()
@@ -181,7 +188,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, mgmt: s.Mgmt}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -241,6 +248,16 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 			return nil, err
 		}
 		made = append(made, ports[i])
+	}
+	if mp, ok := s.MgmtPort(); ok {
+		p := ports[len(ports)-1]
+		if _, _, err = d.AddPort(p, mp.Kind, mp.Path, ""); err != nil {
+			return nil, err
+		}
+		made = append(made, p)
+		if err = d.Fab.Attach(p, mgmtLan); err != nil {
+			return nil, fmt.Errorf("vm %s: management port: %v", s.Name, err)
+		}
 	}
 	t := d.vmt()
 	t.mu.Lock()
@@ -445,7 +462,7 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
-			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport}
+			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Mgmt: e.mgmt}
 		if e.g != nil {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()

@@ -95,6 +95,15 @@ func (s *Spec) Ports() []Port {
 	return p
 }
 
+// MgmtPort is the switch port of mgmt0, if the guest has one: one more
+// NIC, after the eths, whose MAC is MgmtMAC (the agent names it mgmt0).
+func (s *Spec) MgmtPort() (Port, bool) {
+	if s.Mgmt == "" || s.MgmtSock == "" {
+		return Port{}, false
+	}
+	return Port{Kind: s.PortKind, Path: s.MgmtSock}, true
+}
+
 // Registry is an explicit list of node kinds; the first is the default.
 // The list the switch offers is kinds.All.
 type Registry struct{ kinds []Kind }
@@ -166,7 +175,7 @@ func CheckBasics(s *Spec, defMem, maxCPU int) error {
 	if len(s.Dir)+len("/eth31.ctl.d99999") >= 108 {
 		return fmt.Errorf("vm %s: its sockets under %s would pass the 108-byte limit of unix socket paths; use a shorter name or work_dir", s.Name, s.Dir)
 	}
-	s.CD.Name, s.CD.Eths = s.Name, s.Eths
+	s.CD.Name, s.CD.Eths, s.CD.Mgmt = s.Name, s.Eths, s.Mgmt
 	return nil
 }
 
@@ -191,6 +200,12 @@ func EthSockets(s *Spec, suffix string) []string {
 		socks = append(socks, filepath.Join(s.Dir, fmt.Sprintf("eth%d%s", i, suffix)))
 	}
 	return socks
+}
+
+// MgmtSocket names the switch socket of s's mgmt0 (Dir/mgmt0+suffix),
+// used once the daemon gives s a management address (after Check).
+func MgmtSocket(s *Spec, suffix string) string {
+	return filepath.Join(s.Dir, "mgmt0"+suffix)
 }
 
 // kernelPath resolves --kernel: an absolute path or a file of bulk_dir.

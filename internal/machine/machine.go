@@ -66,8 +66,12 @@ type Spec struct {
 	// daemon (uml_switch control).
 	EthSocks []string
 	PortKind string
-	QEMU     string // qemu-system-x86_64
-	QemuImg  string // qemu-img
+	// Mgmt is mgmt0's "ADDR/LEN" on the management network, "" for none
+	// (the daemon sets it); MgmtSock is its switch socket, of PortKind
+	// (set by Check when Mgmt is).
+	Mgmt, MgmtSock string
+	QEMU           string // qemu-system-x86_64
+	QemuImg        string // qemu-img
 	// NoAVX (UML) keeps guest programs off AVX and XstateFilter starts
 	// linux.uml under the XSTATE seccomp filter (umlexec.go).
 	NoAVX, XstateFilter bool
@@ -472,13 +476,40 @@ func listenUnix(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// acceptOne takes the first connection on l, then closes l.
-func acceptOne(ctx context.Context, l *net.UnixListener) (net.Conn, error) {
+// acceptOne takes the first connection on l from process pid (QEMU,
+// checked with SO_PEERCRED), then closes l: a local racer that connects
+// first is turned away rather than becoming the VM's console or agent.
+func acceptOne(ctx context.Context, l *net.UnixListener, pid int) (net.Conn, error) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
-	c, err := l.Accept()
-	l.Close()
-	return c, err
+	defer l.Close()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		got := peerPid(c)
+		if got == pid {
+			return c, nil
+		}
+		log.Printf("%s: refused a connection from pid %d (expected the emulator, pid %d)", l.Addr(), got, pid)
+		c.Close()
+	}
+}
+
+// peerPid is the pid of the process at the other end of c (0 if unknown).
+func peerPid(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
 }

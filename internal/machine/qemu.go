@@ -53,6 +53,7 @@ func (QEMUKind) Check(s *Spec) (err error) {
 	}
 	s.PortKind = "stream"
 	s.EthSocks = EthSockets(s, ".sock")
+	s.MgmtSock = MgmtSocket(s, ".sock")
 	return nil
 }
 
@@ -94,12 +95,12 @@ func qemuPlumbing(m *Machine) (*plumbing, error) {
 	p := &plumbing{args: QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))}
 	p.connect = func() {
 		go func() {
-			if c, err := acceptOne(m.ctx, l[0]); err == nil {
+			if c, err := acceptOne(m.ctx, l[0], m.pid); err == nil {
 				m.console.Attach(c)
 			}
 		}()
 		go func() {
-			if c, err := acceptOne(m.ctx, l[1]); err == nil {
+			if c, err := acceptOne(m.ctx, l[1], m.pid); err == nil {
 				m.setAgent(c)
 			}
 		}()
@@ -168,6 +169,12 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 		a = append(a,
 			"-netdev", fmt.Sprintf("stream,id=n%d,server=off,addr.type=unix,addr.path=%s", i, qemuEscape(sock)),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s", i, MAC(s.Name, i)),
+		)
+	}
+	if p, ok := s.MgmtPort(); ok { // after the eths: their PCI slots stay
+		a = append(a,
+			"-netdev", "stream,id=mgmt0,server=off,addr.type=unix,addr.path="+qemuEscape(p.Path),
+			"-device", "virtio-net-pci,netdev=mgmt0,mac="+MgmtMAC(s.Name),
 		)
 	}
 	return a

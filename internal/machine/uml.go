@@ -44,8 +44,10 @@ func (UMLKind) Check(s *Spec) error {
 	}
 	s.PortKind = s.Transport
 	s.EthSocks = EthSockets(s, ".sock")
+	s.MgmtSock = MgmtSocket(s, ".sock")
 	if s.Transport == "daemon" {
 		s.EthSocks = EthSockets(s, ".ctl")
+		s.MgmtSock = MgmtSocket(s, ".ctl")
 	}
 	return nil
 }
@@ -138,11 +140,18 @@ func UMLArgs(s *Spec, conFD, agentFD int) []string {
 		fmt.Sprintf("con0=fd:%d,fd:%d", conFD, conFD),
 		fmt.Sprintf("ssl1=fd:%d,fd:%d", agentFD, agentFD),
 	}
-	for i, sock := range s.EthSocks {
+	socks, macs := s.EthSocks, []string{}
+	for i := range s.EthSocks {
+		macs = append(macs, MAC(s.Name, i))
+	}
+	if p, ok := s.MgmtPort(); ok { // the NIC after the eths
+		socks, macs = append(socks[:len(socks):len(socks)], p.Path), append(macs, MgmtMAC(s.Name))
+	}
+	for i, sock := range socks {
 		if s.Transport == "daemon" {
-			a = append(a, fmt.Sprintf("eth%d=daemon,%s,unix,%s", i, MAC(s.Name, i), sock))
+			a = append(a, fmt.Sprintf("eth%d=daemon,%s,unix,%s", i, macs[i], sock))
 		} else {
-			a = append(a, fmt.Sprintf("vec%d:transport=bess,dst=%s,mac=%s", i, sock, MAC(s.Name, i)))
+			a = append(a, fmt.Sprintf("vec%d:transport=bess,dst=%s,mac=%s", i, sock, macs[i]))
 		}
 	}
 	a = append(a, KernelCmdline(s, "/dev/ubda", "", "/dev/ubdb"))

@@ -23,6 +23,16 @@ type Lab struct {
 	Lans    []Lan    `xml:"lan" json:"lans"`
 	Tux     []Tux    `xml:"tux" json:"tux"`
 	Ports   []Port   `xml:"port" json:"ports"`
+	// Mgmt is the management network, nil when off.
+	Mgmt *Mgmt `xml:"mgmt,omitempty" json:"mgmt,omitempty"`
+}
+
+// Mgmt is the management network: its prefix, the host's address on it
+// and the host interface the switch made.
+type Mgmt struct {
+	Net    string `xml:"net,attr" json:"net"`
+	Host   string `xml:"host,attr" json:"host"`
+	Ifname string `xml:"ifname,attr" json:"ifname"`
 }
 
 // VM is one machine.
@@ -39,8 +49,10 @@ type VM struct {
 	// Transport is the UML eth transport (bess or daemon).
 	Transport string `xml:"transport,attr,omitempty" json:"transport,omitempty"`
 	Eths      []Eth  `xml:"eth" json:"eths"`
-	X         *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
-	Y         *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
+	// Mgmt is mgmt0's "ADDR/LEN" on the management network.
+	Mgmt string `xml:"mgmt,attr,omitempty" json:"mgmt,omitempty"`
+	X    *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
+	Y    *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
 
 // Eth is one interface of a VM: its port name (VM:ethN) and lans.

@@ -20,6 +20,7 @@ type AddVM struct {
 	Rootfs      string   `xml:"rootfs,attr,omitempty"`
 	Kernel      string   `xml:"kernel,attr,omitempty"`
 	Transport   string   `xml:"transport,attr,omitempty"` // UML: bess or daemon
+	MgmtIP      string   `xml:"mgmt_ip,attr,omitempty"`   // mgmt0's address; default: derived from the name
 	BootTimeout *int     `xml:"boot_timeout,attr,omitempty"`
 	Demo        string   `xml:"demo,attr,omitempty"` // absolute demo folder
 	Wait        bool     `xml:"wait,attr,omitempty"`
@@ -204,6 +205,8 @@ type ForwardAdd struct {
 	Proto   string   `xml:"proto,attr,omitempty"` // tcp (default) or udp
 	Host    string   `xml:"host,attr,omitempty"`
 	Guest   string   `xml:"guest,attr"`
+	// Public allows a host address beyond loopback (docs/security.md).
+	Public bool `xml:"public,attr,omitempty"`
 }
 
 func (ForwardAdd) Verb() string { return "forward_add" }

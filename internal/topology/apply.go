@@ -23,7 +23,7 @@ func (s Step) Request(demo string) proto.Request {
 	case AddVM:
 		v := s.VM
 		r := &proto.AddVM{Name: v.Name, Eth: proto.Int(len(v.Eths)), Type: v.Type,
-			Rootfs: v.Rootfs, Kernel: v.Kernel, Transport: v.Transport, Demo: demo}
+			Rootfs: v.Rootfs, Kernel: v.Kernel, Transport: v.Transport, MgmtIP: v.MgmtIP, Demo: demo}
 		if v.Mem > 0 {
 			r.Mem = proto.Int(v.Mem)
 		}

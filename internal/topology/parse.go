@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -392,6 +393,13 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.Transport = s
 			}
+		case "mgmt_ip":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errf(k.line, "%s<mgmt_ip> is %q; want an IPv4 address in the management network", ctx, s)
+				}
+				v.MgmtIP = s
+			}
 		case "after":
 			if s, ok := p.leaf(ctx, k); ok {
 				if err := proto.CheckName("vm", s); err != nil {
@@ -410,7 +418,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <after>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {

@@ -41,6 +41,7 @@ type VM struct {
 	Rootfs    string
 	Kernel    string
 	Transport string   // UML eth transport: bess or daemon
+	MgmtIP    string   // mgmt0's address on the management network ("": derived)
 	After     []string // VMs of the file that must be ready before this one is added (<after>)
 	Eths      []Eth
 	X, Y      *int

@@ -41,6 +41,9 @@ func (t *Topology) Bytes() []byte {
 		if v.Transport != "" {
 			leaf(&b, 2, "transport", v.Transport)
 		}
+		if v.MgmtIP != "" {
+			leaf(&b, 2, "mgmt_ip", v.MgmtIP)
+		}
 		for _, a := range v.After {
 			leaf(&b, 2, "after", a)
 		}

@@ -39,7 +39,7 @@ type tapKind struct{}
 func (tapKind) Name() string { return "tap" }
 func (tapKind) Usage() Usage {
 	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
-		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
+		Flags: []Flag{{Name: "ifname", Usage: "host interface name (default: NAME)"}}}
 }
 
 func (tapKind) Plan(s *Spec) (Plan, error) {
@@ -262,7 +262,7 @@ func dropToNetAdmin() error {
 		return ErrNoNetAdmin
 	}
 	if eff == 1<<capNetAdmin || os.Getenv(tapFDEnv) != "" {
-		return nil
+		return noNewPrivs()
 	}
 	runtime.LockOSThread()
 	last := 40
@@ -292,6 +292,10 @@ func dropToNetAdmin() error {
 		return err
 	}
 	env := append(os.Environ(), tapFDEnv+"=1")
+	// no_new_privs survives the exec; the ambient CAP_NET_ADMIN too.
+	if err := noNewPrivs(); err != nil {
+		return err
+	}
 	return syscall.Exec(self, os.Args, env)
 }
 

@@ -110,11 +110,15 @@ func setupVXLAN(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	vni := fs.String("vni", "", "VXLAN network identifier, 0..16777215")
 	port := fs.String("port", "", "UDP port to listen on and send to (default 4789)")
 	local := fs.String("local", "", "local address to bind (default: any)")
+	peers := fs.String("peers", "", "IP:PORT[,IP:PORT...]: the only sources frames are taken from")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
 	cfg, err := ParseVXLAN(*remote, *vni, *port, *local)
 	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Peers, err = ParsePeers(*peers, cfg.Remotes); err != nil {
 		return nil, nil, err
 	}
 	h, err := newVXLAN(cfg)
@@ -488,6 +492,16 @@ func (h *vxlanHelper) remoteIndex(a net.Addr) int {
 		return -1
 	}
 	ip = ip.Unmap()
+	if len(h.cfg.Peers) > 0 {
+		// An allow-list of sources: the port must match too.
+		ok := false
+		for _, p := range h.cfg.Peers {
+			ok = ok || (p.Addr() == ip && int(p.Port()) == ua.Port)
+		}
+		if !ok {
+			return -1
+		}
+	}
 	for i, r := range h.cfg.Remotes {
 		if r == ip {
 			return i

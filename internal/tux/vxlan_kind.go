@@ -34,16 +34,21 @@ to the remotes' --port. VXLAN adds 50 bytes on an IPv4 underlay: give
 guests an MTU of (underlay MTU - 50), or the underlay jumbo frames; see
 docs/multi-host.md.`,
 		Flags: []Flag{
-			{"remote", "IP address(es) of the other ends, comma-separated"},
-			{"vni", "VXLAN network identifier, 0 to 16777215, the same at every end"},
-			{"port", "UDP port to listen on and send to (default 4789)"},
-			{"local", "local address to listen on and send from (default: any)"},
+			{Name: "remote", Usage: "IP address(es) of the other ends, comma-separated"},
+			{Name: "vni", Usage: "VXLAN network identifier, 0 to 16777215, the same at every end"},
+			{Name: "port", Usage: "UDP port to listen on and send to (default 4789)"},
+			{Name: "local", Usage: "local address to listen on and send from (required unless --listen-any)"},
+			{Name: "listen-any", Usage: "take VXLAN on every address of the host (no --local)", Bool: true},
+			{Name: "peers", Usage: "IP:PORT[,IP:PORT...]: take frames only from these sources (default: any port of a remote)"},
 		}}
 }
 
 func (vxlanKind) Plan(s *Spec) (Plan, error) {
 	o := s.Options
 	cfg, err := ParseVXLAN(o["remote"], o["vni"], o["port"], o["local"])
+	if err == nil {
+		cfg.Peers, err = ParsePeers(o["peers"], cfg.Remotes)
+	}
 	if err != nil {
 		return Plan{}, fmt.Errorf("tux %s: %v", s.Name, err)
 	}
@@ -56,10 +61,20 @@ func (vxlanKind) Plan(s *Spec) (Plan, error) {
 			return Plan{}, fmt.Errorf("vxlan %s: UDP port %s is taken by vxlan tux %s; give each vxlan tux of a host its own --port (or its own --local address), the same at the other ends", s.Name, port, t.Name)
 		}
 	}
+	// VXLAN carries lans unauthenticated: taking it from every address
+	// of the host is a choice to make explicitly.
+	if !cfg.Local.IsValid() && o["listen-any"] != "true" {
+		return Plan{}, fmt.Errorf("tux %s: give --local IP (the address of this host to take VXLAN on), or --listen-any to take it on every address", s.Name)
+	}
 	a := cfg.Args()
 	shown := []Option{{"remote", a[1]}, {"vni", a[3]}, {"port", a[5]}}
 	if cfg.Local.IsValid() {
 		shown = append(shown, Option{"local", cfg.Local.String()})
+	} else {
+		shown = append(shown, Option{"listen-any", "true"})
+	}
+	if len(cfg.Peers) > 0 {
+		shown = append(shown, Option{"peers", cfg.PeersString()})
 	}
 	return Plan{Args: a, Shown: shown}, nil
 }

@@ -704,6 +704,7 @@ function renderPanel() {
       el('strong', {}, v.name), ' ',
       el('span', { class: `state ${stateClass(v.state)}` }, v.state || '?'), ' ',
       el('span', { class: 'muted' }, `${v.type}, ${v.mem} MB, ${v.rootfs}${v.accel ? `, ${v.accel}` : ''}`), ' ',
+      v.mgmt ? el('span', { class: 'mgmt', title: 'management address (mgmt0): ssh root@ from the host' }, `mgmt ${v.mgmt}`) : '', ' ',
       button(`b-console-${v.name}`, 'Console', `Open the console of ${v.name}`, () => openConsole(v.name)), ' ',
       button(`b-delvm-${v.name}`, 'Delete', `Delete VM ${v.name}`, () => confirmDel(`VM ${v.name}`) && call('del_vm', { name: v.name })),
       el('ul', {}, ...v.eths.map((e) => portLine(e.port, e.port.replace(':', '-'))))));

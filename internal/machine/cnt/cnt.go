@@ -147,6 +147,12 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 			return c, fmt.Errorf("node %s: %v", s.Name, err)
 		}
 	}
+	// The switch's umask is 077 (docs/security.md), and the overlay's root
+	// takes the upper dir's mode: the container's / must stay 0755 for
+	// its non-root users (the work_dir above it is private anyway).
+	if err := os.Chmod(s.path("upper"), 0o755); err != nil {
+		return c, fmt.Errorf("node %s: %v", s.Name, err)
+	}
 	if err := writeConfig(s.path("cloonix"), &s); err != nil {
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
