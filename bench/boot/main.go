@@ -1,39 +1,59 @@
 // Command boot measures guest start-up: seconds from `ctrl add vm` to the
-// agent's first answer (state running) for UML and QEMU (KVM when it
-// works, TCG otherwise) with the busybox and debian-frr images, and for
-// ten UML busybox guests added at once; then the memory each guest and
-// the switch use. It starts its own switch (a fresh cloonix binary, a
+// guest's ready (state running: the agent's first answer, or a container
+// node's init done) for UML, QEMU (KVM when it works, TCG otherwise) and
+// container nodes with the busybox and debian-frr images, and for ten UML
+// and a hundred cnt busybox guests added at once; then the memory each
+// guest and the switch use. `-types cnt` measures container nodes only. It starts its own switch (a fresh cloonix binary, a
 // private work_dir) and prints a table. Run: `go run ./bench/boot`
 // (images from CLOONIX_BULK or ~/cloonix_labs/bulk; `make images`).
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
-	"text/tabwriter"
+	"syscall"
 	"time"
 
-	benchlab "cloonix/bench/internal/lab"
-	"cloonix/bench/internal/stats"
 	"cloonix/internal/proto"
 )
 
 var (
-	bulk   = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
-	many   = flag.Int("n", 10, "guests in the all-at-once case")
-	rounds = flag.Int("rounds", 2, "rounds per single-guest case; the best is kept (the machine may be shared)")
-	skipQ  = flag.Bool("no-qemu", false, "skip the QEMU cases")
-	short  = flag.Bool("short", false, "smoke run: one round, UML busybox only, 2 guests at once")
+	bulk    = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
+	many    = flag.Int("n", 10, "UML guests in the all-at-once case")
+	manyCnt = flag.Int("ncnt", 100, "cnt guests in the all-at-once case")
+	rounds  = flag.Int("rounds", 3, "rounds per single-guest case, the cases taking turns; median and range are shown (the machine may be shared)")
+	skipQ   = flag.Bool("no-qemu", false, "skip the QEMU cases")
+	only    = flag.String("types", "uml,kvm,cnt", "node types to measure")
+	short   = flag.Bool("short", false, "smoke run (make test): one round, UML and cnt busybox, 2 guests at once")
 )
+
+// want tells whether node type typ is measured.
+func want(typ string) bool {
+	if typ == "kvm" && *skipQ {
+		return false
+	}
+	for _, t := range strings.Split(*only, ",") {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
 
 type row struct {
 	what    string
-	secs    float64
+	secs    float64 // the median of the rounds
+	lo, hi  float64 // their range
 	memMB   float64 // proportional set size per guest
+	cgMB    float64 // cnt: the memory cgroup's charge per guest (processes + kernel)
+	swMB    float64 // the switch's RSS with these guests
 	note    string
 	targetS float64
 }
@@ -41,18 +61,35 @@ type row struct {
 func main() {
 	flag.Parse()
 	if *short {
-		*rounds, *many, *skipQ = 1, 2, true
+		*rounds, *many, *manyCnt, *only = 1, 2, 2, "uml,cnt"
 	}
-	*bulk = benchlab.Bulk(*bulk)
+	if *bulk == "" {
+		*bulk = os.Getenv("CLOONIX_BULK")
+	}
+	if *bulk == "" {
+		home, _ := os.UserHomeDir()
+		*bulk = filepath.Join(home, "cloonix_labs", "bulk")
+	}
 	dir, err := os.MkdirTemp("/tmp", "cxboot")
 	check(err)
 	defer os.RemoveAll(dir)
-	bin, err := benchlab.Build(dir)
+	bin := filepath.Join(dir, "cloonix")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/cloonix")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fail("building cloonix: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "config.xml")
+	sock := filepath.Join(dir, "ctl.sock")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
-	sw, err := benchlab.Start(bin, dir, *bulk, "bench-boot")
-	check(err)
-	defer sw.Stop()
-	sock := sw.Sock
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>bench-boot</network_name>
+<server_name>%s</server_name><server_port>%d</server_port><password>bench</password>
+<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
+	run(bin, "-c", cfg, "start")
+	defer run(bin, "-c", cfg, "stop")
 	c, err := proto.Dial("unix:"+sock, "")
 	check(err)
 	defer c.Close()
@@ -60,106 +97,23 @@ func main() {
 	var rows []row
 	n := 0
 	name := func() string { n++; return fmt.Sprintf("g%d", n) }
-	single := func(typ, image string, target float64) {
-		what := fmt.Sprintf("%s %s", typ, image)
-		if _, err := os.Stat(filepath.Join(*bulk, image+".img")); err != nil {
-			rows = append(rows, row{what: what, note: "image missing (cloonix bulk build " + image + ")"})
-			return
+	var cases []bootCase
+	for _, c := range []bootCase{{"uml", "busybox", 2}, {"kvm", "busybox", 6}, {"cnt", "busybox", 0.3}, {"uml", "debian-frr", 0}, {"kvm", "debian-frr", 0}, {"cnt", "debian-frr", 0}} {
+		if want(c.typ) {
+			cases = append(cases, c)
 		}
-		best := row{what: what, secs: -1, targetS: target}
-		for r := 0; r < *rounds; r++ {
-			g := name()
-			secs, accel, err := addVM(c, g, typ, image)
-			if err != nil {
-				best.note = err.Error()
-				break
-			}
-			mem := guestMem(c, g)
-			if best.secs < 0 || secs < best.secs {
-				best.secs, best.memMB = secs, mem
-			}
-			if accel != "" {
-				best.what = fmt.Sprintf("%s (%s) %s", typ, accel, image)
-			}
-			_, _ = c.Call("del_vm", map[string]string{"name": g})
-		}
-		rows = append(rows, best)
 	}
-	single("uml", "busybox", 2)
-	if !*skipQ {
-		single("kvm", "busybox", 6)
+	rows = append(rows, singles(c, cases, name)...)
+	if want("uml") {
+		rows = append(rows, atOnce(sock, c, "uml", *many, 8, name))
 	}
-	if !*short {
-		single("uml", "debian-frr", 0)
+	if want("cnt") {
+		rows = append(rows, atOnce(sock, c, "cnt", *manyCnt, 15, name))
 	}
-	if !*skipQ {
-		single("kvm", "debian-frr", 0)
-	}
+	pid := switchPid(dir)
+	sw := rss(pid)
 
-	// N UML busybox guests at once.
-	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err == nil {
-		names := make([]string, *many)
-		for i := range names {
-			names[i] = name()
-		}
-		rows = append(rows, atOnce(c, sock, names))
-	}
-	swMB := benchlab.RSSMB(sw.Pid())
-
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "case\tadd vm -> agent ready (s)\ttarget (s)\tmemory per guest (MB PSS)\tnote")
-	for _, r := range rows {
-		secs, tgt, mem := "-", "-", "-"
-		if r.secs > 0 {
-			secs = fmt.Sprintf("%.2f", r.secs)
-		}
-		if r.targetS > 0 {
-			tgt = fmt.Sprintf("< %.0f", r.targetS)
-		}
-		if r.memMB > 0 {
-			mem = fmt.Sprintf("%.1f", r.memMB)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.what, secs, tgt, mem, r.note)
-	}
-	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, swMB)
-	w.Flush()
-	fmt.Println("host:", stats.Host())
-}
-
-// atOnce adds the UML busybox guests names all at once and waits for
-// them: the seconds until the last answered, memory per guest.
-func atOnce(c *proto.Client, sock string, names []string) row {
-	var wg sync.WaitGroup
-	errs := make([]error, len(names))
-	t0 := time.Now()
-	for i := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// One connection each: the switch answers a connection's
-			// requests in order, so one would serialise the waits.
-			ci, err := proto.Dial("unix:"+sock, "")
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			defer ci.Close()
-			_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
-		}()
-	}
-	wg.Wait()
-	r := row{what: fmt.Sprintf("%d x uml busybox at once", len(names)), secs: time.Since(t0).Seconds(), targetS: 8}
-	for _, e := range errs {
-		if e != nil {
-			r.note = e.Error()
-		}
-	}
-	var tot float64
-	for _, g := range names {
-		tot += guestMem(c, g)
-	}
-	r.memMB = tot / float64(len(names))
-	return r
+	printRows(rows, sw)
 }
 
 // addVM adds a guest and waits for its agent; it returns the seconds
@@ -178,18 +132,99 @@ func addVM(c *proto.Client, name, typ, image string) (float64, string, error) {
 	return secs, accel, nil
 }
 
-// guestMem is the PSS (MB) of guest name's process group.
+// guestMem is the proportional set size (MB) of a guest's process group:
+// UML runs one host process per guest address space sharing its memory
+// file, so PSS rather than RSS.
 func guestMem(c *proto.Client, name string) float64 {
 	lab, err := c.List()
 	if err != nil {
 		return 0
 	}
+	pid := 0
 	for _, v := range lab.VMs {
-		if v.Name == name && v.Pid > 0 {
-			return benchlab.GuestMemMB(v.Pid)
+		if v.Name == name {
+			pid = v.Pid
+		}
+	}
+	if pid == 0 {
+		return 0
+	}
+	ents, _ := os.ReadDir("/proc")
+	var kb float64
+	var seen []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(p); err != nil || g != pid {
+			continue
+		}
+		// UML's helper processes share the main one's address space
+		// (clone with CLONE_VM): count each address space once.
+		dup := false
+		for _, q := range seen {
+			dup = dup || sameVM(p, q)
+		}
+		if dup {
+			continue
+		}
+		seen = append(seen, p)
+		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+	}
+	return kb / 1024
+}
+
+// sameVM tells whether two processes share one address space (kcmp).
+func sameVM(a, b int) bool {
+	const sysKcmp, kcmpVM = 312, 1
+	r, _, e := syscall.Syscall6(sysKcmp, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return e == 0 && r == 0
+}
+
+func rss(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
+
+func procField(path, key string) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), key) {
+			v, _ := strconv.ParseFloat(strings.Fields(s.Text())[1], 64)
+			return v
 		}
 	}
 	return 0
+}
+
+func switchPid(dir string) int {
+	b, _ := os.ReadFile(filepath.Join(dir, "switch.pid"))
+	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return p
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func run(args ...string) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		fail("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 func check(err error) {

@@ -101,6 +101,7 @@ func CheckName(n string) error {
 type Container struct {
 	Spec
 	pid   int
+	pidfd int // the init's, open from start to cleanup (-1: none)
 	taps  []*os.File
 	ready chan struct{}
 	done  chan struct{}
@@ -141,7 +142,7 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 		return nil, err
 	}
 	becomeSubreaper()
-	c = &Container{Spec: s, ready: make(chan struct{}), done: make(chan struct{})}
+	c = &Container{Spec: s, pidfd: -1, ready: make(chan struct{}), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			c.cleanup()
@@ -195,6 +196,7 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 		unix.Close(pidfd)
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
+	c.pidfd = pidfd
 	go c.watch(pidfd)
 	r := readyR
 	readyR = nil
@@ -285,7 +287,6 @@ func (c *Container) waitReady(r *os.File) {
 // until the runtime exits) and reaps it.
 func (c *Container) watch(pidfd int) {
 	waitExit(context.Background(), pidfd)
-	unix.Close(pidfd)
 	_, how, _ := reap(c.pid)
 	c.mu.Lock()
 	if c.reason == "" {
@@ -346,21 +347,40 @@ func (c *Container) Stop() {
 	}
 	c.stopped, c.stopping = true, true
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = c.Runtime.run(ctx, "kill", c.Name, "KILL")
-	select {
-	case <-c.done:
-	case <-ctx.Done():
+	// The init is killed through its pidfd, not `runc kill`: no process
+	// to start (hundreds of nodes stop at once with the lab), and no
+	// race with a recycled pid. Its pid namespace, and so every process
+	// of the node, goes with it.
+	if c.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+		}
 	}
 	c.cleanup()
 }
 
 // cleanup removes what Start made; safe on a half-made node.
 func (c *Container) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = c.Runtime.run(ctx, "delete", "--force", c.Name)
+	// A runtime slowed down by hundreds of nodes stopping at once may
+	// miss one deadline: it gets a second.
+	for try := 0; try < 2; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.Runtime.run(ctx, "delete", "--force", c.Name)
+		cancel()
+		if err == nil || c.Runtime.gone(c.Name) {
+			break
+		}
+	}
+	if c.pidfd >= 0 {
+		select {
+		case <-c.done:
+			unix.Close(c.pidfd)
+			c.pidfd = -1
+		default: // the init did not die: keep the watcher's pidfd
+		}
+	}
 	closeAll(c.taps)
 	c.taps = nil
 	unmount(c.path("rootfs"))
