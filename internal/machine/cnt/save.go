@@ -47,6 +47,9 @@ func (Kind) SaveDisk(s *machine.Spec, g machine.Guest, dst string, progress func
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s exists; choose a new name", dst)
 	}
+	if fi, err := os.Stat(filepath.Dir(dst)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("folder %s does not exist; create it first", filepath.Dir(dst))
+	}
 	src := rf.Tree
 	if gg, ok := g.(*guest); ok && gg != nil && isMount(filepath.Join(s.Dir, "rootfs"), s.Dir) {
 		// Running: its merged root is mounted; freeze it for the copy.
