@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,7 +61,7 @@ func (Kind) SaveDisk(s *machine.Spec, g machine.Guest, dst string, progress func
 		}
 		defer func() {
 			if err := gg.c.Runtime.run(context.Background(), "resume", s.Name); err != nil {
-				fmt.Fprintf(os.Stderr, "node %s: resuming after save: %v\n", s.Name, err)
+				log.Printf("node %s: resuming after save: %v", s.Name, err)
 			}
 		}()
 		src = filepath.Join(s.Dir, "rootfs")
@@ -204,6 +205,12 @@ func tarTree(src string, w io.Writer, p *counter) error {
 		}
 		h.Name, h.Uname, h.Gname = rel, "", "" // numeric owners of the tree, not the host's names
 		h.Format = tar.FormatPAX
+		for k, v := range xattrs(path) {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
 		if fi.IsDir() {
 			h.Name += "/"
 		}
@@ -294,7 +301,10 @@ func copyTree(src, dst string, p *counter) error {
 				return fmt.Errorf("%s: %v", path, err)
 			}
 		}
-		return setMeta(to, st)
+		if err := setMeta(to, st); err != nil {
+			return err
+		}
+		return copyXattrs(path, to)
 	})
 	if err != nil {
 		return err
@@ -305,6 +315,9 @@ func copyTree(src, dst string, p *counter) error {
 			return err
 		}
 		if err := setMeta(filepath.Join(dst, dirs[i]), fi.Sys().(*syscall.Stat_t)); err != nil {
+			return err
+		}
+		if err := copyXattrs(filepath.Join(src, dirs[i]), filepath.Join(dst, dirs[i])); err != nil {
 			return err
 		}
 	}
@@ -351,4 +364,40 @@ func setMeta(p string, st *syscall.Stat_t) error {
 func isMount(p, parent string) bool {
 	var a, b unix.Stat_t
 	return unix.Lstat(p, &a) == nil && unix.Lstat(parent, &b) == nil && a.Dev != b.Dev
+}
+
+// xattrs reads p's extended attributes (file capabilities, ACLs) without
+// following a link; none when the filesystem has none.
+func xattrs(p string) map[string]string {
+	sz, err := unix.Llistxattr(p, nil)
+	if err != nil || sz <= 0 {
+		return nil
+	}
+	buf := make([]byte, sz)
+	if sz, err = unix.Llistxattr(p, buf); err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, k := range strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00") {
+		n, err := unix.Lgetxattr(p, k, nil)
+		if err != nil || n < 0 {
+			continue
+		}
+		v := make([]byte, n)
+		if n, err = unix.Lgetxattr(p, k, v); err == nil {
+			m[k] = string(v[:n])
+		}
+	}
+	return m
+}
+
+// copyXattrs gives to the extended attributes of from (after chown,
+// which drops a file capability).
+func copyXattrs(from, to string) error {
+	for k, v := range xattrs(from) {
+		if err := unix.Lsetxattr(to, k, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("%s: xattr %s: %v", to, k, err)
+		}
+	}
+	return nil
 }

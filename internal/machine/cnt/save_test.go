@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"cloonix/internal/machine"
 )
 
@@ -70,6 +72,11 @@ func TestSaveAndBoot(t *testing.T) {
 	l := newLab(t)
 	tree := busyboxTree(t)
 	sum := treeSum(t, tree)
+	// An extended attribute (as a file capability would be) of the
+	// reference tree is kept in a tree copy.
+	if err := unix.Lsetxattr(filepath.Join(tree, "etc/passwd"), "trusted.cloonix", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
 	s := l.spec("orig", tree, 0)
 	c := l.start(s)
 	if out, _ := run(t, c, marks); !strings.HasSuffix(out, "ok\n") {
@@ -102,6 +109,9 @@ func TestSaveAndBoot(t *testing.T) {
 	syscall.Lstat(filepath.Join(treeDir, "root/null"), &a)
 	if a.Mode&syscall.S_IFMT != syscall.S_IFCHR || a.Rdev != 0x103 {
 		t.Errorf("device node: mode %o rdev %x", a.Mode, a.Rdev)
+	}
+	if v := xattrs(filepath.Join(treeDir, "etc/passwd"))["trusted.cloonix"]; v != "kept" {
+		t.Errorf("xattr of etc/passwd: %q", v)
 	}
 	if l, _ := os.Readlink(filepath.Join(treeDir, "root/up")); l != "/" {
 		t.Errorf("root/up links to %q", l)
