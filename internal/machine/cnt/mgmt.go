@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -14,10 +12,10 @@ import (
 // A node's mgmt0 (docs/automation.md): one more tap the switch makes
 // (port kind "tap", as the eths) and puts on the management lan; Start
 // moves it into the node, names it mgmt0 and gives it the node's MAC and
-// address there. No agent runs in a node, so this is what the agent does
-// in a VM (internal/guest/mgmt_linux.go): no gateway, so the node's
-// default route never goes through the management network, and no
-// forwarding of what comes in on it.
+// address there. No agent runs in a node, so this and the init do what
+// the agent does in a VM (internal/guest/mgmt_linux.go): no gateway, so
+// the node's default route never goes through the management network,
+// and no forwarding of what comes in on it.
 
 // MgmtIf is the name of the management interface in a node.
 const MgmtIf = "mgmt0"
@@ -47,7 +45,8 @@ func (s *Spec) checkMgmt() error {
 }
 
 // plugMgmt moves the host tap into the namespace of pid as mgmt0 with
-// its MAC and address, turns forwarding off on it and brings it up.
+// its MAC and address and brings it up. The node's init turns
+// forwarding off on it (config.go), after the rootfs's sysctl.d.
 func plugMgmt(pid int, tap string, mac net.HardwareAddr, addr string) error {
 	p, err := netip.ParsePrefix(addr)
 	if err != nil {
@@ -80,38 +79,10 @@ func plugMgmt(pid int, tap string, mac net.HardwareAddr, addr string) error {
 		err = h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}})
 	}
 	if err == nil {
-		err = inNetns(ns, func() error {
-			return os.WriteFile("/proc/sys/net/ipv4/conf/"+MgmtIf+"/forwarding", []byte("0"), 0o644)
-		})
-	}
-	if err == nil {
 		err = h.LinkSetUp(l)
 	}
 	if err != nil {
 		return fmt.Errorf("%s (tap %s): %v", MgmtIf, tap, err)
 	}
 	return nil
-}
-
-// inNetns runs f on a thread in namespace ns: /proc/sys/net is the
-// namespace of the thread that opens it. A thread that cannot go back is
-// left locked, so the Go runtime ends it rather than reuse it.
-func inNetns(ns netns.NsHandle, f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		return err
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }
