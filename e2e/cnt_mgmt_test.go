@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Container nodes on the management network (docs/automation.md,
@@ -147,6 +149,29 @@ func TestCntMgmt(t *testing.T) {
 		l.MustRun("ctrl", "start", "vm", "c1", "--wait")
 		if got := vmOf(l.List(), "c1").Mgmt; got != vmOf(lab, "c1").Mgmt {
 			t.Fatalf("c1's mgmt after stop/start: %q, was %q", got, vmOf(lab, "c1").Mgmt)
+		}
+		ping(t)
+		sshHostname(t, "c1")
+	})
+	t.Run("resume", func(t *testing.T) {
+		// The journal keeps no <mgmt_ip> (topology.FromLab): c2, added
+		// with --mgmt-ip, goes; c1's derived address comes back.
+		l.MustRun("ctrl", "del", "vm", "c2")
+		delete(addrs, "c2")
+		if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 5*time.Second, "the switch gone", func() error {
+			if _, err := l.Run("ctrl", "list"); err == nil {
+				return fmt.Errorf("it still answers")
+			}
+			return nil
+		})
+		if out := l.MustRun("start", "--resume"); !strings.Contains(out, "lab resumed: 1 guests running") {
+			t.Fatalf("start --resume:\n%s", out)
+		}
+		if got := vmOf(l.List(), "c1").Mgmt; got != vmOf(lab, "c1").Mgmt {
+			t.Fatalf("c1's mgmt after resume: %q, was %q", got, vmOf(lab, "c1").Mgmt)
 		}
 		ping(t)
 		sshHostname(t, "c1")
