@@ -153,6 +153,21 @@ func TestCntMgmt(t *testing.T) {
 		ping(t)
 		sshHostname(t, "c1")
 	})
+	t.Run("crash start", func(t *testing.T) {
+		// A crash frees the node's ports; start makes them again, mgmt0's
+		// on the management lan.
+		if err := syscall.Kill(vmOf(l.List(), "c1").Pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "c1 crashed", func() error {
+			if st := vmOf(l.List(), "c1").State; st != "crashed" {
+				return fmt.Errorf("c1 is %s", st)
+			}
+			return nil
+		})
+		l.MustRun("ctrl", "start", "vm", "c1", "--wait")
+		ping(t)
+	})
 	t.Run("resume", func(t *testing.T) {
 		// The journal keeps no <mgmt_ip> (topology.FromLab): c2, added
 		// with --mgmt-ip, goes; c1's derived address comes back.
