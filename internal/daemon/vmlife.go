@@ -119,23 +119,37 @@ func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
 	spec, kind, ports := e.spec, e.kind, e.ports
 	t.mu.Unlock()
 	spec.KeepDisk = true
+	pps := spec.Ports()
+	if mp, ok := spec.MgmtPort(); ok {
+		pps = append(pps, mp)
+	}
 	if ports != nil && spec.PortKind == cnt.PortKind {
 		// A node's taps went with its network namespace: new ones, on
 		// the same lans, impairments and links.
-		if err := d.renewPorts(e.name, ports, spec.Ports()); err != nil {
+		if err := d.renewPorts(e.name, ports, pps); err != nil {
 			return nil, err
 		}
 	}
 	if ports == nil {
-		for i, pp := range spec.Ports() {
+		for i, pp := range pps {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)
-			if _, _, err := d.AddPort(p, pp.Kind, pp.Path, ""); err != nil {
+			isMgmt := i == len(spec.Ports())
+			if isMgmt {
+				p = e.name + mgmtPortTail
+			}
+			_, _, err := d.AddPort(p, pp.Kind, pp.Path, "")
+			if err == nil {
+				ports = append(ports, p)
+			}
+			if err == nil && isMgmt {
+				err = d.Fab.Attach(p, mgmtLan)
+			}
+			if err != nil {
 				for _, q := range ports {
 					_ = d.DelPort(q)
 				}
 				return nil, fmt.Errorf("vm %s: %v", e.name, err)
 			}
-			ports = append(ports, p)
 		}
 	}
 	t.mu.Lock()
@@ -264,7 +278,7 @@ func (d *Daemon) setLink(c *client, r *proto.Link) (any, error) {
 }
 
 // renewPorts makes ports again with what they had: lans, impairment,
-// link state.
+// link state; mgmt0's goes back on the management lan.
 func (d *Daemon) renewPorts(vm string, ports []string, pp []machine.Port) error {
 	var eths []proto.Eth
 	for _, v := range d.Lab().VMs {
@@ -277,6 +291,12 @@ func (d *Daemon) renewPorts(vm string, ports []string, pp []machine.Port) error 
 		_ = d.DelPort(p)
 		if _, _, err := d.AddPort(p, pp[i].Kind, pp[i].Path, ""); err != nil {
 			return fmt.Errorf("vm %s: %v", vm, err)
+		}
+		if isMgmtPort(p) {
+			if err := d.Fab.Attach(p, mgmtLan); err != nil {
+				return fmt.Errorf("vm %s: management port: %v", vm, err)
+			}
+			continue
 		}
 		if i >= len(eths) {
 			continue

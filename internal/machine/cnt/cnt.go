@@ -32,12 +32,16 @@ type Spec struct {
 	// TapNames are host taps the caller made (OpenTap) for eth0, eth1
 	// ..., moved into the node; empty: Start makes them and Taps gives
 	// their descriptors.
-	TapNames   []string
-	Mem, CPU   int      // MB and CPUs; 0: no limit
-	SSHKey     string   // one public key line for root ("" : none)
-	DeleteCmds string   // files_to_delete_from_all_targets
-	Trees      []string // files_to_add_in_all_targets, files_to_add_in_NAME
-	Runtime    Runtime
+	TapNames []string
+	// MgmtTap is the host tap (made by the caller) that becomes mgmt0
+	// with MgmtMAC and MgmtAddr (ADDR/LEN); "": no mgmt0 (mgmt.go).
+	MgmtTap, MgmtAddr string
+	MgmtMAC           net.HardwareAddr
+	Mem, CPU          int      // MB and CPUs; 0: no limit
+	SSHKey            string   // one public key line for root ("" : none)
+	DeleteCmds        string   // files_to_delete_from_all_targets
+	Trees             []string // files_to_add_in_all_targets, files_to_add_in_NAME
+	Runtime           Runtime
 	// KeepUpper starts on the upper directory a stopped node kept.
 	KeepUpper bool
 }
@@ -60,6 +64,9 @@ func (s *Spec) Check() error {
 		if len(m) != 6 || m[0]&1 != 0 {
 			return fmt.Errorf("node %s: eth%d: %q is not a unicast Ethernet address", s.Name, i, m)
 		}
+	}
+	if err := s.checkMgmt(); err != nil {
+		return err
 	}
 	if s.Mem < 0 || s.CPU < 0 {
 		return fmt.Errorf("node %s: negative --mem or --cpu", s.Name)
@@ -187,6 +194,11 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 	}()
 	if c.taps, err = plugTaps(c.pid, s.MACs, s.TapNames); err != nil {
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
+	}
+	if s.MgmtAddr != "" {
+		if err = plugMgmt(c.pid, s.MgmtTap, s.MgmtMAC, s.MgmtAddr); err != nil {
+			return c, fmt.Errorf("node %s: %v", s.Name, err)
+		}
 	}
 	pidfd, err := unix.PidfdOpen(c.pid, 0)
 	if err != nil {
