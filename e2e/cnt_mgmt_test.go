@@ -169,10 +169,8 @@ func TestCntMgmt(t *testing.T) {
 		ping(t)
 	})
 	t.Run("resume", func(t *testing.T) {
-		// The journal keeps no <mgmt_ip> (topology.FromLab): c2, added
-		// with --mgmt-ip, goes; c1's derived address comes back.
-		l.MustRun("ctrl", "del", "vm", "c2")
-		delete(addrs, "c2")
+		// The journal keeps c2's --mgmt-ip (<mgmt_ip>) and c1's derived
+		// address comes back from its name.
 		if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -182,11 +180,13 @@ func TestCntMgmt(t *testing.T) {
 			}
 			return nil
 		})
-		if out := l.MustRun("start", "--resume"); !strings.Contains(out, "lab resumed: 1 guests running") {
+		if out := l.MustRun("start", "--resume"); !strings.Contains(out, "lab resumed: 2 guests running") {
 			t.Fatalf("start --resume:\n%s", out)
 		}
-		if got := vmOf(l.List(), "c1").Mgmt; got != vmOf(lab, "c1").Mgmt {
-			t.Fatalf("c1's mgmt after resume: %q, was %q", got, vmOf(lab, "c1").Mgmt)
+		for _, n := range []string{"c1", "c2"} {
+			if got := vmOf(l.List(), n).Mgmt; got != vmOf(lab, n).Mgmt {
+				t.Fatalf("%s's mgmt after resume: %q, was %q", n, got, vmOf(lab, n).Mgmt)
+			}
 		}
 		ping(t)
 		sshHostname(t, "c1")

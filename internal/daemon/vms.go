@@ -46,6 +46,7 @@ type vmEntry struct {
 	mem, cpu, eths                       int
 	dir                                  string
 	mgmt                                 string // mgmt0's ADDR/LEN, "" for none
+	mgmtIP                               string // the address add_vm named (--mgmt-ip), "" when derived
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
@@ -200,7 +201,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s, demo: r.demo, mgmt: s.Mgmt}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s, demo: r.demo, mgmt: s.Mgmt, mgmtIP: a.MgmtIP}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -492,7 +493,7 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
-			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Demo: e.demo, Mgmt: e.mgmt}
+			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Demo: e.demo, Mgmt: e.mgmt, MgmtIP: e.mgmtIP}
 		if e.g != nil {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()

@@ -50,6 +50,9 @@ type VM struct {
 	Transport string `xml:"transport,attr,omitempty" json:"transport,omitempty"`
 	// Mgmt is mgmt0's "ADDR/LEN" on the management network.
 	Mgmt string `xml:"mgmt,attr,omitempty" json:"mgmt,omitempty"`
+	// MgmtIP is the address add_vm named (--mgmt-ip); "" when derived
+	// from the name, so a saved lab (and the journal) keeps what was given.
+	MgmtIP string `xml:"mgmt_ip,attr,omitempty" json:"mgmt_ip,omitempty"`
 	// Demo is the demo folder it was added with (its CD's trees).
 	Demo string `xml:"demo,attr,omitempty" json:"demo,omitempty"`
 	Eths []Eth  `xml:"eth" json:"eths"`

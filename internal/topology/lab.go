@@ -17,7 +17,7 @@ func FromLab(lab *proto.Lab) *Topology {
 	used := map[string]bool{}
 	for _, v := range lab.VMs {
 		vm := VM{Name: v.Name, Type: strings.ToLower(v.Type), Mem: v.Mem, CPU: v.CPU, Rootfs: v.Rootfs,
-			Kernel: v.Kernel, Transport: v.Transport, X: v.X, Y: v.Y}
+			Kernel: v.Kernel, Transport: v.Transport, MgmtIP: v.MgmtIP, X: v.X, Y: v.Y}
 		if v.State == "stopped" {
 			vm.State = "stopped"
 		}
