@@ -358,15 +358,12 @@ func (h *vxlanHelper) newTx() *vxTx {
 func (b *vxTx) take(f []byte) {
 	n := len(f)
 	if n > StdFrame && isSuperTCP(f) {
-		if len(b.segs)-b.segOff < 2*n+4096 {
-			b.flush()
-		}
 		b.segment(f)
 	} else if n > b.h.maxLen {
 		// Never truncated: counted (see docs/multi-host.md on MTUs).
 		b.h.drop(vxDropOversize, nil)
 	} else {
-		b.add(f)
+		b.add(f, nil)
 	}
 	if len(b.frames) >= vxMaxFrames {
 		b.flush()
