@@ -10,7 +10,10 @@
 // Every case has an inner MTU of 1500 and the same underlay: a veth pair
 // with MTU 1550, so a VXLAN datagram (frame + 50) is never fragmented.
 // The cases take turns for -n rounds (the machine's load changes); it
-// prints a table of medians and ranges. Run as root: `go run ./bench/vxlan`
+// prints a table of medians and ranges, and for the cloonix cases the CPU
+// time the two switch processes spent per GB carried (t2t's helper
+// processes, which carry its data, are not counted): a cost per byte that
+// a loaded machine changes less than the rate. Run as root: `go run ./bench/vxlan`
 // (flags: -t seconds, -n rounds, -cases, -bin cloonix, -short). Every name it creates carries its pid, and it
 // removes them all when done.
 package main
@@ -20,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -57,8 +61,9 @@ func linuxVXLAN() float64 {
 	return hostsh.Iperf(a, b, "10.89.0.2", *secs)
 }
 
-// startSwitch starts a switch with its own config inside namespace ns.
-func startSwitch(bin, name, ns string) string {
+// startSwitch starts a switch with its own config inside namespace ns;
+// it returns the switch's command and its pid file.
+func startSwitch(bin, name, ns string) (string, string) {
 	dir, _ := os.MkdirTemp("/tmp", "clxbench")
 	cfg := filepath.Join(dir, "config.xml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
@@ -74,25 +79,56 @@ func startSwitch(bin, name, ns string) string {
 	c := bin + " -c " + cfg
 	hostsh.Undo("rm -rf "+dir, c+" stop")
 	hostsh.Must("ip netns exec " + ns + " " + c + " start")
-	return c
+	return c, filepath.Join(dir, "switch.pid")
+}
+
+// cpuSeconds is the user and system CPU time the processes of the pid
+// files have used so far (/proc/PID/stat, clock ticks of 1/100 s).
+func cpuSeconds(pidFiles ...string) float64 {
+	var t float64
+	for _, pf := range pidFiles {
+		pid, _ := os.ReadFile(pf)
+		st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: utime, stime
+		// are the 12th and 13th.
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			k, _ := strconv.ParseFloat(f[12], 64)
+			t += (u + k) / 100
+		}
+	}
+	return t
 }
 
 // twoSwitches builds the cloonix cases: a switch per host namespace,
 // joined by the tux that link adds (given both switches' commands), and
-// a guest namespace on a tap of each; iperf3 between the guests.
-func twoSwitches(bin, name string, link func(c1, c2 string)) float64 {
+// a guest namespace on a tap of each; iperf3 between the guests. It
+// returns Gbit/s and the two switches' CPU seconds per GB carried (what
+// the path costs, less dependent on the machine's load than the rate).
+func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) {
 	a, b := hostsh.Netns(name+"A"), hostsh.Netns(name+"B")
 	ga, gb := hostsh.Netns(name+"gA"), hostsh.Netns(name+"gB")
 	defer hostsh.Cleanup()
 	underlay(a, b)
-	c1, c2 := startSwitch(bin, hostsh.Tag+name+"1", a), startSwitch(bin, hostsh.Tag+name+"2", b)
+	c1, p1 := startSwitch(bin, hostsh.Tag+name+"1", a)
+	c2, p2 := startSwitch(bin, hostsh.Tag+name+"2", b)
 	link(c1, c2)
 	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
 		ifn := hostsh.Tag + name + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
 		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
 	}
-	return hostsh.Iperf(ga, gb, "10.90.0.2", *secs)
+	cpu0 := cpuSeconds(p1, p2)
+	g := hostsh.Iperf(ga, gb, "10.90.0.2", *secs)
+	cpu := cpuSeconds(p1, p2) - cpu0
+	if g <= 0 {
+		return 0, 0
+	}
+	return g, cpu / (g * float64(*secs) / 8)
 }
 
 func main() {
@@ -112,38 +148,46 @@ func main() {
 	}
 	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550\nhost: %s\n", *secs, *rounds, stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
-	var lx, vx, tt stats.Series
+	var lx, vx, tt, vxCPU, ttCPU stats.Series
 	for r := 0; r < *rounds; r++ {
 		if run("linux") {
 			lx.Add(linuxVXLAN())
 			fmt.Printf("  round %d Linux vxlan   %6.2f Gbit/s\n", r+1, lx[len(lx)-1])
 		}
 		if run("vxlan") {
-			vx.Add(twoSwitches(bin, "vx", func(c1, c2 string) {
+			g, c := twoSwitches(bin, "vx", func(c1, c2 string) {
 				hostsh.Must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
 				hostsh.Must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
-			}))
-			fmt.Printf("  round %d cloonix vxlan %6.2f Gbit/s\n", r+1, vx[len(vx)-1])
+			})
+			vx.Add(g)
+			vxCPU.Add(c)
+			fmt.Printf("  round %d cloonix vxlan %6.2f Gbit/s, switches %.2f CPU s/GB\n", r+1, g, c)
 		}
 		if run("t2t") {
-			tt.Add(twoSwitches(bin, "tt", func(c1, c2 string) {
+			g, c := twoSwitches(bin, "tt", func(c1, c2 string) {
 				hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
 				hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
-			}))
-			fmt.Printf("  round %d cloonix t2t   %6.2f Gbit/s\n", r+1, tt[len(tt)-1])
+			})
+			tt.Add(g)
+			ttCPU.Add(c)
+			fmt.Printf("  round %d cloonix t2t   %6.2f Gbit/s, switches %.2f CPU s/GB\n", r+1, g, c)
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "path\tGbit/s (median)\tmin-max\tvs Linux vxlan\t")
+	fmt.Fprintln(w, "path\tGbit/s (median)\tmin-max\tvs Linux vxlan\tswitches' CPU s/GB (median)\t")
 	ref := lx.Median()
-	row := func(name string, v stats.Series) {
+	row := func(name string, v, cpu stats.Series) {
 		if len(v) > 0 {
-			fmt.Fprintf(w, "%s\t%.2f\t%s\t%s\t\n", name, v.Median(), v.Range(2), stats.Ratio(v.Median(), ref))
+			c := "-"
+			if len(cpu) > 0 {
+				c = fmt.Sprintf("%.2f", cpu.Median())
+			}
+			fmt.Fprintf(w, "%s\t%.2f\t%s\t%s\t%s\t\n", name, v.Median(), v.Range(2), stats.Ratio(v.Median(), ref), c)
 		}
 	}
-	row("Linux vxlan devices (kernel)", lx)
-	row("cloonix vxlan tux (2 switches, taps)", vx)
-	row("cloonix t2t tux (2 switches, taps)", tt)
+	row("Linux vxlan devices (kernel)", lx, nil)
+	row("cloonix vxlan tux (2 switches, taps)", vx, vxCPU)
+	row("cloonix t2t tux (2 switches, taps)", tt, ttCPU)
 	w.Flush()
 	fmt.Println("load average after:", stats.Load())
 	fmt.Println("target (issue 18, medians): cloonix vxlan >= 0.6x Linux vxlan devices")

@@ -192,44 +192,93 @@ func segmentTCP(b []byte, mss int, partial bool, room func(n int) []byte, emit f
 	if !ok || mss <= 0 {
 		return false
 	}
-	hl := t.hdrEnd()
-	payload := b[hl:]
-	seq := binary.BigEndian.Uint32(b[t.l4+4:])
-	flags := b[t.l4+13]
-	var id uint16
-	if !t.v6 {
-		id = binary.BigEndian.Uint16(b[t.l3+4:])
-	}
-	for off := 0; off < len(payload) || off == 0; off += mss {
-		end := min(off+mss, len(payload))
-		n := hl + end - off
+	c := newCut(b, t)
+	for off := 0; off < len(c.payload) || off == 0; off += mss {
+		end := min(off+mss, len(c.payload))
+		n := c.hl + end - off
 		s := room(n)
-		copy(s, b[:hl])
-		copy(s[hl:], payload[off:end])
-		binary.BigEndian.PutUint32(s[t.l4+4:], seq+uint32(off))
-		f := flags
-		if end < len(payload) {
-			f &^= 0x01 | 0x08 // FIN, PSH only on the last
-		}
-		if off > 0 {
-			f &^= 0x80 // CWR only on the first
-		}
-		s[t.l4+13] = f
-		if t.v6 {
-			binary.BigEndian.PutUint16(s[t.l3+4:], uint16(n-t.l3-40))
-		} else {
-			binary.BigEndian.PutUint16(s[t.l3+2:], uint16(n-t.l3))
-			binary.BigEndian.PutUint16(s[t.l3+4:], id)
-			id++
-			setIPv4Checksum(s, t)
-		}
+		copy(s, b[:c.hl])
+		copy(s[c.hl:], c.payload[off:end])
+		c.fix(s, n, off, end)
 		setTCPChecksum(s, t, partial && n > StdFrame)
 		emit(s)
-		if end == len(payload) {
+		if end == len(c.payload) {
 			break
 		}
 	}
 	return true
+}
+
+// segmentTCPSplit cuts b as segmentTCP does (full checksums) but builds
+// only each segment's headers, in room(hl); emit gets the headers and
+// the payload, a slice of b: a sender with scatter-gather (the vxlan
+// tux's sendmmsg) sends the payload from where it is, without copying it.
+func segmentTCPSplit(b []byte, mss int, room func(n int) []byte, emit func(hdr, pay []byte)) bool {
+	t, ok := parseTCP(b)
+	if !ok || mss <= 0 {
+		return false
+	}
+	c := newCut(b, t)
+	for off := 0; off < len(c.payload) || off == 0; off += mss {
+		end := min(off+mss, len(c.payload))
+		pay := c.payload[off:end]
+		h := room(c.hl)
+		copy(h, b[:c.hl])
+		c.fix(h, c.hl+len(pay), off, end)
+		ps := pseudoSum(h, t, c.hl-t.l4+len(pay))
+		h[t.l4+16], h[t.l4+17] = 0, 0
+		// The header is a whole number of 16-bit words (TCP's is of
+		// 32-bit ones), so the payload's sum joins it as it is.
+		binary.BigEndian.PutUint16(h[t.l4+16:], ^checksum.Checksum(h[t.l4:], checksum.Checksum(pay, ps)))
+		emit(h, pay)
+		if end == len(c.payload) {
+			break
+		}
+	}
+	return true
+}
+
+// tcpCut is what every segment of one TCP frame starts from.
+type tcpCut struct {
+	t       tcpInfo
+	hl      int
+	payload []byte
+	seq     uint32
+	flags   byte
+	id      uint16
+}
+
+func newCut(b []byte, t tcpInfo) *tcpCut {
+	c := &tcpCut{t: t, hl: t.hdrEnd(), seq: binary.BigEndian.Uint32(b[t.l4+4:]), flags: b[t.l4+13]}
+	c.payload = b[c.hl:]
+	if !t.v6 {
+		c.id = binary.BigEndian.Uint16(b[t.l3+4:])
+	}
+	return c
+}
+
+// fix sets the headers in s (copied from the frame) for the segment of
+// n bytes carrying payload[off:end]: sequence number, flags (FIN/PSH on
+// the last, CWR on the first), IP length, id and checksum.
+func (c *tcpCut) fix(s []byte, n, off, end int) {
+	t := c.t
+	binary.BigEndian.PutUint32(s[t.l4+4:], c.seq+uint32(off))
+	f := c.flags
+	if end < len(c.payload) {
+		f &^= 0x01 | 0x08
+	}
+	if off > 0 {
+		f &^= 0x80
+	}
+	s[t.l4+13] = f
+	if t.v6 {
+		binary.BigEndian.PutUint16(s[t.l3+4:], uint16(n-t.l3-40))
+	} else {
+		binary.BigEndian.PutUint16(s[t.l3+2:], uint16(n-t.l3))
+		binary.BigEndian.PutUint16(s[t.l3+4:], c.id)
+		c.id++
+		setIPv4Checksum(s, t)
+	}
 }
 
 // completeChecksum finishes a partial checksum at csumStart/csumOffset,

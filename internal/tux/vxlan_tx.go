@@ -46,24 +46,36 @@ type vxTx struct {
 
 type vxFrame struct {
 	b   []byte
-	dst int // remote index, -1 for all
+	pay []byte // a segment's payload, left in its super frame; or nil
+	dst int    // remote index, -1 for all
 }
 
-func (b *vxTx) add(f []byte) {
-	b.frames = append(b.frames, vxFrame{f, b.h.destination(f)})
-	b.bytes += uint64(len(f))
+func (f vxFrame) len() int { return len(f.b) + len(f.pay) }
+
+func (b *vxTx) add(f, pay []byte) {
+	b.frames = append(b.frames, vxFrame{f, pay, b.h.destination(f)})
+	b.bytes += uint64(len(f) + len(pay))
 }
 
-// segment cuts a super frame into b.segs (room checked by the caller),
-// each frame built where it stays until the batch is sent.
+// segment cuts a super frame: each segment's headers are built in
+// b.segs, its payload is sent from the super frame (which the caller
+// keeps until the batch is flushed, as it does any frame it passes).
 func (b *vxTx) segment(f []byte) {
 	mss := MSSFor(f, b.h.innerMTU)
-	ok := segmentTCP(f, mss, false, func(n int) []byte {
-		return b.segs[b.segOff : b.segOff+n]
-	}, func(s []byte) {
-		b.segOff += len(s)
-		b.add(s)
-	})
+	if mss <= 0 {
+		b.h.drop(vxDropOversize, nil)
+		return
+	}
+	t, _ := parseTCP(f)
+	segs := (len(f)-t.hdrEnd())/mss + 1
+	if len(b.segs)-b.segOff < segs*t.hdrEnd() {
+		b.flush()
+	}
+	ok := segmentTCPSplit(f, mss, func(n int) []byte {
+		s := b.segs[b.segOff : b.segOff+n : b.segOff+n]
+		b.segOff += n
+		return s
+	}, b.add)
 	if !ok {
 		b.h.drop(vxDropOversize, nil)
 	}
@@ -74,8 +86,8 @@ func (b *vxTx) segment(f []byte) {
 func (b *vxTx) flush() {
 	h := b.h
 	b.ms, b.iov, b.oob, b.gsoN = b.ms[:0], b.iov[:0], b.oob[:0], b.gsoN[:0]
-	if cap(b.iov) < 2*len(b.frames) {
-		b.iov = make([][]byte, 0, 2*vxMaxFrames+2*len(b.frames))
+	if cap(b.iov) < 3*len(b.frames) {
+		b.iov = make([][]byte, 0, 3*vxMaxFrames+3*len(b.frames))
 	}
 	if cap(b.oob) < 32*len(b.frames) {
 		b.oob = make([]byte, 0, 32*(vxMaxFrames+len(b.frames)))
@@ -85,19 +97,19 @@ func (b *vxTx) flush() {
 		f := fr[i]
 		if f.dst < 0 {
 			at := len(b.iov)
-			b.iov = append(b.iov, b.hdr, f.b)
+			b.iov = f.appendIOV(b.iov, b.hdr)
 			for _, r := range h.remotes {
-				b.ms = append(b.ms, ipv4.Message{Buffers: b.iov[at : at+2 : at+2], Addr: r})
+				b.ms = append(b.ms, ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: r})
 				b.gsoN = append(b.gsoN, 1)
 			}
 			i++
 			continue
 		}
-		seg := VXLANHdrLen + len(f.b)
+		seg := VXLANHdrLen + f.len()
 		j, total := i+1, seg
 		if h.gsoOK && seg <= h.gsoLimit {
 			for j < len(fr) && j-i < vxGSOMaxSegs && fr[j].dst == f.dst {
-				l := VXLANHdrLen + len(fr[j].b)
+				l := VXLANHdrLen + fr[j].len()
 				if l > seg || total+l > vxGSOMaxLen {
 					break
 				}
@@ -110,7 +122,7 @@ func (b *vxTx) flush() {
 		}
 		at := len(b.iov)
 		for _, x := range fr[i:j] {
-			b.iov = append(b.iov, b.hdr, x.b)
+			b.iov = x.appendIOV(b.iov, b.hdr)
 		}
 		m := ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: h.remotes[f.dst]}
 		if j-i > 1 {
@@ -128,6 +140,14 @@ func (b *vxTx) flush() {
 	h.txB.Add(b.bytes)
 	clear(b.frames)
 	b.frames, b.segOff, b.bytes = b.frames[:0], 0, 0
+}
+
+// appendIOV appends the iovecs of f's datagram.
+func (f vxFrame) appendIOV(iov [][]byte, hdr []byte) [][]byte {
+	if f.pay != nil {
+		return append(iov, hdr, f.b, f.pay)
+	}
+	return append(iov, hdr, f.b)
 }
 
 // appendGSO appends a UDP_SEGMENT control message for size.
@@ -157,21 +177,24 @@ func (h *vxlanHelper) send(ms []ipv4.Message, gsoN []int) {
 		}
 		m := ms[0]
 		if len(m.OOB) > 0 {
-			seg := 0
-			for _, x := range m.Buffers[:2] {
-				seg += len(x)
-			}
+			seg := int(binary.NativeEndian.Uint16(m.OOB[unix.CmsgLen(0):]))
 			if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOPROTOOPT) {
 				h.gsoOK = false
 			} else {
 				h.gsoLimit = min(h.gsoLimit, seg-1)
 			}
 			log.Printf("vxlan: UDP GSO of %d-byte datagrams refused (%v); sending them one by one", seg, errors.Unwrap(err))
-			one := make([]ipv4.Message, 0, len(m.Buffers)/2)
-			ones := make([]int, 0, len(m.Buffers)/2)
-			for k := 0; k+1 < len(m.Buffers); k += 2 {
-				one = append(one, ipv4.Message{Buffers: m.Buffers[k : k+2 : k+2], Addr: m.Addr})
-				ones = append(ones, 1)
+			// Each datagram is whole iovecs of seg bytes (the last
+			// may be shorter).
+			var one []ipv4.Message
+			var ones []int
+			for k, at, l := 0, 0, 0; k < len(m.Buffers); k++ {
+				l += len(m.Buffers[k])
+				if l >= seg || k == len(m.Buffers)-1 {
+					one = append(one, ipv4.Message{Buffers: m.Buffers[at : k+1 : k+1], Addr: m.Addr})
+					ones = append(ones, 1)
+					at, l = k+1, 0
+				}
 			}
 			h.send(one, ones)
 			ms, gsoN = ms[1:], gsoN[1:]
