@@ -153,6 +153,22 @@ func (b *builder) debianFRR() error {
 	if err := run("tar", "-C", stage, "--numeric-owner", "-xpf", base); err != nil {
 		return err
 	}
+	if err := configureDebian(stage, agent); err != nil {
+		return err
+	}
+	if err := installDebianModules(stage, k, u); err != nil {
+		return err
+	}
+	if err := mkext4(filepath.Join(b.dir, "debian-frr.img"), stage, "debian-frr", 512<<20, inputsKey(inputs)); err != nil {
+		return err
+	}
+	return b.writeStamp("debian-frr", inputs, "debian-frr.img")
+}
+
+// configureDebian puts the agent and our configuration into the staged
+// root: files, enabled and masked units, root's login, no host keys or
+// machine-id of the build.
+func configureDebian(stage, agent string) error {
 	if err := copyFile(filepath.Join(stage, "usr/sbin/cloonix-agent"), agent, 0o755); err != nil {
 		return err
 	}
@@ -196,6 +212,12 @@ func (b *builder) debianFRR() error {
 	}
 	os.Remove(filepath.Join(stage, "etc/machine-id"))
 	os.WriteFile(filepath.Join(stage, "etc/machine-id"), nil, 0o444) // systemd makes one per boot
+	return nil
+}
+
+// installDebianModules installs the kernel modules the guest loads under
+// QEMU (k) and under UML (u).
+func installDebianModules(stage string, k *kernelInfo, u *umlInfo) error {
 	qm, err := selectModules(k.ModDir, debianQEMUModules)
 	if err != nil {
 		return err
@@ -207,13 +229,7 @@ func (b *builder) debianFRR() error {
 	if err != nil {
 		return err
 	}
-	if err := installModules(stage, u.Release, u.ModDir, um); err != nil {
-		return err
-	}
-	if err := mkext4(filepath.Join(b.dir, "debian-frr.img"), stage, "debian-frr", 512<<20, inputsKey(inputs)); err != nil {
-		return err
-	}
-	return b.writeStamp("debian-frr", inputs, "debian-frr.img")
+	return installModules(stage, u.Release, u.ModDir, um)
 }
 
 // debianBase returns the cached mmdebstrap tarball, making it when its
