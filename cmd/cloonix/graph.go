@@ -83,12 +83,9 @@ func runGraph(o graphOptions) error {
 	if err != nil {
 		return err
 	}
-	// Check the switch answers before serving, for one clear error.
-	c, err := connect()
-	if err != nil {
+	if err := checkSwitch(); err != nil {
 		return err
 	}
-	c.Close()
 	srv := graph.New(graph.Options{
 		Dial: func() (graph.Switch, error) {
 			c, err := connect()

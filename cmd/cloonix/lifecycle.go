@@ -59,12 +59,11 @@ a raw filesystem image for UML guests (it boots under both kinds). A running gue
 first (QEMU guests are paused during the copy). The reference image is never written.`,
 	Args: cobra.ExactArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		c, err := connect()
-		if err != nil {
+		var size int64
+		err := withClient(func(c *proto.Client) (err error) {
+			size, err = saveVM(c, args[0], args[1], os.Stdout)
 			return err
-		}
-		defer c.Close()
-		size, err := saveVM(c, args[0], args[1], os.Stdout)
+		})
 		if err != nil {
 			return err
 		}
