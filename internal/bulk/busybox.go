@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"cloonix/internal/cmdout"
 )
 
 // Modules put in the busybox image: NICs QEMU can emulate and the usual
@@ -225,7 +227,7 @@ func mkext4(out, dir, label string, extra int64, key string) error {
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("mkfs.ext4 -d %s: %v\n%s", dir, err, tail(o, 20))
+		return fmt.Errorf("mkfs.ext4 -d %s: %v\n%s", dir, err, cmdout.Tail(o, 20))
 	}
 	return os.Rename(tmp, out)
 }

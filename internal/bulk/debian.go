@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"cloonix/internal/cmdout"
 	"cloonix/internal/guest"
 )
 
@@ -264,7 +265,7 @@ func (b *builder) debianBase() (string, string, error) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(tarball + ".tmp")
-		return "", "", fmt.Errorf("mmdebstrap: %v\n%s", err, tail(out, 30))
+		return "", "", fmt.Errorf("mmdebstrap: %v\n%s", err, cmdout.Tail(out, 30))
 	}
 	if err := os.Rename(tarball+".tmp", tarball); err != nil {
 		return "", "", err
