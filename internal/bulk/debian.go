@@ -119,28 +119,15 @@ func (b *builder) debianFRR() error {
 	if err != nil {
 		return err
 	}
-	k := b.kernel
-	if k == nil {
-		if k, err = debianKernel(); err != nil {
-			return err
-		}
-	}
-	u, err := umlKernel()
+	g, err := b.guestParts()
 	if err != nil {
 		return err
 	}
-	agent, agentSum, err := b.agentBinary()
-	if err != nil {
-		return err
-	}
-	inputs := map[string]string{
-		"builder": builderVersion,
-		"base":    baseKey,
-		"kernel":  k.Pkg + "=" + k.PkgVer,
-		"uml":     u.Release + "=" + u.PkgVer,
-		"agent":   agentSum,
-		"recipe":  inputsKey(map[string]string{"f": fmt.Sprint(debianFiles), "e": fmt.Sprint(debianEnable), "m": fmt.Sprint(debianMask), "q": fmt.Sprint(debianQEMUModules), "u": fmt.Sprint(debianUMLModules)}),
-	}
+	k, u := g.k, g.u
+	inputs := g.inputs(map[string]string{
+		"base":   baseKey,
+		"recipe": inputsKey(map[string]string{"f": fmt.Sprint(debianFiles), "e": fmt.Sprint(debianEnable), "m": fmt.Sprint(debianMask), "q": fmt.Sprint(debianQEMUModules), "u": fmt.Sprint(debianUMLModules)}),
+	})
 	if b.upToDate("debian-frr", inputs) {
 		logf("debian-frr.img: up to date")
 		return nil
@@ -154,10 +141,10 @@ func (b *builder) debianFRR() error {
 	if err := run("tar", "-C", stage, "--numeric-owner", "-xpf", base); err != nil {
 		return err
 	}
-	if err := configureDebian(stage, agent); err != nil {
+	if err := configureDebian(stage, g.agent); err != nil {
 		return err
 	}
-	if err := installDebianModules(stage, k, u); err != nil {
+	if err := g.installModules(stage, debianQEMUModules, debianUMLModules); err != nil {
 		return err
 	}
 	if err := mkext4(filepath.Join(b.dir, "debian-frr.img"), stage, "debian-frr", 512<<20, inputsKey(inputs)); err != nil {
@@ -214,23 +201,6 @@ func configureDebian(stage, agent string) error {
 	os.Remove(filepath.Join(stage, "etc/machine-id"))
 	os.WriteFile(filepath.Join(stage, "etc/machine-id"), nil, 0o444) // systemd makes one per boot
 	return nil
-}
-
-// installDebianModules installs the kernel modules the guest loads under
-// QEMU (k) and under UML (u).
-func installDebianModules(stage string, k *kernelInfo, u *umlInfo) error {
-	qm, err := selectModules(k.ModDir, debianQEMUModules)
-	if err != nil {
-		return err
-	}
-	if err := installModules(stage, k.Release, k.ModDir, qm); err != nil {
-		return err
-	}
-	um, err := selectModules(u.ModDir, debianUMLModules)
-	if err != nil {
-		return err
-	}
-	return installModules(stage, u.Release, u.ModDir, um)
 }
 
 // debianBase returns the cached mmdebstrap tarball, making it when its
