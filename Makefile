@@ -93,7 +93,7 @@ fuzz:
 	done
 
 test-e2e:
-	CLOONIX_E2E=1 $(GO) test -count=1 -timeout 25m -v ./e2e/ 2>&1 | tee /tmp/cloonix-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+	CLOONIX_E2E=1 $(GO) test -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee /tmp/cloonix-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 test-long:
 	CLOONIX_E2E=1 CLOONIX_LONG=1 $(GO) test -count=1 -timeout 60m -v ./e2e/

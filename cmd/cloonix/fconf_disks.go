@@ -37,8 +37,11 @@ func saveWithDisks(c *proto.Client, dir string, out io.Writer) error {
 	t := topology.FromLab(lab)
 	for i, v := range lab.VMs {
 		ext := ".img" // UML: a raw filesystem image
-		if v.Type == "kvm" {
+		switch v.Type {
+		case "kvm":
 			ext = ".qcow2"
+		case "cnt":
+			ext = ".tar" // a docker-archive (docs/containers.md)
 		}
 		file := filepath.Join(dir, topology.DisksDir, v.Name+ext)
 		fmt.Fprintf(out, "saving %s's disk to %s\n", v.Name, file)

@@ -55,8 +55,10 @@ var saveVMCmd = &cobra.Command{
 	Use:   "vm NAME FILE",
 	Short: "write the guest's current disk as a standalone image that boots with --rootfs FILE",
 	Long: `save vm writes the guest's current disk to FILE, a new file: a qcow2 image for QEMU guests,
-a raw filesystem image for UML guests (it boots under both kinds). A running guest is synced
-first (QEMU guests are paused during the copy). The reference image is never written.`,
+a raw filesystem image for UML guests (it boots under both kinds); for container nodes a
+docker-archive when FILE ends in .tar, else a new directory tree. A running guest is synced
+first (QEMU guests and container nodes are paused during the copy). The reference image is
+never written.`,
 	Args: cobra.ExactArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		var size int64

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/cnt"
 	"cloonix/internal/proto"
@@ -182,8 +184,10 @@ func (d *Daemon) saveDisk(e *vmEntry, file string) (*proto.SavedReply, error) {
 	if st, _ := g.State(); st == machine.Stopped || st == machine.Crashed {
 		g = nil
 	}
-	tmp := filepath.Join(filepath.Dir(file), "."+filepath.Base(file)+".part")
-	_ = os.Remove(tmp)
+	// The temporary name keeps file's ending: a container's save picks a
+	// tree or an archive by it.
+	tmp := filepath.Join(filepath.Dir(file), ".part-"+filepath.Base(file))
+	_ = os.RemoveAll(tmp)
 	var last time.Time
 	progress := func(done, total int64) {
 		if time.Since(last) < 500*time.Millisecond && done < total {
@@ -193,15 +197,15 @@ func (d *Daemon) saveDisk(e *vmEntry, file string) (*proto.SavedReply, error) {
 		d.Emit("save_progress", "name", e.name, "file", file, "done", strconv.FormatInt(done, 10), "total", strconv.FormatInt(total, 10))
 	}
 	if err := kind.SaveDisk(&spec, g, tmp, progress); err != nil {
-		_ = os.Remove(tmp)
+		_ = os.RemoveAll(tmp)
 		return nil, fmt.Errorf("save vm %s to %s: %v", e.name, file, err)
 	}
-	// No clobbering: a file that appeared meanwhile wins.
-	if err := os.Link(tmp, file); err != nil {
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("save vm %s: %v", e.name, err)
+	// No clobbering: a file that appeared meanwhile wins (a container's
+	// save may be a directory: a rename, not a link).
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, file, unix.RENAME_NOREPLACE); err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, fmt.Errorf("save vm %s: %s: %v", e.name, file, err)
 	}
-	_ = os.Remove(tmp)
 	fi, err := os.Stat(file)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package cnt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -54,12 +53,6 @@ func SetTapCarrier(f *os.File, up bool) error {
 		return fmt.Errorf("carrier of %s: %v", f.Name(), err)
 	}
 	return nil
-}
-
-// SaveDisk is not there yet for nodes: their disk is a tree (the overlay
-// of the cached image and the upper directory).
-func (Kind) SaveDisk(s *machine.Spec, g machine.Guest, dst string, progress func(done, total int64)) error {
-	return errors.New("ctrl save vm does not save container nodes yet; their files are in work_dir/" + s.Name + "/upper over the image's tree")
 }
 
 func dirExists(p string) bool {
