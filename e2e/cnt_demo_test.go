@@ -198,3 +198,51 @@ func TestCntTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestCntTapTux moves a file over TCP each way between a cnt node and a
+// network namespace behind a tap tux: both copies arrive intact, and the
+// super frames cross the switch whole both ways (the node's taps and the
+// tap tux share the switch's MACs that take them).
+func TestCntTapTux(t *testing.T) {
+	needRunc(t)
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	l.addVMs([]string{"tc"}, "--type", "cnt")
+	l.MustRun("ctrl", "attach", "tc:eth0", "lan1")
+	l.vmMust("tc", "ip", "addr", "add", "10.83.0.1/24", "dev", "eth0")
+	l.vmMust("tc", "ip", "link", "set", "eth0", "up")
+	sfx := tuxSuffix()
+	ns := tuxNetns(t, "clxc"+sfx)
+	nsTap(t, l, "tt", "clxc"+sfx, "lan1", ns, "10.83.0.2")
+	if !l.canPing("tc", "10.83.0.2") {
+		t.Fatal("tc cannot ping the namespace behind tap tux tt")
+	}
+	// The node serves 16 MB; the namespace fetches it.
+	l.vmMust("tc", "sh", "-c", "mkdir -p /tmp/www && dd if=/dev/urandom of=/tmp/www/d bs=1M count=16 2>/dev/null && httpd -p 8080 -h /tmp/www")
+	sum := strings.Fields(l.vmMust("tc", "md5sum", "/tmp/www/d"))[0]
+	if out := sh(t, "ip netns exec "+ns+" busybox wget -q -O - http://10.83.0.1:8080/d | md5sum"); !strings.HasPrefix(out, sum) {
+		t.Errorf("the namespace fetched a file with md5 %q, want %s", out, sum)
+	}
+	// The namespace serves 16 MB; the node fetches it.
+	www := t.TempDir()
+	sh(t, "dd if=/dev/urandom of="+www+"/e bs=1M count=16 2>/dev/null")
+	hsum := strings.Fields(sh(t, "md5sum "+www+"/e"))[0]
+	srv := exec.Command("ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "8080", "-h", www)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	out, errs, code := l.vmRun("tc", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://10.83.0.2:8080/e | md5sum && exit; sleep 0.3; done; exit 1")
+	if code != 0 || !strings.HasPrefix(out, hsum) {
+		t.Errorf("tc fetched a file with md5 %q (exit %d, %s), want %s", out, code, errs, hsum)
+	}
+	// Frames of more than an MTU on average, both ways, where ordinary
+	// frames would average < 1518 B.
+	if tt := l.tux("tt"); tt.Counters.TxFrames == 0 || tt.Counters.TxBytes/tt.Counters.TxFrames < 3000 {
+		t.Errorf("tap tt got %d frames, %d bytes: no super frames from the node", tt.Counters.TxFrames, tt.Counters.TxBytes)
+	}
+	for _, p := range l.List().Ports {
+		if p.Name == "tc:eth0" && (p.Counters.TxFrames == 0 || p.Counters.TxBytes/p.Counters.TxFrames < 3000) {
+			t.Errorf("tc:eth0 got %d frames, %d bytes: no super frames from the tap tux", p.Counters.TxFrames, p.Counters.TxBytes)
+		}
+	}
+}

@@ -40,11 +40,9 @@ prints. It listens on loopback unless --listen names another address, which need
 			if err != nil {
 				return err
 			}
-			c, err := connect() // one clear error before serving
-			if err != nil {
+			if err := checkSwitch(); err != nil {
 				return err
 			}
-			c.Close()
 			path, token, err := api.LoadToken(cfg.WorkDir)
 			if err != nil {
 				return err

@@ -31,12 +31,30 @@ func connect() (*proto.Client, error) {
 	return proto.Dial("unix:"+cfg.ServerName, cfg.Password)
 }
 
-// do is connect + one typed request; reply (if not nil) gets its payload.
-func do(req proto.Request, reply any) error {
+// withClient is connect, f with the client, close.
+func withClient(f func(c *proto.Client) error) error {
 	c, err := connect()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return c.Do(req, reply)
+	return f(c)
 }
+
+// do is connect + one typed request; reply (if not nil) gets its payload.
+func do(req proto.Request, reply any) error {
+	return withClient(func(c *proto.Client) error { return c.Do(req, reply) })
+}
+
+// listLab is connect + list.
+func listLab() (lab *proto.Lab, err error) {
+	err = withClient(func(c *proto.Client) error {
+		lab, err = c.List()
+		return err
+	})
+	return lab, err
+}
+
+// checkSwitch tells whether the switch answers: a server checks it
+// before serving, for one clear error.
+func checkSwitch() error { return withClient(func(*proto.Client) error { return nil }) }

@@ -66,12 +66,7 @@ func newListCmd() *cobra.Command {
 		Short: "show the running lab: machines, ports, lans, tux",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			lab, err := c.List()
+			lab, err := listLab()
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"cloonix/internal/proto"
 )
 
 // eventOptions are event's flags.
@@ -19,28 +21,25 @@ func newEventCmd() *cobra.Command {
 		Short: "stream the switch's events, one per line, until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ev, err := c.Subscribe()
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(os.Stdout)
-			for e := range ev {
-				if o.json {
-					out := map[string]any{"type": e.Type, "time": time.Now().Format(time.RFC3339Nano)}
-					for k, v := range e.Attrs {
-						out[k] = v
-					}
-					_ = enc.Encode(out)
-				} else {
-					fmt.Printf("%s %s\n", time.Now().Format("15:04:05.000"), e.String())
+			return withClient(func(c *proto.Client) error {
+				ev, err := c.Subscribe()
+				if err != nil {
+					return err
 				}
-			}
-			return fmt.Errorf("connection to the switch lost")
+				enc := json.NewEncoder(os.Stdout)
+				for e := range ev {
+					if o.json {
+						out := map[string]any{"type": e.Type, "time": time.Now().Format(time.RFC3339Nano)}
+						for k, v := range e.Attrs {
+							out[k] = v
+						}
+						_ = enc.Encode(out)
+					} else {
+						fmt.Printf("%s %s\n", time.Now().Format("15:04:05.000"), e.String())
+					}
+				}
+				return fmt.Errorf("connection to the switch lost")
+			})
 		},
 	}
 	f := cmd.Flags()

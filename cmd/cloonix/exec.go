@@ -48,13 +48,8 @@ With --stdin, cloonix's standard input is sent to CMD. A guest still booting is 
 			if o.timeout > 0 {
 				req.Timeout = proto.Int(o.timeout)
 			}
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			var res proto.ExecReply
-			if err := c.Do(req, &res); err != nil {
+			if err := do(req, &res); err != nil {
 				return err
 			}
 			out, err1 := base64.StdEncoding.DecodeString(res.Stdout)
@@ -68,7 +63,6 @@ With --stdin, cloonix's standard input is sent to CMD. A guest still booting is 
 				fmt.Fprintln(os.Stderr, "cloonix: exec output was longer than 1 MiB per stream and was cut")
 			}
 			if res.Code != 0 {
-				c.Close()
 				os.Exit(res.Code & 0xff)
 			}
 			return nil

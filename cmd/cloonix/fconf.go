@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"cloonix/internal/proto"
 	"cloonix/internal/topology"
 )
 
@@ -55,15 +56,10 @@ var fconfSaveCmd = &cobra.Command{
 	Short: "write the running lab as a topology file (- for standard output), or as a folder with every guest's disk",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
 		if fconfWithDisks { // fconf_disks.go
-			return saveWithDisks(c, args[0], os.Stdout)
+			return withClient(func(c *proto.Client) error { return saveWithDisks(c, args[0], os.Stdout) })
 		}
-		lab, err := c.List()
+		lab, err := listLab()
 		if err != nil {
 			return err
 		}

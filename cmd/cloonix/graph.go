@@ -40,90 +40,7 @@ CLOONIX_GRAPH_PASSWORD in the environment; never on the command line) and
 serves HTTPS, with --tls-cert/--tls-key or a self-signed certificate made at
 first use in ~/.config/cloonix (its SHA-256 is printed). See docs/security.md.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			password, err := graph.ReadPassword(o.passwordFile, "CLOONIX_GRAPH_PASSWORD")
-			if err != nil {
-				return err
-			}
-			loop := graph.IsLoopback(o.listen)
-			if !loop && password == "" {
-				return fmt.Errorf("--listen %s is not a loopback address: give --password-file FILE or CLOONIX_GRAPH_PASSWORD (anyone who can reach it could change the lab)", o.listen)
-			}
-			if (o.tlsCert == "") != (o.tlsKey == "") {
-				return errors.New("--tls-cert and --tls-key go together")
-			}
-			var cert *tls.Certificate
-			switch {
-			case o.tlsCert != "":
-				cert, err = graph.LoadCert(o.tlsCert, o.tlsKey)
-			case !loop:
-				// The password must not cross the network in clear.
-				cert, err = graph.SelfSigned(filepath.Dir(config.DefaultPath()))
-			}
-			if err != nil {
-				return err
-			}
-			// Check the switch answers before serving, for one clear error.
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			c.Close()
-			srv := graph.New(graph.Options{
-				Dial: func() (graph.Switch, error) {
-					c, err := connect()
-					if err != nil {
-						return nil, err
-					}
-					return c, nil
-				},
-				Password: password,
-				Loopback: loop,
-				Console:  graphConsole,
-			})
-			ln, err := net.Listen("tcp", o.listen)
-			if err != nil {
-				return fmt.Errorf("graph: listen on %s: %v (another graph running? use --listen 127.0.0.1:PORT)", o.listen, err)
-			}
-			unregister := registerGraphPort(ln.Addr())
-			defer unregister()
-			stop := make(chan struct{})
-			go srv.Run(stop)
-			hs := graph.HTTPServer(srv, cert, log.New(os.Stderr, "graph: ", 0))
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() {
-				<-sig
-				close(stop)
-				hs.Close()
-			}()
-			host := ln.Addr().String()
-			if loop {
-				// Browsers resolve "localhost"; the server accepts it too.
-				_, port, _ := net.SplitHostPort(host)
-				if h, _, _ := net.SplitHostPort(o.listen); h == "localhost" {
-					host = net.JoinHostPort("localhost", port)
-				}
-			}
-			scheme, path := "http", srv.LoginPath()
-			if cert != nil {
-				scheme = "https"
-				fmt.Fprintf(os.Stderr, "graph: certificate SHA-256 %s\n", graph.Fingerprint(cert))
-			}
-			if password != "" {
-				path = "/" // the password is the proof; the page asks for it
-			}
-			fmt.Printf("%s://%s%s\n", scheme, host, path)
-			if cert != nil {
-				err = hs.ServeTLS(ln, "", "")
-			} else {
-				err = hs.Serve(ln)
-			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runGraph(o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve the page on (HOST:PORT; port 0 picks a free one)")
@@ -131,6 +48,103 @@ first use in ~/.config/cloonix (its SHA-256 is printed). See docs/security.md.`,
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for HTTPS (default beyond loopback: a self-signed one made at first use)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
 	return cmd
+}
+
+// graphAccess checks who may reach the page: its password (required
+// beyond loopback) and its certificate (nil for plain HTTP on loopback).
+func graphAccess(o graphOptions) (password string, loop bool, cert *tls.Certificate, err error) {
+	password, err = graph.ReadPassword(o.passwordFile, "CLOONIX_GRAPH_PASSWORD")
+	if err != nil {
+		return "", false, nil, err
+	}
+	loop = graph.IsLoopback(o.listen)
+	if !loop && password == "" {
+		return "", false, nil, fmt.Errorf("--listen %s is not a loopback address: give --password-file FILE or CLOONIX_GRAPH_PASSWORD (anyone who can reach it could change the lab)", o.listen)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return "", false, nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	switch {
+	case o.tlsCert != "":
+		cert, err = graph.LoadCert(o.tlsCert, o.tlsKey)
+	case !loop:
+		// The password must not cross the network in clear.
+		cert, err = graph.SelfSigned(filepath.Dir(config.DefaultPath()))
+	}
+	if err != nil {
+		return "", false, nil, err
+	}
+	return password, loop, cert, nil
+}
+
+// runGraph serves the page until SIGINT or SIGTERM.
+func runGraph(o graphOptions) error {
+	password, loop, cert, err := graphAccess(o)
+	if err != nil {
+		return err
+	}
+	if err := checkSwitch(); err != nil {
+		return err
+	}
+	srv := graph.New(graph.Options{
+		Dial: func() (graph.Switch, error) {
+			c, err := connect()
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		Password: password,
+		Loopback: loop,
+		Console:  graphConsole,
+	})
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("graph: listen on %s: %v (another graph running? use --listen 127.0.0.1:PORT)", o.listen, err)
+	}
+	unregister := registerGraphPort(ln.Addr())
+	defer unregister()
+	stop := make(chan struct{})
+	go srv.Run(stop)
+	hs := graph.HTTPServer(srv, cert, log.New(os.Stderr, "graph: ", 0))
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		close(stop)
+		hs.Close()
+	}()
+	fmt.Println(graphURL(o, ln.Addr().String(), loop, cert, password != "", srv.LoginPath()))
+	if cert != nil {
+		err = hs.ServeTLS(ln, "", "")
+	} else {
+		err = hs.Serve(ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// graphURL is the address printed for the browser: the one-time login
+// path on loopback without a password, else the page (which asks for it).
+func graphURL(o graphOptions, host string, loop bool, cert *tls.Certificate, password bool, login string) string {
+	if loop {
+		// Browsers resolve "localhost"; the server accepts it too.
+		_, port, _ := net.SplitHostPort(host)
+		if h, _, _ := net.SplitHostPort(o.listen); h == "localhost" {
+			host = net.JoinHostPort("localhost", port)
+		}
+	}
+	scheme, path := "http", login
+	if cert != nil {
+		scheme = "https"
+		fmt.Fprintf(os.Stderr, "graph: certificate SHA-256 %s\n", graph.Fingerprint(cert))
+	}
+	if password {
+		path = "/" // the password is the proof; the page asks for it
+	}
+	return fmt.Sprintf("%s://%s%s", scheme, host, path)
 }
 
 // registerGraphPort records the page's port among the lab's listeners, so

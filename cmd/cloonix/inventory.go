@@ -27,12 +27,7 @@ config) with user root and the private key beside the config's <rsa_public_key>:
 		if err != nil {
 			return err
 		}
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		lab, err := c.List()
+		lab, err := listLab()
 		if err != nil {
 			return err
 		}

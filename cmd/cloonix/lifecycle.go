@@ -61,12 +61,11 @@ first (QEMU guests and container nodes are paused during the copy). The referenc
 never written.`,
 	Args: cobra.ExactArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		c, err := connect()
-		if err != nil {
+		var size int64
+		err := withClient(func(c *proto.Client) (err error) {
+			size, err = saveVM(c, args[0], args[1], os.Stdout)
 			return err
-		}
-		defer c.Close()
-		size, err := saveVM(c, args[0], args[1], os.Stdout)
+		})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"cloonix/internal/cmdout"
 )
 
 // Image names accepted by Build, in build order.
@@ -334,25 +336,17 @@ func ensurePackages(pkgs ...string) error {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("apt-get install %s: %v\n%s", strings.Join(missing, " "), err, tail(out, 20))
+			return fmt.Errorf("apt-get install %s: %v\n%s", strings.Join(missing, " "), err, cmdout.Tail(out, 20))
 		}
 		return nil
 	}
 	if err := install(); err != nil {
 		if out, uerr := exec.Command("apt-get", "update", "-q").CombinedOutput(); uerr != nil {
-			return fmt.Errorf("apt-get update: %v\n%s", uerr, tail(out, 10))
+			return fmt.Errorf("apt-get update: %v\n%s", uerr, cmdout.Tail(out, 10))
 		}
 		return install()
 	}
 	return nil
-}
-
-func tail(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // run runs a command, returning its output in the error.
@@ -360,7 +354,7 @@ func run(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out, 20))
+		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, cmdout.Tail(out, 20))
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"cloonix/internal/cmdout"
 )
 
 // Modules put in the busybox image: NICs QEMU can emulate and the usual
@@ -81,29 +83,15 @@ func (b *builder) busybox() error {
 	if err := ensurePackages("busybox-static", "linux-image-amd64", "user-mode-linux", "e2fsprogs", "kmod"); err != nil {
 		return err
 	}
-	k := b.kernel
-	if k == nil {
-		var err error
-		if k, err = debianKernel(); err != nil {
-			return err
-		}
-	}
-	u, err := umlKernel()
+	g, err := b.guestParts()
 	if err != nil {
 		return err
 	}
-	agent, agentSum, err := b.agentBinary()
-	if err != nil {
-		return err
-	}
-	inputs := map[string]string{
-		"builder": builderVersion,
+	k, u := g.k, g.u
+	inputs := g.inputs(map[string]string{
 		"busybox": pkgVersion("busybox-static"),
-		"kernel":  k.Pkg + "=" + k.PkgVer,
-		"uml":     u.Release + "=" + u.PkgVer,
-		"agent":   agentSum,
 		"recipe":  inputsKey(map[string]string{"q": strings.Join(busyboxQEMUModules, ","), "u": strings.Join(busyboxUMLModules, ","), "s": udhcpcScript, "f": fmt.Sprint(busyboxFiles)}),
-	}
+	})
 	out := filepath.Join(b.dir, "busybox.img")
 	if b.upToDate("busybox", inputs) {
 		logf("busybox.img: up to date")
@@ -115,21 +103,10 @@ func (b *builder) busybox() error {
 		return err
 	}
 	defer os.RemoveAll(stage)
-	if err := stageBusybox(stage, agent); err != nil {
+	if err := stageBusybox(stage, g.agent); err != nil {
 		return err
 	}
-	qm, err := selectModules(k.ModDir, busyboxQEMUModules)
-	if err != nil {
-		return err
-	}
-	if err := installModules(stage, k.Release, k.ModDir, qm); err != nil {
-		return err
-	}
-	um, err := selectModules(u.ModDir, busyboxUMLModules)
-	if err != nil {
-		return err
-	}
-	if err := installModules(stage, u.Release, u.ModDir, um); err != nil {
+	if err := g.installModules(stage, busyboxQEMUModules, busyboxUMLModules); err != nil {
 		return err
 	}
 	if err := mkext4(out, stage, "busybox", 96<<20, inputsKey(inputs)); err != nil {
@@ -225,7 +202,7 @@ func mkext4(out, dir, label string, extra int64, key string) error {
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("mkfs.ext4 -d %s: %v\n%s", dir, err, tail(o, 20))
+		return fmt.Errorf("mkfs.ext4 -d %s: %v\n%s", dir, err, cmdout.Tail(o, 20))
 	}
 	return os.Rename(tmp, out)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"cloonix/internal/cmdout"
 	"cloonix/internal/guest"
 )
 
@@ -118,28 +119,15 @@ func (b *builder) debianFRR() error {
 	if err != nil {
 		return err
 	}
-	k := b.kernel
-	if k == nil {
-		if k, err = debianKernel(); err != nil {
-			return err
-		}
-	}
-	u, err := umlKernel()
+	g, err := b.guestParts()
 	if err != nil {
 		return err
 	}
-	agent, agentSum, err := b.agentBinary()
-	if err != nil {
-		return err
-	}
-	inputs := map[string]string{
-		"builder": builderVersion,
-		"base":    baseKey,
-		"kernel":  k.Pkg + "=" + k.PkgVer,
-		"uml":     u.Release + "=" + u.PkgVer,
-		"agent":   agentSum,
-		"recipe":  inputsKey(map[string]string{"f": fmt.Sprint(debianFiles), "e": fmt.Sprint(debianEnable), "m": fmt.Sprint(debianMask), "q": fmt.Sprint(debianQEMUModules), "u": fmt.Sprint(debianUMLModules)}),
-	}
+	k, u := g.k, g.u
+	inputs := g.inputs(map[string]string{
+		"base":   baseKey,
+		"recipe": inputsKey(map[string]string{"f": fmt.Sprint(debianFiles), "e": fmt.Sprint(debianEnable), "m": fmt.Sprint(debianMask), "q": fmt.Sprint(debianQEMUModules), "u": fmt.Sprint(debianUMLModules)}),
+	})
 	if b.upToDate("debian-frr", inputs) {
 		logf("debian-frr.img: up to date")
 		return nil
@@ -153,6 +141,22 @@ func (b *builder) debianFRR() error {
 	if err := run("tar", "-C", stage, "--numeric-owner", "-xpf", base); err != nil {
 		return err
 	}
+	if err := configureDebian(stage, g.agent); err != nil {
+		return err
+	}
+	if err := g.installModules(stage, debianQEMUModules, debianUMLModules); err != nil {
+		return err
+	}
+	if err := mkext4(filepath.Join(b.dir, "debian-frr.img"), stage, "debian-frr", 512<<20, inputsKey(inputs)); err != nil {
+		return err
+	}
+	return b.writeStamp("debian-frr", inputs, "debian-frr.img")
+}
+
+// configureDebian puts the agent and our configuration into the staged
+// root: files, enabled and masked units, root's login, no host keys or
+// machine-id of the build.
+func configureDebian(stage, agent string) error {
 	if err := copyFile(filepath.Join(stage, "usr/sbin/cloonix-agent"), agent, 0o755); err != nil {
 		return err
 	}
@@ -196,24 +200,7 @@ func (b *builder) debianFRR() error {
 	}
 	os.Remove(filepath.Join(stage, "etc/machine-id"))
 	os.WriteFile(filepath.Join(stage, "etc/machine-id"), nil, 0o444) // systemd makes one per boot
-	qm, err := selectModules(k.ModDir, debianQEMUModules)
-	if err != nil {
-		return err
-	}
-	if err := installModules(stage, k.Release, k.ModDir, qm); err != nil {
-		return err
-	}
-	um, err := selectModules(u.ModDir, debianUMLModules)
-	if err != nil {
-		return err
-	}
-	if err := installModules(stage, u.Release, u.ModDir, um); err != nil {
-		return err
-	}
-	if err := mkext4(filepath.Join(b.dir, "debian-frr.img"), stage, "debian-frr", 512<<20, inputsKey(inputs)); err != nil {
-		return err
-	}
-	return b.writeStamp("debian-frr", inputs, "debian-frr.img")
+	return nil
 }
 
 // debianBase returns the cached mmdebstrap tarball, making it when its
@@ -248,7 +235,7 @@ func (b *builder) debianBase() (string, string, error) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(tarball + ".tmp")
-		return "", "", fmt.Errorf("mmdebstrap: %v\n%s", err, tail(out, 30))
+		return "", "", fmt.Errorf("mmdebstrap: %v\n%s", err, cmdout.Tail(out, 30))
 	}
 	if err := os.Rename(tarball+".tmp", tarball); err != nil {
 		return "", "", err

@@ -3,6 +3,7 @@ package bulk
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,4 +192,56 @@ func diskUsage(info os.FileInfo) int64 {
 		return st.Blocks * 512
 	}
 	return info.Size()
+}
+
+// guestParts are what every guest image takes from the host: the QEMU
+// kernel's modules, the UML kernel's, and the agent.
+type guestParts struct {
+	k               *kernelInfo
+	u               *umlInfo
+	agent, agentSum string
+}
+
+func (b *builder) guestParts() (guestParts, error) {
+	g := guestParts{k: b.kernel}
+	var err error
+	if g.k == nil {
+		if g.k, err = debianKernel(); err != nil {
+			return g, err
+		}
+	}
+	if g.u, err = umlKernel(); err != nil {
+		return g, err
+	}
+	g.agent, g.agentSum, err = b.agentBinary()
+	return g, err
+}
+
+// inputs are an image's stamp inputs: the parts' versions and more.
+func (g guestParts) inputs(more map[string]string) map[string]string {
+	in := map[string]string{
+		"builder": builderVersion,
+		"kernel":  g.k.Pkg + "=" + g.k.PkgVer,
+		"uml":     g.u.Release + "=" + g.u.PkgVer,
+		"agent":   g.agentSum,
+	}
+	maps.Copy(in, more)
+	return in
+}
+
+// installModules installs under root the kernel modules a guest loads
+// under QEMU (qemu) and under UML (uml).
+func (g guestParts) installModules(root string, qemu, uml []string) error {
+	qm, err := selectModules(g.k.ModDir, qemu)
+	if err != nil {
+		return err
+	}
+	if err := installModules(root, g.k.Release, g.k.ModDir, qm); err != nil {
+		return err
+	}
+	um, err := selectModules(g.u.ModDir, uml)
+	if err != nil {
+		return err
+	}
+	return installModules(root, g.u.Release, g.u.ModDir, um)
 }

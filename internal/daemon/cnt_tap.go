@@ -14,6 +14,7 @@ import (
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/cnt"
 	"cloonix/internal/tux"
+	"cloonix/internal/wire"
 )
 
 // A container node's eth (machine/cnt): the switch makes a tap under the
@@ -23,7 +24,8 @@ import (
 // tux: the node's kernel hands over TCP segments of up to 64 KiB with
 // partial checksums. Such a super frame crosses the switch whole only
 // toward a MAC learnt on another node's tap (which takes it whole again,
-// with a GSO header, so the receiving kernel never cuts it); toward any
+// with a GSO header, so the receiving kernel never cuts it) or behind a
+// tap tux (the daemon's wire.MACSet, shared with the tux); toward any
 // other port it is cut here into ordinary frames with full checksums
 // (tux.SegmentTCP), as a NIC would. Without offloads, every 1500-byte
 // frame cost a read, a switch hop and a write (bench/cnt: 0.25x a Linux
@@ -47,54 +49,32 @@ const (
 	tapRead = cnt.VnetHdrLen + 65536 + 18 + 64
 )
 
-// cntMACs holds the MACs seen on the switch's node taps (MAC -> count of
-// taps): the destinations that take super frames. It is per process: a
-// switch process runs one daemon. A tap forgets its MACs when it closes,
-// so a guest of another kind reusing a node's name (and MAC) never gets
-// super frames.
-var cntMACs struct {
-	sync.Mutex
-	m map[uint64]int
-}
-
-func macKey(b []byte) uint64 {
-	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
-}
-
-// takesSuper tells whether frame b's destination is a node's tap.
-func takesSuper(b []byte) bool {
-	if b[0]&1 != 0 {
-		return false
-	}
-	cntMACs.Lock()
-	defer cntMACs.Unlock()
-	return cntMACs.m[macKey(b)] > 0
-}
-
 // tapListener hands out its tap once, then waits for Close.
 type tapListener struct {
 	name   string
 	conn   *tapConn
+	taps   *cntTaps
 	once   sync.Once
 	closed chan struct{}
 }
 
-// taps are the open taps by name, for their carrier (vmlife.go).
-var taps sync.Map
+// cntTaps are the daemon's open node taps by name, for their carrier
+// (vmlife.go).
+type cntTaps struct{ m sync.Map } // name -> *tapConn
 
-func listenTap(name string) (fabric.Listener, error) {
+func (d *Daemon) listenTap(name string) (fabric.Listener, error) {
 	f, err := cnt.OpenTap(name, tunFCsum|tunFTSO4|tunFTSO6)
 	if err != nil {
 		return nil, err
 	}
-	c := &tapConn{f: f, buf: make([]byte, tapRead), scratch: make([]byte, fabric.MaxFrame), macs: map[uint64]bool{}}
-	taps.Store(name, c)
-	return &tapListener{name: name, conn: c, closed: make(chan struct{})}, nil
+	c := newTapConn(f, &d.tuxSh.macs)
+	d.cntTaps.m.Store(name, c)
+	return &tapListener{name: name, conn: c, taps: &d.cntTaps, closed: make(chan struct{})}, nil
 }
 
 // tapCarrier sets the carrier of the switch's tap name.
-func tapCarrier(name string, up bool) error {
-	c, ok := taps.Load(name)
+func (d *Daemon) tapCarrier(name string, up bool) error {
+	c, ok := d.cntTaps.m.Load(name)
 	if !ok {
 		return machine.ErrNoCarrier
 	}
@@ -116,7 +96,7 @@ func (l *tapListener) Close() error {
 	case <-l.closed:
 	default:
 		close(l.closed)
-		taps.CompareAndDelete(l.name, l.conn)
+		l.taps.m.CompareAndDelete(l.name, l.conn)
 		l.conn.Close()
 	}
 	return nil
@@ -130,31 +110,35 @@ type tapConn struct {
 	buf     []byte // one read: header and frame
 	scratch []byte // segments being cut
 	pending []*fabric.Frame
-	macs    map[uint64]bool // source MACs learnt here (in cntMACs); guarded by cntMACs
-	closed  bool            // guarded by cntMACs
+	macs    *wire.MACSet // the daemon's: destinations taking super frames
+	mu      sync.Mutex
+	held    map[uint64]bool // source MACs held in macs; guarded by mu
+	closed  bool            // guarded by mu
 	lastSrc uint64
 	hdr     [cnt.VnetHdrLen]byte
 	once    sync.Once
 }
 
-// learn records frame b's source MAC in cntMACs (once per MAC, not once
-// the tap is closed).
+func newTapConn(f *os.File, macs *wire.MACSet) *tapConn {
+	return &tapConn{f: f, buf: make([]byte, tapRead), scratch: make([]byte, fabric.MaxFrame),
+		macs: macs, held: map[uint64]bool{}}
+}
+
+// learn holds frame b's source MAC in macs (once per MAC, not once the
+// tap is closed): the tap forgets its MACs when it closes.
 func (c *tapConn) learn(b []byte) {
-	src := macKey(b[6:12])
+	src := wire.MACOf(b[6:12])
 	if src == c.lastSrc || b[6]&1 != 0 {
 		return
 	}
 	c.lastSrc = src
-	cntMACs.Lock()
-	defer cntMACs.Unlock()
-	if c.closed || c.macs[src] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.held[src] {
 		return
 	}
-	if cntMACs.m == nil {
-		cntMACs.m = map[uint64]int{}
-	}
-	cntMACs.m[src]++
-	c.macs[src] = true
+	c.macs.Hold(src)
+	c.held[src] = true
 }
 
 func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
@@ -178,7 +162,7 @@ func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
 		b := c.buf[cnt.VnetHdrLen:n]
 		c.learn(b)
 		if gso != 0 && len(b) > tux.StdFrame {
-			if len(b) <= fabric.MaxFrame && takesSuper(b) {
+			if len(b) <= fabric.MaxFrame && c.macs.TakesSuper(b) {
 				return frameOf(b), nil // partial checksum kept: the switch's rule
 			}
 			c.cut(b, gsoSize)
@@ -199,7 +183,7 @@ func (c *tapConn) cut(b []byte, mss int) {
 		mss = tux.MSSFor(b, tapMTU)
 	}
 	size, partial := mss, false
-	if takesSuper(b) {
+	if c.macs.TakesSuper(b) {
 		size, partial = (60000/mss)*mss, true
 	}
 	c.pending = c.pending[:0]
@@ -287,14 +271,12 @@ func (c *tapConn) Close() error {
 	return nil
 }
 
-// forget takes the tap's MACs out of cntMACs, for good.
+// forget drops the tap's MACs from macs, for good.
 func (c *tapConn) forget() {
-	cntMACs.Lock()
-	defer cntMACs.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.closed = true
-	for m := range c.macs {
-		if cntMACs.m[m]--; cntMACs.m[m] <= 0 {
-			delete(cntMACs.m, m)
-		}
+	for m := range c.held {
+		c.macs.Drop(m)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"cloonix/internal/tux"
+	"cloonix/internal/wire"
 )
 
 // tcpFrame is an Ethernet/IPv4/TCP frame (20-byte headers, optionally a
@@ -96,7 +97,8 @@ func TestGSOHeader(t *testing.T) {
 func TestCutAndLearn(t *testing.T) {
 	super := tcpFrame(6000, false)
 	setTCPCsum(super, 14, true)
-	a := &tapConn{scratch: make([]byte, 65535), macs: map[uint64]bool{}}
+	macs := &wire.MACSet{} // one daemon's
+	a := newTapConn(nil, macs)
 	a.cut(super, 1448)
 	if len(a.pending) != 5 {
 		t.Fatalf("%d segments, want 5", len(a.pending))
@@ -118,15 +120,15 @@ func TestCutAndLearn(t *testing.T) {
 	if total != 6000 {
 		t.Fatalf("segments carry %d bytes, want 6000", total)
 	}
-	if takesSuper(super) {
+	if macs.TakesSuper(super) {
 		t.Fatal("an unknown MAC takes super frames")
 	}
-	b := &tapConn{macs: map[uint64]bool{}}
+	b := newTapConn(nil, macs)
 	reply := tcpFrame(10, false)
 	copy(reply[0:6], super[6:12])
 	copy(reply[6:12], super[0:6]) // b's node sends from super's destination
 	b.learn(reply)
-	if !takesSuper(super) {
+	if !macs.TakesSuper(super) {
 		t.Fatal("a MAC learnt on a node's tap does not take super frames")
 	}
 	// Too long for the switch (a 64 KiB IP packet) but going to a node:
@@ -149,7 +151,7 @@ func TestCutAndLearn(t *testing.T) {
 	b.forget()
 	b.lastSrc = 0 // learn again: a closed tap must not
 	b.learn(reply)
-	if takesSuper(super) {
+	if macs.TakesSuper(super) {
 		t.Fatal("a closed tap's MAC still takes super frames")
 	}
 }
@@ -167,7 +169,7 @@ func FuzzTapFrames(f *testing.F) {
 			return
 		}
 		gsoHeader(make([]byte, 10), b)
-		c := &tapConn{scratch: make([]byte, 65535), macs: map[uint64]bool{}}
+		c := newTapConn(nil, &wire.MACSet{})
 		if len(b) >= 14 {
 			c.cut(append([]byte(nil), b...), 536+int(mss)%9000) // the kernel gives the MSS
 			for _, fr := range c.pending {

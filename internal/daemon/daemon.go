@@ -48,6 +48,7 @@ type Daemon struct {
 	tuxMu      sync.Mutex          // tux.go: guards tuxs
 	tuxs       map[string]*tuxProc // tux.go
 	tuxSh      tuxShared           // tux.go
+	cntTaps    cntTaps             // cnt_tap.go
 	vdeOnce    sync.Once           // vde.go
 	vdeSt      *vdeState           // vde.go
 	posMu      sync.Mutex          // graph_pos.go: guards pos
@@ -63,7 +64,7 @@ type Daemon struct {
 
 	// Installed features (registry.go).
 	verbs       map[string]handler
-	listenKinds map[string]func(path string) (fabric.Listener, error)
+	listenKinds map[string]func(d *Daemon, path string) (fabric.Listener, error)
 	listers     []func(d *Daemon, lab *proto.Lab)
 	startHooks  []func(d *Daemon)
 
@@ -81,7 +82,7 @@ func New(cfg *config.Config) *Daemon { return NewWith(cfg, Features()...) }
 func NewWith(cfg *config.Config, feats ...Feature) *Daemon {
 	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{}),
 		vmTab: vmTable{vms: map[string]*vmEntry{}}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{},
-		verbs: map[string]handler{}, listenKinds: map[string]func(string) (fabric.Listener, error){}}
+		verbs: map[string]handler{}, listenKinds: map[string]func(*Daemon, string) (fabric.Listener, error){}}
 	d.install(feats)
 	d.Fab.OnConn = func(port string, up bool) {
 		t := "port_down"

@@ -35,7 +35,7 @@ func (d *Daemon) Listen(kind, path, tcp string) (fabric.Listener, error) {
 		return wire.ListenDgram(path)
 	}
 	if mk, ok := d.listenKinds[kind]; ok {
-		return mk(path)
+		return mk(d, path)
 	}
 	return nil, fmt.Errorf("port kind %q: use stream or dgram", kind)
 }

@@ -15,9 +15,9 @@ import (
 type Feature struct {
 	Name   string
 	Verbs  []Verb
-	Listen map[string]func(path string) (fabric.Listener, error) // port kinds beyond stream and dgram
-	List   func(d *Daemon, lab *proto.Lab)                       // fills its part of `list`
-	Start  func(d *Daemon)                                       // run once the switch listens
+	Listen map[string]func(d *Daemon, path string) (fabric.Listener, error) // port kinds beyond stream and dgram
+	List   func(d *Daemon, lab *proto.Lab)                                  // fills its part of `list`
+	Start  func(d *Daemon)                                                  // run once the switch listens
 }
 
 // Verb is one request name and its handler.

@@ -41,7 +41,8 @@ type tuxProc struct {
 }
 
 // tuxShared is what the switch's tux share: the MACs behind offload
-// conns, which take super frames whole.
+// conns and container nodes' taps (cnt_tap.go), which take super frames
+// whole.
 type tuxShared struct{ macs wire.MACSet }
 
 // tuxes is the daemon's tux table; callers hold d.tuxMu.

@@ -261,7 +261,7 @@ func (d *Daemon) setLink(c *client, r *proto.Link) (any, error) {
 	if g, n := d.ethGuest(port); g != nil {
 		err := g.SetLink(n, !down)
 		if errors.Is(err, machine.ErrNoCarrier) && n < len(g.Ports()) && g.Ports()[n].Kind == cnt.PortKind {
-			err = tapCarrier(g.Ports()[n].Path, !down) // the switch holds a node's taps
+			err = d.tapCarrier(g.Ports()[n].Path, !down) // the switch holds a node's taps
 		}
 		switch {
 		case err == nil:
@@ -313,7 +313,7 @@ func (d *Daemon) renewPorts(vm string, ports []string, pp []machine.Port) error 
 		}
 		if fp := d.Fab.Port(p); fp != nil && eths[i].Link == "down" {
 			fp.SetLinkDown(true)
-			_ = tapCarrier(pp[i].Path, false)
+			_ = d.tapCarrier(pp[i].Path, false)
 		}
 	}
 	return nil

@@ -30,10 +30,10 @@ func vmsFeature() Feature {
 			typed((*Daemon).addVM), checked[proto.DelVM]((*Daemon).delVM),
 			typed((*Daemon).execVM), typed((*Daemon).consoleVM),
 		},
-		Listen: map[string]func(path string) (fabric.Listener, error){
-			"bess":       func(path string) (fabric.Listener, error) { return wire.ListenBess(path) },
-			"daemon":     func(path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
-			cnt.PortKind: listenTap, // container nodes' eths (cnt_tap.go)
+		Listen: map[string]func(d *Daemon, path string) (fabric.Listener, error){
+			"bess":       func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon":     func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			cnt.PortKind: (*Daemon).listenTap, // container nodes' eths (cnt_tap.go)
 		},
 		List:  listVMs,
 		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },

@@ -47,8 +47,9 @@ func (m *Machine) Shutdown(d time.Duration) {
 	}
 	m.mu.Lock()
 	m.stopping = true
-	agent, st := m.agent, m.state
+	agent := m.agent
 	m.mu.Unlock()
+	st, _ := m.st.Get()
 	if st == Running && agent != nil {
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
 		_, _, _, _ = agent.Exec(ctx, powerOff, nil)

@@ -95,10 +95,8 @@ type Machine struct {
 	Spec
 	ev Events
 
+	st       StateCell
 	mu       sync.Mutex
-	state    string
-	detail   string
-	changed  chan struct{} // closed and replaced on each state change
 	stopping bool
 	ready    time.Duration // launch to agent ready
 
@@ -160,7 +158,7 @@ type plumbing struct {
 // empty of another machine), launches the guest through the kind's
 // plumb and returns once its process runs (state booting).
 func startProcess(s Spec, ev Events, plumb func(*Machine) (*plumbing, error)) (*Machine, error) {
-	m := &Machine{Spec: s, ev: ev, state: Booting, changed: make(chan struct{}), exited: make(chan struct{}), agentOK: make(chan struct{})}
+	m := &Machine{Spec: s, ev: ev, exited: make(chan struct{}), agentOK: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if err := guest.WriteCD(m.CDPath(), m.CD); err != nil {
 		m.cancel()
@@ -276,16 +274,7 @@ func DefaultBootTimeout(typ, accel string) time.Duration {
 }
 
 func (m *Machine) setState(state, detail string) {
-	m.mu.Lock()
-	if m.state == state || m.state == Stopped || m.state == Crashed {
-		m.mu.Unlock()
-		return
-	}
-	m.state, m.detail = state, detail
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.mu.Unlock()
-	if m.ev.State != nil {
+	if m.st.Set(state, detail) && m.ev.State != nil {
 		m.ev.State(m, state, detail)
 	}
 }
@@ -393,11 +382,7 @@ func (m *Machine) Stop() {
 }
 
 // State returns the current state and why.
-func (m *Machine) State() (string, string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state, m.detail
-}
+func (m *Machine) State() (string, string) { return m.st.Get() }
 
 // Pid is the emulator's process id.
 func (m *Machine) Pid() int { return m.pid }
@@ -414,21 +399,7 @@ func (m *Machine) ReadyAfter() time.Duration {
 func (m *Machine) Exited() <-chan struct{} { return m.exited }
 
 // WaitSettled waits until the state is no longer booting, or ctx ends.
-func (m *Machine) WaitSettled(ctx context.Context) (string, string) {
-	for {
-		m.mu.Lock()
-		st, det, ch := m.state, m.detail, m.changed
-		m.mu.Unlock()
-		if st != Booting {
-			return st, det
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return st, det
-		}
-	}
-}
+func (m *Machine) WaitSettled(ctx context.Context) (string, string) { return m.st.WaitSettled(ctx) }
 
 // ErrNotRunning is returned by Exec before the agent answered or after
 // the guest stopped.

@@ -304,7 +304,7 @@ func TestAwaitAgent(t *testing.T) {
 		{"guest stops", Stopped, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &Machine{Spec: Spec{Name: "CI1"}, state: Booting, changed: make(chan struct{})}
+			m := &Machine{Spec: Spec{Name: "CI1"}}
 			if tc.to != "" {
 				time.AfterFunc(10*time.Millisecond, func() { m.setState(tc.to, "") })
 			}

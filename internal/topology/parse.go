@@ -347,85 +347,98 @@ func (p *parser) vm(n *node) (VM, bool) {
 	seen := map[string]bool{}
 	names, rootfsLine := 0, n.line
 	for _, k := range n.kids {
-		switch strings.ToLower(k.name) {
-		case "name":
-			if names++; names > 1 {
-				p.errf(k.line, "%s<name> given twice", ctx)
-			}
-		case "type":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				switch strings.ToLower(s) {
-				case "kvm":
-					v.Type = "kvm"
-				case "uml":
-					v.Type = "uml"
-				case "cnt":
-					v.Type = "cnt"
-				default:
-					p.errf(k.line, "%s<type> is %q; use KVM (QEMU) or UML (CNT for containers)", ctx, s)
-				}
-			}
-		case "mem":
-			if x, ok := p.integer(ctx, k, MinMem, MaxMem); ok && p.once(ctx, seen, k) {
-				v.Mem = x
-			}
-		case "cpu":
-			if x, ok := p.integer(ctx, k, 1, MaxCPU); ok && p.once(ctx, seen, k) {
-				v.CPU = x
-			}
-		case "rootfs":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				v.Rootfs = s
-				rootfsLine = k.line
-			}
-		case "kernel":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if err := proto.CheckName("kernel", s); err != nil {
-					p.errf(k.line, "%s<kernel>: %v (a kernel file name in bulk_dir)", ctx, err)
-				}
-				v.Kernel = s
-			}
-		case "transport":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				s = strings.ToLower(s)
-				if s != "bess" && s != "daemon" {
-					p.errf(k.line, "%s<transport> is %q; use bess or daemon (UML eth transport)", ctx, s)
-				}
-				v.Transport = s
-			}
-		case "mgmt_ip":
-			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
-				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
-					p.errf(k.line, "%s<mgmt_ip> is %q; want an IPv4 address in the management network", ctx, s)
-				}
-				v.MgmtIP = s
-			}
-		case "state", "disk_file":
-			p.vmLifecycle(ctx, k, &v, seen) // lifecycle.go
-		case "after":
-			if s, ok := p.leaf(ctx, k); ok {
-				if err := proto.CheckName("vm", s); err != nil {
-					p.errf(k.line, "%s<after>: %v", ctx, err)
-				}
-				v.After = append(v.After, s)
-			}
-		case "eth":
-			v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
-		case "x":
-			if p.once(ctx, seen, k) {
-				v.X = p.position(ctx, k)
-			}
-		case "y":
-			if p.once(ctx, seen, k) {
-				v.Y = p.position(ctx, k)
-			}
-		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
+		if !strings.EqualFold(k.name, "name") {
+			p.vmField(ctx, k, &v, seen, &rootfsLine)
+		} else if names++; names > 1 {
+			p.errf(k.line, "%s<name> given twice", ctx)
 		}
 	}
 	if names == 0 {
 		p.errf(n.line, "<VM> has no <name>")
 	}
+	p.vmChecks(ctx, n, &v, rootfsLine)
+	return v, len(p.errs) == nerr
+}
+
+// vmField parses element k of a VM other than its name into v; the line
+// of <rootfs> goes to rootfsLine.
+func (p *parser) vmField(ctx string, k *node, v *VM, seen map[string]bool, rootfsLine *int) {
+	switch strings.ToLower(k.name) {
+	case "type":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			switch strings.ToLower(s) {
+			case "kvm":
+				v.Type = "kvm"
+			case "uml":
+				v.Type = "uml"
+			case "cnt":
+				v.Type = "cnt"
+			default:
+				p.errf(k.line, "%s<type> is %q; use KVM (QEMU) or UML (CNT for containers)", ctx, s)
+			}
+		}
+	case "mem":
+		if x, ok := p.integer(ctx, k, MinMem, MaxMem); ok && p.once(ctx, seen, k) {
+			v.Mem = x
+		}
+	case "cpu":
+		if x, ok := p.integer(ctx, k, 1, MaxCPU); ok && p.once(ctx, seen, k) {
+			v.CPU = x
+		}
+	case "rootfs":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			v.Rootfs = s
+			*rootfsLine = k.line
+		}
+	case "kernel":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			if err := proto.CheckName("kernel", s); err != nil {
+				p.errf(k.line, "%s<kernel>: %v (a kernel file name in bulk_dir)", ctx, err)
+			}
+			v.Kernel = s
+		}
+	case "transport":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			s = strings.ToLower(s)
+			if s != "bess" && s != "daemon" {
+				p.errf(k.line, "%s<transport> is %q; use bess or daemon (UML eth transport)", ctx, s)
+			}
+			v.Transport = s
+		}
+	case "mgmt_ip":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+				p.errf(k.line, "%s<mgmt_ip> is %q; want an IPv4 address in the management network", ctx, s)
+			}
+			v.MgmtIP = s
+		}
+	case "state", "disk_file":
+		p.vmLifecycle(ctx, k, v, seen) // lifecycle.go
+	case "after":
+		if s, ok := p.leaf(ctx, k); ok {
+			if err := proto.CheckName("vm", s); err != nil {
+				p.errf(k.line, "%s<after>: %v", ctx, err)
+			}
+			v.After = append(v.After, s)
+		}
+	case "eth":
+		v.Eths = append(v.Eths, p.eth(ctx, len(v.Eths), k))
+	case "x":
+		if p.once(ctx, seen, k) {
+			v.X = p.position(ctx, k)
+		}
+	case "y":
+		if p.once(ctx, seen, k) {
+			v.Y = p.position(ctx, k)
+		}
+	default:
+		p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
+	}
+}
+
+// vmChecks checks what spans a VM's elements; rootfsLine is its
+// <rootfs>'s line.
+func (p *parser) vmChecks(ctx string, n *node, v *VM, rootfsLine int) {
 	p.bothXY(ctx, n, v.X, v.Y)
 	// A container node's rootfs may also be a path or an image
 	// reference (oci:/dir, docker:IMAGE): its kind checks it when added.
@@ -442,7 +455,6 @@ func (p *parser) vm(n *node) (VM, bool) {
 	if len(v.Eths) > MaxEths {
 		p.errf(n.line, "%s%d <eth>; the limit is %d", ctx, len(v.Eths), MaxEths)
 	}
-	return v, len(p.errs) == nerr
 }
 
 func (p *parser) eth(ctx string, i int, n *node) Eth {

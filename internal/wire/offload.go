@@ -16,15 +16,48 @@ import (
 // cuts them here into ordinary frames with full checksums, as the host's
 // NIC would, so guests never see a frame larger than their MTU.
 
-// MACSet holds the source MACs seen on offload conns of one switch:
-// the destinations that take super frames. The zero value is empty.
-type MACSet struct{ m sync.Map } // uint64 -> struct{}
+// MACSet holds the source MACs seen on offload conns and taps of one
+// switch: the destinations that take super frames. A MAC is learnt for
+// good (Learn), or held while a container node's tap is open (Hold,
+// Drop), so a guest of another kind reusing that node's name (and MAC)
+// never gets super frames. The zero value is empty.
+type MACSet struct {
+	m    sync.Map // uint64 -> learnt{} or held{}
+	mu   sync.Mutex
+	held map[uint64]int // holders per held MAC; guarded by mu
+}
 
-// Learn records the source MAC of frame b and returns it.
+type (
+	learnt struct{}
+	held   struct{}
+)
+
+// Learn records the source MAC of frame b for good and returns it.
 func (s *MACSet) Learn(b []byte) uint64 {
 	m := MACOf(b[6:12])
-	s.m.Store(m, struct{}{})
+	s.m.Store(m, learnt{})
 	return m
+}
+
+// Hold records MAC m until as many Drop calls as Hold calls.
+func (s *MACSet) Hold(m uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = map[uint64]int{}
+	}
+	s.held[m]++
+	s.m.LoadOrStore(m, held{})
+}
+
+// Drop releases a Hold of MAC m; a MAC learnt for good stays.
+func (s *MACSet) Drop(m uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[m]--; s.held[m] <= 0 {
+		delete(s.held, m)
+		s.m.CompareAndDelete(m, held{})
+	}
 }
 
 // TakesSuper says whether b's destination is a unicast MAC learnt on an

@@ -79,3 +79,29 @@ func TestOffloadConn(t *testing.T) {
 		}
 	}
 }
+
+// TestMACSetHold: a held MAC takes super frames until its last Drop; a
+// MAC also learnt for good stays.
+func TestMACSetHold(t *testing.T) {
+	to2 := frameFrom(2, 9, 60)
+	for _, tc := range []struct {
+		name  string
+		steps func(s *MACSet)
+		want  bool
+	}{
+		{"held", func(s *MACSet) { s.Hold(2) }, true},
+		{"dropped", func(s *MACSet) { s.Hold(2); s.Drop(2) }, false},
+		{"held twice, dropped once", func(s *MACSet) { s.Hold(2); s.Hold(2); s.Drop(2) }, true},
+		{"learnt, then held and dropped", func(s *MACSet) { s.Learn(frameFrom(0, 2, 60)); s.Hold(2); s.Drop(2) }, true},
+		{"held, learnt, dropped", func(s *MACSet) { s.Hold(2); s.Learn(frameFrom(0, 2, 60)); s.Drop(2) }, true},
+		{"another MAC held", func(s *MACSet) { s.Hold(3) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s MACSet
+			tc.steps(&s)
+			if got := s.TakesSuper(to2); got != tc.want {
+				t.Fatalf("TakesSuper = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

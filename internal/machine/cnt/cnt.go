@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/cmdout"
 )
 
 // Spec is everything needed to start one node.
@@ -243,7 +245,7 @@ func (c *Container) create(ctx context.Context) (*os.File, error) {
 		msg := logTail(rlog)
 		if msg == "" { // a runtime without --log: its stderr went to the log
 			if b, rerr := os.ReadFile(c.ConsoleLog()); rerr == nil && int64(len(b)) > before {
-				msg = strings.TrimSpace(tail(b[before:], 3))
+				msg = strings.TrimSpace(cmdout.Tail(b[before:], 3))
 			}
 		}
 		if msg == "" {
@@ -323,7 +325,7 @@ func consoleTail(p string) string {
 	if err != nil {
 		return ""
 	}
-	return strings.ReplaceAll(tail(b, 2), "\n", " | ")
+	return strings.ReplaceAll(cmdout.Tail(b, 2), "\n", " | ")
 }
 
 // Pid is the node's init, as the host sees it.

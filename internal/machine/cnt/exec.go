@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/cmdout"
 )
 
 // The runtime exits once a node's init (or a detached console shell)
@@ -260,7 +262,7 @@ func (c *Container) Console(ctx context.Context) (*Console, error) {
 		}
 		msg := logTail(rlog)
 		if msg == "" {
-			msg = strings.TrimSpace(tail(out, 3))
+			msg = strings.TrimSpace(cmdout.Tail(out, 3))
 		}
 		return nil, fmt.Errorf("console of node %s: %s", c.Name, msg)
 	}

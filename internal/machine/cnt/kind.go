@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"cloonix/internal/machine"
@@ -129,7 +128,7 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &guest{c: c, spec: ms, ev: ev, state: machine.Booting, changed: make(chan struct{}), exited: make(chan struct{}), shell: make(chan struct{})}
+	g := &guest{c: c, spec: ms, ev: ev, exited: make(chan struct{}), shell: make(chan struct{})}
 	g.console = machine.NewConsole(filepath.Join(ms.Dir, "console.sock"), filepath.Join(ms.Dir, "shell.log"))
 	go g.serveConsole()
 	go g.follow()
@@ -146,25 +145,13 @@ type guest struct {
 	ev      machine.Events
 	console *machine.Console
 
-	mu      sync.Mutex
-	state   string
-	detail  string
-	changed chan struct{}
-	exited  chan struct{}
-	shell   chan struct{} // closed once the console has its first shell (or never will)
+	st     machine.StateCell
+	exited chan struct{}
+	shell  chan struct{} // closed once the console has its first shell (or never will)
 }
 
 func (g *guest) set(state, detail string) {
-	g.mu.Lock()
-	if g.state == state {
-		g.mu.Unlock()
-		return
-	}
-	g.state, g.detail = state, detail
-	close(g.changed)
-	g.changed = make(chan struct{})
-	g.mu.Unlock()
-	if g.ev.State != nil {
+	if g.st.Set(state, detail) && g.ev.State != nil {
 		g.ev.State(g, state, detail)
 	}
 }
@@ -229,27 +216,9 @@ func (g *guest) serveConsole() {
 
 func (g *guest) Pid() int { return g.c.Pid() }
 
-func (g *guest) State() (string, string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.state, g.detail
-}
+func (g *guest) State() (string, string) { return g.st.Get() }
 
-func (g *guest) WaitSettled(ctx context.Context) (string, string) {
-	for {
-		g.mu.Lock()
-		st, det, ch := g.state, g.detail, g.changed
-		g.mu.Unlock()
-		if st != machine.Booting {
-			return st, det
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return st, det
-		}
-	}
-}
+func (g *guest) WaitSettled(ctx context.Context) (string, string) { return g.st.WaitSettled(ctx) }
 
 func (g *guest) AwaitAgent(ctx context.Context, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)

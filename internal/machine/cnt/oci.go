@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"cloonix/internal/cmdout"
 )
 
 // oci resolves an OCI image: a layout directory, a docker/podman save
@@ -48,7 +50,7 @@ func (s *Store) oci(ref Ref) (*Rootfs, error) {
 			args = []string{"save", "--format", "docker-archive", "-o", archive, "--", ref.Arg}
 		}
 		if out, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%s save %s: %v: %s", tool, ref.Arg, err, tail(out, 5))
+			return nil, fmt.Errorf("%s save %s: %v: %s", tool, ref.Arg, err, cmdout.Tail(out, 5))
 		}
 	}
 	img, err := openImage(ref.Kind, archive)

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"cloonix/internal/cmdout"
 )
 
 // Rootfs is a resolved root filesystem: a reference tree, never written,
@@ -301,15 +303,7 @@ func unpackExt4(img, dst string) error {
 		}
 	}()
 	if out, err := exec.Command("cp", "-a", mnt+"/.", dst+"/").CombinedOutput(); err != nil {
-		return fmt.Errorf("copying %s: %v: %s", img, err, tail(out, 5))
+		return fmt.Errorf("copying %s: %v: %s", img, err, cmdout.Tail(out, 5))
 	}
 	return nil
-}
-
-func tail(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

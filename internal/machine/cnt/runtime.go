@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"cloonix/internal/cmdout"
 )
 
 // DefaultRuntime is the OCI runtime used when the config names none.
@@ -64,7 +66,7 @@ func (r *Runtime) gone(id string) bool {
 
 // runtimeError names the runtime, the verb and its own words.
 func runtimeError(path, verb string, err error, stderr []byte) error {
-	msg := strings.TrimSpace(tail(stderr, 4))
+	msg := strings.TrimSpace(cmdout.Tail(stderr, 4))
 	if msg == "" {
 		msg = err.Error()
 	}
