@@ -3,6 +3,7 @@
 package kube
 
 import (
+	"debug/elf"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -128,6 +129,9 @@ func writeSwitch(o ImagesOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := checkStatic(o.Cloonix); err != nil {
+		return "", err
+	}
 	files := map[string]string{"/usr/bin/cloonix": o.Cloonix, "/bin/busybox": bb}
 	links := map[string]string{"/bin/sh": "busybox"}
 	cfg := v1.Config{
@@ -135,6 +139,22 @@ func writeSwitch(o ImagesOptions) (string, error) {
 		Env:        []string{"PATH=/usr/bin:/bin"},
 	}
 	return writeImage(o, SwitchImageName, cfg, func(w io.Writer) error { return fileLayer(w, files, links, "/tmp", "/run") })
+}
+
+// checkStatic: the switch image has no C library, so the binary must be
+// static (no ELF interpreter).
+func checkStatic(bin string) error {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return fmt.Errorf("switch image: %s: %v", bin, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("switch image: %s is dynamically linked; build cloonix with CGO_ENABLED=0 (make build does) and run that one", bin)
+		}
+	}
+	return nil
 }
 
 // findBusybox finds a static busybox (Debian's busybox-static).
