@@ -76,6 +76,8 @@ FUZZN_tux_FuzzVXLANDecode       := 35000
 FUZZN_wire_FuzzStreamRead       := 12000
 FUZZN_wire_FuzzDgramRead        := 30000
 FUZZN_wire_FuzzParseRequest     := 45000
+FUZZN_kube_FuzzExecStatus       := 20000
+FUZZN_kube_FuzzKubeconfig       := 20000
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -r -n1 dirname | sort -u)
 # The budgets as "package_target=N" words, for the shell loop below.
 FUZZ_BUDGETS := $(foreach v,$(filter FUZZN_%,$(.VARIABLES)),$(v:FUZZN_%=%)=$($(v)))

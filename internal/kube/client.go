@@ -93,6 +93,12 @@ func NewClient(path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %v (give --kubeconfig or set KUBECONFIG)", path, err)
 	}
+	return parseKubeconfig(path, b)
+}
+
+// parseKubeconfig reads a kubeconfig's current context; relative files
+// are relative to path's directory.
+func parseKubeconfig(path string, b []byte) (*Client, error) {
 	var kc kubeconfig
 	if err := yaml.Unmarshal(b, &kc); err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %v", path, err)
