@@ -97,7 +97,7 @@ func newKubeExecCmd() *cobra.Command {
 				return err
 			}
 			if code != 0 {
-				return &exitError{code: code}
+				os.Exit(code & 0xff) // the command's own code, as cloonix exec does
 			}
 			return nil
 		},
