@@ -189,7 +189,7 @@ func (c *Client) RunController(ns string, every time.Duration, log io.Writer, st
 				labs[i].Metadata.Namespace = ns
 			}
 			if err := c.Reconcile(&labs[i], labs, log); err != nil {
-				fmt.Fprintf(log, "controller: lab %s: %v\n", labs[i].Metadata.Name, err)
+				fmt.Fprintf(log, "controller: %v\n", err)
 			}
 		}
 		select {
