@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"cloonix/internal/kube"
+	"cloonix/internal/machine"
+)
+
+// The Kubernetes tests run on the 2-node test bed (make k8s-testbed) with
+// the images imported on its nodes: `make test-k8s` does all of it and
+// sets CLOONIX_K8S=1 and KUBECONFIG.
+func needK8s(t *testing.T) *kube.Client {
+	t.Helper()
+	needE2E(t)
+	if os.Getenv("CLOONIX_K8S") == "" {
+		t.Skip("Kubernetes test: run make test-k8s (starts the test bed, sets CLOONIX_K8S=1)")
+	}
+	k, err := kube.NewClient(kube.KubeconfigPath(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func kubeRun(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"kube"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func kubeMust(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubeRun(t, args...)
+	if err != nil {
+		t.Fatalf("cloonix kube %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// TestKubeLanRule: the seed's lan rule across two Kubernetes nodes, a
+// live apply, a deleted pod that comes back wired, and a destroy that
+// leaves nothing.
+func TestKubeLanRule(t *testing.T) {
+	k := needK8s(t)
+	const lab = "e2e-lan-rule"
+	n1, n2 := "kubetb-n1", "kubetb-n2"
+	t.Cleanup(func() { kubeRun(t, "destroy", lab) })
+	kubeMust(t, "deploy", "testdata/kube_lan_rule", "--name", lab,
+		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2, "--pin", "D="+n2)
+
+	ips := map[string]string{"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
+	wired := func(node string) {
+		t.Helper()
+		// eth0 appears once the switch has moved its tap into the pod.
+		Eventually(t, 3*time.Minute, node+": eth0 with its MAC", func() error {
+			out, err := kubeRun(t, "exec", lab, node, "--", "cat", "/sys/class/net/eth0/address")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if got := strings.TrimSpace(out); got != machine.MAC(node, 0) {
+				return fmt.Errorf("eth0 is %s, want %s", got, machine.MAC(node, 0))
+			}
+			return nil
+		})
+		kubeMust(t, "exec", lab, node, "--", "ip", "addr", "add", ips[node]+"/24", "dev", "eth0")
+	}
+	for _, n := range []string{"A", "B", "C", "D"} {
+		wired(n)
+	}
+	var l kube.Listing
+	if err := json.Unmarshal([]byte(kubeMust(t, "list", lab, "--json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	on := map[string]string{}
+	for _, v := range l.VMs {
+		on[v.Name] = v.K8sNode
+		if v.State != "running" {
+			t.Errorf("%s: state %s", v.Name, v.State)
+		}
+	}
+	if on["A"] != n1 || on["C"] != n1 || on["B"] != n2 || on["D"] != n2 {
+		t.Fatalf("pods not where pinned: %v", on)
+	}
+	ping := func(from, to string) error {
+		out, err := kubeRun(t, "exec", lab, from, "--", "ping", "-c1", "-W2", ips[to])
+		if err != nil {
+			return fmt.Errorf("%s -> %s: %v: %s", from, to, err, out)
+		}
+		return nil
+	}
+	mustPing := func(from, to string) {
+		t.Helper()
+		Eventually(t, 30*time.Second, "ping "+from+" -> "+to, func() error { return ping(from, to) })
+	}
+	mustPing("A", "B") // lan_one, across nodes
+	mustPing("B", "D") // lan_two, across nodes
+	mustPing("C", "B")
+	mustPing("C", "D")
+	if ping("A", "C") == nil {
+		t.Fatal("A reaches C: they share no lan")
+	}
+
+	// Live apply: A's eth0 moves to lan_two, its pod stays.
+	before := podUID(t, k, lab, "A")
+	kubeMust(t, "apply", "testdata/kube_lan_rule_moved.topology", "--name", lab)
+	mustPing("A", "C")
+	mustPing("A", "D")
+	if ping("A", "B") != nil {
+		// B is on both lans: still reachable. A failure here is a real one.
+		t.Fatal("A lost B after moving to lan_two (B is on lan_two too)")
+	}
+	if after := podUID(t, k, lab, "A"); after != before {
+		t.Fatalf("apply restarted A's pod (uid %s -> %s)", before, after)
+	}
+
+	// Heal: a deleted pod comes back, wired again.
+	old := podUID(t, k, lab, "D")
+	if err := k.Delete("/api/v1/namespaces/default/pods/" + kube.PodName(lab, "D")); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 2*time.Minute, "D's pod recreated", func() error {
+		if uid := podUID(t, k, lab, "D"); uid == "" || uid == old {
+			return fmt.Errorf("uid %q", uid)
+		}
+		return nil
+	})
+	wired("D")
+	mustPing("C", "D")
+	mustPing("A", "D")
+
+	kubeMust(t, "destroy", lab)
+	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})
+	if err != nil || len(pods) > 0 {
+		t.Fatalf("after destroy: pods %v, %v", pods, err)
+	}
+	for _, p := range []string{
+		"/apis/apps/v1/namespaces/default/daemonsets/cloonix-switch",
+		"/apis/apps/v1/namespaces/default/deployments/cloonix-controller",
+		"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/labs.cloonix.io",
+		"/apis/rbac.authorization.k8s.io/v1/clusterroles/cloonix",
+	} {
+		if err := k.Get(p, nil); !kube.IsNotFound(err) {
+			t.Errorf("after destroy: %s still there (%v)", p, err)
+		}
+	}
+}
+
+func podUID(t *testing.T, k *kube.Client, lab, node string) string {
+	t.Helper()
+	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if p.Metadata.DeletionTimestamp == nil && p.Status.Phase == "Running" {
+			return p.Metadata.UID
+		}
+	}
+	return ""
+}
