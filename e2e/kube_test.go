@@ -141,6 +141,10 @@ func TestKubeLanRule(t *testing.T) {
 	if err != nil || len(pods) > 0 {
 		t.Fatalf("after destroy: pods %v, %v", pods, err)
 	}
+	var cl struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole, &cl); err != nil || len(cl.Items) > 0 {
+		t.Fatalf("after destroy: switch/controller pods %v, %v", cl.Items, err)
+	}
 	for _, p := range []string{
 		"/apis/apps/v1/namespaces/default/daemonsets/cloonix-switch",
 		"/apis/apps/v1/namespaces/default/deployments/cloonix-controller",

@@ -3,8 +3,8 @@
 package kube
 
 import (
-	"debug/elf"
 	"compress/gzip"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"

@@ -120,18 +120,8 @@ func (c *Client) Destroy(ns, name string, log io.Writer) error {
 	if err := c.Delete(labsPath(ns) + "/" + url.PathEscape(name)); err != nil {
 		return err
 	}
-	for i := 0; ; i++ {
-		pods, err := c.ListPods(ns, map[string]string{LabelLab: name})
-		if err != nil {
-			return err
-		}
-		if len(pods) == 0 {
-			break
-		}
-		if i == 240 {
-			return fmt.Errorf("lab %s: %d pods still there after 2 minutes (kubectl get pods -n %s -l %s=%s)", name, len(pods), ns, LabelLab, name)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := c.waitGone(ns, LabelLab+"="+name); err != nil {
+		return err
 	}
 	fmt.Fprintf(log, "lab %s destroyed\n", name)
 	if labs, err := c.ListLabs(ns); err != nil || len(labs) > 0 {
@@ -146,6 +136,9 @@ func (c *Client) Destroy(ns, name string, log io.Writer) error {
 		if err := c.Delete(p); err != nil {
 			return err
 		}
+	}
+	if err := c.waitGone(ns, LabelRole); err != nil {
+		return err
 	}
 	var all labList
 	if err := c.Get(LabsPath+"/labs", &all); err != nil || len(all.Items) > 0 {
@@ -237,4 +230,21 @@ func PrintList(w io.Writer, l *Listing, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// waitGone waits (up to 2 minutes) until no pod of ns matches selector.
+func (c *Client) waitGone(ns, selector string) error {
+	for i := 0; ; i++ {
+		var l podList
+		if err := c.Get(nsPath(ns)+"/pods?labelSelector="+url.QueryEscape(selector), &l); err != nil {
+			return err
+		}
+		if len(l.Items) == 0 {
+			return nil
+		}
+		if i == 240 {
+			return fmt.Errorf("%d pods still there after 2 minutes (kubectl get pods -n %s -l %s)", len(l.Items), ns, selector)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
