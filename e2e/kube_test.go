@@ -52,7 +52,12 @@ func TestKubeLanRule(t *testing.T) {
 	k := needK8s(t)
 	const lab = "e2e-lan-rule"
 	n1, n2 := "kubetb-n1", "kubetb-n2"
-	t.Cleanup(func() { kubeRun(t, "destroy", lab) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			logSwitches(t, k)
+		}
+		kubeRun(t, "destroy", lab)
+	})
 	kubeMust(t, "deploy", "testdata/kube_lan_rule", "--name", lab,
 		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2, "--pin", "D="+n2)
 
@@ -135,6 +140,22 @@ func TestKubeLanRule(t *testing.T) {
 	wired("D")
 	mustPing("C", "D")
 	mustPing("A", "D")
+	var evs struct {
+		Items []struct{ Reason, Message string }
+	}
+	if err := k.Get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D"+lab, &evs); err != nil {
+		t.Fatal(err)
+	}
+	created := 0
+	for _, e := range evs.Items {
+		if e.Reason == "CreatingPod" && strings.HasPrefix(e.Message, "node D:") {
+			created++
+		}
+	}
+	if created < 2 {
+		t.Errorf("events on the lab: want D's pod created twice, got %+v", evs.Items)
+	}
+
 
 	kubeMust(t, "destroy", lab)
 	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})
@@ -169,4 +190,22 @@ func podUID(t *testing.T, k *kube.Client, lab, node string) string {
 		}
 	}
 	return ""
+}
+
+// logSwitches logs the tail of each switch pod's log (what it plumbed).
+func logSwitches(t *testing.T, k *kube.Client) {
+	var sw struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole, &sw); err != nil {
+		t.Logf("switch pods: %v", err)
+		return
+	}
+	for _, p := range sw.Items {
+		var out []byte
+		path := "/api/v1/namespaces/default/pods/" + p.Metadata.Name + "/log?tailLines=40"
+		if err := k.Do("GET", path, "", nil, &out); err != nil {
+			t.Logf("%s log: %v", p.Metadata.Name, err)
+			continue
+		}
+		t.Logf("%s on %s:\n%s", p.Metadata.Name, p.Spec.NodeName, out)
+	}
 }

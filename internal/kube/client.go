@@ -249,6 +249,10 @@ func (c *Client) Do(method, path, ctype string, body, out any) error {
 		}
 		return &StatusError{Code: resp.StatusCode, Message: method + " " + path + ": " + st.Message}
 	}
+	if raw, ok := out.(*[]byte); ok { // text replies (pod logs)
+		*raw = data
+		return nil
+	}
 	if out != nil {
 		return json.Unmarshal(data, out)
 	}

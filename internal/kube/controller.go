@@ -131,14 +131,18 @@ func (c *Client) Reconcile(lab *Lab, all []Lab, log io.Writer) error {
 		want[n.Name] = true
 		p, ok := byNode[n.Name]
 		if ok && p.Metadata.DeletionTimestamp == nil && podImage(p) != "" && podImage(p) != n.Image {
-			fmt.Fprintf(log, "lab %s: node %s: image changed, replacing pod %s\n", lab.Metadata.Name, n.Name, p.Metadata.Name)
+			msg := fmt.Sprintf("node %s: image changed, replacing pod %s", n.Name, p.Metadata.Name)
+			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
+			c.event(lab, "ReplacingPod", msg)
 			if err := c.Delete(nsPath(ns) + "/pods/" + p.Metadata.Name); err != nil {
 				return err
 			}
 			ok = false
 		}
 		if !ok {
-			fmt.Fprintf(log, "lab %s: node %s: creating pod %s\n", lab.Metadata.Name, n.Name, PodName(lab.Metadata.Name, n.Name))
+			msg := fmt.Sprintf("node %s: creating pod %s", n.Name, PodName(lab.Metadata.Name, n.Name))
+			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
+			c.event(lab, "CreatingPod", msg)
 			if err := c.Create(nsPath(ns)+"/pods", labPod(lab, n)); err != nil {
 				return fmt.Errorf("lab %s: node %s: %w", lab.Metadata.Name, n.Name, err)
 			}
@@ -159,7 +163,9 @@ func (c *Client) Reconcile(lab *Lab, all []Lab, log io.Writer) error {
 	}
 	for node, p := range byNode {
 		if !want[node] && p.Metadata.DeletionTimestamp == nil {
-			fmt.Fprintf(log, "lab %s: node %s left the lab, deleting pod %s\n", lab.Metadata.Name, node, p.Metadata.Name)
+			msg := fmt.Sprintf("node %s left the lab, deleting pod %s", node, p.Metadata.Name)
+			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
+			c.event(lab, "DeletingPod", msg)
 			if err := c.Delete(nsPath(ns) + "/pods/" + p.Metadata.Name); err != nil {
 				return err
 			}
@@ -198,4 +204,20 @@ func (c *Client) RunController(ns string, every time.Duration, log io.Writer, st
 		case <-time.After(every):
 		}
 	}
+}
+
+// event records what the controller did on the Lab (kubectl describe lab
+// shows it); a failure to record is not the lab's failure.
+func (c *Client) event(lab *Lab, reason, msg string) {
+	now := time.Now().UTC().Format(time.RFC3339)
+	ev := map[string]any{
+		"apiVersion": "v1", "kind": "Event",
+		"metadata": map[string]any{"generateName": lab.Metadata.Name + ".", "namespace": lab.Metadata.Namespace},
+		"involvedObject": map[string]any{"apiVersion": Group + "/" + Version, "kind": "Lab",
+			"name": lab.Metadata.Name, "namespace": lab.Metadata.Namespace, "uid": lab.Metadata.UID},
+		"reason": reason, "message": msg, "type": "Normal", "count": 1,
+		"firstTimestamp": now, "lastTimestamp": now,
+		"source": map[string]any{"component": "cloonix-controller"},
+	}
+	_ = c.Do("POST", nsPath(lab.Metadata.Namespace)+"/events", "", ev, nil)
 }
