@@ -156,7 +156,6 @@ func TestKubeLanRule(t *testing.T) {
 		t.Errorf("events on the lab: want D's pod created twice, got %+v", evs.Items)
 	}
 
-
 	kubeMust(t, "destroy", lab)
 	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})
 	if err != nil || len(pods) > 0 {
