@@ -138,6 +138,9 @@ func TestKubeLanRule(t *testing.T) {
 		return nil
 	})
 	wired("D")
+	if pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: "D"}); err != nil || len(pods) != 1 || pods[0].Spec.NodeName != n2 {
+		t.Fatalf("D's new pod is not on %s, where it was pinned at deploy (apply keeps pins): %+v %v", n2, pods, err)
+	}
 	mustPing("C", "D")
 	mustPing("A", "D")
 	var evs struct {
@@ -155,6 +158,36 @@ func TestKubeLanRule(t *testing.T) {
 	if created < 2 {
 		t.Errorf("events on the lab: want D's pod created twice, got %+v", evs.Items)
 	}
+
+	// A switch pod that restarts re-plumbs its node's pods: its taps went
+	// with it, so the pods' eths come back (new taps, same names and MACs).
+	var sw struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole+"%3Dswitch", &sw); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sw.Items {
+		if p.Spec.NodeName == n2 {
+			if err := k.Delete("/api/v1/namespaces/default/pods/" + p.Metadata.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range []string{"B", "D"} {
+		Eventually(t, 2*time.Minute, n+": a new eth0 after the switch restarted", func() error {
+			mac, err := kubeRun(t, "exec", lab, n, "--", "cat", "/sys/class/net/eth0/address")
+			if err != nil || strings.TrimSpace(mac) != machine.MAC(n, 0) {
+				return fmt.Errorf("eth0: %v %s", err, mac)
+			}
+			addr, err := kubeRun(t, "exec", lab, n, "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+			if err != nil || strings.Contains(addr, ips[n]+"/") {
+				return fmt.Errorf("still the old eth0: %v %s", err, addr)
+			}
+			return nil
+		})
+		kubeMust(t, "exec", lab, n, "--", "ip", "addr", "add", ips[n]+"/24", "dev", "eth0")
+	}
+	mustPing("A", "D")
+	mustPing("C", "B")
 
 	kubeMust(t, "destroy", lab)
 	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})

@@ -248,3 +248,15 @@ func TestSwitchSync(t *testing.T) {
 		t.Errorf("moved again: %v", nl.moved)
 	}
 }
+
+func TestKeepPins(t *testing.T) {
+	cur := LabSpec{Nodes: []LabNode{{Name: "A", K8sNode: "n1"}, {Name: "B", K8sNode: "n2"}, {Name: "gone", K8sNode: "n1"}}}
+	spec := LabSpec{Nodes: []LabNode{{Name: "A"}, {Name: "B", K8sNode: "n1"}, {Name: "new"}}}
+	keepPins(&spec, cur, map[string]string{"B": "n1"})
+	want := []string{"n1", "n1", ""}
+	for i, n := range spec.Nodes {
+		if n.K8sNode != want[i] {
+			t.Errorf("%s: pinned to %q, want %q", n.Name, n.K8sNode, want[i])
+		}
+	}
+}

@@ -100,14 +100,30 @@ func (c *Client) Apply(o DeployOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.GetLab(o.Namespace, o.Name); err != nil {
+	cur, err := c.GetLab(o.Namespace, o.Name)
+	if err != nil {
 		return err
 	}
+	keepPins(&spec, cur.Spec, o.Pins)
 	if err := c.MergePatch(labsPath(o.Namespace)+"/"+url.PathEscape(o.Name), map[string]any{"spec": spec}); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.Log, "lab %s: applied %s (%d nodes, %d lans)\n", o.Name, o.Path, len(spec.Nodes), len(spec.Lans()))
 	return nil
+}
+
+// keepPins: a node keeps the Kubernetes node it was pinned to at deploy
+// unless this apply pins it (--pin) anew.
+func keepPins(spec *LabSpec, cur LabSpec, pins map[string]string) {
+	was := map[string]string{}
+	for _, n := range cur.Nodes {
+		was[n.Name] = n.K8sNode
+	}
+	for i, n := range spec.Nodes {
+		if _, ok := pins[n.Name]; !ok {
+			spec.Nodes[i].K8sNode = was[n.Name]
+		}
+	}
 }
 
 // Destroy deletes the lab, waits for its pods to go, and when it was the
@@ -152,7 +168,15 @@ func (c *Client) Destroy(ns, name string, log io.Writer) error {
 			return err
 		}
 	}
-	return nil
+	// The CRD goes once the API has cleaned up its (now no) objects.
+	crdPath := "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/labs." + Group
+	for i := 0; i < 120; i++ {
+		if err := c.Get(crdPath, nil); IsNotFound(err) {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("the Lab CRD is still there after a minute (kubectl describe crd labs.%s)", Group)
 }
 
 // ListedVM is `ctrl list --json`'s vm plus where it runs.
