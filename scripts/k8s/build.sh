@@ -23,8 +23,9 @@ if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes $K8S_VERSION" go.mod; then
 	# k8s.io/kubernetes replaces its staging modules by local folders that a
 	# module download does not have: replace each by the published module
 	# of the same release (v1.X.Y -> v0.X.Y). The list is upstream's go.mod.
-	proxy=$(go env GOPROXY | cut -d, -f1)
-	curl -fsS -o upstream.mod "$proxy/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
+	gomod=$(cd / && GOFLAGS= go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+		sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+	cp "$gomod" upstream.mod
 	staging=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' upstream.mod)
 	[ -n "$staging" ] || { echo "k8s: no staging modules in upstream.mod" >&2; exit 1; }
 	v0=v0.${K8S_VERSION#v1.}
