@@ -8,7 +8,7 @@ export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
 # bulk build finds it beside bin/cloonix); cloonix runs its helpers anywhere.
 export CGO_ENABLED := 0
 
-.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench lint clean \
+.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench bench-smoke lint clean \
 	k8s-testbed k8s-testbed-stop test-k8s
 
 all: build
@@ -32,10 +32,13 @@ images: build
 demo: deps build images
 	./scripts/demo.sh
 
-test: deps build images lint test-unit fuzz test-e2e
+test: deps build images lint test-unit fuzz test-e2e bench-smoke
 
 test-unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...
+
+# bench-smoke runs every benchmark once, briefly: it proves each runs and
+# prints its table (no figure is asserted; see docs/benchmarks.md).
 
 # Each fuzz target briefly (go test runs one -fuzz target per call).
 #
@@ -93,7 +96,7 @@ fuzz:
 	done
 
 test-e2e:
-	CLOONIX_E2E=1 $(GO) test -count=1 -timeout 25m -v ./e2e/ 2>&1 | tee /tmp/cloonix-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
+	CLOONIX_E2E=1 $(GO) test -count=1 -timeout 45m -v ./e2e/ 2>&1 | tee /tmp/cloonix-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'; exit $${PIPESTATUS[0]}
 
 test-long:
 	CLOONIX_E2E=1 CLOONIX_LONG=1 $(GO) test -count=1 -timeout 60m -v ./e2e/
@@ -101,6 +104,18 @@ test-long:
 bench: build
 	$(GO) run ./bench/fabric
 	$(GO) run ./bench/impair
+
+# Every benchmark briefly (-short), as root: each must run and print its
+# table. A smoke test only: no figure is checked (docs/benchmarks.md has
+# the measured ones and how to measure them).
+bench-smoke: build images
+	$(GO) run ./bench/fabric -short
+	$(GO) run ./bench/impair -short
+	$(GO) run ./bench/tap -short -bin $(BIN)
+	$(GO) run ./bench/vxlan -short -bin $(BIN)
+	$(GO) run ./bench/boot -short
+	$(GO) run ./bench/scale -short -bin $(BIN)
+	$(GO) run ./bench/guests -short -bin $(BIN)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:

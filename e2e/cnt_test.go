@@ -158,7 +158,22 @@ func TestCntDemoFolder(t *testing.T) {
 
 func TestCnt50(t *testing.T) {
 	needRunc(t)
-	const n = 50
+	cntMany(t, 50, 3*time.Minute)
+}
+
+// TestCnt500 is make test-long's: 500 container nodes on one lan.
+func TestCnt500(t *testing.T) {
+	if os.Getenv("CLOONIX_LONG") == "" {
+		t.Skip("500 nodes: make test-long (CLOONIX_LONG=1)")
+	}
+	needRunc(t)
+	cntMany(t, 500, 20*time.Minute)
+}
+
+// cntMany loads n cnt nodes on one lan from one topology file, waits
+// until all run, gives each an address, checks every node pings n1 and
+// n1 pings the last, then stops the lab and checks nothing is left.
+func cntMany(t *testing.T, n int, wait time.Duration) {
 	var b strings.Builder
 	b.WriteString("<TOPOLOGY>\n")
 	for i := 1; i <= n; i++ {
@@ -169,10 +184,10 @@ func TestCnt50(t *testing.T) {
 	os.WriteFile(topo, []byte(b.String()), 0o644)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	start := time.Now()
-	if out, err := l.RunTimeout(10*time.Minute, "fconf", "load", topo); err != nil {
+	if out, err := l.RunTimeout(wait+10*time.Minute, "fconf", "load", topo); err != nil {
 		t.Fatalf("fconf load: %v\n%s", err, out)
 	}
-	Eventually(t, 3*time.Minute, "50 nodes running", func() error {
+	Eventually(t, wait, fmt.Sprint(n, " nodes running"), func() error {
 		lab := l.List()
 		run := 0
 		for _, v := range lab.VMs {
@@ -186,6 +201,7 @@ func TestCnt50(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d cnt nodes running %v after fconf load", n, time.Since(start))
+	addr := func(i int) string { return fmt.Sprintf("10.80.%d.%d", i/250, i%250+1) }
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := 1; i <= n; i++ {
@@ -194,7 +210,7 @@ func TestCnt50(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			l.vmMust(fmt.Sprintf("n%d", i), "ip", "addr", "add", fmt.Sprintf("10.80.0.%d/24", i), "dev", "eth0")
+			l.vmMust(fmt.Sprintf("n%d", i), "ip", "addr", "add", addr(i)+"/16", "dev", "eth0")
 		}()
 	}
 	wg.Wait()
@@ -205,16 +221,20 @@ func TestCnt50(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if !l.canPing(fmt.Sprintf("n%d", i), "10.80.0.1") {
-				failed <- fmt.Sprintf("n%d", i)
+			if !l.canPing(fmt.Sprintf("n%d", i), addr(1)) {
+				failed <- fmt.Sprintf("n%d cannot ping n1", i)
 			}
 		}()
 	}
 	wg.Wait()
 	close(failed)
 	for f := range failed {
-		t.Errorf("%s cannot ping n1", f)
+		t.Error(f)
 	}
+	if !l.canPing("n1", addr(n)) {
+		t.Errorf("n1 cannot ping n%d", n)
+	}
+	t.Logf("pings done %v after fconf load", time.Since(start))
 	pids := map[string]int{}
 	for _, v := range l.List().VMs {
 		pids[v.Name] = v.Pid

@@ -38,10 +38,10 @@ func (l *Lab) pingsEventually(from, addr string) {
 // convertReload converts src with `fconf convert`, checks the folder is
 // the one `fconf load` ran (same files, same bytes), and loads it: the
 // running lab already matches it.
-func (l *Lab) convertReload(src string) {
+func (l *Lab) convertReload(src, as string) {
 	l.t.Helper()
 	dir := filepath.Join(l.t.TempDir(), "converted")
-	l.MustRun("fconf", "convert", src, dir, "--as", "uml")
+	l.MustRun("fconf", "convert", src, dir, "--as", as)
 	ran, _ := filepath.Glob(filepath.Join(l.Dir, "labs", "*"))
 	if len(ran) != 1 {
 		l.t.Fatalf("converted folders the load ran from: %v", ran)
@@ -73,9 +73,9 @@ func treeText(t *testing.T, root string) string {
 
 // refused loads a bad lab and checks the error names the line and the
 // running lab is as before.
-func (l *Lab) refused(path, want string, vms int) {
+func (l *Lab) refused(path, as, want string, vms int) {
 	l.t.Helper()
-	out, err := l.Run("fconf", "load", path, "--as", "uml")
+	out, err := l.Run("fconf", "load", path, "--as", as)
 	if err == nil || !strings.Contains(out, want) {
 		l.t.Errorf("fconf load %s: err %v, want %q in:\n%s", path, err, want, out)
 	}
@@ -85,16 +85,20 @@ func (l *Lab) refused(path, want string, vms int) {
 }
 
 // TestForeignKathara runs demos/kathara_ospf (three FRR routers, OSPF
-// with a stub area, two hosts, shared/, lab.dep) as UML guests.
+// with a stub area, two hosts, shared/, lab.dep) as container nodes: FRR
+// starts from the startup files' `systemctl start frr` (the nodes' shim)
+// with the lab's /etc/frr/daemons and frr.conf. (TestForeignContainerlab
+// keeps the UML path tested.)
 func TestForeignKathara(t *testing.T) {
+	needRunc(t)
 	needImages(t, "debian-frr.img")
 	l := NewLab(t, "")
 	src := absPath(t, "../demos/kathara_ospf")
-	plan, err := l.Run("fconf", "load", src, "--as", "uml", "--plan")
+	plan, err := l.Run("fconf", "load", src, "--as", "cnt", "--plan")
 	if err != nil || !strings.Contains(plan, "LAB_DESCRIPTION: OSPF with a stub area") || !strings.Contains(plan, "add vm pc1") {
 		t.Errorf("--plan: %v\n%s", err, plan)
 	}
-	out := l.load(src, "--as", "uml")
+	out := l.load(src, "--as", "cnt")
 	if !strings.Contains(out, "lab ready: 5 guests") || !strings.Contains(out, `option "num_terms" is not supported`) {
 		t.Errorf("load output:\n%s", out)
 	}
@@ -113,12 +117,21 @@ func TestForeignKathara(t *testing.T) {
 	if hosts := l.mustExec("pc2", "cat", "/etc/hosts"); !strings.Contains(hosts, "10.0.1.10\tpc1") {
 		t.Errorf("pc2's /etc/hosts:\n%s", hosts)
 	}
-	l.convertReload(src)
+	for _, v := range l.List().VMs {
+		if v.Type != "cnt" {
+			t.Errorf("%s is %s, want cnt", v.Name, v.Type)
+		}
+	}
+	// The daemons file the lab ships chose them: zebra, ospfd, no bgpd.
+	if ps := l.mustExec("r1", "ps", "-e", "-o", "comm"); !strings.Contains(ps, "ospfd") || !strings.Contains(ps, "zebra") || strings.Contains(ps, "bgpd") {
+		t.Errorf("r1's FRR daemons:\n%s", ps)
+	}
+	l.convertReload(src, "cnt")
 
 	bad := filepath.Join(t.TempDir(), "bad")
 	os.MkdirAll(bad, 0o755)
 	os.WriteFile(filepath.Join(bad, "lab.conf"), []byte("r1[0]=A\n# eth by name\nr1[x]=B\n"), 0o644)
-	l.refused(bad, "lab.conf:3: r1[x]: eth index \"x\" is not a number", 5)
+	l.refused(bad, "cnt", "lab.conf:3: r1[x]: eth index \"x\" is not a number", 5)
 }
 
 // TestForeignContainerlab runs demos/clab_ring (three FRR routers in a
@@ -140,9 +153,9 @@ func TestForeignContainerlab(t *testing.T) {
 		t.Errorf("h2's /etc/motd: %s", motd)
 	}
 	l.pingsEventually("r1", "10.0.2.2")
-	l.convertReload(src)
+	l.convertReload(src, "uml")
 
 	bad := filepath.Join(t.TempDir(), "bad.clab.yml")
 	os.WriteFile(bad, []byte("name: bad\ntopology:\n  nodes:\n    a: {kind: linux}\n  links:\n    - endpoints: [a:eth1, b:eth1]\n"), 0o644)
-	l.refused(bad, "bad.clab.yml:6:27: endpoint b:eth1 names node \"b\"", 5)
+	l.refused(bad, "uml", "bad.clab.yml:6:27: endpoint b:eth1 names node \"b\"", 5)
 }

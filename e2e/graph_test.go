@@ -514,7 +514,11 @@ func TestGraphPassword(t *testing.T) {
 		l.MustRun("ctrl", "attach", vm+":eth0", "lan_pw")
 		l.MustRun("ctrl", "attach", vm+":eth1", "lan_"+vm)
 	}
-	url := graphServer(t, l, "--password", "pw-"+t.Name())
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("pw-"+t.Name()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := graphServer(t, l, "--password-file", pwFile)
 	ctx := browser(t)
 	do(t, ctx, "open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("input[type=password]")))
 	if html := js[string](t, ctx, `document.documentElement.outerHTML`); strings.Contains(html, "cloonix-token") || strings.Contains(html, "lan_pw") {

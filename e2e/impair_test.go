@@ -39,7 +39,26 @@ func (l *Lab) rawPort(t *testing.T, name, lan string, mac byte) *rawPeer {
 		t.Fatalf("connecting to port %s at %s: %v", name, sock, err)
 	}
 	t.Cleanup(func() { c.Close() })
+	// Dial returns once the kernel queued the connection, before the
+	// switch accepted it: a frame flooded to the port before then is
+	// dropped (TestVXLANUnprivileged lost its first ping that way, one
+	// run in four), so wait until the switch reports the port connected.
+	for deadline := time.Now().Add(10 * time.Second); !l.portConnected(name); {
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s: the switch did not accept the connection within 10s", name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return &rawPeer{c: c, br: bufio.NewReader(c), mac: net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, mac}, ip: net.IPv4(10, 0, 0, mac).To4()}
+}
+
+func (l *Lab) portConnected(name string) bool {
+	for _, p := range l.List().Ports {
+		if p.Name == name {
+			return p.Connected
+		}
+	}
+	return false
 }
 
 func (p *rawPeer) send(t *testing.T, b []byte) {

@@ -26,7 +26,7 @@ import (
 // and the lan rule must hold between the pods.
 func TestKubeSwitchAgent(t *testing.T) {
 	needE2E(t)
-	l := NewLab(t, "<no_nat>true</no_nat>")
+	l := NewLab(t, "<no_nat>true</no_nat><mgmt>off</mgmt>")
 	sfx := tuxSuffix()
 	cg := "/sys/fs/cgroup/pids/clxkube" + sfx
 	if err := os.Mkdir(cg, 0o755); err != nil {

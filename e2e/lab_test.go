@@ -90,6 +90,11 @@ func NewLab(t *testing.T, extra string) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(extra, "<mgmt>") {
+		// Switches side by side would each claim the default management
+		// network: the tests that use it name their own.
+		extra += "<mgmt>off</mgmt>"
+	}
 	l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), TCPPort: freePort(t), Pass: "e2e-" + filepath.Base(dir)}
 	cfg := fmt.Sprintf(`<cloonix_config>
   <network_name>e2e-%s</network_name>

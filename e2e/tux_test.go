@@ -409,7 +409,7 @@ func TestTuxNoNetAdmin(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.xml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>nocap</network_name><server_name>%s/ctl.sock</server_name>
-<server_port>0</server_port><password>p</password><work_dir>%s</work_dir><no_nat>true</no_nat></cloonix_config>`, dir, dir)), 0o600)
+<server_port>0</server_port><password>p</password><work_dir>%s</work_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`, dir, dir)), 0o600)
 	out, err := exec.Command("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", bin, "-c", cfg, "start").CombinedOutput()
 	if err != nil {
 		t.Fatalf("start without CAP_NET_ADMIN: %v\n%s", err, out)
@@ -442,6 +442,7 @@ func startSwitchIn(t *testing.T, ns, password string) *Lab {
   <work_dir>%s</work_dir>
   <bulk_dir>%s</bulk_dir>
   <no_nat>true</no_nat>
+  <mgmt>off</mgmt>
 </cloonix_config>
 `, filepath.Base(dir), l.Sock, password, dir, bulkDir)), 0o600)
 	args := []string{bin, "-c", l.Config, "start"}

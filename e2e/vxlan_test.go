@@ -194,7 +194,8 @@ func TestVXLANTwoSwitches(t *testing.T) {
 		{[]string{"--remote", "239.0.0.1", "--vni", "1"}, "multicast"},
 		{[]string{"--remote", "198.51.100.7", "--vni", "1"}, "unreachable"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1"}, "taken by vxlan tux vx"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790"}, "in use"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790", "--listen-any"}, "in use"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4792"}, "--listen-any"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "70000"}, "65535"},
 		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4791", "--local", "10.94.0.9"}, "not an address of this host"},
 	} {
@@ -457,11 +458,11 @@ func TestVXLANUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(dir, 0o777) // nobody's work_dir
+		os.Chown(dir, 65534, 65534) // nobody's work_dir: its own (a switch refuses one open to others)
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		l := &Lab{t: t, Dir: dir, Config: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Pass: "p"}
 		os.WriteFile(l.Config, []byte(fmt.Sprintf(`<cloonix_config><network_name>vxu-%s</network_name><server_name>%s</server_name>
-<server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`,
+<server_port>%d</server_port><password>p</password><work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`,
 			name, l.Sock, freePort(t), dir, dir)), 0o644)
 		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", ubin, "-c", l.Config, "start").CombinedOutput()
 		if err != nil {

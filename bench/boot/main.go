@@ -1,8 +1,9 @@
 // Command boot measures guest start-up: seconds from `ctrl add vm` to the
-// agent's first answer (state running) for UML and QEMU (KVM when it
-// works, TCG otherwise) with the busybox and debian-frr images, and for
-// ten UML busybox guests added at once; then the memory each guest and
-// the switch use. It starts its own switch (a fresh cloonix binary, a
+// guest's ready (state running: the agent's first answer, or a container
+// node's init done) for UML, QEMU (KVM when it works, TCG otherwise) and
+// container nodes with the busybox and debian-frr images, and for ten UML
+// and a hundred cnt busybox guests added at once; then the memory each
+// guest and the switch use. `-types cnt` measures container nodes only. It starts its own switch (a fresh cloonix binary, a
 // private work_dir) and prints a table. Run: `go run ./bench/boot`
 // (images from CLOONIX_BULK or ~/cloonix_labs/bulk; `make images`).
 package main
@@ -17,31 +18,51 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"cloonix/internal/proto"
 )
 
 var (
-	bulk   = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
-	many   = flag.Int("n", 10, "guests in the all-at-once case")
-	rounds = flag.Int("rounds", 2, "rounds per single-guest case; the best is kept (the machine may be shared)")
-	skipQ  = flag.Bool("no-qemu", false, "skip the QEMU cases")
+	bulk    = flag.String("bulk", "", "bulk_dir (default $CLOONIX_BULK or ~/cloonix_labs/bulk)")
+	many    = flag.Int("n", 10, "UML guests in the all-at-once case")
+	manyCnt = flag.Int("ncnt", 100, "cnt guests in the all-at-once case")
+	rounds  = flag.Int("rounds", 3, "rounds per single-guest case, the cases taking turns; median and range are shown (the machine may be shared)")
+	skipQ   = flag.Bool("no-qemu", false, "skip the QEMU cases")
+	only    = flag.String("types", "uml,kvm,cnt", "node types to measure")
+	short   = flag.Bool("short", false, "smoke run (make test): one round, UML and cnt busybox, 2 guests at once")
 )
+
+// want tells whether node type typ is measured.
+func want(typ string) bool {
+	if typ == "kvm" && *skipQ {
+		return false
+	}
+	for _, t := range strings.Split(*only, ",") {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
 
 type row struct {
 	what    string
-	secs    float64
+	secs    float64 // the median of the rounds
+	lo, hi  float64 // their range
 	memMB   float64 // proportional set size per guest
+	cgMB    float64 // cnt: the memory cgroup's charge per guest (processes + kernel)
+	swMB    float64 // the switch's RSS with these guests
 	note    string
 	targetS float64
 }
 
 func main() {
 	flag.Parse()
+	if *short {
+		*rounds, *many, *manyCnt, *only = 1, 2, 2, "uml,cnt"
+	}
 	if *bulk == "" {
 		*bulk = os.Getenv("CLOONIX_BULK")
 	}
@@ -66,7 +87,7 @@ func main() {
 	l.Close()
 	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>bench-boot</network_name>
 <server_name>%s</server_name><server_port>%d</server_port><password>bench</password>
-<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
+<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
 	run(bin, "-c", cfg, "start")
 	defer run(bin, "-c", cfg, "stop")
 	c, err := proto.Dial("unix:"+sock, "")
@@ -76,98 +97,23 @@ func main() {
 	var rows []row
 	n := 0
 	name := func() string { n++; return fmt.Sprintf("g%d", n) }
-	single := func(typ, image string, target float64) {
-		what := fmt.Sprintf("%s %s", typ, image)
-		if _, err := os.Stat(filepath.Join(*bulk, image+".img")); err != nil {
-			rows = append(rows, row{what: what, note: "image missing (cloonix bulk build " + image + ")"})
-			return
+	var cases []bootCase
+	for _, c := range []bootCase{{"uml", "busybox", 2}, {"kvm", "busybox", 6}, {"cnt", "busybox", 0.3}, {"uml", "debian-frr", 0}, {"kvm", "debian-frr", 0}, {"cnt", "debian-frr", 0}} {
+		if want(c.typ) {
+			cases = append(cases, c)
 		}
-		best := row{what: what, secs: -1, targetS: target}
-		for r := 0; r < *rounds; r++ {
-			g := name()
-			secs, accel, err := addVM(c, g, typ, image)
-			if err != nil {
-				best.note = err.Error()
-				break
-			}
-			mem := guestMem(c, g)
-			if best.secs < 0 || secs < best.secs {
-				best.secs, best.memMB = secs, mem
-			}
-			if accel != "" {
-				best.what = fmt.Sprintf("%s (%s) %s", typ, accel, image)
-			}
-			_, _ = c.Call("del_vm", map[string]string{"name": g})
-		}
-		rows = append(rows, best)
 	}
-	single("uml", "busybox", 2)
-	if !*skipQ {
-		single("kvm", "busybox", 6)
+	rows = append(rows, singles(c, cases, name)...)
+	if want("uml") {
+		rows = append(rows, atOnce(sock, c, "uml", *many, 8, name))
 	}
-	single("uml", "debian-frr", 0)
-	if !*skipQ {
-		single("kvm", "debian-frr", 0)
-	}
-
-	// N UML busybox guests at once.
-	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err == nil {
-		var wg sync.WaitGroup
-		names := make([]string, *many)
-		errs := make([]error, *many)
-		t0 := time.Now()
-		for i := range names {
-			names[i] = name()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// One connection each: the switch answers a connection's
-				// requests in order, so one would serialise the waits.
-				ci, err := proto.Dial("unix:"+sock, "")
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				defer ci.Close()
-				_, _, errs[i] = addVM(ci, names[i], "uml", "busybox")
-			}()
-		}
-		wg.Wait()
-		secs := time.Since(t0).Seconds()
-		r := row{what: fmt.Sprintf("%d x uml busybox at once", *many), secs: secs, targetS: 8}
-		for _, e := range errs {
-			if e != nil {
-				r.note = e.Error()
-			}
-		}
-		var tot float64
-		for _, g := range names {
-			tot += guestMem(c, g)
-		}
-		r.memMB = tot / float64(*many)
-		rows = append(rows, r)
+	if want("cnt") {
+		rows = append(rows, atOnce(sock, c, "cnt", *manyCnt, 15, name))
 	}
 	pid := switchPid(dir)
 	sw := rss(pid)
 
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "case\tadd vm -> agent ready (s)\ttarget (s)\tmemory per guest (MB PSS)\tnote")
-	for _, r := range rows {
-		secs, tgt, mem := "-", "-", "-"
-		if r.secs > 0 {
-			secs = fmt.Sprintf("%.2f", r.secs)
-		}
-		if r.targetS > 0 {
-			tgt = fmt.Sprintf("< %.0f", r.targetS)
-		}
-		if r.memMB > 0 {
-			mem = fmt.Sprintf("%.1f", r.memMB)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.what, secs, tgt, mem, r.note)
-	}
-	fmt.Fprintf(w, "switch (with %d guests)\t\t\t%.1f (RSS)\t\n", *many, sw)
-	w.Flush()
-	fmt.Printf("host: %d CPUs, load average %s\n", numCPU(), loadAvg())
+	printRows(rows, sw)
 }
 
 // addVM adds a guest and waits for its agent; it returns the seconds

@@ -14,19 +14,20 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/fabric"
 	"cloonix/internal/wire"
 )
 
 var (
 	dur     = flag.Duration("d", time.Second, "measuring time per round and case")
-	rounds  = flag.Int("rounds", 3, "rounds; each case keeps its best (the machine may be shared)")
+	rounds  = flag.Int("rounds", 5, "rounds; the cases take turns, the table shows medians and ranges")
+	short   = flag.Bool("short", false, "smoke run: one round of 200 ms")
 	profile = flag.String("cpuprofile", "", "write a CPU profile of the switched cases to this file")
 	only    = flag.Int("size", 0, "measure only this frame size")
 )
@@ -48,8 +49,6 @@ func cpuTime() float64 {
 }
 
 func (r result) fps() float64 { return float64(r.frames) / r.secs }
-
-func (r result) gbps(size int) float64 { return r.fps() * float64(size) * 8 / 1e9 }
 
 var (
 	macA = []byte{0x52, 0x54, 0, 0xbe, 0, 0xa}
@@ -187,23 +186,25 @@ func switched(size int) (result, fabric.Counters) {
 
 func main() {
 	flag.Parse()
-	load0 := strings.TrimSpace(loadavg())
-	fmt.Printf("cloonix fabric benchmark: %s, GOMAXPROCS %d, %d CPUs, best of %d rounds of %v per case\n\n", runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), *rounds, *dur)
+	if *short {
+		*rounds, *dur = 1, 200*time.Millisecond
+	}
+	fmt.Printf("bench/fabric: GOMAXPROCS %d, %d rounds of %v per case taking turns, medians and ranges\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "frame\tpath\tframes/s\tGbit/s\tCPU ns/frame\tlost\tvs direct\t")
+	fmt.Fprintln(w, "frame\tpath\tframes/s (median)\tmin-max (M/s)\tGbit/s\tCPU ns/frame\tlost\tvs direct\t")
 	sizes := []int{64, 1500}
 	if *only != 0 {
 		sizes = []int{*only}
 	}
 	for _, size := range sizes {
-		// Alternate the cases so that load from elsewhere hits both
-		// alike, and keep each one's best round.
-		var d, s result
-		var c fabric.Counters
+		// The cases take turns so that load from elsewhere hits both
+		// alike.
+		var dFPS, sFPS, dCPU, sCPU stats.Series
+		var sent, drops uint64
 		for i := 0; i < *rounds; i++ {
-			if r := direct(size); r.fps() > d.fps() || i == 0 {
-				d = r
-			}
+			r := direct(size)
+			dFPS.Add(r.fps())
+			dCPU.Add(r.cpuNS())
 			if *profile != "" {
 				f, err := os.Create(*profile)
 				if err != nil {
@@ -215,26 +216,26 @@ func main() {
 			if *profile != "" {
 				pprof.StopCPUProfile()
 			}
-			if r.fps() > s.fps() || i == 0 {
-				s, c = r, rc
-			}
+			sFPS.Add(r.fps())
+			sCPU.Add(r.cpuNS())
+			sent += r.sent
+			drops += rc.Drops
 		}
 		lost := 0.0
-		if s.sent > 0 {
-			lost = 100 * float64(c.Drops) / float64(s.sent)
+		if sent > 0 {
+			lost = 100 * float64(drops) / float64(sent)
 		}
-		fmt.Fprintf(w, "%d B\tdirect pair\t%.0f\t%.2f\t%.0f\t-\t100%%\t\n", size, d.fps(), d.gbps(size), d.cpuNS())
-		fmt.Fprintf(w, "%d B\tswitch (1 lan)\t%.0f\t%.2f\t%.0f\t%.1f%%\t%.0f%%\t\n", size, s.fps(), s.gbps(size), s.cpuNS(), lost, 100*s.fps()/d.fps())
+		mrange := func(v stats.Series) string {
+			m := make(stats.Series, len(v))
+			for i, x := range v {
+				m[i] = x / 1e6
+			}
+			return m.Range(2)
+		}
+		gbps := func(fps float64) float64 { return fps * float64(size) * 8 / 1e9 }
+		fmt.Fprintf(w, "%d B\tdirect pair\t%.0f\t%s\t%.2f\t%.0f\t-\t1.00x\t\n", size, dFPS.Median(), mrange(dFPS), gbps(dFPS.Median()), dCPU.Median())
+		fmt.Fprintf(w, "%d B\tswitch (1 lan)\t%.0f\t%s\t%.2f\t%.0f\t%.1f%%\t%s\t\n", size, sFPS.Median(), mrange(sFPS), gbps(sFPS.Median()), sCPU.Median(), lost, stats.Ratio(sFPS.Median(), dFPS.Median()))
 	}
 	w.Flush()
-	fmt.Printf("\nload average before: %s, after: %s", load0, loadavg())
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?\n"
-	}
-	return strings.Join(f[:3], " ") + "\n"
+	fmt.Println("\nload average after:", stats.Load())
 }

@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/fabric"
 	"cloonix/internal/netem"
 	"cloonix/internal/wire"
@@ -30,6 +31,7 @@ import (
 var (
 	dur     = flag.Duration("d", time.Second, "measuring time per round and case")
 	rounds  = flag.Int("rounds", 3, "rounds; each case keeps its best (the machine may be shared)")
+	short   = flag.Bool("short", false, "smoke run: one round of 200 ms, 1500-byte frames")
 	only    = flag.Int("case", -1, "run only this case (0-based)")
 	sizes   = flag.String("sizes", "64,1500", "frame sizes")
 	profile = flag.String("cpuprofile", "", "write a CPU profile to this file")
@@ -217,6 +219,14 @@ type benchCase struct {
 	setup    func(l *lab) func()
 }
 
+// header applies -short and prints what runs, where and under what load.
+func header() {
+	if *short {
+		*rounds, *dur, *sizes = 1, 200*time.Millisecond, "1500"
+	}
+	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, best of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
+}
+
 func main() {
 	flag.Parse()
 	const shaping = "delay=1ms rate=100mbit"
@@ -248,7 +258,7 @@ func main() {
 			return t.Close
 		}},
 	}
-	fmt.Printf("cloonix impairment benchmark: %s, GOMAXPROCS %d, %d CPUs, best of %d rounds of %v per case\n\n", runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), *rounds, *dur)
+	header()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "frame\tcase\tframes/s\tMbit/s\tvs plain\t")
 	if *profile != "" {

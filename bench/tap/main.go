@@ -10,9 +10,10 @@
 //
 // All four are set up first; then rounds run iperf3 over each in turn,
 // so a busy moment of a shared machine does not fall on one path only.
-// It prints a table (best and mean per path) with the ratios. Run as
-// root: `go run ./bench/tap` (flags: -t seconds, -rounds N). Every name it creates carries its pid, and it
-// removes them all when done.
+// It prints a table (median and range per path) with the ratios. Run as
+// root: `go run ./bench/tap` (flags: -t seconds, -rounds N, -short).
+// Every name it creates carries its pid, and it removes them all when
+// done.
 package main
 
 import (
@@ -27,11 +28,14 @@ import (
 	"time"
 
 	"cloonix/bench/internal/hostsh"
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 )
 
 var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
-	rounds = flag.Int("rounds", 2, "rounds over all paths")
+	rounds = flag.Int("rounds", 3, "rounds; the paths take turns, the table shows the median and the range")
+	short  = flag.Bool("short", false, "smoke run: 1 s, one round")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
 )
 
@@ -42,11 +46,10 @@ func place(ifname, ns, addr string) {
 
 // path is one way between two namespaces, ready for iperf3.
 type path struct {
-	name      string
-	nsA, nsB  string
-	addr      string
-	best, sum float64
-	runs      int
+	name     string
+	nsA, nsB string
+	addr     string
+	v        stats.Series // Gbit/s per round
 }
 
 func bridge() *path {
@@ -102,6 +105,7 @@ func startSwitch(bin, name, prefix string) string {
   <password>bench-%s</password>
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
+  <mgmt>off</mgmt>
 </cloonix_config>
 `, name, dir, freePort(), hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg
@@ -151,17 +155,20 @@ func t2t(bin string) *path {
 
 func main() {
 	flag.Parse()
+	if *short {
+		*secs, *rounds = 1, 1
+	}
 	bin := *binArg
 	if bin == "" {
 		dir, _ := os.MkdirTemp("", "clxbin")
 		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "cloonix")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/cloonix").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		var err error
+		if bin, err = benchlab.Build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
-	fmt.Printf("iperf3 TCP, %d s per case, %d rounds (interleaved; best and mean per path), %s\n", *secs, *rounds, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("bench/tap: iperf3 TCP, one stream, %d s per case, %d rounds taking turns\nhost: %s\n", *secs, *rounds, stats.Host())
 	var paths []*path
 	for _, mk := range []func() *path{bridge, vde, func() *path { return cloonix(bin) }, func() *path { return t2t(bin) }} {
 		if p := mk(); p != nil {
@@ -169,14 +176,12 @@ func main() {
 		}
 	}
 	defer hostsh.Cleanup()
-	// Rounds alternate the paths, so a busy moment of the machine does
-	// not fall on one path only.
+	// Rounds take turns over the paths, so a busy moment of the machine
+	// does not fall on one path only.
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
 			v := hostsh.Iperf(p.nsA, p.nsB, p.addr, *secs)
-			p.sum += v
-			p.runs++
-			p.best = max(p.best, v)
+			p.v.Add(v)
 			fmt.Printf("  round %d %-26s %6.2f Gbit/s\n", r+1, p.name, v)
 		}
 	}
@@ -188,23 +193,14 @@ func main() {
 		}
 		return &path{}
 	}
-	br, vd, cx := get("Linux bridge"), get("vde_switch"), get("cloonix (tap")
+	br, vd := get("Linux bridge").v.Median(), get("vde_switch").v.Median()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "path\tbest Gbit/s\tmean\tvs vde_switch\tvs Linux bridge\t")
+	fmt.Fprintln(w, "path\tGbit/s (median)\tmin-max\tvs vde_switch\tvs Linux bridge\t")
 	for _, p := range paths {
-		mean := 0.0
-		if p.runs > 0 {
-			mean = p.sum / float64(p.runs)
-		}
-		fmt.Fprintf(w, "%s\t%.2f\t%.2f\t%.2fx\t%.2fx\t\n", p.name, p.best, mean, ratio(p.best, vd.best), ratio(p.best, br.best))
+		m := p.v.Median()
+		fmt.Fprintf(w, "%s\t%.2f\t%s\t%s\t%s\t\n", p.name, m, p.v.Range(2), stats.Ratio(m, vd), stats.Ratio(m, br))
 	}
 	w.Flush()
-	fmt.Printf("targets (best vs best): cloonix >= 3x vde_switch: %v, >= 0.4x Linux bridge: %v\n", ratio(cx.best, vd.best) >= 3, ratio(cx.best, br.best) >= 0.4)
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
+	fmt.Println("load average after:", stats.Load())
+	fmt.Println("targets (issue 18, medians): cloonix (tap tux) >= 0.6x Linux bridge and >= 3x vde_switch")
 }

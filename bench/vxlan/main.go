@@ -11,7 +11,7 @@
 // with MTU 1550, so a VXLAN datagram (frame + 50) is never fragmented.
 // The cases take turns for -n rounds (the machine's load changes); it
 // prints a table of medians and ranges. Run as root: `go run ./bench/vxlan`
-// (flags: -t seconds, -n rounds, -cases, -bin cloonix). Every name it creates carries its pid, and it
+// (flags: -t seconds, -n rounds, -cases, -bin cloonix, -short). Every name it creates carries its pid, and it
 // removes them all when done.
 package main
 
@@ -19,14 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"cloonix/bench/internal/hostsh"
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 )
 
 var (
@@ -34,6 +33,7 @@ var (
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
 	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run")
 	rounds = flag.Int("n", 3, "rounds; the cases take turns, the table shows the median and the range")
+	short  = flag.Bool("short", false, "smoke run: 1 s, one round")
 )
 
 // underlay joins two host namespaces with a veth pair (MTU 1550):
@@ -68,6 +68,7 @@ func startSwitch(bin, name, ns string) string {
   <password>bench-%s</password>
   <work_dir>%s</work_dir>
   <no_nat>true</no_nat>
+  <mgmt>off</mgmt>
 </cloonix_config>
 `, name, dir, hostsh.Tag, dir)), 0o600)
 	c := bin + " -c " + cfg
@@ -96,62 +97,54 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) float64 {
 
 func main() {
 	flag.Parse()
+	if *short {
+		*secs, *rounds = 1, 1
+	}
 	bin := *binArg
 	if bin == "" {
 		dir, _ := os.MkdirTemp("", "clxbin")
 		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "cloonix")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/cloonix").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		var err error
+		if bin, err = benchlab.Build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
-	fmt.Printf("iperf3 TCP, %d s per case, inner MTU 1500, veth underlay MTU 1550, %s\n", *secs, time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550\nhost: %s\n", *secs, *rounds, stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
-	var lx, vx, tt []float64
+	var lx, vx, tt stats.Series
 	for r := 0; r < *rounds; r++ {
 		if run("linux") {
-			lx = append(lx, linuxVXLAN())
+			lx.Add(linuxVXLAN())
+			fmt.Printf("  round %d Linux vxlan   %6.2f Gbit/s\n", r+1, lx[len(lx)-1])
 		}
 		if run("vxlan") {
-			vx = append(vx, twoSwitches(bin, "vx", func(c1, c2 string) {
+			vx.Add(twoSwitches(bin, "vx", func(c1, c2 string) {
 				hostsh.Must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
 				hostsh.Must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
 			}))
+			fmt.Printf("  round %d cloonix vxlan %6.2f Gbit/s\n", r+1, vx[len(vx)-1])
 		}
 		if run("t2t") {
-			tt = append(tt, twoSwitches(bin, "tt", func(c1, c2 string) {
+			tt.Add(twoSwitches(bin, "tt", func(c1, c2 string) {
 				hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
 				hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
 			}))
+			fmt.Printf("  round %d cloonix t2t   %6.2f Gbit/s\n", r+1, tt[len(tt)-1])
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "path\tGbit/s (median)\tmin-max\tvs Linux vxlan\t")
-	ref := median(lx)
-	row := func(name string, v []float64) {
-		if len(v) == 0 {
-			return
+	ref := lx.Median()
+	row := func(name string, v stats.Series) {
+		if len(v) > 0 {
+			fmt.Fprintf(w, "%s\t%.2f\t%s\t%s\t\n", name, v.Median(), v.Range(2), stats.Ratio(v.Median(), ref))
 		}
-		m := median(v)
-		r := 0.0
-		if ref > 0 {
-			r = m / ref
-		}
-		sort.Float64s(v)
-		fmt.Fprintf(w, "%s\t%.2f\t%.2f-%.2f\t%.2fx\t\n", name, m, v[0], v[len(v)-1], r)
 	}
 	row("Linux vxlan devices (kernel)", lx)
 	row("cloonix vxlan tux (2 switches, taps)", vx)
 	row("cloonix t2t tux (2 switches, taps)", tt)
 	w.Flush()
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
+	fmt.Println("load average after:", stats.Load())
+	fmt.Println("target (issue 18, medians): cloonix vxlan >= 0.6x Linux vxlan devices")
 }

@@ -51,8 +51,8 @@ var fconfLoadCmd = &cobra.Command{
 }
 
 var fconfSaveCmd = &cobra.Command{
-	Use:   "save FILE",
-	Short: "write the running lab as a topology file (- for standard output)",
+	Use:   "save FILE | --with-disks DIR",
+	Short: "write the running lab as a topology file (- for standard output), or as a folder with every guest's disk",
 	Args:  cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		c, err := connect()
@@ -60,6 +60,9 @@ var fconfSaveCmd = &cobra.Command{
 			return err
 		}
 		defer c.Close()
+		if fconfWithDisks { // fconf_disks.go
+			return saveWithDisks(c, args[0], os.Stdout)
+		}
 		lab, err := c.List()
 		if err != nil {
 			return err
@@ -159,6 +162,7 @@ func init() {
 	fconfLoadCmd.Flags().BoolVar(&fconfOpts.plan, "plan", false, "print the changes the load would make, and change nothing")
 	fconfLoadCmd.Flags().BoolVar(&fconfOpts.add, "add", false, "keep the VMs, tux and lans the file does not name (load several demos side by side)")
 	fconfLoadCmd.Flags().DurationVar(&fconfOpts.timeout, "timeout", 5*time.Minute, "how long a guest may take to be ready")
+	fconfSaveCmd.Flags().BoolVar(&fconfWithDisks, "with-disks", false, "write a folder: the topology, the demo files and each guest's disk (disks/), loadable on another switch")
 	fconfCmd.AddCommand(fconfLoadCmd, fconfSaveCmd)
 	rootCmd.AddCommand(fconfCmd)
 }

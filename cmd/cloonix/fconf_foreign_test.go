@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cloonix/internal/labfmt"
 )
 
 // withConfig points the commands at a config whose work_dir is a
@@ -33,7 +35,7 @@ func TestLoadDemoForeign(t *testing.T) {
 		t.Errorf("dir %s, plan:\n%s", demo.Dir, out.String())
 	}
 	// <image_map> from the config applies; --image wins over it.
-	if v := demo.Topology.VM("pc1"); v.Rootfs != "busybox" || v.Type != "uml" {
+	if v := demo.Topology.VM("pc1"); v.Rootfs != "busybox" || v.Type != labfmt.DefaultAs() {
 		t.Errorf("pc1 %+v", v)
 	}
 	o.images, o.as = []string{"kathara/base=other"}, "kvm"

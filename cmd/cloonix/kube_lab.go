@@ -171,7 +171,7 @@ func newKubeSwitchCmd() *cobra.Command {
 				return err
 			}
 			cfg, err := config.Parse([]byte(`<cloonix_config><network_name>kube</network_name>
-<work_dir>/run/cloonix-kube</work_dir><server_port>-1</server_port><no_nat>true</no_nat>
+<work_dir>/run/cloonix-kube</work_dir><server_port>-1</server_port><no_nat>true</no_nat><mgmt>off</mgmt>
 <password>`+config.RandomPassword()+`</password></cloonix_config>`), "kube switch")
 			if err != nil {
 				return err

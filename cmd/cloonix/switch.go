@@ -24,6 +24,10 @@ var switchCmd = &cobra.Command{
 			return err
 		}
 		d := daemon.New(cfg)
+		d.SetResume(flagResume, flagDiscard) // resume.go
+		if self, err := os.Executable(); err == nil {
+			d.SetReaper([]string{self, "reaper"})
+		}
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 		go func() {
@@ -49,14 +53,21 @@ var startCmd = &cobra.Command{
 		if err != nil {
 			return err
 		}
-		pid, already, err := daemon.Spawn(cfg, self)
+		resumeVMs, err := checkJournal(cfg) // resume.go
+		if err != nil {
+			return err
+		}
+		pid, already, err := daemon.Spawn(cfg, self, resumeArgs()...)
 		switch {
 		case err != nil:
 			return err
 		case already:
 			fmt.Printf("switch %q already running on %s\n", cfg.NetworkName, cfg.ServerName)
-		default:
-			fmt.Printf("switch %q started (pid %d), control unix:%s tcp:%s, config %s\n", cfg.NetworkName, pid, cfg.ServerName, cfg.TCPAddr(), cfg.Path)
+			return nil
+		}
+		fmt.Printf("switch %q started (pid %d), control unix:%s tcp:%s, config %s\n", cfg.NetworkName, pid, cfg.ServerName, cfg.TCPAddr(), cfg.Path)
+		if flagResume {
+			return waitResumed("unix:"+cfg.ServerName, cfg.Password, resumeVMs)
 		}
 		return nil
 	},

@@ -62,16 +62,27 @@ func kindCmd(k tux.Kind) *cobra.Command {
 		use += " " + u.Args
 	}
 	o := tuxOptions{}
+	bools := map[string]*bool{} // switches: given means "true"
 	c := &cobra.Command{
 		Use:   use,
 		Short: u.Short,
 		Long:  u.Long,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return addTux(k.Name(), args[0], o.values())
+			v := o.values()
+			for n, b := range bools {
+				if *b {
+					v[n] = "true"
+				}
+			}
+			return addTux(k.Name(), args[0], v)
 		},
 	}
 	for _, f := range u.Flags {
+		if f.Bool {
+			bools[f.Name] = c.Flags().Bool(f.Name, false, f.Usage)
+			continue
+		}
 		o[f.Name] = c.Flags().String(f.Name, "", f.Usage)
 	}
 	return c
@@ -83,14 +94,17 @@ func newForwardCmd() *cobra.Command {
 		Use:   "forward",
 		Short: "port forwards of a slirp tux (host address to guest address)",
 	}
-	cmd.AddCommand(&cobra.Command{
+	var public bool
+	add := &cobra.Command{
 		Use:   "add NAME tcp|udp HOSTADDR:PORT GUESTIP:PORT",
 		Short: "forward HOSTADDR:PORT on the host to GUESTIP:PORT behind slirp NAME",
 		Args:  cobra.ExactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(&proto.ForwardAdd{Name: args[0], Proto: args[1], Host: args[2], Guest: args[3]}, nil)
+			return do(&proto.ForwardAdd{Name: args[0], Proto: args[1], Host: args[2], Guest: args[3], Public: public}, nil)
 		},
-	}, &cobra.Command{
+	}
+	add.Flags().BoolVar(&public, "public", false, "allow a host address beyond loopback (e.g. 0.0.0.0:PORT): the guest's port is then open to the network")
+	cmd.AddCommand(add, &cobra.Command{
 		Use:   "del NAME tcp|udp HOSTADDR:PORT [GUESTIP:PORT]",
 		Short: "remove a forward",
 		Args:  cobra.RangeArgs(3, 4),

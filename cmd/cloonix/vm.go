@@ -13,16 +13,16 @@ import (
 
 // vmOptions are `ctrl add vm`'s flags.
 type vmOptions struct {
-	typ, rootfs, transport, kernel, demo string
-	mem, cpu, eth, bootTimeout           int
-	wait                                 bool
+	typ, rootfs, transport, kernel, demo, mgmtIP string
+	mem, cpu, eth, bootTimeout                   int
+	wait                                         bool
 }
 
 // request is add_vm for VM name; only the numbers given are sent (the
 // switch has the defaults).
 func (o *vmOptions) request(cmd *cobra.Command, name string) (*proto.AddVM, error) {
 	f := cmd.Flags()
-	req := &proto.AddVM{Name: name, Type: o.typ, Rootfs: o.rootfs, Transport: o.transport, Kernel: o.kernel, Wait: o.wait}
+	req := &proto.AddVM{Name: name, Type: o.typ, Rootfs: o.rootfs, Transport: o.transport, Kernel: o.kernel, MgmtIP: o.mgmtIP, Wait: o.wait}
 	if f.Changed("mem") {
 		req.Mem = proto.Int(o.mem)
 	}
@@ -81,6 +81,7 @@ or an absolute path to one.`,
 	f.IntVar(&o.eth, "eth", 1, "number of eths")
 	f.StringVar(&o.rootfs, "rootfs", "busybox", "root image: a name of bulk_dir or an absolute path")
 	f.StringVar(&o.transport, "uml-transport", "", "UML eth transport: bess (default) or daemon (uml_switch)")
+	f.StringVar(&o.mgmtIP, "mgmt-ip", "", "mgmt0's address on the management network (default: derived from NAME)")
 	f.StringVar(&o.kernel, "kernel", "", "kernel (QEMU, default bulk_dir/vmlinuz) or linux binary (UML, default linux.uml)")
 	f.StringVar(&o.demo, "demo", "", "demo folder whose files_to_add_in_* trees and delete commands apply to this VM")
 	f.IntVar(&o.bootTimeout, "boot-timeout", 0, "seconds before a vm_boot_timeout event (default 90, 180 under TCG)")

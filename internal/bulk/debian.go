@@ -15,6 +15,7 @@ var debianPackages = []string{
 	"systemd", "systemd-sysv", "udev", "kmod", "dbus",
 	"frr", "frr-pythontools", "iproute2", "iputils-ping", "tcpdump", "openssh-server",
 	"busybox", "udhcpc", "procps", "net-tools", "traceroute", "ethtool", "less", "vim-tiny", "netcat-openbsd",
+	"iperf3", // bench/guests measures guest-to-guest TCP with it
 }
 
 // Modules for debian-frr: all of net/ (FRR uses MPLS, VRF, bonding ...),
@@ -73,9 +74,9 @@ ExecStartPre=/bin/sh -c 'test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q 
 ExecStartPre=/usr/sbin/sshd -t
 `,
 	"etc/ssh/sshd_config.d/cloonix.conf":       "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\n",
-	"etc/systemd/system.conf.d/cloonix.conf":   "[Manager]\nDefaultEnvironment=" + guest.NoAVXGlibc + " " + guest.NoAVXGodebug + "\nDefaultTimeoutStopSec=5s\n",
+	"etc/systemd/system.conf.d/cloonix.conf":   "[Manager]\nDefaultEnvironment=" + guest.NoAVXGlibc + " " + guest.NoAVXGodebug + " " + guest.NoAVXOpenSSL + "\nDefaultTimeoutStopSec=5s\n",
 	"etc/systemd/journald.conf.d/cloonix.conf": "[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n",
-	"etc/environment":                          guest.NoAVXGlibc + "\n",
+	"etc/environment":                          guest.NoAVXGlibc + "\n" + guest.NoAVXOpenSSL + "\n",
 	"etc/fstab":                                "LABEL=debian-frr / ext4 defaults,noatime 0 0\n",
 	"etc/hostname":                             "debian-frr\n",
 	"etc/hosts":                                "127.0.0.1\tlocalhost\n127.0.1.1\tdebian-frr\n::1\tlocalhost ip6-localhost ip6-loopback\n",

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"cloonix/internal/mgmt"
+	"cloonix/internal/proto"
 )
 
 // Config is one daemon's configuration. Two daemons with different
@@ -30,6 +33,14 @@ type Config struct {
 	Accel        string   `xml:"accel"`          // auto (default), kvm or tcg
 	OCIRuntime   string   `xml:"oci_runtime"`    // container nodes' OCI runtime: runc (default), crun or a path
 	NoNat        bool     `xml:"no_nat"`         // do not start the default "nat" slirp tux
+	// Mgmt is the management network (mgmt.Default unless given; "off"
+	// for none); MgmtAllow the host ports guests may open through it.
+	Mgmt      string `xml:"mgmt"`
+	MgmtAllow string `xml:"mgmt_allow,omitempty"`
+	// SlirpHostPorts, when set, is the allow-list of host ports a guest
+	// may reach through a slirp gateway ("22,4713,8000-8999", or "none");
+	// unset, every host port but the lab's own listeners (docs/security.md).
+	SlirpHostPorts string `xml:"slirp_host_ports,omitempty"`
 	// ImageMap maps foreign lab images (Kathará, containerlab) to rootfs:
 	// <image_map> <image> kathara/frr = debian-frr </image> </image_map>.
 	ImageMap *ImageMap `xml:"image_map,omitempty"`
@@ -45,6 +56,40 @@ func DefaultPath() string {
 		home = "/root"
 	}
 	return filepath.Join(home, ".config", "cloonix", "config.xml")
+}
+
+// DefaultWorkDir is ~/.local/state/cloonix/NETWORK: private to the user
+// (never a fixed name under /tmp, which another user could make first),
+// and on disk rather than $XDG_RUNTIME_DIR's tmpfs, as it holds the COW
+// disks.
+func DefaultWorkDir(network string) string {
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "/root"
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, network)
+	if name == "" || name == "." || name == ".." {
+		name = "lab"
+	}
+	return filepath.Join(home, ".local", "state", "cloonix", name)
+}
+
+// MinPassword is the shortest password TCP control accepts.
+const MinPassword = 8
+
+// TCPWarning says why TCP control stays off although <server_port> asks
+// for it: an empty or short password (an HMAC keyed with nothing proves
+// nothing). "" when TCP control is on or off by choice.
+func (c *Config) TCPWarning() string {
+	if c.ServerPort <= 0 || len(c.Password) >= MinPassword {
+		return ""
+	}
+	return fmt.Sprintf("TCP control (<server_port>%d</server_port>) stays off: <password> has %d characters, it needs at least %d; set a longer <password> in %s, or <server_port>-1</server_port> to silence this", c.ServerPort, len(c.Password), MinPassword, c.Path)
 }
 
 // Default returns the default configuration with a fresh random password.
@@ -69,7 +114,7 @@ func (c *Config) fill() {
 		c.NetworkName = "Cloonix-Net-Lab"
 	}
 	if c.WorkDir == "" {
-		c.WorkDir = "/tmp/cloonix_switch"
+		c.WorkDir = DefaultWorkDir(c.NetworkName)
 	}
 	if c.ServerName == "" {
 		c.ServerName = filepath.Join(c.WorkDir, "cloonix_unix_sock")
@@ -88,6 +133,9 @@ func (c *Config) fill() {
 	}
 	if c.Accel == "" {
 		c.Accel = "auto"
+	}
+	if c.Mgmt == "" {
+		c.Mgmt = mgmt.Default
 	}
 }
 
@@ -109,6 +157,8 @@ func Parse(data []byte, name string) (*Config, error) {
 	c.BinDir = expand(c.BinDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
 	c.Accel = strings.ToLower(strings.TrimSpace(c.Accel))
+	c.Mgmt = strings.TrimSpace(c.Mgmt)
+	c.SlirpHostPorts = strings.TrimSpace(c.SlirpHostPorts)
 	c.fill()
 	c.BulkDir = expand(c.BulkDir)
 	c.RSAPublicKey = expand(c.RSAPublicKey)
@@ -132,8 +182,17 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("<accel> %q: use auto, kvm or tcg", c.Accel)
 	}
+	if _, err := mgmt.Parse(c.Mgmt); err != nil {
+		return err
+	}
+	if _, err := mgmt.ParseAllow(c.MgmtAllow); err != nil {
+		return err
+	}
 	if !filepath.IsAbs(c.WorkDir) {
 		return fmt.Errorf("<work_dir> %q must be an absolute path", c.WorkDir)
+	}
+	if _, err := proto.ParsePorts(c.SlirpHostPorts); err != nil {
+		return fmt.Errorf("<slirp_host_ports> %v", err)
 	}
 	if len(c.ServerName) > 100 {
 		return fmt.Errorf("<server_name> %q is longer than a unix socket path may be (100 bytes)", c.ServerName)
@@ -177,9 +236,10 @@ func (c *Config) Write(path string) error {
 	return nil
 }
 
-// TCPAddr is the TCP control address, or "" when TCP is off.
+// TCPAddr is the TCP control address, or "" when TCP is off (also when
+// the password is too short: TCPWarning).
 func (c *Config) TCPAddr() string {
-	if c.ServerPort <= 0 {
+	if c.ServerPort <= 0 || len(c.Password) < MinPassword {
 		return ""
 	}
 	return c.ServerAddr + ":" + strconv.Itoa(c.ServerPort)

@@ -20,8 +20,8 @@ func TestFirstStart(t *testing.T) {
 		t.Fatalf("config file %v %v, want mode 0600", fi, err)
 	}
 	b, _ := os.ReadFile(path)
-	for _, el := range []string{"<cloonix_config>", "<network_name>Cloonix-Net-Lab</network_name>", "<server_name>/tmp/cloonix_switch/cloonix_unix_sock</server_name>",
-		"<server_port>54321</server_port>", "<work_dir>/tmp/cloonix_switch</work_dir>", "<bulk_dir>", "<rsa_public_key>", "<password>"} {
+	for _, el := range []string{"<cloonix_config>", "<network_name>Cloonix-Net-Lab</network_name>", "<server_name>" + DefaultWorkDir("Cloonix-Net-Lab") + "/cloonix_unix_sock</server_name>",
+		"<server_port>54321</server_port>", "<work_dir>" + DefaultWorkDir("Cloonix-Net-Lab") + "</work_dir>", "<bulk_dir>", "<rsa_public_key>", "<password>"} {
 		if !strings.Contains(string(b), el) {
 			t.Errorf("default config lacks %s:\n%s", el, b)
 		}
@@ -46,6 +46,7 @@ func TestParse(t *testing.T) {
 	c, err := Parse([]byte(`<cloonix_config>
   <network_name>  Lab2 </network_name>
   <server_port> 5000 </server_port>
+  <password> long-enough </password>
   <work_dir> /tmp/lab2 </work_dir>
   <bulk_dir>$HOME/b</bulk_dir>
   <accel> TCG </accel>
@@ -111,6 +112,23 @@ func TestTCPOff(t *testing.T) {
 	}
 	if c.TCPAddr() != "" {
 		t.Errorf("server_port -1 still listens on %q", c.TCPAddr())
+	}
+}
+
+// TestDefaultWorkDirPrivate (issue 15, finding 2): the default work_dir is
+// the user's own, never a fixed name under /tmp, and a network name cannot
+// move it elsewhere.
+func TestDefaultWorkDirPrivate(t *testing.T) {
+	home, _ := os.UserHomeDir()
+	for _, n := range []string{"Cloonix-Net-Lab", "../../etc", "a/b", "", ".."} {
+		d := DefaultWorkDir(n)
+		if b := filepath.Base(d); filepath.Dir(d) != filepath.Join(home, ".local", "state", "cloonix") || b == ".." || b == "." {
+			t.Errorf("DefaultWorkDir(%q) = %s", n, d)
+		}
+	}
+	c := Default()
+	if strings.HasPrefix(c.WorkDir, "/tmp") {
+		t.Errorf("default work_dir %s is under /tmp", c.WorkDir)
 	}
 }
 

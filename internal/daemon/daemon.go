@@ -22,7 +22,9 @@ import (
 
 	"cloonix/internal/config"
 	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
 	"cloonix/internal/proto"
+	"cloonix/internal/topology"
 )
 
 // handler serves one verb. It returns the reply's inner XML or an error
@@ -42,16 +44,22 @@ type Daemon struct {
 	conns map[net.Conn]struct{} // every control connection, closed at shutdown
 
 	// Feature state, each part used only by the file named.
-	vmTab    vmTable             // vms.go
-	tuxMu    sync.Mutex          // tux.go: guards tuxs
-	tuxs     map[string]*tuxProc // tux.go
-	tuxSh    tuxShared           // tux.go
-	vdeOnce  sync.Once           // vde.go
-	vdeSt    *vdeState           // vde.go
-	posMu    sync.Mutex          // graph_pos.go: guards pos
-	pos      map[posKey]position // graph_pos.go
-	capMu    sync.Mutex          // capture.go: guards capCount
-	capCount int                 // capture.go
+	vmTab      vmTable             // vms.go
+	tuxMu      sync.Mutex          // tux.go: guards tuxs
+	tuxs       map[string]*tuxProc // tux.go
+	tuxSh      tuxShared           // tux.go
+	vdeOnce    sync.Once           // vde.go
+	vdeSt      *vdeState           // vde.go
+	posMu      sync.Mutex          // graph_pos.go: guards pos
+	pos        map[posKey]position // graph_pos.go
+	capMu      sync.Mutex          // capture.go: guards capCount
+	capCount   int                 // capture.go
+	jr         *journal            // journal.go
+	resume     bool                // journal.go: start --resume
+	discard    bool                // journal.go: start --discard
+	resumeTopo *topology.Topology  // journal.go: the lab to resume
+	reaperArgv []string            // journal.go: the reaper command
+	mgmt       mgmtState           // mgmt.go
 
 	// Installed features (registry.go).
 	verbs       map[string]handler
@@ -104,15 +112,61 @@ func NewWith(cfg *config.Config, feats ...Feature) *Daemon {
 
 // Run listens on the control sockets and serves until Stop.
 func (d *Daemon) Run() error {
-	if err := os.MkdirAll(d.Cfg.WorkDir, 0o755); err != nil {
-		return fmt.Errorf("work_dir %s: %v", d.Cfg.WorkDir, err)
+	// Whatever the caller's umask, nothing the switch or its children
+	// create (sockets, disks, logs) is open to group or others.
+	syscall.Umask(0o077)
+	if w := d.Cfg.TCPWarning(); w != "" {
+		log.Printf("warning: %s", w)
+	}
+	if err := config.PrepareWorkDir(d.Cfg.WorkDir); err != nil {
+		return err
 	}
 	sock := d.Cfg.ServerName
 	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		c.Close()
 		return fmt.Errorf("a switch already answers on %s; stop it first (`cloonix stop`) or use another config", sock)
 	}
-	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+	lock, err := d.Cfg.LockWorkDir()
+	if err != nil {
+		return err
+	}
+	d.OnStop(func() { lock.Close() })
+	if err := d.checkJournal(); err != nil { // journal.go
+		lock.Close()
+		return err
+	}
+	if err := d.listen(sock); err != nil {
+		lock.Close()
+		return err
+	}
+	for _, l := range d.listeners {
+		d.wg.Add(1)
+		go d.accept(l)
+	}
+	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
+	if d.reaperArgv != nil {
+		if err := machine.StartReaper(d.reaperArgv); err != nil {
+			log.Printf("%v: guests may outlive a switch that dies", err)
+		} else {
+			d.OnStop(machine.StopReaper) // runs after the guests are gone
+		}
+	}
+	d.startJournal()
+	d.OnStop(d.stopJournal) // runs after the guests are gone
+	for _, f := range d.startHooks {
+		f(d)
+	}
+	if d.resumeTopo != nil {
+		d.resumeLab()
+	}
+	<-d.quit
+	d.shutdown()
+	return nil
+}
+
+// listen opens the control sockets and writes the pid file.
+func (d *Daemon) listen(sock string) error {
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
 		return err
 	}
 	if fi, err := os.Lstat(sock); err == nil {
@@ -138,21 +192,17 @@ func (d *Daemon) Run() error {
 			return fmt.Errorf("control TCP %s: %v (another switch on this port? set <server_port> in the config)", addr, err)
 		}
 		d.listeners = append(d.listeners, tl)
+		// The slirp gateway refuses guests the way to this port.
+		d.OnStop(proto.RegisterListener(d.Cfg.ListenersDir(), "switch", tl.Addr().(*net.TCPAddr).Port))
 	}
-	if err := os.WriteFile(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+	if err := d.startMgmt(); err != nil {
 		closeAll()
 		return err
 	}
-	for _, l := range d.listeners {
-		d.wg.Add(1)
-		go d.accept(l)
+	if err := config.WriteFileNoFollow(d.Cfg.PidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600); err != nil {
+		closeAll()
+		return err
 	}
-	log.Printf("cloonix switch %q: control on unix:%s tcp:%s, work_dir %s", d.Cfg.NetworkName, sock, d.Cfg.TCPAddr(), d.Cfg.WorkDir)
-	for _, f := range d.startHooks {
-		f(d)
-	}
-	<-d.quit
-	d.shutdown()
 	return nil
 }
 
@@ -212,13 +262,20 @@ func (d *Daemon) shutdown() {
 	log.Printf("cloonix switch stopped")
 }
 
-// maxClients bounds concurrent control connections.
-const maxClients = 4096
+// maxClients bounds concurrent control connections; maxPending those
+// not authenticated yet (TCP), so unauthenticated clients cannot grow the
+// switch: each holds a 1 KiB read cap and no queue (issue 15, finding 5).
+const (
+	maxClients = 4096
+	maxPending = 64
+	preAuthMax = 1024
+)
 
 func (d *Daemon) accept(l net.Listener) {
 	defer d.wg.Done()
 	_, isTCP := l.(*net.TCPListener)
 	sem := make(chan struct{}, maxClients)
+	pending := make(chan struct{}, maxPending)
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -234,26 +291,77 @@ func (d *Daemon) accept(l net.Listener) {
 			}
 			continue
 		}
+		if !tryAcquire(sem) {
+			refuse(conn, "too many control connections")
+			continue
+		}
+		var done func()
+		if isTCP {
+			if !tryAcquire(pending) {
+				<-sem
+				refuse(conn, "too many connections waiting to authenticate; try again")
+				continue
+			}
+			var once sync.Once
+			done = func() { once.Do(func() { <-pending }) }
+		}
 		d.subMu.Lock()
 		d.conns[conn] = struct{}{}
 		d.subMu.Unlock()
-		select {
-		case sem <- struct{}{}:
-		default:
-			_ = proto.NewReply("0", errors.New("too many control connections"), nil).Encode(conn)
-			conn.Close()
-			continue
-		}
 		go func() {
 			defer func() {
+				if done != nil {
+					done()
+				}
 				d.subMu.Lock()
 				delete(d.conns, conn)
 				d.subMu.Unlock()
 				<-sem
 			}()
-			d.serve(conn, isTCP)
+			d.serve(conn, done)
 		}()
 	}
+}
+
+func tryAcquire(sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// refuse says why, briefly, and closes; the connection was never recorded.
+func refuse(conn net.Conn, why string) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = proto.NewReply("0", errors.New(why), nil).Encode(conn)
+	conn.Close()
+}
+
+// capReader fails a read beyond max bytes until lifted: before
+// authentication a client may send one short answer, not megabytes.
+type capReader struct {
+	r      io.Reader
+	n, max int
+	lifted bool
+}
+
+var errPreAuthSize = fmt.Errorf("more than %d bytes before authentication", preAuthMax)
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.lifted {
+		return c.r.Read(p)
+	}
+	if c.n >= c.max {
+		return 0, errPreAuthSize
+	}
+	if len(p) > c.max-c.n {
+		p = p[:c.max-c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // client is one control connection. Its replies and events go through a
@@ -320,7 +428,21 @@ func (c *client) writer() {
 	}
 }
 
-func (d *Daemon) serve(conn net.Conn, isTCP bool) {
+// serve runs one connection. authDone, set for TCP, is called once the
+// client authenticated (or failed): it frees its pre-auth slot.
+func (d *Daemon) serve(conn net.Conn, authDone func()) {
+	cr := &capReader{r: conn, max: preAuthMax, lifted: authDone == nil}
+	dec := proto.NewDecoder(bufio.NewReader(cr))
+	if authDone != nil {
+		ok := d.authenticate(conn, dec)
+		authDone()
+		if !ok {
+			conn.Close()
+			return
+		}
+		cr.lifted = true
+	}
+	// The queue exists only for an authenticated client.
 	c := &client{conn: conn, out: make(chan []byte, clientQueue), done: make(chan struct{})}
 	defer func() {
 		d.subMu.Lock()
@@ -328,12 +450,6 @@ func (d *Daemon) serve(conn net.Conn, isTCP bool) {
 		d.subMu.Unlock()
 		c.close()
 	}()
-	dec := proto.NewDecoder(bufio.NewReader(conn))
-	if isTCP {
-		if !d.authenticate(conn, dec) {
-			return
-		}
-	}
 	go c.writer()
 	for {
 		m, err := dec.Decode()
@@ -377,7 +493,9 @@ func (d *Daemon) authenticate(conn net.Conn, dec *proto.Decoder) bool {
 		_ = proto.NewReply("0", fmt.Errorf("authentication failed: %v (answer the challenge with <auth hmac=...>)", err), nil).Encode(conn)
 		return false
 	}
-	if m.Name != "auth" || !proto.CheckMAC(d.Cfg.Password, nonce, m.Get("hmac")) {
+	// Run refuses TCP with an empty password; never check an HMAC keyed
+	// with nothing.
+	if m.Name != "auth" || d.Cfg.Password == "" || !proto.CheckMAC(d.Cfg.Password, nonce, m.Get("hmac")) {
 		log.Printf("control %s: authentication failed", conn.RemoteAddr())
 		_ = proto.NewReply(m.ID(), errors.New("authentication failed: wrong password (see <password> in the switch's config)"), nil).Encode(conn)
 		return false
@@ -399,6 +517,9 @@ func (d *Daemon) handle(c *client, m *proto.Msg) (reply *proto.Msg) {
 		return proto.NewReply(m.ID(), fmt.Errorf("unknown request <%s>; known: %s", m.Name, d.knownVerbs()), nil)
 	}
 	payload, err := h(d, c, m)
+	if err == nil && !readOnly[m.Name] {
+		d.journalChanged() // journal.go
+	}
 	return proto.NewReply(m.ID(), err, payload)
 }
 

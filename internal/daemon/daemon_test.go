@@ -53,7 +53,7 @@ func startSwitchWith(t *testing.T, feats ...Feature) *testSwitch {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`<cloonix_config>
   <network_name>unit</network_name><work_dir>%s</work_dir><server_name>%s/ctl</server_name>
-  <server_port>%d</server_port><password>s3cret</password><no_nat>true</no_nat>
+  <server_port>%d</server_port><password>s3cret-unit</password><no_nat>true</no_nat><mgmt>off</mgmt>
 </cloonix_config>`, dir, dir, freeTCP(t))), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestTwoSwitches(t *testing.T) {
 func TestTCPAuth(t *testing.T) {
 	s := startSwitch(t)
 	srv := "tcp:" + s.cfg.TCPAddr()
-	c, err := proto.Dial(srv, "s3cret")
+	c, err := proto.Dial(srv, "s3cret-unit")
 	if err != nil {
 		t.Fatalf("right password: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestTCPAuth(t *testing.T) {
 		if err != nil || ch.Name != "challenge" || len(ch.Get("nonce")) != 64 {
 			t.Fatalf("%s: challenge %+v %v", name, ch, err)
 		}
-		if strings.Contains(ch.Get("nonce"), "s3cret") {
+		if strings.Contains(ch.Get("nonce"), "s3cret-unit") {
 			t.Fatal("password in the challenge")
 		}
 		_, _ = conn.Write([]byte(first))

@@ -25,6 +25,9 @@ func (d *Daemon) addLan(c *client, r *proto.AddLan) (any, error) {
 
 func (d *Daemon) delLan(c *client, r *proto.DelLan) (any, error) {
 	name := r.Name
+	if err := mgmtGuard("", name); err != nil {
+		return nil, err
+	}
 	if err := d.Fab.DelLan(name); err != nil {
 		return nil, fmt.Errorf("lan %q: no such lan", name)
 	}
@@ -35,6 +38,9 @@ func (d *Daemon) delLan(c *client, r *proto.DelLan) (any, error) {
 // loading and feature files).
 func (d *Daemon) AttachPort(port, lan string) error {
 	if err := proto.CheckName("lan", lan); err != nil {
+		return err
+	}
+	if err := mgmtGuard(port, lan); err != nil {
 		return err
 	}
 	if err := d.Fab.Attach(port, lan); err != nil {
@@ -48,6 +54,9 @@ func (d *Daemon) AttachPort(port, lan string) error {
 
 // DetachPort takes a port off a lan and reports it.
 func (d *Daemon) DetachPort(port, lan string) error {
+	if err := mgmtGuard(port, lan); err != nil {
+		return err
+	}
 	if err := d.Fab.Detach(port, lan); err != nil {
 		if errors.Is(err, fabric.ErrNotFound) {
 			return fmt.Errorf("detach %s from %s: %v", port, lan, err)

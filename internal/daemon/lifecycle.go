@@ -17,16 +17,16 @@ import (
 // Spawn runs `self switch -c CONFIG` in the background, in its own
 // session with its log in cfg.LogFile(), and returns its pid once it
 // answers. A switch already answering is not started twice (already).
-func Spawn(cfg *config.Config, self string) (pid int, already bool, err error) {
+func Spawn(cfg *config.Config, self string, extra ...string) (pid int, already bool, err error) {
 	sock := "unix:" + cfg.ServerName
 	if c, err := proto.Dial(sock, cfg.Password); err == nil {
 		c.Close()
 		return 0, true, nil
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return 0, false, fmt.Errorf("work_dir %s: %v", cfg.WorkDir, err)
+	if err := config.PrepareWorkDir(cfg.WorkDir); err != nil {
+		return 0, false, err
 	}
-	logf, err := os.OpenFile(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := config.OpenNoFollow(cfg.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, false, err
 	}
@@ -38,7 +38,7 @@ func Spawn(cfg *config.Config, self string) (pid int, already bool, err error) {
 	defer null.Close()
 	// os.StartProcess rather than os/exec: the switch is one process
 	// started once; the daemon package keeps out of running commands.
-	p, err := os.StartProcess(self, []string{self, "switch", "-c", cfg.Path}, &os.ProcAttr{
+	p, err := os.StartProcess(self, append([]string{self, "switch", "-c", cfg.Path}, extra...), &os.ProcAttr{
 		Files: []*os.File{null, logf, logf},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})

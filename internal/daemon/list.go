@@ -29,8 +29,10 @@ func (d *Daemon) Lab() *proto.Lab {
 	for _, f := range d.listers {
 		f(d, lab)
 	}
+	d.listMgmt(lab)
 	d.fillPositions(lab)
 	d.fillImpairs(lab)
+	d.fillLinks(lab) // lifecycle.go
 	lab.Normalize()
 	return lab
 }

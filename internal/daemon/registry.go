@@ -31,7 +31,7 @@ type Verb struct {
 func Features() []Feature {
 	return []Feature{
 		CoreFeature(), LansFeature(), PortsFeature(), captureFeature(), graphPosFeature(),
-		impairFeature(), tuxFeature(), vdeFeature(), vmsFeature(),
+		impairFeature(), tuxFeature(), vdeFeature(), vmsFeature(), vmLifeFeature(),
 	}
 }
 

@@ -97,7 +97,8 @@ func (d *Daemon) tuxDir() string { return filepath.Join(d.Cfg.WorkDir, "tux") }
 
 // tuxSpec is what package tux needs to check and start a tux.
 func (d *Daemon) tuxSpec(name, kind string, o map[string]string) tux.Spec {
-	s := tux.Spec{Name: name, Kind: kind, Options: o, Dir: d.tuxDir(), Password: d.Cfg.Password, MACs: &d.tuxSh.macs}
+	s := tux.Spec{Name: name, Kind: kind, Options: o, Dir: d.tuxDir(), Password: d.Cfg.Password, MACs: &d.tuxSh.macs,
+		Listeners: d.Cfg.ListenersDir(), HostPorts: d.Cfg.SlirpHostPorts}
 	d.tuxMu.Lock()
 	for _, t := range d.tuxes() {
 		s.Others = append(s.Others, tux.Other{Name: t.name, Kind: t.kind, Options: t.h.Shown()})
@@ -184,6 +185,11 @@ func (d *Daemon) forwardArgs(m *proto.Msg, needGuest bool) (*tuxProc, tux.Forwar
 	}
 	if needGuest && f.Guest == "" {
 		return nil, f, fmt.Errorf("<%s> needs guest=\"GUESTIP:PORT\"", m.Name)
+	}
+	if needGuest {
+		if err := tux.CheckForwardPublic(f.Host, m.Get("public") == "true"); err != nil {
+			return nil, f, err
+		}
 	}
 	if err := tux.CheckForward(f.Proto, f.Host, f.Guest); err != nil {
 		return nil, f, err

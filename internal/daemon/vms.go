@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,9 +45,18 @@ type vmEntry struct {
 	name, typ, rootfs, kernel, transport string
 	mem, cpu, eths                       int
 	dir                                  string
+	mgmt                                 string // mgmt0's ADDR/LEN, "" for none
+	mgmtIP                               string // the address add_vm named (--mgmt-ip), "" when derived
 	g                                    machine.Guest
 	ports                                []string // owned while non-nil
 	deleting                             bool
+	// vmlife.go: the kind and checked spec a stopped guest starts
+	// again from; busy while a stop, start or save runs; keepPorts while
+	// a stop keeps the ports and their lans.
+	kind            machine.Kind
+	spec            machine.Spec
+	busy, keepPorts bool
+	demo            string // the demo folder of add_vm
 }
 
 type vmTable struct {
@@ -71,6 +81,12 @@ type vmRequest struct {
 	kind machine.Kind
 	spec machine.Spec
 	wait bool
+	// stopped adds the guest without booting it (a stopped guest of a
+	// topology file); keepDisk boots from the disk left in its directory
+	// (resume after a crash of the switch).
+	stopped, keepDisk bool
+	demo              string
+	mgmtIP            netip.Addr // --mgmt-ip, if given
 }
 
 // parseAddVM turns add_vm's arguments (already validated) into a spec
@@ -91,7 +107,10 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}
-	r := &vmRequest{kind: kind, wait: a.Wait}
+	r := &vmRequest{kind: kind, wait: a.Wait, stopped: a.State == "stopped", keepDisk: a.KeepDisk, demo: a.Demo}
+	if r.mgmtIP, err = d.mgmtIP(name, a.MgmtIP); err != nil {
+		return nil, err
+	}
 	s := &r.spec
 	s.Name, s.Rootfs, s.KernelArg, s.Transport = name, a.Rootfs, a.Kernel, a.Transport
 	s.Host = machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime}
@@ -112,25 +131,19 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 }
 
 // demoCD puts the demo folder's trees for this VM and its delete list on
-// its config CD (the folder's layout is proto's).
+// its config CD (the folder's layout is topology's). A demo reaches the
+// switch from any client, so it is checked here with fconf's rules
+// (demo_check.go), whatever the client checked.
 func (d *Daemon) demoCD(s *machine.Spec, demo string) error {
 	if demo == "" {
 		return nil
 	}
-	if !filepath.IsAbs(demo) {
-		return fmt.Errorf("vm %s: demo folder %q must be an absolute path", s.Name, demo)
+	trees, del, err := checkDemo(demo, s.Name)
+	if err != nil {
+		return fmt.Errorf("vm %s: %v", s.Name, err)
 	}
-	if fi, err := os.Stat(demo); err != nil || !fi.IsDir() {
-		return fmt.Errorf("vm %s: demo folder %s is not a directory", s.Name, demo)
-	}
-	for _, t := range []string{proto.DemoAllTargets, proto.DemoTargetPrefix + s.Name} {
-		if p := filepath.Join(demo, t); dirExists(p) {
-			s.CD.Trees = append(s.CD.Trees, p)
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(demo, proto.DemoDeleteName)); err == nil {
-		s.CD.DeleteCmds = string(b)
-	}
+	s.CD.Trees = append(s.CD.Trees, trees...)
+	s.CD.DeleteCmds = del
 	return nil
 }
 
@@ -147,11 +160,6 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-func dirExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
 func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 	r, err := d.parseAddVM(a)
 	if err != nil {
@@ -165,6 +173,15 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q already exists; delete it first (`cloonix ctrl del vm %s`) or choose another name", name, name)
 	}
+	held := map[string]bool{}
+	for _, o := range t.vms {
+		held[strings.Split(o.mgmt, "/")[0]] = true
+	}
+	if s.Mgmt, err = d.mgmtAssign(name, r.mgmtIP, s.MgmtSock != "", held); err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	s.CD.Mgmt = s.Mgmt
 	var ports []string
 	for i := range s.Ports() {
 		p := fmt.Sprintf("%s:eth%d", name, i)
@@ -174,6 +191,9 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 		ports = append(ports, p)
 	}
+	if _, ok := s.MgmtPort(); ok {
+		ports = append(ports, name+mgmtPortTail) // its own suffix: no user port ends so
+	}
 	if fi, err := os.Lstat(s.Dir); err == nil {
 		if !fi.IsDir() || !fileExists(filepath.Join(s.Dir, vmMarker)) {
 			t.mu.Unlock()
@@ -181,7 +201,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		}
 	}
 	e := &vmEntry{name: name, typ: s.Type, rootfs: s.Rootfs, kernel: s.KernelArg, transport: s.Transport,
-		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir}
+		mem: s.Mem, cpu: s.CPU, eths: s.Eths, dir: s.Dir, kind: r.kind, spec: *s, demo: r.demo, mgmt: s.Mgmt, mgmtIP: a.MgmtIP}
 	t.vms[name] = e
 	t.mu.Unlock()
 
@@ -197,7 +217,7 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		ev = append(ev, "accel", a)
 	}
 	d.Emit("vm_added", ev...)
-	if r.wait {
+	if r.wait && !r.stopped {
 		timeout := s.BootTimeout
 		if timeout <= 0 {
 			timeout = g.DefaultBootTimeout()
@@ -220,7 +240,12 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 // what it made.
 func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.Guest, err error) {
 	s := &r.spec
-	_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	if r.keepDisk && dirExists(s.Dir) {
+		s.KeepDisk = true
+		e.spec.KeepDisk = true
+	} else {
+		_ = os.RemoveAll(s.Dir) // a stale directory of a VM of that name (checked above)
+	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm %s: %v", s.Name, err)
 	}
@@ -230,7 +255,9 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 			for _, p := range made {
 				_ = d.DelPort(p)
 			}
-			_ = os.RemoveAll(s.Dir)
+			if !s.KeepDisk {
+				_ = os.RemoveAll(s.Dir)
+			}
 		}
 	}()
 	if err = os.WriteFile(filepath.Join(s.Dir, vmMarker), []byte(s.Name+"\n"), 0o644); err != nil {
@@ -242,16 +269,25 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 		}
 		made = append(made, ports[i])
 	}
+	if mp, ok := s.MgmtPort(); ok {
+		p := ports[len(ports)-1]
+		if _, _, err = d.AddPort(p, mp.Kind, mp.Path, ""); err != nil {
+			return nil, err
+		}
+		made = append(made, p)
+		if err = d.Fab.Attach(p, mgmtLan); err != nil {
+			return nil, fmt.Errorf("vm %s: management port: %v", s.Name, err)
+		}
+	}
 	t := d.vmt()
 	t.mu.Lock()
 	e.ports = ports
 	t.mu.Unlock()
-	g, err = r.kind.Start(*s, machine.Events{
-		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
-		BootTimeout: func(_ machine.Guest, after time.Duration) {
-			d.Emit("vm_boot_timeout", "name", s.Name, "after", after.String(), "console", s.ConsoleLog())
-		},
-	})
+	if r.stopped {
+		g = newStoppedGuest(*s) // vmlife.go: `start vm` boots it
+	} else {
+		g, err = r.kind.Start(*s, d.vmEvents(e))
+	}
 	if err != nil {
 		t.mu.Lock()
 		e.ports = nil
@@ -261,8 +297,19 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t.mu.Lock()
 	e.g = g
 	t.mu.Unlock()
-	d.Emit("vm_state", "name", s.Name, "state", machine.Booting)
+	st, _ := g.State()
+	d.Emit("vm_state", "name", s.Name, "state", st)
 	return g, nil
+}
+
+// vmEvents reports a guest's states and boot timeout.
+func (d *Daemon) vmEvents(e *vmEntry) machine.Events {
+	return machine.Events{
+		State: func(_ machine.Guest, state, detail string) { d.vmState(e, state, detail) },
+		BootTimeout: func(_ machine.Guest, after time.Duration) {
+			d.Emit("vm_boot_timeout", "name", e.name, "after", after.String(), "console", e.spec.ConsoleLog())
+		},
+	}
 }
 
 // vmState reports a machine's new state; a guest that died on its own
@@ -276,7 +323,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		t := d.vmt()
 		t.mu.Lock()
 		var ports []string
-		if !e.deleting {
+		if !e.deleting && !e.keepPorts {
 			ports, e.ports = e.ports, nil
 		}
 		t.mu.Unlock()
@@ -285,6 +332,7 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		}
 	}
 	d.Emit("vm_state", kv...)
+	d.journalChanged()
 }
 
 func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
@@ -300,9 +348,9 @@ func (d *Daemon) delVM(c *client, m *proto.Msg) ([]byte, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("vm %q: no such vm (vms: %s)", name, names)
 	}
-	if e.g == nil || e.deleting {
+	if e.g == nil || e.deleting || e.busy {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("vm %q is being created or deleted; try again in a moment", name)
+		return nil, fmt.Errorf("vm %q is being created, deleted, stopped, started or saved; try again in a moment", name)
 	}
 	e.deleting = true
 	t.mu.Unlock()
@@ -445,11 +493,14 @@ func listVMs(d *Daemon, lab *proto.Lab) {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	for _, e := range entries {
 		v := proto.VM{Name: e.name, Type: e.typ, State: machine.Booting, Mem: e.mem, CPU: e.cpu,
-			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport}
+			Rootfs: e.rootfs, Kernel: e.kernel, Transport: e.transport, Demo: e.demo, Mgmt: e.mgmt, MgmtIP: e.mgmtIP}
 		if e.g != nil {
 			v.State, _ = e.g.State()
 			v.Pid = e.g.Pid()
 			v.Accel = e.g.Accelerator()
+			if v.State == machine.Stopped {
+				v.Pid = 0 // its pid may be another process's by now
+			}
 		}
 		for i := 0; i < e.eths; i++ {
 			p := fmt.Sprintf("%s:eth%d", e.name, i)

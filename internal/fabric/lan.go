@@ -155,3 +155,21 @@ func (l *Lan) countersLocked() Counters {
 	}
 	return c
 }
+
+func isMember(ms []*member, q *Port) bool {
+	for _, m := range ms {
+		if m.port == q {
+			return true
+		}
+	}
+	return false
+}
+
+func addOnce(dst []*Port, q *Port) ([]*Port, bool) {
+	for _, x := range dst {
+		if x == q {
+			return dst, false
+		}
+	}
+	return append(dst, q), true
+}

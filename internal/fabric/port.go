@@ -36,6 +36,7 @@ type Port struct {
 	// see frames entering the switch from this port and frames leaving
 	// to it. Nil when unused, so they cost one atomic load.
 	hooks atomic.Pointer[Hooks]
+	down  atomic.Bool // `ctrl link PORT down` (link.go)
 }
 
 // Hooks observe or alter a port's traffic (capture, impairments).
@@ -284,6 +285,9 @@ func (p *Port) Forward(f *Frame) {
 var batches = sync.Pool{New: func() any { return &batch{} }}
 
 func (p *Port) input(f *Frame, bt *batch) {
+	if p.dropIfDown(f) { // link.go
+		return
+	}
 	bt.frames++
 	bt.bytes += uint64(f.N)
 	if h := p.hooks.Load(); h != nil && h.Ingress != nil {
@@ -362,24 +366,6 @@ func (p *Port) forward(f *Frame, bt *batch) {
 	}
 }
 
-func isMember(ms []*member, q *Port) bool {
-	for _, m := range ms {
-		if m.port == q {
-			return true
-		}
-	}
-	return false
-}
-
-func addOnce(dst []*Port, q *Port) ([]*Port, bool) {
-	for _, x := range dst {
-		if x == q {
-			return dst, false
-		}
-	}
-	return append(dst, q), true
-}
-
 // pinQueue is how many frames of a port's queue may be views on readers'
 // slabs (Frame.Own); past it, queued frames are copied, so a slow peer
 // pins at most this many slabs and not its whole queue's worth.
@@ -400,7 +386,7 @@ func (p *Port) Output(f *Frame) {
 // peer to write to, drops it (counted on this port only: a slow or absent
 // peer never holds up the sender). Safe from any goroutine.
 func (p *Port) Deliver(f *Frame) {
-	if p.conn.Load() == nil {
+	if p.conn.Load() == nil || p.down.Load() {
 		p.counters.drops.Add(1)
 		f.Release()
 		return
@@ -448,7 +434,7 @@ func (p *Port) deliverWith(fs []*Frame, rel *releaser) {
 		return
 	}
 	box := p.conn.Load()
-	if box == nil {
+	if box == nil || p.down.Load() {
 		p.dropAll(fs)
 		return
 	}

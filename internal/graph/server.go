@@ -2,11 +2,15 @@
 // and HTTP and websocket endpoints that bridge the browser to the switch's
 // XML control protocol (live lab and events, edits, consoles).
 //
-// Security: every /api/ request needs the page's session token (a random
-// value put into the page when it is served), state-changing requests and
-// websockets need an Origin equal to the page's own, and on loopback the
-// Host header must be a loopback name (DNS rebinding). A page served on
-// any other address requires a password, asked for once per browser.
+// Security (docs/security.md): the page and every /api/ request need the
+// session cookie (HttpOnly, SameSite=Strict), which a browser gets only by
+// proving it is the user: opening the one-time URL `cloonix graph` printed
+// (LoginPath), or giving the password when one is set. The page carries a
+// session token that every /api/ request repeats; state-changing requests
+// and websockets need an Origin equal to the page's own, and on loopback
+// the Host header must be a loopback name (DNS rebinding). Anyone else who
+// reaches the port (another local user, a guest through a slirp gateway)
+// gets neither the page nor the token.
 package graph
 
 import (
@@ -59,15 +63,17 @@ type Options struct {
 
 // Server is the graph page's HTTP handler.
 type Server struct {
-	opt    Options
-	token  string // session token put into the page
-	cookie string // value of the login cookie when a password is set
-	assets fs.FS
-	mux    *http.ServeMux
-	live   *live
+	opt        Options
+	token      string // session token put into the page
+	cookie     string // value of the session cookie
+	cookieName string // per server: browsers share cookies across ports
+	assets     fs.FS
+	mux        *http.ServeMux
+	live       *live
 
 	failMu   sync.Mutex
-	failures map[string][]time.Time // login failures per remote host
+	failures map[string][]time.Time // login attempts (then failures) per remote host
+	keys     map[string]bool        // one-time login keys not used yet
 }
 
 // New builds a Server; Start (or ServeHTTP after Run) serves it.
@@ -75,7 +81,8 @@ func New(opt Options) *Server {
 	if opt.Logf == nil {
 		opt.Logf = log.Printf
 	}
-	s := &Server{opt: opt, token: randomHex(32), cookie: randomHex(32), assets: web.Assets, failures: map[string][]time.Time{}}
+	s := &Server{opt: opt, token: randomHex(32), cookie: randomHex(32), cookieName: "cloonix_graph_" + randomHex(4),
+		assets: web.Assets, failures: map[string][]time.Time{}, keys: map[string]bool{}}
 	s.live = newLive(opt.Dial, opt.Logf)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
@@ -90,8 +97,39 @@ func New(opt Options) *Server {
 	return s
 }
 
-// Token is the session token (for tests and the command's output).
+// Token is the session token (for tests).
 func (s *Server) Token() string { return s.token }
+
+// LoginPath returns a new one-time path ("/?key=...") that gives the
+// browser opening it the session cookie: `cloonix graph` prints it for
+// the user, whose terminal is the proof of who they are.
+func (s *Server) LoginPath() string {
+	k := randomHex(32)
+	s.failMu.Lock()
+	s.keys[k] = true
+	s.failMu.Unlock()
+	return "/?key=" + k
+}
+
+// useKey consumes a one-time key.
+func (s *Server) useKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	for v := range s.keys {
+		if subtle.ConstantTimeCompare([]byte(v), []byte(k)) == 1 {
+			delete(s.keys, v)
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) setSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName, Value: s.cookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+}
 
 // Run keeps the connection to the switch until stop is closed.
 func (s *Server) Run(stop <-chan struct{}) { s.live.run(stop) }
@@ -167,10 +205,7 @@ func sameOrigin(r *http.Request) error {
 }
 
 func (s *Server) loggedIn(r *http.Request) bool {
-	if s.opt.Password == "" {
-		return true
-	}
-	c, err := r.Cookie("cloonix_graph")
+	c, err := r.Cookie(s.cookieName)
 	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.cookie)) == 1
 }
 
@@ -184,9 +219,33 @@ func (s *Server) authorized(r *http.Request) bool {
 	return s.loggedIn(r) && subtle.ConstantTimeCompare([]byte(t), []byte(s.token)) == 1
 }
 
-func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+// enterPage answers a one-time URL: a used or wrong key is refused unless
+// the browser already has the session. It then moves to / by a page of
+// its own rather than a redirect, so the move is a same-site navigation
+// and the SameSite=Strict cookie goes with it whatever linked the URL.
+func (s *Server) enterPage(w http.ResponseWriter, r *http.Request) {
 	if !s.loggedIn(r) {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		if !s.useKey(r.URL.Query().Get("key")) {
+			http.Error(w, "this one-time URL was already used or is wrong: run `cloonix graph` again, or use the browser that opened it first", http.StatusForbidden)
+			return
+		}
+		s.setSession(w, r)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = io.WriteString(w, `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/"><title>cloonix graph</title><a href="/">open the page</a>`)
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("key") {
+		s.enterPage(w, r)
+		return
+	}
+	if !s.loggedIn(r) {
+		if s.opt.Password != "" {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		http.Error(w, "open the URL `cloonix graph` printed: it carries a one-time key for this page", http.StatusForbidden)
 		return
 	}
 	b, err := fs.ReadFile(s.assets, "index.html")
@@ -222,6 +281,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	// The attempt counts before the body is read, so parallel guesses
+	// are all counted and the ones beyond the limit never evaluated; a
+	// right password gives its count back.
 	now := time.Now()
 	s.failMu.Lock()
 	var recent []time.Time
@@ -230,22 +292,28 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			recent = append(recent, t)
 		}
 	}
+	full := len(recent) >= maxFailures
+	if !full {
+		recent = append(recent, now)
+	}
 	s.failures[host] = recent
 	s.failMu.Unlock()
-	if len(recent) >= maxFailures {
+	if full {
 		http.Error(w, "too many wrong passwords; wait a minute", http.StatusTooManyRequests)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	pw := r.PostFormValue("password")
 	if s.opt.Password == "" || subtle.ConstantTimeCompare([]byte(pw), []byte(s.opt.Password)) != 1 {
-		s.failMu.Lock()
-		s.failures[host] = append(s.failures[host], now)
-		s.failMu.Unlock()
 		http.Redirect(w, r, "/login?failed=1", http.StatusSeeOther)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: "cloonix_graph", Value: s.cookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	s.failMu.Lock()
+	if l := s.failures[host]; len(l) > 0 {
+		s.failures[host] = l[:len(l)-1]
+	}
+	s.failMu.Unlock()
+	s.setSession(w, r)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -294,15 +362,18 @@ func (s *Server) apiLab(w http.ResponseWriter, r *http.Request) {
 
 // editVerbs are the only requests the page may send: edits of the lab.
 var editVerbs = map[string]func() proto.Request{
-	"add_lan": func() proto.Request { return &proto.AddLan{} },
-	"del_lan": func() proto.Request { return &proto.DelLan{} },
-	"attach":  func() proto.Request { return &proto.Attach{} },
-	"detach":  func() proto.Request { return &proto.Detach{} },
-	"add_vm":  func() proto.Request { return &proto.AddVM{} },
-	"del_vm":  func() proto.Request { return &proto.DelVM{} },
-	"add_tux": func() proto.Request { return &proto.AddTux{} },
-	"del_tux": func() proto.Request { return &proto.DelTux{} },
-	"set_pos": func() proto.Request { return &proto.SetPos{} },
+	"add_lan":  func() proto.Request { return &proto.AddLan{} },
+	"del_lan":  func() proto.Request { return &proto.DelLan{} },
+	"attach":   func() proto.Request { return &proto.Attach{} },
+	"detach":   func() proto.Request { return &proto.Detach{} },
+	"add_vm":   func() proto.Request { return &proto.AddVM{} },
+	"del_vm":   func() proto.Request { return &proto.DelVM{} },
+	"add_tux":  func() proto.Request { return &proto.AddTux{} },
+	"del_tux":  func() proto.Request { return &proto.DelTux{} },
+	"set_pos":  func() proto.Request { return &proto.SetPos{} },
+	"stop_vm":  func() proto.Request { return &proto.StopVM{} },
+	"start_vm": func() proto.Request { return &proto.StartVM{} },
+	"link":     func() proto.Request { return &proto.Link{} },
 }
 
 // argName keeps attribute names to what an XML attribute may be, so no
@@ -329,6 +400,11 @@ func parseCall(c callRequest) (proto.Request, error) {
 	if len(c.Args) > 32 {
 		return nil, errors.New("too many arguments")
 	}
+	if c.Verb == "add_vm" {
+		if err := checkVMArgs(c.Args); err != nil {
+			return nil, err
+		}
+	}
 	for k, v := range c.Args {
 		if !argName.MatchString(k) || k == "id" {
 			return nil, fmt.Errorf("bad argument name %q", k)
@@ -342,6 +418,23 @@ func parseCall(c callRequest) (proto.Request, error) {
 		return nil, err
 	}
 	return req, nil
+}
+
+// checkVMArgs keeps the page to images by name: a host path (demo folder,
+// kernel, a rootfs tree or archive) is the command line's to give, where
+// the user's own files are meant (docs/security.md).
+func checkVMArgs(a map[string]string) error {
+	for _, k := range []string{"demo", "kernel"} {
+		if _, ok := a[k]; ok {
+			return fmt.Errorf("add_vm %s: not from the page (use cloonix ctrl add vm or fconf load)", k)
+		}
+	}
+	r := a["rootfs"]
+	if strings.HasPrefix(r, "/") || strings.HasPrefix(r, ".") || strings.Contains(r, "/..") ||
+		strings.HasPrefix(r, "oci:") || strings.HasPrefix(r, "docker-archive:") {
+		return fmt.Errorf("add_vm rootfs %q: the page takes an image name from the bulk; host paths only from the command line", r)
+	}
+	return nil
 }
 
 func (s *Server) apiCall(w http.ResponseWriter, r *http.Request) {

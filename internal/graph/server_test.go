@@ -94,7 +94,8 @@ type rig struct {
 	ts   *httptest.Server
 	mu   sync.Mutex
 	sw   *fakeSwitch
-	down bool // dialing fails while set
+	down bool         // dialing fails while set
+	c    *http.Client // has the session cookie unless a password is set
 }
 
 func newRig(t *testing.T, opt Options) *rig {
@@ -116,6 +117,19 @@ func newRig(t *testing.T, opt Options) *rig {
 		close(stop)
 		r.ts.Close()
 	})
+	jar, _ := cookiejar.New(nil)
+	r.c = &http.Client{Jar: jar}
+	if opt.Password == "" {
+		// As the user does: open the one-time URL `cloonix graph` printed.
+		resp, err := r.c.Get(r.url(r.srv.LoginPath()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("one-time URL: %s", resp.Status)
+		}
+	}
 	return r
 }
 
@@ -129,7 +143,7 @@ func (r *rig) post(client *http.Client, body string, hdr map[string]string) (int
 		req.Header.Set(k, v)
 	}
 	if client == nil {
-		client = http.DefaultClient
+		client = r.c
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -168,7 +182,7 @@ func TestLoopback(t *testing.T) {
 
 func TestPageAndHost(t *testing.T) {
 	r := newRig(t, Options{Loopback: true})
-	resp, err := http.Get(r.url("/"))
+	resp, err := r.c.Get(r.url("/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +195,7 @@ func TestPageAndHost(t *testing.T) {
 		t.Errorf("page may be framed: %v", resp.Header)
 	}
 	for _, p := range []string{"/dist/app.js", "/dist/app.css"} {
-		resp, err := http.Get(r.url(p))
+		resp, err := r.c.Get(r.url(p))
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s: %v %v", p, err, resp.Status)
 		}
@@ -190,7 +204,7 @@ func TestPageAndHost(t *testing.T) {
 	// DNS rebinding: a page of evil.example resolving to 127.0.0.1.
 	req, _ := http.NewRequest("GET", r.url("/"), nil)
 	req.Host = "evil.example:8080"
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = r.c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +213,7 @@ func TestPageAndHost(t *testing.T) {
 	if resp.StatusCode == 200 || bytes.Contains(body, []byte(r.srv.Token())) {
 		t.Fatalf("foreign Host got the page: %d", resp.StatusCode)
 	}
-	resp, _ = http.Get(r.url("/dist/../index.html"))
+	resp, _ = r.c.Get(r.url("/dist/../index.html"))
 	if resp.StatusCode == 200 {
 		t.Errorf("path escape served")
 	}
@@ -245,7 +259,7 @@ func TestCallChecks(t *testing.T) {
 	req.Header.Set("Content-Type", "text/plain")
 	req.Header.Set("Origin", origin)
 	req.Header.Set("X-Cloonix-Token", tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +420,7 @@ func dialLive(t *testing.T, r *rig, path, origin string) (*websocket.Conn, error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, HTTPClient: r.c})
 	return c, err
 }
 

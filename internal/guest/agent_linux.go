@@ -33,6 +33,7 @@ var GuestEnv = []string{
 	"SHELL=/bin/sh",
 	NoAVXGodebug,
 	NoAVXGlibc,
+	NoAVXOpenSSL,
 }
 
 // UML on hosts whose FPU state does not fit Debian's linux.uml runs with
@@ -42,6 +43,13 @@ var GuestEnv = []string{
 const (
 	NoAVXGodebug = "GODEBUG=cpu.all=off"
 	NoAVXGlibc   = "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX_Fast_Unaligned_Load,-ERMS,-FSRM"
+	// OpenSSL picks its code by CPUID itself, whatever glibc says: its
+	// AVX2/AVX-512 bignum and cipher routines had their registers
+	// corrupted under UML, so sshd's RSA signatures came out as garbage
+	// ("string is too large"). The first word masks CPUID(1) AVX, FMA
+	// and F16C; the second CPUID(7) AVX2, every AVX-512 flag, VAES and
+	// VPCLMULQDQ (OpenSSL 3's OPENSSL_ia32cap format).
+	NoAVXOpenSSL = "OPENSSL_ia32cap=~0x3000100000000000:~0x00005E42DC230020"
 )
 
 // Marks in /run (a tmpfs: once per boot) so that a restarted agent does
@@ -295,6 +303,11 @@ func applyOnce(cl Cmdline) error {
 	}
 	if name != "" {
 		setHostname(name)
+	}
+	if c.Mgmt != "" {
+		if err := setMgmtAddr(c.Mgmt); err != nil {
+			errs = append(errs, "management address: "+err.Error())
+		}
 	}
 	if err := WriteAuthorizedKey("/", c.SSHKey); err != nil {
 		errs = append(errs, "ssh key: "+err.Error())

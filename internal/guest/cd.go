@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -28,6 +29,9 @@ type CDSpec struct {
 	// wins: files_to_add_in_all_targets then files_to_add_in_<VM>.
 	Trees []string
 	Eths  int // how many eths the VM has (the agent names them eth0..)
+	// Mgmt is mgmt0's address "ADDR/LEN" on the management network
+	// ("": none); the agent sets it at boot, with no route beyond it.
+	Mgmt string
 }
 
 // Files on the CD. The NoCloud files are for cloud-init in stock images;
@@ -45,6 +49,7 @@ type cdSpecJSON struct {
 	Name    string `json:"name"`
 	SSHKey  string `json:"ssh_key,omitempty"`
 	Eths    int    `json:"eths"`
+	Mgmt    string `json:"mgmt,omitempty"`
 }
 
 // CDContent is the config as the agent reads it back from the CD.
@@ -53,6 +58,7 @@ type CDContent struct {
 	SSHKey     string
 	DeleteCmds string
 	Eths       int
+	Mgmt       string // mgmt0's "ADDR/LEN", "" for none
 	Trees      []byte // a tar archive; extract in order, later entries win
 }
 
@@ -65,6 +71,11 @@ const maxTreeBytes = 512 << 20
 func WriteCD(path string, spec CDSpec) error {
 	if spec.Name == "" || strings.ContainsAny(spec.Name, "/\x00\n") {
 		return fmt.Errorf("config CD: bad VM name %q", spec.Name)
+	}
+	if spec.Mgmt != "" {
+		if _, err := netip.ParsePrefix(spec.Mgmt); err != nil {
+			return fmt.Errorf("config CD: management address %q: want ADDR/LEN", spec.Mgmt)
+		}
 	}
 	if strings.ContainsAny(spec.SSHKey, "\n\r") && strings.Count(strings.TrimSpace(spec.SSHKey), "\n") > 0 {
 		return errors.New("config CD: the ssh key must be one line (the content of a .pub file)")
@@ -90,7 +101,7 @@ func WriteCD(path string, spec CDSpec) error {
 		return fmt.Errorf("config CD: %v", err)
 	}
 	defer os.RemoveAll(stage)
-	sj, _ := json.MarshalIndent(cdSpecJSON{Version: 1, Name: spec.Name, SSHKey: strings.TrimSpace(spec.SSHKey), Eths: spec.Eths}, "", "  ")
+	sj, _ := json.MarshalIndent(cdSpecJSON{Version: 1, Name: spec.Name, SSHKey: strings.TrimSpace(spec.SSHKey), Eths: spec.Eths, Mgmt: spec.Mgmt}, "", "  ")
 	content := map[string][]byte{
 		"meta-data":      metaData(spec.Name),
 		"user-data":      userData(spec, files),
@@ -367,7 +378,7 @@ func readCD(f fs.File, size int64) (c *CDContent, err error) {
 	if err := json.Unmarshal(sj, &spec); err != nil {
 		return nil, fmt.Errorf("config CD: %s: %v", cdSpecFile, err)
 	}
-	c = &CDContent{Name: spec.Name, SSHKey: spec.SSHKey, Eths: spec.Eths}
+	c = &CDContent{Name: spec.Name, SSHKey: spec.SSHKey, Eths: spec.Eths, Mgmt: spec.Mgmt}
 	del, err := read(cdDelete)
 	if err != nil {
 		return nil, err

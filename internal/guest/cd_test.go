@@ -54,7 +54,7 @@ func TestCDRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	iso := filepath.Join(dir, "cd.iso")
-	spec := CDSpec{Name: "A", SSHKey: "ssh-rsa AAAA test@host\n", DeleteCmds: "rm -f /etc/rc.d/S60quagga\n", Trees: []string{all, vm}, Eths: 3}
+	spec := CDSpec{Name: "A", SSHKey: "ssh-rsa AAAA test@host\n", DeleteCmds: "rm -f /etc/rc.d/S60quagga\n", Trees: []string{all, vm}, Eths: 3, Mgmt: "172.30.0.9/24"}
 	if err := WriteCD(iso, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestCDRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "A" || c.SSHKey != "ssh-rsa AAAA test@host" || c.Eths != 3 || c.DeleteCmds != spec.DeleteCmds {
+	if c.Name != "A" || c.SSHKey != "ssh-rsa AAAA test@host" || c.Eths != 3 || c.DeleteCmds != spec.DeleteCmds || c.Mgmt != spec.Mgmt {
 		t.Fatalf("read back %+v", c)
 	}
 	root := t.TempDir()
@@ -268,3 +268,9 @@ type bytesFile struct{ *bytes.Reader }
 
 func (bytesFile) Close() error                 { return nil }
 func (b bytesFile) Stat() (fs.FileInfo, error) { return nil, fs.ErrInvalid }
+
+func TestCDRefusesBadMgmt(t *testing.T) {
+	if err := WriteCD(filepath.Join(t.TempDir(), "cd.iso"), CDSpec{Name: "A", Mgmt: "172.30.0.9"}); err == nil || !strings.Contains(err.Error(), "ADDR/LEN") {
+		t.Fatalf("a management address without its length: %v", err)
+	}
+}

@@ -12,15 +12,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MgmtMACPrefix starts the MAC of a guest's management interface (the
+// machine manager's MgmtMAC); the agent names that NIC mgmt0 and leaves
+// it out of the ethN numbering.
+const MgmtMACPrefix = "02:c0:"
+
+// MgmtIf is the management interface's name in every guest.
+const MgmtIf = "mgmt0"
+
 // ethNames decides the renames so that a VM's eths are eth0, eth1, ...
 // in order: UML's vector devices vecN become ethN; other Ethernet devices
 // (QEMU NICs) are numbered in the order of their bus address. devs maps
-// an interface name to its sysfs device path ("" for none).
-func ethNames(devs map[string]string) map[string]string {
+// an interface name to its sysfs device path ("" for none); mgmt is the
+// management NIC ("" for none), named mgmt0 and not counted.
+func ethNames(devs map[string]string, mgmt string) map[string]string {
 	out := map[string]string{}
+	if mgmt != "" {
+		out[mgmt] = MgmtIf
+	}
 	var vec, bus []string
 	for n, dev := range devs {
 		switch {
+		case n == mgmt:
 		case strings.HasPrefix(n, "vec"):
 			if _, err := strconv.Atoi(n[3:]); err == nil {
 				vec = append(vec, n)
@@ -48,11 +61,15 @@ func ethNames(devs map[string]string) map[string]string {
 func fixEthNames(logf func(string, ...any)) {
 	ents, _ := os.ReadDir("/sys/class/net")
 	devs := map[string]string{}
+	mgmt := ""
 	for _, e := range ents {
 		n := e.Name()
 		typ, _ := os.ReadFile(filepath.Join("/sys/class/net", n, "type"))
 		if strings.TrimSpace(string(typ)) != "1" { // ARPHRD_ETHER only
 			continue
+		}
+		if mac, _ := os.ReadFile(filepath.Join("/sys/class/net", n, "address")); strings.HasPrefix(string(mac), MgmtMACPrefix) {
+			mgmt = n
 		}
 		dev, err := filepath.EvalSymlinks(filepath.Join("/sys/class/net", n, "device"))
 		if err != nil {
@@ -66,8 +83,8 @@ func fixEthNames(logf func(string, ...any)) {
 		return
 	}
 	defer unix.Close(fd)
-	renames := ethNames(devs)
-	var tmp []string
+	renames := ethNames(devs, mgmt)
+	tmp := map[string]string{}
 	for from, to := range renames {
 		if from == to {
 			continue
@@ -78,10 +95,9 @@ func fixEthNames(logf func(string, ...any)) {
 			logf("net: rename %s: %v", from, err)
 			continue
 		}
-		tmp = append(tmp, t)
+		tmp[t] = to
 	}
-	for _, t := range tmp {
-		to := "eth" + strings.TrimPrefix(t, "cxtmp")
+	for t, to := range tmp {
 		if err := rename(fd, t, to); err != nil {
 			logf("net: rename %s to %s: %v", t, to, err)
 		}
@@ -91,7 +107,7 @@ func fixEthNames(logf func(string, ...any)) {
 	}
 	ents, _ = os.ReadDir("/sys/class/net")
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "eth") {
+		if strings.HasPrefix(e.Name(), "eth") || e.Name() == MgmtIf {
 			if err := setUp(fd, e.Name(), true); err != nil {
 				logf("net: %s up: %v", e.Name(), err)
 			}

@@ -42,11 +42,6 @@ type Options struct {
 	Images map[string]string
 }
 
-// DefaultAs is the node type used when --as is not given: cnt where the
-// container kind works on this host, else uml. The container kind is not
-// in this tree yet, so it is uml; switching is this one function.
-func DefaultAs() string { return "uml" }
-
 // Lab is a foreign lab in cloonix's terms.
 type Lab struct {
 	Format   string      // "kathara" or "containerlab"

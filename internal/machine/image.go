@@ -57,7 +57,12 @@ func ResolveImage(bulkDir, name string) (Image, error) {
 		}
 		if bytes.HasPrefix(head, []byte("QFI\xfb")) {
 			img.Format, img.Disk = "qcow2", true
-		} else if len(head) >= 512 && head[510] == 0x55 && head[511] == 0xaa {
+			// A saved filesystem image (`ctrl save` of a guest booted
+			// with the bulk kernel) has no partition table.
+			if sec, ok := qcow2BootSector(p); ok && !hasMBR(sec) {
+				img.Disk = false
+			}
+		} else if hasMBR(head) {
 			img.Disk = true // MBR or GPT's protective MBR
 		}
 		return img, nil

@@ -28,7 +28,13 @@ type Kind interface {
 	// Start prepares the guest's files in s.Dir (which exists and is
 	// empty) and launches it; it returns once the guest runs (booting).
 	// The switch ports of s.Ports() exist by then.
+	// With s.KeepDisk it boots from the disk a previous run left in s.Dir.
 	Start(s Spec, ev Events) (Guest, error)
+	// SaveDisk writes a standalone image of the guest's disk in s.Dir to
+	// dst (a new file) that boots with --rootfs dst; the reference image
+	// is only read. g is the guest while it runs (it is paused or synced
+	// for the copy), nil when stopped. progress may be nil.
+	SaveDisk(s *Spec, g Guest, dst string, progress func(done, total int64)) error
 }
 
 // Guest is one started guest of any kind.
@@ -50,6 +56,12 @@ type Guest interface {
 	ConsoleLog() string
 	// Stop kills the guest and waits for it.
 	Stop()
+	// Shutdown powers the guest off cleanly, waiting up to d, then stops
+	// it hard; its disk stays in Dir for a Start with KeepDisk.
+	Shutdown(d time.Duration)
+	// SetLink sets the carrier the guest sees on its eth; ErrNoCarrier
+	// when the kind cannot show one (the switch still stops the frames).
+	SetLink(eth int, up bool) error
 	// Exited is closed once the guest is gone.
 	Exited() <-chan struct{}
 	// Accelerator is kvm or tcg for QEMU, "" for the other kinds.
@@ -93,6 +105,15 @@ func (s *Spec) Ports() []Port {
 		p[i] = Port{Kind: s.PortKind, Path: sock}
 	}
 	return p
+}
+
+// MgmtPort is the switch port of mgmt0, if the guest has one: one more
+// NIC, after the eths, whose MAC is MgmtMAC (the agent names it mgmt0).
+func (s *Spec) MgmtPort() (Port, bool) {
+	if s.Mgmt == "" || s.MgmtSock == "" {
+		return Port{}, false
+	}
+	return Port{Kind: s.PortKind, Path: s.MgmtSock}, true
 }
 
 // Registry is an explicit list of node kinds; the first is the default.
@@ -166,7 +187,7 @@ func CheckBasics(s *Spec, defMem, maxCPU int) error {
 	if len(s.Dir)+len("/eth31.ctl.d99999") >= 108 {
 		return fmt.Errorf("vm %s: its sockets under %s would pass the 108-byte limit of unix socket paths; use a shorter name or work_dir", s.Name, s.Dir)
 	}
-	s.CD.Name, s.CD.Eths = s.Name, s.Eths
+	s.CD.Name, s.CD.Eths, s.CD.Mgmt = s.Name, s.Eths, s.Mgmt
 	return nil
 }
 
@@ -191,6 +212,12 @@ func EthSockets(s *Spec, suffix string) []string {
 		socks = append(socks, filepath.Join(s.Dir, fmt.Sprintf("eth%d%s", i, suffix)))
 	}
 	return socks
+}
+
+// MgmtSocket names the switch socket of s's mgmt0 (Dir/mgmt0+suffix),
+// used once the daemon gives s a management address (after Check).
+func MgmtSocket(s *Spec, suffix string) string {
+	return filepath.Join(s.Dir, "mgmt0"+suffix)
 }
 
 // kernelPath resolves --kernel: an absolute path or a file of bulk_dir.

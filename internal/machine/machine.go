@@ -55,6 +55,9 @@ type Spec struct {
 	Host              Host
 	CD                guest.CDSpec // Check sets Name and Eths
 	BootTimeout       time.Duration
+	// KeepDisk starts from the disk a previous run left in Dir (ctrl
+	// start vm, resume) instead of a fresh COW over the image.
+	KeepDisk bool
 
 	// Set by Check (and Accel by Start).
 	Image  Image
@@ -66,8 +69,12 @@ type Spec struct {
 	// daemon (uml_switch control).
 	EthSocks []string
 	PortKind string
-	QEMU     string // qemu-system-x86_64
-	QemuImg  string // qemu-img
+	// Mgmt is mgmt0's "ADDR/LEN" on the management network, "" for none
+	// (the daemon sets it); MgmtSock is its switch socket, of PortKind
+	// (set by Check when Mgmt is).
+	Mgmt, MgmtSock string
+	QEMU           string // qemu-system-x86_64
+	QemuImg        string // qemu-img
 	// NoAVX (UML) keeps guest programs off AVX and XstateFilter starts
 	// linux.uml under the XSTATE seccomp filter (umlexec.go).
 	NoAVX, XstateFilter bool
@@ -105,6 +112,12 @@ type Machine struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	exited  chan struct{}
+
+	// QEMU only: its QMP socket (lifecycle.go) and the hard stop that
+	// flushes its disk before it exits.
+	qmpSock  string
+	qmpMu    sync.Mutex
+	hardStop func()
 }
 
 // Socket paths inside Dir.
@@ -117,6 +130,9 @@ func (s *Spec) OverlayPath() string {
 	}
 	return s.path("root.qcow2")
 }
+
+// QMPPath is a QEMU guest's QMP socket.
+func (s *Spec) QMPPath() string { return s.path("qmp.sock") }
 
 // CDPath is the config CD image.
 func (s *Spec) CDPath() string { return s.path("cd.iso") }
@@ -185,10 +201,11 @@ func (m *Machine) launch(plumb func(*Machine) (*plumbing, error)) error {
 	// guest dies with the switch.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	fmt.Fprintf(logf, "# %s\n", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startLocked(cmd); err != nil { // reaper.go
 		return fmt.Errorf("starting %s: %v", args[0], err)
 	}
 	m.cmd, m.pid, m.started = cmd, cmd.Process.Pid, time.Now()
+	reaperTell('+', m.pid) // reaper.go
 	m.console = NewConsole(m.ConsolePath(), m.ConsoleLog())
 	go m.wait()
 	p.connect()
@@ -278,6 +295,7 @@ func (m *Machine) wait() {
 	err := m.cmd.Wait()
 	// Whatever is left of the group (UML helpers) goes too.
 	_ = syscall.Kill(-m.pid, syscall.SIGKILL)
+	reaperTell('-', m.pid)
 	m.cancel()
 	m.mu.Lock()
 	stopping := m.stopping
@@ -358,6 +376,11 @@ func (m *Machine) closeAll() {
 // Stop kills the guest (its COW is thrown away with work_dir/NAME, so
 // there is nothing to flush) and waits for it.
 func (m *Machine) Stop() {
+	select {
+	case <-m.exited: // gone (stopped): its pid may be another's by now
+		return
+	default:
+	}
 	m.mu.Lock()
 	m.stopping = true
 	m.mu.Unlock()
@@ -472,13 +495,40 @@ func listenUnix(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// acceptOne takes the first connection on l, then closes l.
-func acceptOne(ctx context.Context, l *net.UnixListener) (net.Conn, error) {
+// acceptOne takes the first connection on l from process pid (QEMU,
+// checked with SO_PEERCRED), then closes l: a local racer that connects
+// first is turned away rather than becoming the VM's console or agent.
+func acceptOne(ctx context.Context, l *net.UnixListener, pid int) (net.Conn, error) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
-	c, err := l.Accept()
-	l.Close()
-	return c, err
+	defer l.Close()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		got := peerPid(c)
+		if got == pid {
+			return c, nil
+		}
+		log.Printf("%s: refused a connection from pid %d (expected the emulator, pid %d)", l.Addr(), got, pid)
+		c.Close()
+	}
+}
+
+// peerPid is the pid of the process at the other end of c (0 if unknown).
+func peerPid(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
 }

@@ -89,6 +89,7 @@ func TestUMLArgs(t *testing.T) {
 		"vec1:transport=bess,dst=/w/A/eth1.sock,mac=" + MAC("A", 1),
 		"root=/dev/ubda rw cloonix.name=A cloonix.agent=/dev/ttyS1 cloonix.cd=/dev/ubdb net.ifnames=0 init=/sbin/init",
 		"initcall_blacklist=raid6_select_algo,calibrate_xor_blocks",
+		"pty.legacy_count=0",
 		"sysctl.vm.overcommit_memory=1",
 	} {
 		if !strings.Contains(got, want) {

@@ -53,6 +53,7 @@ func (QEMUKind) Check(s *Spec) (err error) {
 	}
 	s.PortKind = "stream"
 	s.EthSocks = EthSockets(s, ".sock")
+	s.MgmtSock = MgmtSocket(s, ".sock")
 	return nil
 }
 
@@ -63,8 +64,10 @@ func (QEMUKind) Start(s Spec, ev Events) (Guest, error) {
 	if s.Accel, err = ResolveAccel(s.Host.Accel, s.QEMU, ProbeKernel(s.Host.BulkDir), s.Host.WorkDir); err != nil {
 		return nil, err
 	}
-	if err := CreateOverlay(s.QemuImg, s.Image, s.OverlayPath()); err != nil {
-		return nil, err
+	if !s.KeepDisk || !fileExists(s.OverlayPath()) {
+		if err := CreateOverlay(s.QemuImg, s.Image, s.OverlayPath()); err != nil {
+			return nil, err
+		}
 	}
 	if !s.Image.Disk && s.Kernel != "" {
 		k, err := PVHKernel(s.Kernel)
@@ -92,14 +95,17 @@ func qemuPlumbing(m *Machine) (*plumbing, error) {
 		m.closers = append(m.closers, l[i])
 	}
 	p := &plumbing{args: QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))}
+	m.qmpSock = m.QMPPath()
+	// quit makes QEMU flush its disk (qcow2 metadata) before exiting.
+	m.hardStop = func() { _ = m.qmp("quit", nil) }
 	p.connect = func() {
 		go func() {
-			if c, err := acceptOne(m.ctx, l[0]); err == nil {
+			if c, err := acceptOne(m.ctx, l[0], m.pid); err == nil {
 				m.console.Attach(c)
 			}
 		}()
 		go func() {
-			if c, err := acceptOne(m.ctx, l[1]); err == nil {
+			if c, err := acceptOne(m.ctx, l[1], m.pid); err == nil {
 				m.setAgent(c)
 			}
 		}()
@@ -143,11 +149,12 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 		// programs such as the agent block in getrandom until it is).
 		a = append(a, "-accel", "tcg", "-cpu", "max")
 	}
-	// cache=unsafe: the overlay is thrown away with the VM, so flushes
-	// to the host disk only cost time. The reference image is opened
+	// cache=writeback: the overlay outlives the guest (ctrl stop/start,
+	// resume after a crash of the switch), so a guest's sync must reach
+	// the host with qcow2's metadata. The reference image is opened
 	// read-only with no lock: UML guests hold a whole-file read lock on
 	// it, which QEMU's byte-range image locking takes for a conflict.
-	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=qcow2,cache=unsafe,discard=unmap,backing.file.locking=off", qemuEscape(s.OverlayPath())))
+	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=qcow2,cache=writeback,discard=unmap,backing.file.locking=off", qemuEscape(s.OverlayPath())))
 	a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,readonly=on", qemuEscape(s.CDPath())))
 	if !s.Image.Disk {
 		a = append(a, "-kernel", s.Kernel)
@@ -163,11 +170,19 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 		"-serial", "chardev:con0",
 		"-chardev", "socket,id=agent0,path="+qemuEscape(agentSock),
 		"-serial", "chardev:agent0",
+		// QMP: carrier (set_link), pause for snapshots, clean quit.
+		"-qmp", "unix:"+qemuEscape(s.QMPPath())+",server=on,wait=off",
 	)
 	for i, sock := range s.EthSocks {
 		a = append(a,
 			"-netdev", fmt.Sprintf("stream,id=n%d,server=off,addr.type=unix,addr.path=%s", i, qemuEscape(sock)),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s", i, MAC(s.Name, i)),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s,id=nic%d", i, MAC(s.Name, i), i),
+		)
+	}
+	if p, ok := s.MgmtPort(); ok { // after the eths: their PCI slots stay
+		a = append(a,
+			"-netdev", "stream,id=mgmt0,server=off,addr.type=unix,addr.path="+qemuEscape(p.Path),
+			"-device", "virtio-net-pci,netdev=mgmt0,mac="+MgmtMAC(s.Name),
 		)
 	}
 	return a

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"cloonix/internal/guest"
 	"cloonix/internal/hostcpu"
 )
 
@@ -34,6 +35,7 @@ var guestNoAVXEnv = []string{
 	// The same values as guest.GuestEnv gives what the agent starts.
 	"GODEBUG=cpu.all=off",
 	"GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX_Fast_Unaligned_Load,-ERMS,-FSRM",
+	guest.NoAVXOpenSSL,
 }
 
 const (

@@ -23,6 +23,16 @@ type Lab struct {
 	Lans    []Lan    `xml:"lan" json:"lans"`
 	Tux     []Tux    `xml:"tux" json:"tux"`
 	Ports   []Port   `xml:"port" json:"ports"`
+	// Mgmt is the management network, nil when off.
+	Mgmt *Mgmt `xml:"mgmt,omitempty" json:"mgmt,omitempty"`
+}
+
+// Mgmt is the management network: its prefix, the host's address on it
+// and the host interface the switch made.
+type Mgmt struct {
+	Net    string `xml:"net,attr" json:"net"`
+	Host   string `xml:"host,attr" json:"host"`
+	Ifname string `xml:"ifname,attr" json:"ifname"`
 }
 
 // VM is one machine.
@@ -38,9 +48,16 @@ type VM struct {
 	Kernel string `xml:"kernel,attr,omitempty" json:"kernel,omitempty"`
 	// Transport is the UML eth transport (bess or daemon).
 	Transport string `xml:"transport,attr,omitempty" json:"transport,omitempty"`
-	Eths      []Eth  `xml:"eth" json:"eths"`
-	X         *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
-	Y         *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
+	// Mgmt is mgmt0's "ADDR/LEN" on the management network.
+	Mgmt string `xml:"mgmt,attr,omitempty" json:"mgmt,omitempty"`
+	// MgmtIP is the address add_vm named (--mgmt-ip); "" when derived
+	// from the name, so a saved lab (and the journal) keeps what was given.
+	MgmtIP string `xml:"mgmt_ip,attr,omitempty" json:"mgmt_ip,omitempty"`
+	// Demo is the demo folder it was added with (its CD's trees).
+	Demo string `xml:"demo,attr,omitempty" json:"demo,omitempty"`
+	Eths []Eth  `xml:"eth" json:"eths"`
+	X    *int   `xml:"x,attr,omitempty" json:"x,omitempty"`
+	Y    *int   `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
 
 // Eth is one interface of a VM: its port name (VM:ethN) and lans.
@@ -48,6 +65,7 @@ type Eth struct {
 	Port   string   `xml:"port,attr" json:"port"`
 	Lans   []string `xml:"lan" json:"lans"`
 	Impair string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link   string   `xml:"link,attr,omitempty" json:"link,omitempty"` // "down" while its cable is pulled
 }
 
 // Lan is one lan and the ports on it.
@@ -72,6 +90,7 @@ type Tux struct {
 	Forwards []Forward         `xml:"forward" json:"forwards,omitempty"`
 	Counters Counters          `xml:"counters" json:"counters"`
 	Impair   string            `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link     string            `xml:"link,attr,omitempty" json:"link,omitempty"`
 	X        *int              `xml:"x,attr,omitempty" json:"x,omitempty"`
 	Y        *int              `xml:"y,attr,omitempty" json:"y,omitempty"`
 }
@@ -98,6 +117,7 @@ type Port struct {
 	Lans      []string `xml:"lan" json:"lans"`
 	Counters  Counters `xml:"counters" json:"counters"`
 	Impair    string   `xml:"impair,attr,omitempty" json:"impair,omitempty"`
+	Link      string   `xml:"link,attr,omitempty" json:"link,omitempty"`
 }
 
 // Normalize makes every nil list empty so JSON shows [] rather than null,

@@ -18,7 +18,7 @@ var TuxKinds = []TuxKind{
 	{"slirp", []string{"subnet"}},
 	{"tap", []string{"ifname"}},
 	{"t2t", []string{"peer", "listen", "password"}},
-	{"vxlan", []string{"remote", "vni", "port", "local"}},
+	{"vxlan", []string{"remote", "vni", "port", "local", "listen-any", "peers"}},
 }
 
 // TuxKindNames are the kinds' names, in TuxKinds order.

@@ -20,9 +20,14 @@ type AddVM struct {
 	Rootfs      string   `xml:"rootfs,attr,omitempty"`
 	Kernel      string   `xml:"kernel,attr,omitempty"`
 	Transport   string   `xml:"transport,attr,omitempty"` // UML: bess or daemon
+	MgmtIP      string   `xml:"mgmt_ip,attr,omitempty"`   // mgmt0's address; default: derived from the name
 	BootTimeout *int     `xml:"boot_timeout,attr,omitempty"`
 	Demo        string   `xml:"demo,attr,omitempty"` // absolute demo folder
 	Wait        bool     `xml:"wait,attr,omitempty"`
+	// State "stopped" adds the guest without booting it; KeepDisk boots
+	// it from the disk left in work_dir/NAME (resume). lifecycle.go.
+	State    string `xml:"state,attr,omitempty"`
+	KeepDisk bool   `xml:"keep_disk,attr,omitempty"`
 }
 
 func (AddVM) Verb() string { return "add_vm" }
@@ -54,6 +59,9 @@ func (r AddVM) Validate() error {
 	}
 	if typ != "uml" && tr != "" {
 		return fmt.Errorf("vm %s: --uml-transport is for UML guests only", r.Name)
+	}
+	if r.State != "" && r.State != "running" && r.State != "stopped" {
+		return fmt.Errorf("<add_vm> state=%q: use running or stopped", r.State)
 	}
 	return inRange(r.Verb(), "boot_timeout", r.BootTimeout, 1, MaxBootTimeout)
 }
@@ -204,6 +212,8 @@ type ForwardAdd struct {
 	Proto   string   `xml:"proto,attr,omitempty"` // tcp (default) or udp
 	Host    string   `xml:"host,attr,omitempty"`
 	Guest   string   `xml:"guest,attr"`
+	// Public allows a host address beyond loopback (docs/security.md).
+	Public bool `xml:"public,attr,omitempty"`
 }
 
 func (ForwardAdd) Verb() string { return "forward_add" }

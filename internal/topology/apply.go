@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"cloonix/internal/proto"
@@ -23,16 +24,31 @@ func (s Step) Request(demo string) proto.Request {
 	case AddVM:
 		v := s.VM
 		r := &proto.AddVM{Name: v.Name, Eth: proto.Int(len(v.Eths)), Type: v.Type,
-			Rootfs: v.Rootfs, Kernel: v.Kernel, Transport: v.Transport, Demo: demo}
+			Rootfs: v.Rootfs, Kernel: v.Kernel, Transport: v.Transport, MgmtIP: v.MgmtIP, Demo: demo}
 		if v.Mem > 0 {
 			r.Mem = proto.Int(v.Mem)
 		}
 		if v.CPU > 0 {
 			r.CPU = proto.Int(v.CPU)
 		}
+		if v.State == "stopped" {
+			r.State = "stopped"
+		}
+		switch {
+		case filepath.IsAbs(v.Disk):
+			r.Rootfs = v.Disk
+		case v.Disk != "" && demo != "":
+			r.Rootfs = filepath.Join(demo, DisksDir, v.Disk)
+		}
 		return r
 	case DelVM:
 		return &proto.DelVM{Name: s.Name}
+	case StopVM:
+		return &proto.StopVM{Name: s.Name}
+	case StartVM:
+		return &proto.StartVM{Name: s.Name}
+	case Link:
+		return &proto.Link{Port: s.Port, State: s.Spec}
 	case AddTux:
 		x := s.Tux
 		r := &proto.AddTux{Name: x.Name, Kind: x.Kind}

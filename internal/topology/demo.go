@@ -20,7 +20,7 @@ const (
 )
 
 // MaxDeleteFile bounds files_to_delete_from_all_targets.
-const MaxDeleteFile = 1 << 20
+const MaxDeleteFile = proto.DemoMaxDeleteFile
 
 // Demo is a topology file and the demo folder around it, checked.
 type Demo struct {
@@ -157,6 +157,15 @@ func (d *Demo) checkFolder(dir string) error {
 			}
 		}
 	}
+	// Saved disks (fconf save --with-disks) are files of disks/.
+	for _, v := range d.Topology.VMs {
+		if v.Disk != "" && !filepath.IsAbs(v.Disk) {
+			if err := insideRegular(dir, filepath.Join(dir, DisksDir, v.Disk), "VM "+v.Name+"'s <disk_file>"); err != nil {
+				return err
+			}
+			found = true
+		}
+	}
 	if found {
 		d.Dir = dir
 	}
@@ -164,60 +173,6 @@ func (d *Demo) checkFolder(dir string) error {
 	return nil
 }
 
-// CheckTree checks a tree that will be copied into a guest's /: a real
-// folder holding only folders, regular files and symlinks. A relative
-// symlink target, read from the link's folder, must stay inside the tree;
-// an absolute one names a guest path (e.g. /run/resolv.conf) and is kept
-// as it is: links are copied as links, never followed on the host.
-func CheckTree(root string) error {
-	fi, err := os.Lstat(root)
-	if err != nil {
-		return fmt.Errorf("%s: %v", root, errText(err))
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("%s: is a symlink; make it a real folder (symlinks inside it are copied as symlinks); refused", root)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s: must be a folder whose content is copied into the guest's /", root)
-	}
-	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("%s: %v", p, errText(err))
-		}
-		t := e.Type()
-		switch {
-		case t.IsDir() || t.IsRegular():
-			return nil
-		case t&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return fmt.Errorf("%s: %v", p, errText(err))
-			}
-			if target == "" || strings.ContainsRune(target, 0) {
-				return fmt.Errorf("%s: an empty symlink; refused", p)
-			}
-			if filepath.IsAbs(target) {
-				return nil
-			}
-			resolved := filepath.Join(filepath.Dir(p), target)
-			if !within(root, resolved) {
-				return fmt.Errorf("%s: a symlink to %s would leave %s; refused (use a target inside the tree, or an absolute guest path)", p, target, root)
-			}
-			return nil
-		default:
-			return fmt.Errorf("%s: a %s; a demo tree holds only folders, files and symlinks; refused", p, typeName(t))
-		}
-	})
-}
-
-func typeName(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	}
-	return "special file"
-}
+// CheckTree checks a tree that will be copied into a guest's / (the
+// rules are proto's, which the switch applies too: proto.CheckDemoTree).
+func CheckTree(root string) error { return proto.CheckDemoTree(root) }

@@ -26,6 +26,9 @@ const (
 	AddForward Op = "add forward"
 	DelForward Op = "del forward"
 	SetPos     Op = "set_pos"
+	StopVM     Op = "stop vm"
+	StartVM    Op = "start vm"
+	Link       Op = "link"
 )
 
 // Step is one change to the running lab.
@@ -36,7 +39,7 @@ type Step struct {
 	Lan     string   // attach, detach
 	VM      *VM      // add vm
 	Tux     *Tux     // add tux
-	Spec    string   // impair: the spec, "" to clear
+	Spec    string   // impair: the spec, "" to clear; link: up or down
 	Forward *Forward // add/del forward
 	Kind    string   // set_pos: vm, lan or tux
 	X, Y    int      // set_pos
@@ -102,6 +105,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("impair %s %s", s.Port, s.Spec)
 	case AddForward, DelForward:
 		return fmt.Sprintf("%s %s %s %s %s", s.Op, s.Name, s.Forward.Proto, s.Forward.Host, s.Forward.Guest)
+	case Link:
+		return fmt.Sprintf("link %s %s", s.Port, s.Spec)
 	case SetPos:
 		return fmt.Sprintf("place %s %s at %d,%d", s.Kind, s.Name, s.X, s.Y)
 	}
@@ -258,6 +263,7 @@ func (d *differ) vms() {
 			d.replAdd = append(d.replAdd, addVMSteps(v, why, false)...)
 			continue
 		}
+		d.live = append(d.live, stateSteps(c, v)...) // lifecycle.go
 		for n, e := range v.Eths {
 			port := EthPort(v.Name, n)
 			ce := ethOf(c, port)
@@ -269,6 +275,9 @@ func (d *differ) vms() {
 			d.rewire(port, lans, e.Lans)
 			if e.Impair != cur {
 				d.live = append(d.live, Step{Op: Impair, Port: port, Spec: e.Impair})
+			}
+			if ce != nil && ce.Link != e.Link {
+				d.live = append(d.live, linkStep(port, e.Link, false))
 			}
 		}
 	}
@@ -321,6 +330,9 @@ func (d *differ) tux() {
 		d.forwards(x, c)
 		if x.Impair != c.Impair {
 			d.live = append(d.live, Step{Op: Impair, Port: x.Name, Spec: x.Impair})
+		}
+		if x.Link != c.Link {
+			d.live = append(d.live, linkStep(x.Name, x.Link, false))
 		}
 	}
 	for _, c := range d.cur.Tux {
@@ -489,6 +501,9 @@ func addVMSteps(v *VM, why string, undoable bool) []Step {
 		if e.Impair != "" {
 			s = append(s, Step{Op: Impair, Port: port, Spec: e.Impair, Undoable: undoable})
 		}
+		if e.Link != "" {
+			s = append(s, linkStep(port, e.Link, undoable))
+		}
 	}
 	return s
 }
@@ -504,6 +519,9 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 	if x.Impair != "" {
 		s = append(s, Step{Op: Impair, Port: x.Name, Spec: x.Impair, Undoable: undoable})
 	}
+	if x.Link != "" {
+		s = append(s, linkStep(x.Name, x.Link, undoable))
+	}
 	return s
 }
 
@@ -512,8 +530,9 @@ func addTuxSteps(x *Tux, why string, undoable bool) []Step {
 // leaves out (zero) take whatever runs.
 func vmChanges(c *proto.VM, v *VM) string {
 	var d []string
-	if c.State == "crashed" || c.State == "stopped" {
-		// A dead guest does not match a file that wants it: boot it again.
+	if c.State == "crashed" {
+		// A dead guest does not match a file that wants it: boot it again
+		// (a stopped one is started or left stopped: stateSteps).
 		d = append(d, "it is "+c.State)
 	}
 	if v.Type != "" && !strings.EqualFold(v.Type, c.Type) {

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +17,15 @@ func FromLab(lab *proto.Lab) *Topology {
 	used := map[string]bool{}
 	for _, v := range lab.VMs {
 		vm := VM{Name: v.Name, Type: strings.ToLower(v.Type), Mem: v.Mem, CPU: v.CPU, Rootfs: v.Rootfs,
-			Kernel: v.Kernel, Transport: v.Transport, X: v.X, Y: v.Y}
+			Kernel: v.Kernel, Transport: v.Transport, MgmtIP: v.MgmtIP, X: v.X, Y: v.Y}
+		if v.State == "stopped" {
+			vm.State = "stopped"
+		}
+		if filepath.IsAbs(v.Rootfs) && vm.Type != "cnt" {
+			// A guest booted from an image file (a saved one): <rootfs>
+			// names bulk_dir images only.
+			vm.Disk, vm.Rootfs = v.Rootfs, ""
+		}
 		eths := append([]proto.Eth(nil), v.Eths...)
 		sort.SliceStable(eths, func(i, j int) bool { return ethIndex(eths[i].Port) < ethIndex(eths[j].Port) })
 		for _, e := range eths {
@@ -25,12 +34,12 @@ func FromLab(lab *proto.Lab) *Topology {
 			for _, l := range lans {
 				used[l] = true
 			}
-			vm.Eths = append(vm.Eths, Eth{Lans: lans, Impair: e.Impair})
+			vm.Eths = append(vm.Eths, Eth{Lans: lans, Impair: e.Impair, Link: e.Link})
 		}
 		t.VMs = append(t.VMs, vm)
 	}
 	for _, x := range lab.Tux {
-		tx := Tux{Name: x.Name, Kind: x.Kind, Impair: x.Impair, X: x.X, Y: x.Y}
+		tx := Tux{Name: x.Name, Kind: x.Kind, Impair: x.Impair, Link: x.Link, X: x.X, Y: x.Y}
 		tx.Lans = append([]string(nil), x.Lans...)
 		sort.Strings(tx.Lans)
 		for _, l := range tx.Lans {

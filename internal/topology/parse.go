@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -392,6 +393,15 @@ func (p *parser) vm(n *node) (VM, bool) {
 				}
 				v.Transport = s
 			}
+		case "mgmt_ip":
+			if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errf(k.line, "%s<mgmt_ip> is %q; want an IPv4 address in the management network", ctx, s)
+				}
+				v.MgmtIP = s
+			}
+		case "state", "disk_file":
+			p.vmLifecycle(ctx, k, &v, seen) // lifecycle.go
 		case "after":
 			if s, ok := p.leaf(ctx, k); ok {
 				if err := proto.CheckName("vm", s); err != nil {
@@ -410,7 +420,7 @@ func (p *parser) vm(n *node) (VM, bool) {
 				v.Y = p.position(ctx, k)
 			}
 		default:
-			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <after>, <eth>, <x>, <y>", ctx, k.name)
+			p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
 		}
 	}
 	if names == 0 {
@@ -464,8 +474,12 @@ func (p *parser) eth(ctx string, i int, n *node) Eth {
 			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
 				e.Impair = p.impair(ectx, k, s)
 			}
+		case "link":
+			if s, ok := p.leaf(ectx, k); ok && p.once(ectx, seen, k) {
+				e.Link = p.link(ectx, k, s)
+			}
 		default:
-			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number) and <impair>", ctx, i, k.name)
+			p.errf(k.line, "%seth %d: <%s> unknown; an <eth> takes <vlan> (any number), <impair> and <link>", ctx, i, k.name)
 		}
 	}
 	return e

@@ -37,7 +37,7 @@ func optionList(kind string) string {
 }
 
 // reservedOptions may not be given as tux options: they are the request's own.
-var reservedOptions = []string{"id", "name", "kind", "lan", "lans"}
+var reservedOptions = []string{"id", "name", "kind", "lan", "lans", "link"}
 
 // tuxParse is one <TUX> being read.
 type tuxParse struct {
@@ -102,6 +102,10 @@ func (p *parser) tuxKid(t *tuxParse, k *node) {
 		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, t.seen, k) {
 			x.Impair = p.impair(ctx, k, s)
 		}
+	case "link":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, t.seen, k) {
+			x.Link = p.link(ctx, k, s) // lifecycle.go
+		}
 	case "forward":
 		if s, ok := p.leaf(ctx, k); ok {
 			f := strings.Fields(s)
@@ -133,7 +137,7 @@ func (p *parser) tuxOption(t *tuxParse, k *node, lk string) {
 	}
 	switch {
 	case !optionName(k.name) || contains(reservedOptions, lk):
-		p.errf(k.line, "%s<%s>: unknown element; a TUX takes <name>, <type>, <vlan>, <impair>, <forward>, <x>, <y> and its kind's options in lower case (<ifname>, <peer>, <remote>, <vni>, ...)", ctx, k.name)
+		p.errf(k.line, "%s<%s>: unknown element; a TUX takes <name>, <type>, <vlan>, <impair>, <link>, <forward>, <x>, <y> and its kind's options in lower case (<ifname>, <peer>, <remote>, <vni>, ...)", ctx, k.name)
 	case !p.once(ctx, t.seen, k):
 	case s == "" || strings.ContainsAny(s, "\x00\r\n\t"):
 		p.errf(k.line, "%s<%s> is %q; give a value on one line", ctx, k.name, s)

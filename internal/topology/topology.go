@@ -41,16 +41,23 @@ type VM struct {
 	Rootfs    string
 	Kernel    string
 	Transport string   // UML eth transport: bess or daemon
+	MgmtIP    string   // mgmt0's address on the management network ("": derived)
 	After     []string // VMs of the file that must be ready before this one is added (<after>)
-	Eths      []Eth
-	X, Y      *int
-	Line      int // where <VM> starts, for messages
+	// State is "stopped" for a guest kept stopped (ctrl stop vm); "" runs.
+	State string
+	// Disk is a disk image in the demo folder's disks/ (fconf save
+	// --with-disks): the guest boots from it instead of Rootfs.
+	Disk string
+	Eths []Eth
+	X, Y *int
+	Line int // where <VM> starts, for messages
 }
 
 // Eth is one interface: ethN is the Nth <eth> of its VM.
 type Eth struct {
 	Lans   []string
 	Impair string // the impairment spec as written (e.g. "delay=50ms loss=1%")
+	Link   string // "down" for a cable pulled (ctrl link PORT down); "" up
 	Line   int
 }
 
@@ -62,9 +69,13 @@ type Tux struct {
 	Options  []Option // kind-specific settings, in file order
 	Forwards []Forward
 	Impair   string
+	Link     string // "down" or ""
 	X, Y     *int
 	Line     int
 }
+
+// DisksDir is the folder of a demo holding its guests' disks.
+const DisksDir = "disks"
 
 // Option is one kind-specific tux setting, written as <name> value </name>.
 type Option struct {

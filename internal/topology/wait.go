@@ -188,7 +188,14 @@ func WaitGuests(ctx context.Context, c LabSource, names []string, o WaitOptions)
 // GuestsToWait are the guests a load waits for once its plan is applied:
 // those it started, and the file's guests still booting from before.
 func GuestsToWait(p *Plan, before *proto.Lab, t *Topology) []string {
-	wait := p.NewVMs()
+	var wait []string
+	for _, s := range p.Steps {
+		// A guest added stopped boots later (ctrl start vm); one started
+		// from stopped is waited for.
+		if s.Op == AddVM && s.VM.State != "stopped" || s.Op == StartVM {
+			wait = append(wait, s.Name)
+		}
+	}
 	for _, v := range before.VMs {
 		if t.VM(v.Name) != nil && v.State == "booting" && !contains(wait, v.Name) {
 			wait = append(wait, v.Name)

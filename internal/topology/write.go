@@ -41,8 +41,17 @@ func (t *Topology) Bytes() []byte {
 		if v.Transport != "" {
 			leaf(&b, 2, "transport", v.Transport)
 		}
+		if v.MgmtIP != "" {
+			leaf(&b, 2, "mgmt_ip", v.MgmtIP)
+		}
 		for _, a := range v.After {
 			leaf(&b, 2, "after", a)
+		}
+		if v.State != "" {
+			leaf(&b, 2, "state", v.State)
+		}
+		if v.Disk != "" {
+			leaf(&b, 2, "disk_file", v.Disk)
 		}
 		pos(&b, 2, v.X, v.Y)
 		for _, e := range v.Eths {
@@ -56,6 +65,9 @@ func (t *Topology) Bytes() []byte {
 				b.WriteString(" <impair> ")
 				esc(&b, e.Impair)
 				b.WriteString(" </impair>")
+			}
+			if e.Link != "" {
+				b.WriteString(" <link> " + e.Link + " </link>")
 			}
 			b.WriteString(" </eth>\n")
 		}
@@ -76,6 +88,9 @@ func (t *Topology) Bytes() []byte {
 		}
 		if x.Impair != "" {
 			leaf(&b, 2, "impair", x.Impair)
+		}
+		if x.Link != "" {
+			leaf(&b, 2, "link", x.Link)
 		}
 		pos(&b, 2, x.X, x.Y)
 		b.WriteString("  </TUX>\n")

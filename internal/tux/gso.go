@@ -177,6 +177,17 @@ func MSSFor(b []byte, mtu int) int {
 // scratch (valid until it returns). It returns false, emitting nothing,
 // when b is not a TCP frame it can cut.
 func SegmentTCP(b []byte, mss int, partial bool, scratch []byte, emit func([]byte)) bool {
+	return segmentTCP(b, mss, partial, func(n int) []byte {
+		if len(scratch) < n {
+			scratch = make([]byte, n)
+		}
+		return scratch[:n]
+	}, emit)
+}
+
+// segmentTCP is SegmentTCP building each frame in room(n), so a caller
+// may have them built where they are to stay.
+func segmentTCP(b []byte, mss int, partial bool, room func(n int) []byte, emit func([]byte)) bool {
 	t, ok := parseTCP(b)
 	if !ok || mss <= 0 {
 		return false
@@ -192,10 +203,7 @@ func SegmentTCP(b []byte, mss int, partial bool, scratch []byte, emit func([]byt
 	for off := 0; off < len(payload) || off == 0; off += mss {
 		end := min(off+mss, len(payload))
 		n := hl + end - off
-		if len(scratch) < n {
-			scratch = make([]byte, n)
-		}
-		s := scratch[:n]
+		s := room(n)
 		copy(s, b[:hl])
 		copy(s[hl:], payload[off:end])
 		binary.BigEndian.PutUint32(s[t.l4+4:], seq+uint32(off))

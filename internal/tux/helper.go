@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -52,6 +53,12 @@ type Helper struct {
 	info     map[string]string
 	forwards []Forward
 	held     *os.File // a descriptor kept across relaunches (tap)
+	// local gives the counters when the switch moves the frames itself
+	// (tap): the helper has none then.
+	local func() Stats
+	// engine is what the switch side keeps across relaunches (vxlan's
+	// UDP socket), closed with the tux.
+	engine   io.Closer
 	pending  map[int]chan Reply
 	nextID   int
 	stopping bool
@@ -100,6 +107,7 @@ func (h *Helper) Launch() error {
 	}
 	if err := h.launch(true); err != nil {
 		h.closeHeld()
+		h.closeEngine()
 		return err
 	}
 	return nil
@@ -146,6 +154,11 @@ func (h *Helper) launch(first bool) error {
 	if err != nil {
 		return fail(err)
 	}
+	h.mu.Lock()
+	for k, v := range r.Info {
+		h.info[k] = v
+	}
+	h.mu.Unlock()
 	fc, err := h.kind.SwitchConn(conn.(*net.UnixConn), h)
 	if err != nil {
 		conn.Close()
@@ -160,9 +173,6 @@ func (h *Helper) launch(first bool) error {
 	}
 	h.p, h.pid, h.state, h.exited = p, p.pid(), "running", exited
 	h.pending = map[int]chan Reply{}
-	for k, v := range r.Info {
-		h.info[k] = v
-	}
 	h.keepListenPort(r.Info["listen"])
 	h.mu.Unlock()
 	h.spec.Plug(fc)
@@ -343,13 +353,62 @@ func (h *Helper) CallTimeout(req Request, d time.Duration) (Reply, error) {
 	}
 }
 
-// Stats asks the helper for its counters.
+// Stats asks the helper for its counters (and its state): the switch's
+// own when it moves the frames itself.
 func (h *Helper) Stats(d time.Duration) (*Stats, error) {
 	r, err := h.CallTimeout(Request{Op: "stats"}, d)
 	if err != nil {
 		return nil, err
 	}
+	h.mu.Lock()
+	local := h.local
+	h.mu.Unlock()
+	if local != nil && r.Stats != nil {
+		st := local()
+		return &st, nil
+	}
 	return r.Stats, nil
+}
+
+// keepEngine returns the tux's engine, making it with mk at the first
+// launch.
+func (h *Helper) keepEngine(mk func() (io.Closer, error)) (io.Closer, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.engine != nil {
+		return h.engine, nil
+	}
+	e, err := mk()
+	if err == nil {
+		h.engine = e
+	}
+	return e, err
+}
+
+// closeEngine closes the engine, if any.
+func (h *Helper) closeEngine() {
+	h.mu.Lock()
+	e := h.engine
+	h.engine = nil
+	h.mu.Unlock()
+	if e != nil {
+		e.Close()
+	}
+}
+
+// setLocalStats makes Stats report the switch side's counters.
+func (h *Helper) setLocalStats(f func() Stats) {
+	h.mu.Lock()
+	h.local = f
+	h.mu.Unlock()
+}
+
+// infoValue is what the helper's first line said of key (for the
+// kind's SwitchConn: it runs before the launch is recorded).
+func (h *Helper) infoValue(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.info[key]
 }
 
 // Stop ends the helper for good: stdin closes (it exits), then a kill
@@ -370,6 +429,7 @@ func (h *Helper) Stop() {
 		}
 	}
 	h.closeHeld()
+	h.closeEngine()
 	for _, f := range h.plan.Fresh {
 		_ = os.Remove(f)
 	}

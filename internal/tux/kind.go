@@ -59,7 +59,10 @@ type Usage struct {
 }
 
 // Flag is one option of a kind, a --flag of the command line.
-type Flag struct{ Name, Usage string }
+type Flag struct {
+	Name, Usage string
+	Bool        bool // a switch: given means "true"
+}
 
 // Keys are the options add_tux takes for k: proto.TuxKinds says them
 // once for the switch, topology files and the command line (a kind's
@@ -85,6 +88,8 @@ type Spec struct {
 	Options    map[string]string // add_tux's attributes but name and kind
 	Dir        string            // work_dir/tux: helper logs and state
 	Password   string            // the config's <password>, t2t's default
+	Listeners  string            // work_dir/listeners: the lab's own host ports (slirp refuses them to guests)
+	HostPorts  string            // <slirp_host_ports>: the allow-list of host ports, "" for all but the lab's
 	Others     []Other           // the switch's other tux
 	MACs       *wire.MACSet      // shared by the switch's offload conns
 	// Plug gives each launch's switch side to the tux's port.

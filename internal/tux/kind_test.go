@@ -44,8 +44,14 @@ func TestKindChecks(t *testing.T) {
 		{"vxlan", "v", map[string]string{"vni": "1"}, "", "remote", nil},
 		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "16777216"}, "", "0 to 16777215", nil},
 		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "local": "192.0.2.77"}, "", "not an address of this host", nil},
-		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4790"}, "", "is taken by vxlan tux vx", nil},
-		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791"}, "", "", []string{"--remote", "127.0.0.3", "--vni", "1", "--port", "4791"}},
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4790", "listen-any": "true"}, "", "is taken by vxlan tux vx", nil},
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791", "listen-any": "true"}, "", "", []string{"--remote", "127.0.0.3", "--vni", "1", "--port", "4791"}},
+		// Issue 15, finding 12: no wildcard bind unless asked; peers are
+		// remotes with their source port.
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791"}, "", "--listen-any", nil},
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791", "listen-any": "true", "peers": "127.0.0.9:4791"}, "", "not one of the remotes", nil},
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791", "listen-any": "true", "peers": "127.0.0.3"}, "", "IP:PORT", nil},
+		{"vxlan", "v", map[string]string{"remote": "127.0.0.3", "vni": "1", "port": "4791", "listen-any": "true", "peers": "127.0.0.3:4791"}, "", "", []string{"--remote", "127.0.0.3", "--vni", "1", "--port", "4791", "--peers", "127.0.0.3:4791"}},
 	} {
 		s := &Spec{Name: tc.name, Kind: tc.kind, Options: tc.opts, Dir: "/d", Password: tc.pw, Others: others}
 		_, p, err := Check(s)

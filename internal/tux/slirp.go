@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
@@ -24,6 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/proto"
 )
 
 // The slirp helper: gvisor-tap-vsock's virtual network (a user-space
@@ -41,7 +43,7 @@ type slirpKind struct{}
 func (slirpKind) Name() string { return "slirp" }
 func (slirpKind) Usage() Usage {
 	return Usage{Short: "a NAT network (DHCP, DNS, the host at .2, forwards), QEMU's 10.0.2.0/24 plan unless --subnet",
-		Flags: []Flag{{"subnet", "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
+		Flags: []Flag{{Name: "subnet", Usage: "IPv4 subnet (default " + DefaultSubnet + "; gateway .2, DNS .3, leases from .15)"}}}
 }
 
 func (slirpKind) Plan(s *Spec) (Plan, error) {
@@ -54,8 +56,16 @@ func (slirpKind) Plan(s *Spec) (Plan, error) {
 		return Plan{}, err
 	}
 	leases := filepath.Join(s.Dir, s.Name+".leases")
+	args := []string{"--subnet", plan.Subnet.String(), "--state", leases}
+	// The gateway refuses guests the lab's own ports (slirp_guard.go).
+	if s.Listeners != "" {
+		args = append(args, "--listeners", s.Listeners)
+	}
+	if s.HostPorts != "" {
+		args = append(args, "--host-ports", s.HostPorts)
+	}
 	return Plan{
-		Args:  []string{"--subnet", plan.Subnet.String(), "--state", leases},
+		Args:  args,
 		Shown: []Option{{"subnet", plan.Subnet.String()}, {"gateway", plan.Gateway.String()}, {"dns", plan.DNS.String()}},
 		Fresh: []string{leases},
 	}, nil
@@ -144,21 +154,28 @@ type slirpHelper struct {
 	vn    *virtualnetwork.VirtualNetwork
 	mux   http.Handler
 	plan  *SlirpPlan
-	state string
+	state *os.File // the lease file, opened before the helper drops root
 	mu    sync.Mutex
 	saved map[string]string
+	guard *hostGuard
 }
 
 func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
 	fs := flag.NewFlagSet("slirp", flag.ContinueOnError)
 	subnet := fs.String("subnet", DefaultSubnet, "IPv4 subnet")
 	state := fs.String("state", "", "file keeping the DHCP leases")
+	listeners := fs.String("listeners", "", "dir of the lab's listener records (ports the gateway refuses)")
+	hostPorts := fs.String("host-ports", "", "allow-list of host ports the gateway reaches (22,8000-8999 or none; default every port but the lab's)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
 	plan, err := PlanFor(*subnet)
 	if err != nil {
 		return nil, nil, err
+	}
+	allow, err := proto.ParsePorts(*hostPorts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--host-ports %v", err)
 	}
 	logrus.SetOutput(os.Stderr)
 	logrus.SetLevel(logrus.WarnLevel)
@@ -173,6 +190,13 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	}
 	leases[broadcast(plan.Subnet).String()] = reservedMAC
 	saved := loadLeases(*state)
+	var stateF *os.File
+	if *state != "" {
+		// Opened now: the helper runs as nobody from here on (privs.go).
+		if stateF, err = os.OpenFile(*state, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("slirp lease file: %v", err)
+		}
+	}
 	for ip, mac := range saved {
 		if p := net.ParseIP(ip); p != nil && plan.Subnet.Contains(p) {
 			leases[ip] = mac
@@ -201,7 +225,8 @@ func setupSlirp(args []string, c *ctl, sw net.Conn) (serving, map[string]string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("slirp network %s: %v", plan.Subnet, err)
 	}
-	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: *state, saved: saved}
+	guard := newHostGuard(plan, nat, allow, *listeners, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	h := &slirpHelper{vn: vn, mux: vn.ServicesMux(), plan: plan, state: stateF, saved: saved, guard: guard}
 	go h.keepLeases()
 	return h, map[string]string{"subnet": plan.Subnet.String(), "gateway": plan.Gateway.String(), "dns": plan.DNS.String()}, nil
 }
@@ -247,9 +272,12 @@ func (h *slirpHelper) leases() map[string]string {
 	return m
 }
 
-// keepLeases writes the leases to the state file when they change.
+// keepLeases writes the leases to the state file when they change. The
+// file is rewritten in place through the descriptor opened as root: a
+// torn write (helper killed mid-way) reads back as no leases, which only
+// costs the guests their old addresses.
 func (h *slirpHelper) keepLeases() {
-	if h.state == "" {
+	if h.state == nil {
 		return
 	}
 	for range time.Tick(300 * time.Millisecond) {
@@ -262,14 +290,15 @@ func (h *slirpHelper) keepLeases() {
 		h.mu.Unlock()
 		if changed {
 			b, _ := json.Marshal(m)
-			tmp := h.state + ".tmp"
-			_ = os.MkdirAll(filepath.Dir(h.state), 0o755)
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				_ = os.Rename(tmp, h.state)
+			if _, err := h.state.WriteAt(b, 0); err == nil {
+				_ = h.state.Truncate(int64(len(b)))
 			}
 		}
 	}
 }
+
+// unprivileged: the slirp needs no privilege once set up (privs.go).
+func (h *slirpHelper) unprivileged() {}
 
 // CheckForward validates a forward's addresses: HOSTADDR:PORT on the host
 // and an IP:PORT guest address.
@@ -289,6 +318,21 @@ func CheckForward(proto, host, guest string) error {
 		return fmt.Errorf("forward guest address %q: want GUESTIP:PORT such as 10.0.2.15:22", guest)
 	}
 	return nil
+}
+
+// CheckForwardPublic refuses a forward's host address beyond loopback
+// (0.0.0.0, "", a host address) unless public is set: a forward there
+// opens a guest's port to the network, which is the user's call to make
+// explicitly (ctrl forward add --public).
+func CheckForwardPublic(host string, public bool) error {
+	hh, _, err := net.SplitHostPort(host)
+	if err != nil {
+		return fmt.Errorf("forward host address %q: want HOSTADDR:PORT such as 127.0.0.1:2222", host)
+	}
+	if ip := net.ParseIP(hh); (ip != nil && ip.IsLoopback()) || public {
+		return nil
+	}
+	return fmt.Errorf("forward host address %s is not a loopback address: the guest's port would be open to the network; use 127.0.0.1:PORT, or add --public if that is what you want", host)
 }
 
 // validPort accepts 1..65535 written plainly.
@@ -330,7 +374,7 @@ func (h *slirpHelper) stats() Stats {
 }
 
 func (h *slirpHelper) serve(sw net.Conn) error {
-	err := h.vn.AcceptQemu(context.Background(), sw)
+	err := h.vn.AcceptQemu(context.Background(), &guardConn{Conn: sw, g: h.guard})
 	if err == nil {
 		err = errors.New("switch connection closed")
 	}

@@ -2,6 +2,9 @@ package tux
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,9 +38,9 @@ func (t2tKind) Usage() Usage {
 	return Usage{Args: "(--peer HOST:PORT | --listen ADDR:PORT)",
 		Short: "share the lans of this tux with a t2t tux of another cloonix, over TCP",
 		Flags: []Flag{
-			{"peer", "dial the other cloonix's t2t tux at HOST:PORT"},
-			{"listen", "wait for the other cloonix on ADDR:PORT"},
-			{"password", "shared password (default: <password> of the config)"},
+			{Name: "peer", Usage: "dial the other cloonix's t2t tux at HOST:PORT"},
+			{Name: "listen", Usage: "wait for the other cloonix on ADDR:PORT"},
+			{Name: "password", Usage: "shared password (default: <password> of the config)"},
 		}}
 }
 
@@ -56,14 +59,23 @@ func (t2tKind) Plan(s *Spec) (Plan, error) {
 		return Plan{}, fmt.Errorf("t2t %s: address %q: want HOST:PORT", s.Name, addr)
 	}
 	pw := s.Options["password"]
-	if pw == "" {
-		pw = s.Password
+	if pw == "" && s.Password != "" {
+		pw = T2TSecret(s.Password)
 	}
 	if pw == "" {
 		return Plan{}, fmt.Errorf("t2t %s needs a password: give --password or set <password> in the config", s.Name)
 	}
 	return Plan{Args: []string{flag, addr}, Env: []string{T2TPasswordEnv + "=" + pw},
 		Shown: []Option{{strings.TrimPrefix(flag, "--"), addr}}, Strict: true}, nil
+}
+
+// T2TSecret is a t2t link's default secret, derived from the control
+// password but not it: two labs with the same <password> still meet, and
+// a peer that knows the link's secret cannot log into TCP control with it.
+func T2TSecret(controlPassword string) string {
+	m := hmac.New(sha256.New, []byte(controlPassword))
+	m.Write([]byte("cloonix t2t link secret v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (t2tKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
@@ -103,6 +115,8 @@ type t2tHelper struct {
 
 	rxF, rxB, txF, txB, drops atomic.Uint64
 	state                     atomic.Value
+
+	guard t2tGuard // listener side: bounds on strangers (t2t_guard.go)
 }
 
 type t2tSession struct {
@@ -173,6 +187,10 @@ func isConnErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
+// unprivileged: a t2t helper needs no privilege once its listener is
+// bound (privs.go).
+func (t *t2tHelper) unprivileged() {}
+
 func (t *t2tHelper) handle(r Request) error { return fmt.Errorf("a t2t tux has no %q", r.Op) }
 
 func (t *t2tHelper) stats() Stats {
@@ -221,9 +239,10 @@ func (t *t2tHelper) accept(conn net.Conn) (*t2tSession, error) {
 	if _, err := conn.Write(encodeHello(nonceL)); err != nil {
 		return nil, err
 	}
-	r := bufio.NewReaderSize(conn, 256<<10)
+	// Read exactly the answer, straight from the socket: the session's
+	// buffers exist only once the peer proved it knows the secret.
 	auth := make([]byte, authLen)
-	if _, err := io.ReadFull(r, auth); err != nil {
+	if _, err := io.ReadFull(conn, auth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrT2TGarbage, err)
 	}
 	nonceD, err := parseAuth(auth, t.pw, nonceL)
@@ -240,7 +259,7 @@ func (t *t2tHelper) accept(conn net.Conn) (*t2tSession, error) {
 	if _, err := conn.Write(encodeResult(t2tStatusOK, t.pw, nonceD, nonceL)); err != nil {
 		return nil, err
 	}
-	return t.newSession(conn, r), nil
+	return t.newSession(conn, bufio.NewReaderSize(conn, 256<<10)), nil
 }
 
 func (t *t2tHelper) newSession(conn net.Conn, r *bufio.Reader) *t2tSession {
@@ -307,12 +326,18 @@ func (t *t2tHelper) acceptLoop() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		host := remoteHost(conn)
+		if err := t.guard.admit(host); err != nil {
+			conn.Close()
+			t.refused(conn, err)
+			continue
+		}
 		go func() {
 			s, err := t.accept(conn)
+			t.guard.done(host, err == nil)
 			if err != nil {
 				conn.Close()
-				log.Printf("t2t: refused %s: %v", conn.RemoteAddr(), err)
-				t.c.Event(fmt.Sprintf("refused %s: %v", conn.RemoteAddr(), err))
+				t.refused(conn, err)
 				return
 			}
 			t.run(s)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,15 +17,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
-	"cloonix/internal/wire"
 )
 
 // The tap helper: a host tap interface on a switch port. It runs with
 // CAP_NET_ADMIN only (it drops every other capability, see dropToNetAdmin)
 // and opens the tap with IFF_VNET_HDR and TSO/checksum offloads, so the
 // host's TCP segments of up to 64 KiB cross the switch whole (gso.go).
-// Reads from the tap are batched into the switch socket (one flush when
-// the tap has nothing more); writes to the switch are buffered the same.
+// The helper only makes the interface and holds the privilege: the
+// switch reads and writes the tap's descriptor itself (tap_conn.go), so
+// no frame crosses a process on its way.
 //
 // The helper gives the switch a copy of the tap's file descriptor (one
 // byte 'T' with SCM_RIGHTS on fd 3 before any frame). The switch holds
@@ -39,7 +38,7 @@ type tapKind struct{}
 func (tapKind) Name() string { return "tap" }
 func (tapKind) Usage() Usage {
 	return Usage{Short: "a tap interface of the host (named NAME unless --ifname); needs CAP_NET_ADMIN",
-		Flags: []Flag{{"ifname", "host interface name (default: NAME)"}}}
+		Flags: []Flag{{Name: "ifname", Usage: "host interface name (default: NAME)"}}}
 }
 
 func (tapKind) Plan(s *Spec) (Plan, error) {
@@ -62,14 +61,21 @@ func (tapKind) Plan(s *Spec) (Plan, error) {
 }
 
 // SwitchConn first takes the tap's descriptor from the helper and keeps
-// it, so that a relaunched helper gets the same interface.
+// it, so that a relaunched helper gets the same interface; the port then
+// reads and writes the tap itself (tap_conn.go).
 func (tapKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
 	f, err := recvFD(sock)
 	if err != nil {
 		return nil, fmt.Errorf("receiving the tap from its helper: %v", err)
 	}
 	h.hold(f)
-	return offloadConn(sock, h), nil
+	mtu, _ := strconv.Atoi(h.infoValue("mtu"))
+	c, err := newTapConn(f, sock, h.spec.Name, mtu, h.spec.MACs)
+	if err != nil {
+		return nil, err
+	}
+	h.setLocalStats(c.stats)
+	return c, nil
 }
 
 func (tapKind) prepare() error { return dropToNetAdmin() }
@@ -113,7 +119,6 @@ const (
 	tapHeldFD       = 4
 	tapFDEnv        = "CLOONIX_TAP_CAPS"
 	maxTapRead      = VnetHdrLen + 65535 + 64
-	tapSlots        = 16
 	bigWrite        = 16 << 10
 )
 
@@ -138,12 +143,9 @@ func CheckIfName(n string) error {
 }
 
 type tapHelper struct {
-	fd                        int
-	file                      *os.File
-	rc                        syscall.RawConn
-	ifname                    string
-	mtu                       int
-	rxF, rxB, txF, txB, drops atomic.Uint64
+	fd     int
+	ifname string
+	mtu    int
 }
 
 func setupTap(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
@@ -182,16 +184,6 @@ func setupTap(args []string, c *ctl, sw net.Conn) (serving, map[string]string, e
 	if _, _, err := uc.WriteMsgUnix([]byte{'T'}, unix.UnixRights(t.fd), nil); err != nil {
 		return nil, nil, fmt.Errorf("passing the tap to the switch: %v", err)
 	}
-	if err := unix.SetNonblock(t.fd, true); err != nil {
-		return nil, nil, err
-	}
-	// The runtime's poller serves the tap like a socket.
-	t.file = os.NewFile(uintptr(t.fd), "tap")
-	rc, err := t.file.SyscallConn()
-	if err != nil {
-		return nil, nil, err
-	}
-	t.rc = rc
 	return t, map[string]string{"ifname": t.ifname, "mtu": strconv.Itoa(t.mtu)}, nil
 }
 
@@ -262,7 +254,7 @@ func dropToNetAdmin() error {
 		return ErrNoNetAdmin
 	}
 	if eff == 1<<capNetAdmin || os.Getenv(tapFDEnv) != "" {
-		return nil
+		return noNewPrivs()
 	}
 	runtime.LockOSThread()
 	last := 40
@@ -292,6 +284,10 @@ func dropToNetAdmin() error {
 		return err
 	}
 	env := append(os.Environ(), tapFDEnv+"=1")
+	// no_new_privs survives the exec; the ambient CAP_NET_ADMIN too.
+	if err := noNewPrivs(); err != nil {
+		return err
+	}
 	return syscall.Exec(self, os.Args, env)
 }
 
@@ -313,179 +309,8 @@ func (t *tapHelper) handle(r Request) error {
 	return fmt.Errorf("a tap tux has no %q", r.Op)
 }
 
-func (t *tapHelper) stats() Stats {
-	return Stats{State: "up", RxFrames: t.rxF.Load(), RxBytes: t.rxB.Load(), TxFrames: t.txF.Load(), TxBytes: t.txB.Load(), Drops: t.drops.Load()}
-}
+// stats has no counters: the switch counts (tapConn.stats).
+func (t *tapHelper) stats() Stats { return Stats{State: "up"} }
 
-func (t *tapHelper) serve(sw net.Conn) error {
-	errc := make(chan error, 2)
-	go func() { errc <- t.fromTap(sw) }()
-	go func() { errc <- t.toTap(sw) }()
-	err := <-errc
-	sw.Close()
-	return err
-}
-
-// fromTap reads the tap until it has nothing, writing frames to the
-// switch, then flushes once: a burst costs one write to the switch.
-func (t *tapHelper) fromTap(sw net.Conn) error {
-	// Each frame is read into a slot of its own and sent from there: the
-	// slots waiting go out with one writev when the tap runs dry or the
-	// slots are used up. No copy in user space, one wakeup of the switch
-	// per burst.
-	slots := make([][]byte, tapSlots)
-	for i := range slots {
-		slots[i] = make([]byte, maxTapRead)
-	}
-	hdrs := make([]byte, 4*tapSlots)
-	iov := make(net.Buffers, 0, 2*tapSlots)
-	used := 0
-	buf := slots[0]
-	scratch := make([]byte, 65535)
-	flush := func() error {
-		if len(iov) == 0 {
-			return nil
-		}
-		all := iov
-		_, err := all.WriteTo(sw)
-		clear(iov[:cap(iov)])
-		iov, used = iov[:0], 0
-		buf = slots[0]
-		return err
-	}
-	// put queues b, which lies in the current slot.
-	put := func(b []byte) error {
-		t.rxF.Add(1)
-		t.rxB.Add(uint64(len(b)))
-		wire.PutHeader(hdrs[4*used:], len(b))
-		iov = append(iov, hdrs[4*used:4*used+4], b)
-		used++
-		if used == tapSlots {
-			return flush()
-		}
-		buf = slots[used]
-		return nil
-	}
-	// putCopy sends b (in scratch) at once, after what is queued.
-	putCopy := func(b []byte) error {
-		if err := flush(); err != nil {
-			return err
-		}
-		t.rxF.Add(1)
-		t.rxB.Add(uint64(len(b)))
-		return wire.WriteFrame(sw, b)
-	}
-	var h vnetHdr
-	frame := func(n int) error {
-		if n < VnetHdrLen+14 {
-			t.drops.Add(1)
-			return nil
-		}
-		h.decode(buf)
-		f := buf[VnetHdrLen:n]
-		if h.gsoType&^gsoECN != gsoNone && len(f) > StdFrame {
-			if len(f) <= 65535 {
-				return put(f) // a super frame: partial checksum kept
-			}
-			// Too long for the switch's 16-bit frames: cut in two or more
-			// super frames at MSS boundaries.
-			mss := int(h.gsoSize)
-			if mss == 0 {
-				mss = 1448
-			}
-			var err error
-			if !SegmentTCP(f, (60000/mss)*mss, true, scratch, func(s []byte) {
-				if err == nil {
-					err = putCopy(s)
-				}
-			}) {
-				t.drops.Add(1)
-			}
-			return err
-		}
-		if h.flags&vnetNeedsCsum != 0 && !completeChecksum(f, int(h.csumStart), int(h.csumOffset)) {
-			t.drops.Add(1)
-			return nil
-		}
-		return put(f)
-	}
-	return t.pollTap(func() []byte { return buf }, frame, flush)
-}
-
-// pollTap reads in the runtime's poller (no thread of our own to wake):
-// it drains the tap into cur(), calling frame for each frame read, and
-// flush once the tap is empty, then waits.
-func (t *tapHelper) pollTap(cur func() []byte, frame func(n int) error, flush func() error) error {
-	var ioErr error
-	for {
-		err := t.rc.Read(func(fd uintptr) bool {
-			for {
-				n, err := unix.Read(int(fd), cur())
-				switch err {
-				case nil:
-					if ioErr = frame(n); ioErr != nil {
-						return true
-					}
-				case unix.EINTR:
-				case unix.EAGAIN:
-					ioErr = flush()
-					return ioErr != nil
-				default:
-					ioErr = fmt.Errorf("reading tap %s: %v", t.ifname, err)
-					return true
-				}
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("reading tap %s: %v", t.ifname, err)
-		}
-		if ioErr != nil {
-			return ioErr
-		}
-	}
-}
-
-// toTap writes each frame from the switch to the tap, whole super frames
-// with a GSO header so the kernel takes them as one segment.
-func (t *tapHelper) toTap(sw net.Conn) error {
-	fr := newSwitchReader(sw)
-	hb := make([]byte, VnetHdrLen)
-	iov := make([][]byte, 2)
-	for {
-		b, err := fr.Next()
-		if err != nil {
-			return err
-		}
-		h := vnetHdr{}
-		if len(b) > t.mtu+18 {
-			if ti, ok := parseTCP(b); ok {
-				h.flags = vnetNeedsCsum
-				h.gsoType = gsoTCPv4
-				if ti.v6 {
-					h.gsoType = gsoTCPv6
-				}
-				h.hdrLen = uint16(ti.hdrEnd())
-				h.gsoSize = uint16(t.mtu - (ti.l4 - ti.l3) - ti.thl)
-				h.csumStart = uint16(ti.l4)
-				h.csumOffset = 16
-			}
-		}
-		h.encode(hb)
-		iov[0], iov[1] = hb, b
-		if werr := t.rc.Write(func(fd uintptr) bool {
-			_, err = unix.Writev(int(fd), iov)
-			return err != unix.EAGAIN && err != unix.EINTR
-		}); werr != nil {
-			return fmt.Errorf("writing tap %s: %v", t.ifname, werr)
-		}
-		if err != nil {
-			if err == unix.EIO || err == unix.EINVAL {
-				t.drops.Add(1) // interface down or frame refused
-				continue
-			}
-			return fmt.Errorf("writing tap %s: %v", t.ifname, err)
-		}
-		t.txF.Add(1)
-		t.txB.Add(uint64(len(b)))
-	}
-}
+// serve waits: the switch moves the frames itself (tap_conn.go).
+func (t *tapHelper) serve(sw net.Conn) error { return idleHelper{}.serve(sw) }

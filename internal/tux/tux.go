@@ -141,6 +141,12 @@ func RunHelper(kindName string, args []string) error {
 		c.send(Reply{Error: err.Error()})
 		return err
 	}
+	if _, ok := run.(unprivileged); ok {
+		if err := dropToNobody(); err != nil {
+			c.send(Reply{Error: err.Error()})
+			return err
+		}
+	}
 	c.send(Reply{Ready: true, Info: info})
 	done := make(chan error, 2)
 	go func() { done <- serveControl(os.Stdin, c, run) }()

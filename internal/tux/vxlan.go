@@ -1,11 +1,11 @@
 package tux
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -20,8 +20,6 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
-
-	"cloonix/internal/wire"
 )
 
 // The vxlan helper: the lans its port is on, carried as standard VXLAN
@@ -89,6 +87,8 @@ type vxlanHelper struct {
 
 	gsoSends, groRecvs atomic.Uint64 // offloaded sends and receives (tests)
 
+	owner atomic.Pointer[vxConn] // the switch-side conn that reads (vxlan_conn.go)
+
 	rxF, rxB, txF, txB atomic.Uint64
 	drops              [vxDropReasons]atomic.Uint64
 	lastErr            atomic.Pointer[vxErr]
@@ -104,25 +104,46 @@ type vxErr struct {
 	msg string
 }
 
+// setupVXLAN is the helper's side: it checks the options and then only
+// waits, since the switch sends and receives the datagrams itself
+// (vxlan_conn.go), with no process hop per frame.
 func setupVXLAN(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {
+	if _, err := parseVXLANArgs(args); err != nil {
+		return nil, nil, err
+	}
+	// No info: list shows the options given, which fconf save writes back.
+	return idleHelper{}, nil, nil
+}
+
+// parseVXLANArgs reads the helper flags (VXLANConfig.Args).
+func parseVXLANArgs(args []string) (VXLANConfig, error) {
 	fs := flag.NewFlagSet("vxlan", flag.ContinueOnError)
 	remote := fs.String("remote", "", "IP[,IP...] of the other ends")
 	vni := fs.String("vni", "", "VXLAN network identifier, 0..16777215")
 	port := fs.String("port", "", "UDP port to listen on and send to (default 4789)")
 	local := fs.String("local", "", "local address to bind (default: any)")
+	peers := fs.String("peers", "", "IP:PORT[,IP:PORT...]: the only sources frames are taken from")
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return VXLANConfig{}, err
 	}
 	cfg, err := ParseVXLAN(*remote, *vni, *port, *local)
 	if err != nil {
-		return nil, nil, err
+		return VXLANConfig{}, err
 	}
-	h, err := newVXLAN(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	// No info: list shows the options given, which fconf save writes back.
-	return h, nil, nil
+	cfg.Peers, err = ParsePeers(*peers, cfg.Remotes)
+	return cfg, err
+}
+
+// idleHelper is a helper whose switch moves the frames itself: it waits
+// for the switch to close its socket.
+type idleHelper struct{}
+
+func (idleHelper) handle(r Request) error { return fmt.Errorf("this tux has no %q", r.Op) }
+func (idleHelper) stats() Stats           { return Stats{State: "up"} }
+func (idleHelper) serve(sw net.Conn) error {
+	_, err := io.Copy(io.Discard, sw)
+	sw.Close()
+	return err
 }
 
 // newVXLAN opens the socket; its errors say what to change.
@@ -223,8 +244,6 @@ func vxlanBindError(cfg VXLANConfig, laddr *net.UDPAddr, err error) error {
 	return fmt.Errorf("vxlan: listening on UDP %s: %v", laddr, err)
 }
 
-func (h *vxlanHelper) handle(r Request) error { return fmt.Errorf("a vxlan tux has no %q", r.Op) }
-
 // stats: the state is "up", with the drops by reason and a recent send
 // error when there are some, e.g. "up (dropped: 2 short, 1 vni)".
 func (h *vxlanHelper) stats() Stats {
@@ -253,19 +272,6 @@ func (h *vxlanHelper) drop(reason int, from net.Addr) {
 			log.Printf("vxlan: dropped (%s) from %v: %d so far", vxDropNames[reason], from, n)
 		}
 	}
-}
-
-func (h *vxlanHelper) serve(sw net.Conn) error {
-	errc := make(chan error, 2)
-	go func() { errc <- h.fromNet(sw) }()
-	go func() { errc <- h.fromSwitch(sw) }()
-	if len(h.remotes) > 1 {
-		go h.sweep()
-	}
-	err := <-errc
-	sw.Close()
-	h.conn.Close()
-	return err
 }
 
 // destination is the remote a frame goes to, or -1 for all of them.
@@ -313,9 +319,16 @@ func (h *vxlanHelper) learn(src []byte, i int) {
 	}
 }
 
-// sweep forgets MACs not heard from for vxMACAge.
-func (h *vxlanHelper) sweep() {
-	for range time.Tick(vxSweep) {
+// sweep forgets MACs not heard from for vxMACAge, until stop closes.
+func (h *vxlanHelper) sweep(stop <-chan struct{}) {
+	t := time.NewTicker(vxSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
 		old := time.Now().Add(-vxMACAge).UnixNano()
 		h.macs.Range(func(k, v any) bool {
 			if v.(*vxMAC).seen.Load() < old {
@@ -332,55 +345,86 @@ func macOf(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
-// fromSwitch reads the switch's frames and sends them a batch at a
-// time: every frame already buffered from the switch joins the batch, so
-// a burst costs one sendmmsg. Frames are sent from where they were read
-// (the VXLAN header is a second iovec, the same for all), and runs of
-// equal-sized datagrams to one remote go as one UDP GSO send when the
-// kernel takes it. TCP super frames (from a tap, see gso.go) are cut here
-// into 1500-byte frames with full checksums, as a NIC would.
-func (h *vxlanHelper) fromSwitch(sw net.Conn) error {
-	rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
-	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10), scratch: make([]byte, 65536)}
+// newTx is an empty send batch.
+func (h *vxlanHelper) newTx() *vxTx {
+	b := &vxTx{h: h, hdr: make([]byte, VXLANHdrLen), segs: make([]byte, 512<<10)}
 	putVXLANHdr(b.hdr, h.cfg.VNI)
-	for {
-		f, ok, err := rd.TryNext()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if len(b.frames) > 0 {
-				b.flush() // before reading (and maybe moving) the buffer
-			}
-			if err := rd.Refill(); err != nil {
-				return err
-			}
-			continue
-		}
-		n := len(f)
-		if n > StdFrame && isSuperTCP(f) {
-			if len(b.segs)-b.segOff < 2*n+4096 {
-				b.flush()
-			}
-			b.segment(f)
-		} else if n > h.maxLen {
-			// Never truncated: counted (see docs/multi-host.md on MTUs).
-			h.drop(vxDropOversize, sw.LocalAddr())
-		} else {
-			b.add(f)
-		}
-		if len(b.frames) >= vxMaxFrames {
+	return b
+}
+
+// take adds frame f to the batch (it stays where it is until the batch
+// is flushed), cutting a TCP super frame into standard frames, and
+// sends the batch when it is full.
+func (b *vxTx) take(f []byte) {
+	n := len(f)
+	if n > StdFrame && isSuperTCP(f) {
+		if len(b.segs)-b.segOff < 2*n+4096 {
 			b.flush()
 		}
+		b.segment(f)
+	} else if n > b.h.maxLen {
+		// Never truncated: counted (see docs/multi-host.md on MTUs).
+		b.h.drop(vxDropOversize, nil)
+	} else {
+		b.add(f)
+	}
+	if len(b.frames) >= vxMaxFrames {
+		b.flush()
 	}
 }
 
-// fromNet receives datagrams, checks them and gives their frames to
-// the switch, flushing once per batch. With UDP GRO one message may hold
-// several datagrams of one sender, all of the size the kernel reports but
-// the last.
-func (h *vxlanHelper) fromNet(sw net.Conn) error {
-	w := bufio.NewWriterSize(sw, 512<<10)
+// receive checks the datagrams of ms and passes each frame to put. With
+// UDP GRO one message may hold several datagrams of one sender, all of
+// the size the kernel reports but the last.
+func (h *vxlanHelper) receive(ms []ipv4.Message, put func([]byte) error) error {
+	for i := range ms {
+		m := &ms[i]
+		from := m.Addr
+		ri := h.remoteIndex(from)
+		if ri < 0 {
+			h.drop(vxDropSource, from)
+			continue
+		}
+		if m.Flags&syscall.MSG_TRUNC != 0 {
+			h.drop(vxDropTruncated, from)
+			continue
+		}
+		p := m.Buffers[0][:m.N]
+		seg := len(p)
+		if h.gro && m.NN > 0 {
+			if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
+				seg = g
+				h.groRecvs.Add(1)
+			}
+		}
+		for len(p) > 0 {
+			d := p[:min(seg, len(p))]
+			p = p[len(d):]
+			vni, f, err := DecodeVXLAN(d)
+			switch {
+			case err == errVXShort:
+				h.drop(vxDropShort, from)
+				continue
+			case err != nil:
+				h.drop(vxDropFlags, from)
+				continue
+			case vni != h.cfg.VNI:
+				h.drop(vxDropVNI, from)
+				continue
+			}
+			h.learn(f[6:12], ri)
+			if err := put(f); err != nil {
+				return err
+			}
+			h.rxF.Add(1)
+			h.rxB.Add(uint64(len(f)))
+		}
+	}
+	return nil
+}
+
+// recvMessages are the buffers of one recvmmsg.
+func (h *vxlanHelper) recvMessages() []ipv4.Message {
 	ms := make([]ipv4.Message, vxBatch)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, vxBufSize)}
@@ -388,73 +432,7 @@ func (h *vxlanHelper) fromNet(sw net.Conn) error {
 			ms[i].OOB = make([]byte, 64)
 		}
 	}
-	put := func(f []byte) error { return wire.BufferFrame(w, f) }
-	var flushMerger func() error
-	if h.gsoOK {
-		// TCP segments back to back become super frames (vxlan_gro.go).
-		mg := newTCPMerger(put)
-		put, flushMerger = mg.add, mg.flush
-	}
-	for {
-		n, err := h.bc.ReadBatch(ms, 0)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-				continue
-			}
-			return fmt.Errorf("vxlan socket: %v", err)
-		}
-		for i := range n {
-			m := &ms[i]
-			from := m.Addr
-			ri := h.remoteIndex(from)
-			if ri < 0 {
-				h.drop(vxDropSource, from)
-				continue
-			}
-			if m.Flags&syscall.MSG_TRUNC != 0 {
-				h.drop(vxDropTruncated, from)
-				continue
-			}
-			p := m.Buffers[0][:m.N]
-			seg := len(p)
-			if h.gro && m.NN > 0 {
-				if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
-					seg = g
-					h.groRecvs.Add(1)
-				}
-			}
-			for len(p) > 0 {
-				d := p[:min(seg, len(p))]
-				p = p[len(d):]
-				vni, f, err := DecodeVXLAN(d)
-				switch {
-				case err == errVXShort:
-					h.drop(vxDropShort, from)
-					continue
-				case err != nil:
-					h.drop(vxDropFlags, from)
-					continue
-				case vni != h.cfg.VNI:
-					h.drop(vxDropVNI, from)
-					continue
-				}
-				h.learn(f[6:12], ri)
-				if err := put(f); err != nil {
-					return err
-				}
-				h.rxF.Add(1)
-				h.rxB.Add(uint64(len(f)))
-			}
-		}
-		if flushMerger != nil {
-			if err := flushMerger(); err != nil {
-				return err
-			}
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-	}
+	return ms
 }
 
 // groSize reads the UDP_GRO segment size from a message's control data.
@@ -488,6 +466,16 @@ func (h *vxlanHelper) remoteIndex(a net.Addr) int {
 		return -1
 	}
 	ip = ip.Unmap()
+	if len(h.cfg.Peers) > 0 {
+		// An allow-list of sources: the port must match too.
+		ok := false
+		for _, p := range h.cfg.Peers {
+			ok = ok || (p.Addr() == ip && int(p.Port()) == ua.Port)
+		}
+		if !ok {
+			return -1
+		}
+	}
 	for i, r := range h.cfg.Remotes {
 		if r == ip {
 			return i

@@ -3,6 +3,7 @@ package tux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -34,16 +35,21 @@ to the remotes' --port. VXLAN adds 50 bytes on an IPv4 underlay: give
 guests an MTU of (underlay MTU - 50), or the underlay jumbo frames; see
 docs/multi-host.md.`,
 		Flags: []Flag{
-			{"remote", "IP address(es) of the other ends, comma-separated"},
-			{"vni", "VXLAN network identifier, 0 to 16777215, the same at every end"},
-			{"port", "UDP port to listen on and send to (default 4789)"},
-			{"local", "local address to listen on and send from (default: any)"},
+			{Name: "remote", Usage: "IP address(es) of the other ends, comma-separated"},
+			{Name: "vni", Usage: "VXLAN network identifier, 0 to 16777215, the same at every end"},
+			{Name: "port", Usage: "UDP port to listen on and send to (default 4789)"},
+			{Name: "local", Usage: "local address to listen on and send from (required unless --listen-any)"},
+			{Name: "listen-any", Usage: "take VXLAN on every address of the host (no --local)", Bool: true},
+			{Name: "peers", Usage: "IP:PORT[,IP:PORT...]: take frames only from these sources (default: any port of a remote)"},
 		}}
 }
 
 func (vxlanKind) Plan(s *Spec) (Plan, error) {
 	o := s.Options
 	cfg, err := ParseVXLAN(o["remote"], o["vni"], o["port"], o["local"])
+	if err == nil {
+		cfg.Peers, err = ParsePeers(o["peers"], cfg.Remotes)
+	}
 	if err != nil {
 		return Plan{}, fmt.Errorf("tux %s: %v", s.Name, err)
 	}
@@ -56,10 +62,20 @@ func (vxlanKind) Plan(s *Spec) (Plan, error) {
 			return Plan{}, fmt.Errorf("vxlan %s: UDP port %s is taken by vxlan tux %s; give each vxlan tux of a host its own --port (or its own --local address), the same at the other ends", s.Name, port, t.Name)
 		}
 	}
+	// VXLAN carries lans unauthenticated: taking it from every address
+	// of the host is a choice to make explicitly.
+	if !cfg.Local.IsValid() && o["listen-any"] != "true" {
+		return Plan{}, fmt.Errorf("tux %s: give --local IP (the address of this host to take VXLAN on), or --listen-any to take it on every address", s.Name)
+	}
 	a := cfg.Args()
 	shown := []Option{{"remote", a[1]}, {"vni", a[3]}, {"port", a[5]}}
 	if cfg.Local.IsValid() {
 		shown = append(shown, Option{"local", cfg.Local.String()})
+	} else {
+		shown = append(shown, Option{"listen-any", "true"})
+	}
+	if len(cfg.Peers) > 0 {
+		shown = append(shown, Option{"peers", cfg.PeersString()})
 	}
 	return Plan{Args: a, Shown: shown}, nil
 }
@@ -111,11 +127,32 @@ func (cfg VXLANConfig) clashes(port string, other []Option) bool {
 	return tp == port && sameFamily && (tl == "" || !cfg.Local.IsValid() || tl == cfg.Local.String())
 }
 
-// SwitchConn: the other switch cuts super frames for its own guests, so
-// they may cross the link whole (the helper cuts them into standard
-// frames itself, then sends them with UDP GSO).
+// SwitchConn: the switch sends and receives the datagrams itself
+// (vxlan_conn.go) on a UDP socket bound at the first launch and kept
+// for the tux's life; a port taken by anything else fails here, with
+// its own sentence.
 func (vxlanKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
-	return offloadConn(sock, h), nil
+	x, err := h.keepEngine(func() (io.Closer, error) {
+		cfg, err := parseVXLANArgs(h.plan.Args)
+		if err != nil {
+			return nil, err
+		}
+		e, err := newVXLAN(cfg)
+		if err != nil {
+			return nil, err
+		}
+		x := engineCloser{e, make(chan struct{})}
+		if len(e.remotes) > 1 {
+			go e.sweep(x.stop)
+		}
+		return x, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := x.(engineCloser).e
+	h.setLocalStats(e.stats)
+	return newVXConn(e, sock), nil
 }
 
 func (vxlanKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {

@@ -1,6 +1,7 @@
 package tux
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"cloonix/internal/wire"
 )
 
 func TestParseVXLAN(t *testing.T) {
@@ -135,8 +138,9 @@ func vxFreePort(t *testing.T) uint16 {
 	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
 }
 
-// vxStart runs a vxlan helper in the test; it returns the test's end of
-// the switch connection.
+// vxStart runs a vxlan tux's engine and its switch-side conn in the
+// test (vxPump stands for the switch's port); it returns the test's end
+// of a stream connection to that port.
 func vxStart(t *testing.T, remote, vni, port, local string) (*vxlanHelper, net.Conn) {
 	t.Helper()
 	cfg, err := ParseVXLAN(remote, vni, port, local)
@@ -148,9 +152,46 @@ func vxStart(t *testing.T, remote, vni, port, local string) (*vxlanHelper, net.C
 		t.Fatal(err)
 	}
 	a, b := net.Pipe()
-	go h.serve(b)
-	t.Cleanup(func() { a.Close() })
+	go vxPump(newVXConn(h, b), b)
+	t.Cleanup(func() { a.Close(); h.conn.Close() })
 	return h, a
+}
+
+// vxPump moves frames between the conn and a stream connection as the
+// fabric would: WriteFrame for every frame read, Flush when none is
+// buffered; ReadFrame written out, flushed when the conn has no more.
+func vxPump(c *vxConn, sw net.Conn) {
+	go func() {
+		rd := wire.NewFrameReader(sw, wire.FrameReaderSize, minInnerFrame, wire.MaxStreamFrame)
+		for {
+			f, ok, err := rd.TryNext()
+			if err != nil {
+				c.Close()
+				return
+			}
+			if !ok {
+				_ = c.Flush() // before the buffer is read again
+				if rd.Refill() != nil {
+					c.Close()
+					return
+				}
+				continue
+			}
+			_ = c.WriteFrame(f)
+		}
+	}()
+	w := bufio.NewWriter(sw)
+	for {
+		f, err := c.ReadFrame()
+		if err != nil {
+			return
+		}
+		_ = wire.BufferFrame(w, f.Bytes())
+		f.Release()
+		if c.Buffered() == 0 && w.Flush() != nil {
+			return
+		}
+	}
 }
 
 func vxSend(t *testing.T, c net.Conn, f []byte) {

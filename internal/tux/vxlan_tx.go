@@ -31,13 +31,12 @@ const (
 
 // vxTx is the batch being built by fromSwitch.
 type vxTx struct {
-	h       *vxlanHelper
-	hdr     []byte // the VXLAN header, shared by all datagrams
-	frames  []vxFrame
-	segs    []byte // frames cut from super frames live here until flushed
-	segOff  int
-	scratch []byte
-	bytes   uint64
+	h      *vxlanHelper
+	hdr    []byte // the VXLAN header, shared by all datagrams
+	frames []vxFrame
+	segs   []byte // frames cut from super frames live here until flushed
+	segOff int
+	bytes  uint64
 
 	ms   []ipv4.Message
 	iov  [][]byte
@@ -55,14 +54,15 @@ func (b *vxTx) add(f []byte) {
 	b.bytes += uint64(len(f))
 }
 
-// segment cuts a super frame into b.segs (room checked by the caller).
+// segment cuts a super frame into b.segs (room checked by the caller),
+// each frame built where it stays until the batch is sent.
 func (b *vxTx) segment(f []byte) {
 	mss := MSSFor(f, b.h.innerMTU)
-	ok := SegmentTCP(f, mss, false, b.scratch, func(s []byte) {
-		c := b.segs[b.segOff : b.segOff+len(s)]
-		copy(c, s)
+	ok := segmentTCP(f, mss, false, func(n int) []byte {
+		return b.segs[b.segOff : b.segOff+n]
+	}, func(s []byte) {
 		b.segOff += len(s)
-		b.add(c)
+		b.add(s)
 	})
 	if !ok {
 		b.h.drop(vxDropOversize, nil)

@@ -68,6 +68,43 @@ type VXLANConfig struct {
 	VNI     uint32
 	Port    uint16
 	Local   netip.Addr // invalid (zero) when not given: any address
+	// Peers, when given, are the only sources (IP and UDP port) frames
+	// are taken from; otherwise any port of a remote's IP.
+	Peers []netip.AddrPort
+}
+
+// ParsePeers reads --peers IP:PORT[,IP:PORT...]; each IP must be one of
+// the remotes.
+func ParsePeers(s string, remotes []netip.Addr) ([]netip.AddrPort, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var peers []netip.AddrPort
+	for _, f := range strings.Split(s, ",") {
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(f))
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			return nil, fmt.Errorf("vxlan peer %q: want IP:PORT (IPv6 as [IP]:PORT), the address and UDP source port a remote sends from", f)
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		known := false
+		for _, r := range remotes {
+			known = known || r == ap.Addr()
+		}
+		if !known {
+			return nil, fmt.Errorf("vxlan peer %s is not one of the remotes (--remote); list it there too", ap)
+		}
+		peers = append(peers, ap)
+	}
+	return peers, nil
+}
+
+// PeersString is --peers' value.
+func (c VXLANConfig) PeersString() string {
+	p := make([]string, len(c.Peers))
+	for i, a := range c.Peers {
+		p[i] = a.String()
+	}
+	return strings.Join(p, ",")
 }
 
 // V6 says whether the tux speaks over IPv6.
@@ -151,6 +188,9 @@ func (c VXLANConfig) Args() []string {
 	args := []string{"--remote", strings.Join(r, ","), "--vni", strconv.Itoa(int(c.VNI)), "--port", strconv.Itoa(int(c.Port))}
 	if c.Local.IsValid() {
 		args = append(args, "--local", c.Local.String())
+	}
+	if len(c.Peers) > 0 {
+		args = append(args, "--peers", c.PeersString())
 	}
 	return args
 }

@@ -20,24 +20,25 @@ import (
 // the destinations that take super frames. The zero value is empty.
 type MACSet struct{ m sync.Map } // uint64 -> struct{}
 
-// learn records the source MAC of frame b and returns it.
-func (s *MACSet) learn(b []byte) uint64 {
-	m := macOf(b[6:12])
+// Learn records the source MAC of frame b and returns it.
+func (s *MACSet) Learn(b []byte) uint64 {
+	m := MACOf(b[6:12])
 	s.m.Store(m, struct{}{})
 	return m
 }
 
-// takesSuper says whether b's destination is a unicast MAC learnt on an
+// TakesSuper says whether b's destination is a unicast MAC learnt on an
 // offload conn.
-func (s *MACSet) takesSuper(b []byte) bool {
+func (s *MACSet) TakesSuper(b []byte) bool {
 	if b[0]&1 != 0 {
 		return false
 	}
-	_, ok := s.m.Load(macOf(b[0:6]))
+	_, ok := s.m.Load(MACOf(b[0:6]))
 	return ok
 }
 
-func macOf(b []byte) uint64 {
+// MACOf is a 6-byte MAC address as a number.
+func MACOf(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }
 
@@ -121,13 +122,13 @@ func (c *OffloadConn) ReadFrame() (*fabric.Frame, error) {
 		return nil, err
 	}
 	b := f.Bytes()
-	if src := macOf(b[6:12]); src != c.lastSrc && b[6]&1 == 0 {
-		c.lastSrc = c.macs.learn(b)
+	if src := MACOf(b[6:12]); src != c.lastSrc && b[6]&1 == 0 {
+		c.lastSrc = c.macs.Learn(b)
 	}
 	if len(b) <= stdFrame {
 		return f.Shrink(), nil
 	}
-	if c.macs.takesSuper(b) || c.seg == nil {
+	if c.macs.TakesSuper(b) || c.seg == nil {
 		return f, nil
 	}
 	c.pending = c.pending[:0]

@@ -40,7 +40,7 @@ func TestOffloadConn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var macs MACSet
 			if tc.learnt {
-				macs.learn(frameFrom(0, 2, 60))
+				macs.Learn(frameFrom(0, 2, 60))
 			}
 			a, b := net.Pipe()
 			defer a.Close()
@@ -57,7 +57,7 @@ func TestOffloadConn(t *testing.T) {
 				}
 				f.Release()
 			}
-			if !macs.takesSuper(frameFrom(1, 9, 60)) {
+			if !macs.TakesSuper(frameFrom(1, 9, 60)) {
 				t.Fatal("the sender's MAC was not learnt")
 			}
 		})

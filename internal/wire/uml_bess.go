@@ -14,7 +14,9 @@ import (
 
 // BessConn is one connected seqpacket peer.
 type BessConn struct {
-	c *net.UnixConn
+	c    *net.UnixConn
+	rc   syscall.RawConn
+	kept [][]byte // packets the socket did not take in WriteNow, in order
 }
 
 // ReadFrame returns the next packet of a valid size; a packet that is too
@@ -41,14 +43,61 @@ func (b *BessConn) ReadFrame() (*fabric.Frame, error) {
 	}
 }
 
-// WriteFrame sends one frame as one packet.
+// WriteFrame sends one frame as one packet, after any kept ones.
 func (b *BessConn) WriteFrame(p []byte) error {
+	if err := b.Flush(); err != nil {
+		return err
+	}
 	_, err := b.c.Write(p)
 	return err
 }
 
-// Flush does nothing: each packet leaves at once.
-func (b *BessConn) Flush() error { return nil }
+// Flush sends the packets WriteNow kept (waiting for room).
+func (b *BessConn) Flush() error {
+	for len(b.kept) > 0 {
+		if _, err := b.c.Write(b.kept[0]); err != nil {
+			return err
+		}
+		b.kept[0] = nil
+		b.kept = b.kept[1:]
+	}
+	b.kept = nil
+	return nil
+}
+
+// WriteNow sends frames from the caller without waiting (fabric.TryWriter):
+// a UML guest is then fed from the sending port's goroutine, with no
+// hand-over to the port's writer. What the socket does not take is
+// copied, in order, for Flush.
+func (b *BessConn) WriteNow(fs []*fabric.Frame) (bool, error) {
+	i := 0
+	if len(b.kept) == 0 && b.rc != nil {
+		var werr error
+		err := b.rc.Write(func(fd uintptr) bool {
+			for i < len(fs) {
+				_, werr = syscall.Write(int(fd), fs[i].Bytes())
+				if werr == syscall.EINTR {
+					continue
+				}
+				if werr != nil {
+					break
+				}
+				i++
+			}
+			return true // never wait here
+		})
+		if err != nil {
+			return false, err
+		}
+		if werr != nil && werr != syscall.EAGAIN {
+			return false, werr
+		}
+	}
+	for _, f := range fs[i:] {
+		b.kept = append(b.kept, append([]byte(nil), f.Bytes()...))
+	}
+	return len(b.kept) > 0, nil
+}
 
 // Close closes the socket.
 func (b *BessConn) Close() error { return b.c.Close() }
@@ -76,7 +125,8 @@ func (l *BessListener) Accept() (fabric.Conn, error) {
 	}
 	_ = c.SetReadBuffer(4 << 20)
 	_ = c.SetWriteBuffer(4 << 20)
-	return &BessConn{c: c}, nil
+	rc, _ := c.SyscallConn()
+	return &BessConn{c: c, rc: rc}, nil
 }
 
 // Close stops listening and removes the socket.

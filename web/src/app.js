@@ -140,19 +140,19 @@ function elementsOf(lab) {
       const p = ports.get(e.port);
       const label = e.port.slice(e.port.indexOf(':') + 1);
       const impaired = e.impair || (p && p.impair);
-      nodes.push({ id: `eth:${e.port}`, kind: 'eth', port: e.port, vm: v.name, index: i, count: v.eths.length, label, parent: `vm:${v.name}`, classes: `eth${p && p.connected ? ' up' : ''}${impaired ? ' impaired' : ''}` });
+      nodes.push({ id: `eth:${e.port}`, kind: 'eth', port: e.port, vm: v.name, index: i, count: v.eths.length, label, parent: `vm:${v.name}`, classes: `eth${p && p.connected ? ' up' : ''}${impaired ? ' impaired' : ''}${p && p.link === 'down' ? ' linkdown' : ''}` });
     });
   }
   for (const l of lab.lans) {
     nodes.push({ id: `lan:${l.name}`, kind: 'lan', name: l.name, label: `${l.name}\n${(l.counters || {}).rx_frames || 0} in / ${(l.counters || {}).tx_frames || 0} out`, classes: 'lan', x: l.x, y: l.y });
   }
   for (const t of lab.tux) {
-    nodes.push({ id: `tux:${t.name}`, kind: 'tux', name: t.name, port: t.name, label: `${t.name}\n${t.kind} ${t.state || ''}`.trim(), classes: `tux ${stateClass(t.state)}${t.impair ? ' impaired' : ''}`, x: t.x, y: t.y });
+    nodes.push({ id: `tux:${t.name}`, kind: 'tux', name: t.name, port: t.name, label: `${t.name}\n${t.kind} ${t.state || ''}`.trim(), classes: `tux ${stateClass(t.state)}${t.impair ? ' impaired' : ''}${t.link === 'down' ? ' linkdown' : ''}`, x: t.x, y: t.y });
   }
   const idx = portIndex(lab);
   for (const p of lab.ports) {
     if (idx.get(p.name).kind === 'port') {
-      nodes.push({ id: `port:${p.name}`, kind: 'port', name: p.name, port: p.name, label: `${p.name}\n${p.kind}`, classes: `port${p.connected ? ' up' : ''}${p.impair ? ' impaired' : ''}` });
+      nodes.push({ id: `port:${p.name}`, kind: 'port', name: p.name, port: p.name, label: `${p.name}\n${p.kind}`, classes: `port${p.connected ? ' up' : ''}${p.impair ? ' impaired' : ''}${p.link === 'down' ? ' linkdown' : ''}` });
     }
   }
   for (const l of lab.lans) {
@@ -190,6 +190,7 @@ const cy = cytoscape({
     { selector: 'node.port.up', style: { 'border-color': '#15803d', 'background-color': '#dcfce7' } },
     { selector: 'node.lan, node.tux, node.port', style: { 'text-background-color': '#ffffff', 'text-background-opacity': 1, 'text-background-padding': 2, 'text-background-shape': 'roundrectangle' } },
     { selector: 'node.impaired', style: { 'border-color': '#ea580c', 'border-style': 'dashed', 'border-width': 3 } },
+    { selector: 'node.linkdown', style: { 'border-color': '#dc2626', 'border-style': 'dotted', 'border-width': 3 } },
     { selector: 'edge', style: { width: 2, 'line-color': '#60a5fa', 'curve-style': 'bezier' } },
     { selector: 'node.drop-target', style: { 'background-color': '#f97316', 'border-width': 4, 'border-color': '#c2410c', width: 34, height: 34 } },
     { selector: '.faded', style: { opacity: 0.2 } },
@@ -558,12 +559,18 @@ function menuFor(el) {
   const d = el.data();
   if (d.kind === 'vm') {
     items.push([`Console of ${d.name}`, () => openConsole(d.name)]);
+    const v = lab && lab.vms.find((x) => x.name === d.name);
+    if (v && v.state === 'stopped') items.push([`Start VM ${d.name}`, () => call('start_vm', { name: d.name })]);
+    else if (v && v.state !== 'crashed') items.push([`Stop VM ${d.name}`, () => call('stop_vm', { name: d.name })]);
     items.push([`Delete VM ${d.name}`, () => confirmDel(`VM ${d.name}`) && call('del_vm', { name: d.name })]);
   }
   if (d.kind === 'lan') {
     items.push([`Delete lan ${d.name}`, () => confirmDel(`lan ${d.name}`) && call('del_lan', { name: d.name })]);
   }
   if (d.port) {
+    const p = lab && lab.ports.find((x) => x.name === d.port);
+    if (p && p.link === 'down') items.push([`Link up ${d.port}`, () => call('link', { port: d.port, state: 'up' })]);
+    else if (p) items.push([`Link down ${d.port}`, () => call('link', { port: d.port, state: 'down' })]);
     for (const l of lansOf(d.port)) items.push([`Detach ${d.port} from ${l}`, () => call('detach', { port: d.port, lan: l })]);
     for (const l of lab ? lab.lans : []) {
       if (!l.ports.includes(d.port)) items.push([`Attach ${d.port} to ${l.name}`, () => call('attach', { port: d.port, lan: l.name })]);
@@ -704,7 +711,11 @@ function renderPanel() {
       el('strong', {}, v.name), ' ',
       el('span', { class: `state ${stateClass(v.state)}` }, v.state || '?'), ' ',
       el('span', { class: 'muted' }, `${v.type}, ${v.mem} MB, ${v.rootfs}${v.accel ? `, ${v.accel}` : ''}`), ' ',
+      v.mgmt ? el('span', { class: 'mgmt', title: 'management address (mgmt0): ssh root@ from the host' }, `mgmt ${v.mgmt}`) : '', ' ',
       button(`b-console-${v.name}`, 'Console', `Open the console of ${v.name}`, () => openConsole(v.name)), ' ',
+      v.state === 'stopped'
+        ? button(`b-startvm-${v.name}`, 'Start', `Start VM ${v.name} from its kept disk`, () => call('start_vm', { name: v.name }))
+        : button(`b-stopvm-${v.name}`, 'Stop', `Stop VM ${v.name}, keeping its disk and links`, () => call('stop_vm', { name: v.name })), ' ',
       button(`b-delvm-${v.name}`, 'Delete', `Delete VM ${v.name}`, () => confirmDel(`VM ${v.name}`) && call('del_vm', { name: v.name })),
       el('ul', {}, ...v.eths.map((e) => portLine(e.port, e.port.replace(':', '-'))))));
     $('list-vms').replaceChildren(...(vms.length ? vms : [el('li', { class: 'muted' }, 'none')]));

@@ -32,12 +32,18 @@ type Spec struct {
 	// TapNames are host taps the caller made (OpenTap) for eth0, eth1
 	// ..., moved into the node; empty: Start makes them and Taps gives
 	// their descriptors.
-	TapNames   []string
-	Mem, CPU   int      // MB and CPUs; 0: no limit
-	SSHKey     string   // one public key line for root ("" : none)
-	DeleteCmds string   // files_to_delete_from_all_targets
-	Trees      []string // files_to_add_in_all_targets, files_to_add_in_NAME
-	Runtime    Runtime
+	TapNames []string
+	// MgmtTap is the host tap (made by the caller) that becomes mgmt0
+	// with MgmtMAC and MgmtAddr (ADDR/LEN); "": no mgmt0 (mgmt.go).
+	MgmtTap, MgmtAddr string
+	MgmtMAC           net.HardwareAddr
+	Mem, CPU          int      // MB and CPUs; 0: no limit
+	SSHKey            string   // one public key line for root ("" : none)
+	DeleteCmds        string   // files_to_delete_from_all_targets
+	Trees             []string // files_to_add_in_all_targets, files_to_add_in_NAME
+	Runtime           Runtime
+	// KeepUpper starts on the upper directory a stopped node kept.
+	KeepUpper bool
 }
 
 // Check validates s without touching the host.
@@ -58,6 +64,9 @@ func (s *Spec) Check() error {
 		if len(m) != 6 || m[0]&1 != 0 {
 			return fmt.Errorf("node %s: eth%d: %q is not a unicast Ethernet address", s.Name, i, m)
 		}
+	}
+	if err := s.checkMgmt(); err != nil {
+		return err
 	}
 	if s.Mem < 0 || s.CPU < 0 {
 		return fmt.Errorf("node %s: negative --mem or --cpu", s.Name)
@@ -99,6 +108,7 @@ func CheckName(n string) error {
 type Container struct {
 	Spec
 	pid   int
+	pidfd int // the init's, open from start to cleanup (-1: none)
 	taps  []*os.File
 	ready chan struct{}
 	done  chan struct{}
@@ -107,7 +117,9 @@ type Container struct {
 	reason   string
 	stopping bool
 	stopped  bool
-	execN    int
+	// keepUpper keeps the upper directory at cleanup (lifecycle.go).
+	keepUpper bool
+	execN     int
 }
 
 // Paths inside Dir.
@@ -130,11 +142,14 @@ func cgroupParent(root string) string {
 // runs; Ready is closed when the rc.d scripts have run. On error nothing
 // is left behind.
 func Start(ctx context.Context, s Spec) (c *Container, err error) {
+	if s.KeepUpper {
+		s.clearStale(ctx) // lifecycle.go
+	}
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	becomeSubreaper()
-	c = &Container{Spec: s, ready: make(chan struct{}), done: make(chan struct{})}
+	c = &Container{Spec: s, pidfd: -1, ready: make(chan struct{}), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			c.cleanup()
@@ -142,9 +157,18 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 		}
 	}()
 	for _, d := range []string{"upper", "work", "rootfs", "cloonix"} {
+		if d == "upper" && s.KeepUpper && dirExists(s.path(d)) {
+			continue // started again on the disk it kept (lifecycle.go)
+		}
 		if err := os.Mkdir(s.path(d), 0o755); err != nil {
 			return c, fmt.Errorf("node %s: %v", s.Name, err)
 		}
+	}
+	// The switch's umask is 077 (docs/security.md), and the overlay's root
+	// takes the upper dir's mode: the container's / must stay 0755 for
+	// its non-root users (the work_dir above it is private anyway).
+	if err := os.Chmod(s.path("upper"), 0o755); err != nil {
+		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
 	if err := writeConfig(s.path("cloonix"), &s); err != nil {
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
@@ -171,6 +195,11 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 	if c.taps, err = plugTaps(c.pid, s.MACs, s.TapNames); err != nil {
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
+	if s.MgmtAddr != "" {
+		if err = plugMgmt(c.pid, s.MgmtTap, s.MgmtMAC, s.MgmtAddr); err != nil {
+			return c, fmt.Errorf("node %s: %v", s.Name, err)
+		}
+	}
 	pidfd, err := unix.PidfdOpen(c.pid, 0)
 	if err != nil {
 		return c, fmt.Errorf("node %s: watching its init: %v", s.Name, err)
@@ -179,6 +208,7 @@ func Start(ctx context.Context, s Spec) (c *Container, err error) {
 		unix.Close(pidfd)
 		return c, fmt.Errorf("node %s: %v", s.Name, err)
 	}
+	c.pidfd = pidfd
 	go c.watch(pidfd)
 	r := readyR
 	readyR = nil
@@ -269,7 +299,6 @@ func (c *Container) waitReady(r *os.File) {
 // until the runtime exits) and reaps it.
 func (c *Container) watch(pidfd int) {
 	waitExit(context.Background(), pidfd)
-	unix.Close(pidfd)
 	_, how, _ := reap(c.pid)
 	c.mu.Lock()
 	if c.reason == "" {
@@ -330,25 +359,50 @@ func (c *Container) Stop() {
 	}
 	c.stopped, c.stopping = true, true
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = c.Runtime.run(ctx, "kill", c.Name, "KILL")
-	select {
-	case <-c.done:
-	case <-ctx.Done():
+	// The init is killed through its pidfd, not `runc kill`: no process
+	// to start (hundreds of nodes stop at once with the lab), and no
+	// race with a recycled pid. Its pid namespace, and so every process
+	// of the node, goes with it.
+	if c.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+		}
 	}
 	c.cleanup()
 }
 
 // cleanup removes what Start made; safe on a half-made node.
 func (c *Container) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = c.Runtime.run(ctx, "delete", "--force", c.Name)
+	// A runtime slowed down by hundreds of nodes stopping at once may
+	// miss one deadline: it gets a second.
+	for try := 0; try < 2; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.Runtime.run(ctx, "delete", "--force", c.Name)
+		cancel()
+		if err == nil || c.Runtime.gone(c.Name) {
+			break
+		}
+	}
+	if c.pidfd >= 0 {
+		select {
+		case <-c.done:
+			unix.Close(c.pidfd)
+			c.pidfd = -1
+		default: // the init did not die: keep the watcher's pidfd
+		}
+	}
 	closeAll(c.taps)
 	c.taps = nil
 	unmount(c.path("rootfs"))
+	c.mu.Lock()
+	keep := c.keepUpper
+	c.mu.Unlock()
 	for _, d := range []string{"rootfs", "upper", "work", "cloonix", "config.json", "init.pid"} {
+		if d == "upper" && keep {
+			continue // the node's disk, for a start with KeepDisk
+		}
 		_ = os.RemoveAll(c.path(d))
 	}
 	removeCgroupParents(c.Runtime.Root)

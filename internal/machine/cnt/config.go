@@ -31,6 +31,23 @@ if [ -s $C/authorized_key ]; then
 fi
 hostname > /etc/hostname 2>/dev/null
 for f in /etc/sysctl.d/*.conf; do [ -f "$f" ] && sysctl -p "$f" >/dev/null 2>&1 3>&-; done
+# What comes in on mgmt0 is never routed on (after sysctl.d, whose
+# forwarding=1 turns it on for every interface), as a VM's agent does.
+[ -d /proc/sys/net/ipv4/conf/mgmt0 ] && echo 0 > /proc/sys/net/ipv4/conf/mgmt0/forwarding
+# sshd, when the rootfs has systemd start it (systemd does not run in a
+# node): its missing host keys are made at first start, as debian-frr's
+# unit does (internal/bulk); the keys sshd_config names, else all types.
+W=/etc/systemd/system/multi-user.target.wants
+if [ -x /usr/sbin/sshd ] && [ -e $W/ssh.service -o -e $W/sshd.service ]; then
+	mkdir -p /run/sshd && chmod 755 /run/sshd
+	K=$(cat /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf 2>/dev/null | sed -n 's/^[[:space:]]*[Hh][Oo][Ss][Tt][Kk][Ee][Yy][[:space:]][[:space:]]*//p')
+	if [ -n "$K" ]; then
+		for k in $K; do t=${k##*ssh_host_}; [ -f "$k" ] || ssh-keygen -q -t "${t%_key}" -N "" -f "$k" 3>&-; done
+	else
+		ssh-keygen -A 3>&-
+	fi
+	/usr/sbin/sshd 3>&-
+fi
 for s in /etc/rc.d/S*; do
 	case "$s" in *~) continue ;; esac
 	[ -f "$s" ] || continue

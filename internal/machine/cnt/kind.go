@@ -72,14 +72,21 @@ func (Kind) Check(s *machine.Spec) error {
 	for i := 0; i < s.Eths; i++ {
 		s.EthSocks = append(s.EthSocks, tapName(s.Dir, i))
 	}
+	// The daemon gives mgmt0 an address only when the management
+	// network is on (mgmt.go).
+	s.MgmtSock = mgmtTapName(s.Dir)
 	s.CD.Name, s.CD.Eths = s.Name, s.Eths
 	return nil
 }
 
 // tapName is the host name of a node's eth until it moves into the node:
-// unique per work_dir, node and eth, 14 characters.
+// unique per work_dir, node and eth (-1: mgmt0), 14 characters.
 func tapName(dir string, i int) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s/eth%d", dir, i)))
+	n := fmt.Sprintf("%s/eth%d", dir, i)
+	if i < 0 {
+		n = dir + "/" + MgmtIf
+	}
+	h := sha256.Sum256([]byte(n))
 	return "cn" + hex.EncodeToString(h[:6])
 }
 
@@ -101,7 +108,8 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	s := Spec{
 		Name: ms.Name, Dir: ms.Dir, Rootfs: rf, Mem: ms.Mem, CPU: ms.CPU, TapNames: ms.EthSocks,
 		SSHKey: ms.CD.SSHKey, DeleteCmds: ms.CD.DeleteCmds, Trees: ms.CD.Trees,
-		Runtime: Runtime{Path: path, Root: filepath.Join(ms.Host.WorkDir, ".runc")},
+		Runtime:   Runtime{Path: path, Root: filepath.Join(ms.Host.WorkDir, ".runc")},
+		KeepUpper: ms.KeepDisk,
 	}
 	for i := 0; i < ms.Eths; i++ {
 		mac, err := net.ParseMAC(machine.MAC(ms.Name, i))
@@ -109,6 +117,13 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 			return nil, err
 		}
 		s.MACs = append(s.MACs, mac)
+	}
+	if _, ok := ms.MgmtPort(); ok {
+		mac, err := net.ParseMAC(machine.MgmtMAC(ms.Name))
+		if err != nil {
+			return nil, err
+		}
+		s.MgmtTap, s.MgmtAddr, s.MgmtMAC = ms.MgmtSock, ms.Mgmt, mac
 	}
 	c, err := Start(context.Background(), s)
 	if err != nil {
@@ -118,6 +133,9 @@ func (Kind) Start(ms machine.Spec, ev machine.Events) (machine.Guest, error) {
 	g.console = machine.NewConsole(filepath.Join(ms.Dir, "console.sock"), filepath.Join(ms.Dir, "shell.log"))
 	go g.serveConsole()
 	go g.follow()
+	// The node's init leads its own group; it does not die with the
+	// switch by itself (lifecycle.go).
+	machine.ReaperAdd(c.Pid())
 	return g, nil
 }
 
@@ -165,6 +183,7 @@ func (g *guest) follow() {
 	case <-g.c.Done():
 	}
 	<-g.c.Done()
+	machine.ReaperRemove(g.c.Pid())
 	g.console.Close()
 	if r := g.c.Reason(); r == "stopped" {
 		g.set(machine.Stopped, "")

@@ -81,7 +81,15 @@ func (s *Store) dirOrFile(ref Ref) (*Rootfs, error) {
 	if isExt4(ref.Arg) {
 		return s.bulk(ref, ref.Arg)
 	}
-	return nil, errors.New("not a directory nor an ext4 image; for an image archive say docker-archive:" + ref.Arg + " or oci:DIR")
+	if isTar(ref.Arg) {
+		// A saved node (ctrl save vm, fconf save --with-disks).
+		rf, err := s.oci(Ref{Kind: RefDockerArchive, Arg: ref.Arg})
+		if rf != nil {
+			rf.Ref = ref
+		}
+		return rf, err
+	}
+	return nil, errors.New("not a directory, an ext4 image nor a tar archive; for an OCI layout say oci:DIR")
 }
 
 // checkShell requires /bin/sh in the tree: the node's init is a shell.
@@ -158,6 +166,20 @@ func isExt4(p string) bool {
 		return false
 	}
 	return b[0] == 0x53 && b[1] == 0xEF
+}
+
+// isTar says whether p starts with a tar header (ustar magic at 257).
+func isTar(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 5)
+	if _, err := f.ReadAt(b, 257); err != nil {
+		return false
+	}
+	return string(b) == "ustar"
 }
 
 // bulk unpacks an ext4 image once: the tree is keyed by the image's

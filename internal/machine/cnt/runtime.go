@@ -55,6 +55,13 @@ func (r *Runtime) run(ctx context.Context, args ...string) error {
 	return nil
 }
 
+// gone tells whether the runtime keeps no state for container id
+// (runc's layout: ROOT/ID).
+func (r *Runtime) gone(id string) bool {
+	_, err := os.Stat(filepath.Join(r.Root, id))
+	return os.IsNotExist(err)
+}
+
 // runtimeError names the runtime, the verb and its own words.
 func runtimeError(path, verb string, err error, stderr []byte) error {
 	msg := strings.TrimSpace(tail(stderr, 4))
