@@ -210,7 +210,7 @@ func TestSwitchSync(t *testing.T) {
 		"del kdeadbeef00": true,
 		"add tap " + ta + " map[ifname:" + ta + "]": true, "attach " + ta + " lab.l1": true,
 		"add tap " + tb + " map[ifname:" + tb + "]": true, "attach " + tb + " lab.l1": true, "attach " + tb + " lab.l2": true,
-		"add vxlan vx2 map[port:20002 remote:10.1.0.2 vni:2]": true, "attach vx2 lab.l2": true,
+		"add vxlan vx2 map[local:10.1.0.1 port:20002 remote:10.1.0.2 vni:2]": true, "attach vx2 lab.l2": true,
 	}
 	for _, r := range sw.reqs {
 		if !want[r] {

@@ -157,9 +157,15 @@ func (s *Switch) desired() (map[string]*wantTux, error) {
 				peers = append(peers, ip)
 			}
 			sort.Strings(peers)
-			want["vx"+strconv.Itoa(vni)] = &wantTux{kind: "vxlan", lans: []string{LanName(lab.Metadata.Name, l)},
-				opts: map[string]string{"remote": strings.Join(peers, ","), "vni": strconv.Itoa(vni),
-					"port": strconv.Itoa(VXLANPortBase + vni)}}
+			opts := map[string]string{"remote": strings.Join(peers, ","), "vni": strconv.Itoa(vni),
+				"port": strconv.Itoa(VXLANPortBase + vni)}
+			// VXLAN is taken on this node's own address only.
+			if ip := ips[s.Node]; ip != "" {
+				opts["local"] = ip
+			} else {
+				opts["listen-any"] = "true"
+			}
+			want["vx"+strconv.Itoa(vni)] = &wantTux{kind: "vxlan", lans: []string{LanName(lab.Metadata.Name, l)}, opts: opts}
 		}
 	}
 	return want, nil
