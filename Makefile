@@ -8,7 +8,8 @@ export CLOONIX_BULK ?= $(HOME)/cloonix_labs/bulk
 # bulk build finds it beside bin/cloonix); cloonix runs its helpers anywhere.
 export CGO_ENABLED := 0
 
-.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench bench-smoke lint clean
+.PHONY: all build web deps images demo test test-unit test-e2e test-long fuzz bench bench-smoke lint clean \
+	k8s-testbed k8s-testbed-stop test-k8s
 
 all: build
 
@@ -78,6 +79,8 @@ FUZZN_tux_FuzzVXLANDecode       := 35000
 FUZZN_wire_FuzzStreamRead       := 12000
 FUZZN_wire_FuzzDgramRead        := 30000
 FUZZN_wire_FuzzParseRequest     := 45000
+FUZZN_kube_FuzzExecStatus       := 20000
+FUZZN_kube_FuzzKubeconfig       := 20000
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -r -n1 dirname | sort -u)
 # The budgets as "package_target=N" words, for the shell loop below.
 FUZZ_BUDGETS := $(foreach v,$(filter FUZZN_%,$(.VARIABLES)),$(v:FUZZN_%=%)=$($(v)))
@@ -119,6 +122,23 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) run $(STATICCHECK) ./...
+
+# Labs on Kubernetes (docs/kubernetes.md): a 2-node cluster on this
+# machine (Kubernetes built from the Go module proxy into ~/.cache, outside
+# this module), then the e2e tests on it with freshly written images.
+K8S_IMAGES ?= /tmp/cloonix-k8s-images
+k8s-testbed:
+	./scripts/k8s/testbed.sh up
+
+k8s-testbed-stop:
+	./scripts/k8s/testbed.sh down
+
+test-k8s: build
+	./scripts/k8s/testbed.sh status >/dev/null || ./scripts/k8s/testbed.sh up
+	$(BIN) kube images --out $(K8S_IMAGES) --cache-dir $(K8S_IMAGES)/trees busybox
+	./scripts/k8s/testbed.sh import $(K8S_IMAGES)/*.tar
+	eval "$$(./scripts/k8s/testbed.sh env)" && CLOONIX_E2E=1 CLOONIX_K8S=1 \
+		$(GO) test -count=1 -timeout 20m -run 'TestKube' -v ./e2e/
 
 clean:
 	rm -rf bin

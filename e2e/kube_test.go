@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"cloonix/internal/kube"
+	"cloonix/internal/machine"
+)
+
+// The Kubernetes tests run on the 2-node test bed (make k8s-testbed) with
+// the images imported on its nodes: `make test-k8s` does all of it and
+// sets CLOONIX_K8S=1 and KUBECONFIG.
+func needK8s(t *testing.T) *kube.Client {
+	t.Helper()
+	needE2E(t)
+	if os.Getenv("CLOONIX_K8S") == "" {
+		t.Skip("Kubernetes test: run make test-k8s (starts the test bed, sets CLOONIX_K8S=1)")
+	}
+	k, err := kube.NewClient(kube.KubeconfigPath(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func kubeRun(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"kube"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func kubeMust(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubeRun(t, args...)
+	if err != nil {
+		t.Fatalf("cloonix kube %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// TestKubeLanRule: the seed's lan rule across two Kubernetes nodes, a
+// live apply, a deleted pod that comes back wired, and a destroy that
+// leaves nothing.
+func TestKubeLanRule(t *testing.T) {
+	k := needK8s(t)
+	const lab = "e2e-lan-rule"
+	n1, n2 := "kubetb-n1", "kubetb-n2"
+	t.Cleanup(func() {
+		if t.Failed() {
+			logSwitches(t, k)
+		}
+		kubeRun(t, "destroy", lab)
+	})
+	kubeMust(t, "deploy", "testdata/kube_lan_rule", "--name", lab,
+		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2, "--pin", "D="+n2)
+
+	ips := map[string]string{"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
+	wired := func(node string) {
+		t.Helper()
+		// eth0 appears once the switch has moved its tap into the pod.
+		Eventually(t, 3*time.Minute, node+": eth0 with its MAC", func() error {
+			out, err := kubeRun(t, "exec", lab, node, "--", "cat", "/sys/class/net/eth0/address")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if got := strings.TrimSpace(out); got != machine.MAC(node, 0) {
+				return fmt.Errorf("eth0 is %s, want %s", got, machine.MAC(node, 0))
+			}
+			return nil
+		})
+		kubeMust(t, "exec", lab, node, "--", "ip", "addr", "add", ips[node]+"/24", "dev", "eth0")
+	}
+	for _, n := range []string{"A", "B", "C", "D"} {
+		wired(n)
+	}
+	var l kube.Listing
+	if err := json.Unmarshal([]byte(kubeMust(t, "list", lab, "--json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	on := map[string]string{}
+	for _, v := range l.VMs {
+		on[v.Name] = v.K8sNode
+		if v.State != "running" {
+			t.Errorf("%s: state %s", v.Name, v.State)
+		}
+	}
+	if on["A"] != n1 || on["C"] != n1 || on["B"] != n2 || on["D"] != n2 {
+		t.Fatalf("pods not where pinned: %v", on)
+	}
+	ping := func(from, to string) error {
+		out, err := kubeRun(t, "exec", lab, from, "--", "ping", "-c1", "-W2", ips[to])
+		if err != nil {
+			return fmt.Errorf("%s -> %s: %v: %s", from, to, err, out)
+		}
+		return nil
+	}
+	mustPing := func(from, to string) {
+		t.Helper()
+		Eventually(t, 30*time.Second, "ping "+from+" -> "+to, func() error { return ping(from, to) })
+	}
+	mustPing("A", "B") // lan_one, across nodes
+	mustPing("B", "D") // lan_two, across nodes
+	mustPing("C", "B")
+	mustPing("C", "D")
+	if ping("A", "C") == nil {
+		t.Fatal("A reaches C: they share no lan")
+	}
+
+	// Live apply: A's eth0 moves to lan_two, its pod stays.
+	before := podUID(t, k, lab, "A")
+	kubeMust(t, "apply", "testdata/kube_lan_rule_moved.topology", "--name", lab)
+	mustPing("A", "C")
+	mustPing("A", "D")
+	if ping("A", "B") != nil {
+		// B is on both lans: still reachable. A failure here is a real one.
+		t.Fatal("A lost B after moving to lan_two (B is on lan_two too)")
+	}
+	if after := podUID(t, k, lab, "A"); after != before {
+		t.Fatalf("apply restarted A's pod (uid %s -> %s)", before, after)
+	}
+
+	// Heal: a deleted pod comes back, wired again.
+	old := podUID(t, k, lab, "D")
+	if err := k.Delete("/api/v1/namespaces/default/pods/" + kube.PodName(lab, "D")); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 2*time.Minute, "D's pod recreated", func() error {
+		if uid := podUID(t, k, lab, "D"); uid == "" || uid == old {
+			return fmt.Errorf("uid %q", uid)
+		}
+		return nil
+	})
+	wired("D")
+	if pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: "D"}); err != nil || len(pods) != 1 || pods[0].Spec.NodeName != n2 {
+		t.Fatalf("D's new pod is not on %s, where it was pinned at deploy (apply keeps pins): %+v %v", n2, pods, err)
+	}
+	mustPing("C", "D")
+	mustPing("A", "D")
+	var evs struct {
+		Items []struct{ Reason, Message string }
+	}
+	if err := k.Get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D"+lab, &evs); err != nil {
+		t.Fatal(err)
+	}
+	created := 0
+	for _, e := range evs.Items {
+		if e.Reason == "CreatingPod" && strings.HasPrefix(e.Message, "node D:") {
+			created++
+		}
+	}
+	if created < 2 {
+		t.Errorf("events on the lab: want D's pod created twice, got %+v", evs.Items)
+	}
+
+	// A switch pod that restarts re-plumbs its node's pods: its taps went
+	// with it, so the pods' eths come back (new taps, same names and MACs).
+	var sw struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole+"%3Dswitch", &sw); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sw.Items {
+		if p.Spec.NodeName == n2 {
+			if err := k.Delete("/api/v1/namespaces/default/pods/" + p.Metadata.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range []string{"B", "D"} {
+		Eventually(t, 2*time.Minute, n+": a new eth0 after the switch restarted", func() error {
+			mac, err := kubeRun(t, "exec", lab, n, "--", "cat", "/sys/class/net/eth0/address")
+			if err != nil || strings.TrimSpace(mac) != machine.MAC(n, 0) {
+				return fmt.Errorf("eth0: %v %s", err, mac)
+			}
+			addr, err := kubeRun(t, "exec", lab, n, "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+			if err != nil || strings.Contains(addr, ips[n]+"/") {
+				return fmt.Errorf("still the old eth0: %v %s", err, addr)
+			}
+			return nil
+		})
+		kubeMust(t, "exec", lab, n, "--", "ip", "addr", "add", ips[n]+"/24", "dev", "eth0")
+	}
+	mustPing("A", "D")
+	mustPing("C", "B")
+
+	kubeMust(t, "destroy", lab)
+	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})
+	if err != nil || len(pods) > 0 {
+		t.Fatalf("after destroy: pods %v, %v", pods, err)
+	}
+	var cl struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole, &cl); err != nil || len(cl.Items) > 0 {
+		t.Fatalf("after destroy: switch/controller pods %v, %v", cl.Items, err)
+	}
+	for _, p := range []string{
+		"/apis/apps/v1/namespaces/default/daemonsets/cloonix-switch",
+		"/apis/apps/v1/namespaces/default/deployments/cloonix-controller",
+		"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/labs.cloonix.io",
+		"/apis/rbac.authorization.k8s.io/v1/clusterroles/cloonix",
+	} {
+		if err := k.Get(p, nil); !kube.IsNotFound(err) {
+			t.Errorf("after destroy: %s still there (%v)", p, err)
+		}
+	}
+}
+
+func podUID(t *testing.T, k *kube.Client, lab, node string) string {
+	t.Helper()
+	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if p.Metadata.DeletionTimestamp == nil && p.Status.Phase == "Running" {
+			return p.Metadata.UID
+		}
+	}
+	return ""
+}
+
+// logSwitches logs the tail of each switch pod's log (what it plumbed).
+func logSwitches(t *testing.T, k *kube.Client) {
+	var sw struct{ Items []kube.Pod }
+	if err := k.Get("/api/v1/namespaces/default/pods?labelSelector="+kube.LabelRole, &sw); err != nil {
+		t.Logf("switch pods: %v", err)
+		return
+	}
+	for _, p := range sw.Items {
+		var out []byte
+		path := "/api/v1/namespaces/default/pods/" + p.Metadata.Name + "/log?tailLines=40"
+		if err := k.Do("GET", path, "", nil, &out); err != nil {
+			t.Logf("%s log: %v", p.Metadata.Name, err)
+			continue
+		}
+		t.Logf("%s on %s:\n%s", p.Metadata.Name, p.Spec.NodeName, out)
+	}
+}
