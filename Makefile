@@ -128,12 +128,14 @@ lint:
 # this module), then the e2e tests on it with freshly written images.
 K8S_IMAGES ?= /tmp/cloonix-k8s-images
 k8s-testbed:
+	./scripts/deps.sh k8s/debian-packages.txt
 	./scripts/k8s/testbed.sh up
 
 k8s-testbed-stop:
 	./scripts/k8s/testbed.sh down
 
 test-k8s: build
+	./scripts/deps.sh k8s/debian-packages.txt
 	./scripts/k8s/testbed.sh status >/dev/null || ./scripts/k8s/testbed.sh up
 	$(BIN) kube images --out $(K8S_IMAGES) --cache-dir $(K8S_IMAGES)/trees busybox
 	./scripts/k8s/testbed.sh import $(K8S_IMAGES)/*.tar

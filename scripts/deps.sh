@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install the Debian packages cloonix needs that are missing (as root).
+# Install the Debian packages cloonix needs that are missing (as root):
+# those of debian-packages.txt, or of the list named (relative to scripts/).
 set -e
 cd "$(dirname "$0")"
+list=${1:-debian-packages.txt}
 missing=""
-for p in $(grep -v '^#' debian-packages.txt); do
+for p in $(grep -v '^#' "$list"); do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
