@@ -39,6 +39,8 @@ func (f *fakeSwitch) Do(req proto.Request, reply any) error {
 		out.Stdout = base64.StdEncoding.EncodeToString(append([]byte(strings.Join(r.Args, " ")+":"), in...))
 	case *proto.AddVM:
 		*reply.(*proto.VMReply) = proto.VMReply{Name: r.Name, Pid: 42, State: "booting"}
+	case *proto.Link:
+		*reply.(*proto.LinkReply) = proto.LinkReply{Port: r.Port, State: r.State, Carrier: "guest"}
 	}
 	return nil
 }
@@ -108,6 +110,12 @@ func TestAPI(t *testing.T) {
 		{"generic verb", "POST", "/api/v1/verbs/attach", `{"port":"r1:eth0","lan":"l1"}`, token, 200, `"ok":true`},
 		{"exec", "POST", "/api/v1/vms/r1/exec", `{"cmd":["cat"],"stdin":"hi"}`, token, 200, `"stdout":"cat:hi"`},
 		{"exec without cmd", "POST", "/api/v1/vms/r1/exec", `{}`, token, 400, `needs the command`},
+		{"stop vm", "POST", "/api/v1/vms/r1/stop", `{"timeout":5}`, token, 200, `"ok":true`},
+		{"stop vm bad timeout", "POST", "/api/v1/vms/r1/stop", `{"timeout":0}`, token, 400, `timeout`},
+		{"start vm", "POST", "/api/v1/vms/r1/start", `{"wait":true}`, token, 200, `"ok":true`},
+		{"save vm relative", "POST", "/api/v1/vms/r1/save", `{"file":"r1.img"}`, token, 400, `absolute path`},
+		{"link bad state", "POST", "/api/v1/links", `{"port":"r1:eth0","state":"sideways"}`, token, 400, `use up or down`},
+		{"link down", "POST", "/api/v1/links", `{"port":"r1:eth0","state":"down"}`, token, 200, `"carrier":"guest"`},
 		{"delete lan", "DELETE", "/api/v1/lans/l1", ``, token, 200, `"ok":true`},
 	} {
 		code, m := call(t, ts, tc.method, tc.path, tc.body, tc.tok)
@@ -122,7 +130,7 @@ func TestAPI(t *testing.T) {
 		b, _ := json.Marshal(r)
 		got = append(got, r.Verb()+string(b))
 	}
-	want := []string{"add_lan", "add_lan", "add_vm", "attach", "exec", "del_lan"}
+	want := []string{"add_lan", "add_lan", "add_vm", "attach", "exec", "stop_vm", "start_vm", "link", "del_lan"}
 	if len(got) != len(want) {
 		t.Fatalf("the switch got %v", got)
 	}
@@ -136,6 +144,12 @@ func TestAPI(t *testing.T) {
 	}
 	if v := f.reqs[2].(*proto.AddVM); v.Mem == nil || *v.Mem != 128 || v.Type != "uml" {
 		t.Fatalf("add_vm %+v", v)
+	}
+	if v := f.reqs[5].(*proto.StopVM); v.Name != "r1" || v.Timeout == nil || *v.Timeout != 5 {
+		t.Fatalf("stop_vm %+v", v)
+	}
+	if v := f.reqs[6].(*proto.StartVM); v.Name != "r1" || !v.Wait {
+		t.Fatalf("start_vm %+v", v)
 	}
 }
 
