@@ -148,9 +148,9 @@ func TestLifecycleQEMU(t *testing.T) {
 	l.MustRun("ctrl", "link", "q1:eth0", "up")
 	waitFor(t, ev, "link_up", "port", "q1:eth0")
 	l.carrier("q1", "1")
-	if !l.pings("q1", "10.7.0.2") {
-		t.Fatal("q1 does not ping u1 after link up")
-	}
+	// The ARP entry that failed while the link was down is retried on
+	// the guest's own schedule: pings come back, within a bound.
+	l.pingsEventually("q1", "10.7.0.2")
 
 	// Stop and start keep files, MACs and lans.
 	macBefore := l.mustExec("q1", "cat", "/sys/class/net/eth0/address")
@@ -419,9 +419,7 @@ func TestLifecycleCnt(t *testing.T) {
 		t.Fatal("k1 pings k2 while its link is down")
 	}
 	l.MustRun("ctrl", "link", "k1:eth0", "up")
-	if !l.pings("k1", "10.5.0.2") {
-		t.Fatal("k1 does not ping k2 after link up")
-	}
+	l.pingsEventually("k1", "10.5.0.2")
 	l.mustExec("k1", "sh", "-c", "echo kept > /root/kept")
 	l.MustRun("ctrl", "stop", "vm", "k1")
 	l.MustRun("ctrl", "start", "vm", "k1", "--wait")
