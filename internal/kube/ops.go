@@ -18,7 +18,7 @@ type DeployOptions struct {
 	Name      string
 	Namespace string
 	Registry  string
-	Pins      map[string]string // lab node -> Kubernetes node (--pin)
+	Pins      map[string]string // lab node -> Kubernetes node (--pin; wins over <k8s_node>)
 	Log       io.Writer
 }
 
@@ -113,14 +113,14 @@ func (c *Client) Apply(o DeployOptions) error {
 }
 
 // keepPins: a node keeps the Kubernetes node it was pinned to at deploy
-// unless this apply pins it (--pin) anew.
+// unless this apply pins it anew (--pin, or <k8s_node> in the file).
 func keepPins(spec *LabSpec, cur LabSpec, pins map[string]string) {
 	was := map[string]string{}
 	for _, n := range cur.Nodes {
 		was[n.Name] = n.K8sNode
 	}
 	for i, n := range spec.Nodes {
-		if _, ok := pins[n.Name]; !ok {
+		if _, ok := pins[n.Name]; !ok && n.K8sNode == "" {
 			spec.Nodes[i].K8sNode = was[n.Name]
 		}
 	}
