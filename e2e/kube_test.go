@@ -59,7 +59,7 @@ func TestKubeLanRule(t *testing.T) {
 		kubeRun(t, "destroy", lab)
 	})
 	kubeMust(t, "deploy", "testdata/kube_lan_rule", "--name", lab,
-		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2, "--pin", "D="+n2)
+		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2) // D: <k8s_node> in the file
 
 	ips := map[string]string{"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
 	wired := func(node string) {
@@ -80,6 +80,7 @@ func TestKubeLanRule(t *testing.T) {
 	for _, n := range []string{"A", "B", "C", "D"} {
 		wired(n)
 	}
+	demoFiles(t, lab)
 	var l kube.Listing
 	if err := json.Unmarshal([]byte(kubeMust(t, "list", lab, "--json")), &l); err != nil {
 		t.Fatal(err)
@@ -239,5 +240,33 @@ func logSwitches(t *testing.T, k *kube.Client) {
 			continue
 		}
 		t.Logf("%s on %s:\n%s", p.Metadata.Name, p.Spec.NodeName, out)
+	}
+}
+
+// demoFiles: the demo folder applies to pods as to local cnt nodes: every
+// node ran the delete commands and has files_to_add_in_all_targets; A's
+// rc.d script (files_to_add_in_A) ran once eth0 was the lab's.
+func demoFiles(t *testing.T, lab string) {
+	t.Helper()
+	cat := func(node, file, want string) {
+		t.Helper()
+		Eventually(t, time.Minute, node+": "+file, func() error {
+			out, err := kubeRun(t, "exec", lab, node, "--", "cat", file)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if got := strings.TrimSpace(out); got != want {
+				return fmt.Errorf("%s is %q, want %q", file, got, want)
+			}
+			return nil
+		})
+	}
+	for _, n := range []string{"A", "B", "C", "D"} {
+		cat(n, "/etc/cloonix-demo", "from files_to_add_in_all_targets")
+		cat(n, "/delete-ran", "ran")
+	}
+	cat("A", "/rc-eth0", machine.MAC("A", 0))
+	if out, err := kubeRun(t, "exec", lab, "B", "--", "cat", "/rc-eth0"); err == nil {
+		t.Fatalf("B ran A's rc.d script (files_to_add_in_A): /rc-eth0 is %q", out)
 	}
 }

@@ -54,7 +54,7 @@ func newKubeDeployCmd(apply bool) *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVar(&o.Name, "name", "", "the lab's name (a DNS label)")
 	cmd.Flags().StringVar(&o.Registry, "registry", "", "registry prefix of the images (as given to kube images)")
-	cmd.Flags().StringToStringVar(&o.Pins, "pin", nil, "NODE=K8SNODE: run lab node NODE on Kubernetes node K8SNODE (repeatable)")
+	cmd.Flags().StringToStringVar(&o.Pins, "pin", nil, "NODE=K8SNODE: run lab node NODE on Kubernetes node K8SNODE (repeatable; wins over the file's <k8s_node>)")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

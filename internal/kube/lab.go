@@ -131,7 +131,7 @@ func SpecFromTopology(t *topology.Topology, registry string) (LabSpec, error) {
 		if err != nil {
 			return spec, fmt.Errorf("%s:%d: %s: %v", t.File, vm.Line, vm.Name, err)
 		}
-		n := LabNode{Name: vm.Name, Image: ImageRef(registry, RootfsImageName(ref))}
+		n := LabNode{Name: vm.Name, Image: ImageRef(registry, RootfsImageName(ref)), K8sNode: vm.K8sNode}
 		for i, e := range vm.Eths {
 			lans := append([]string(nil), e.Lans...)
 			sort.Strings(lans)

@@ -62,7 +62,7 @@ func TestSpecFromTopology(t *testing.T) {
 	top := parse(t, `<TOPOLOGY>
  <VM> <name> A </name> <type> cnt </type> <rootfs> busybox </rootfs>
   <eth> <vlan> l2 </vlan> <vlan> l1 </vlan> </eth> <eth> </eth> </VM>
- <VM> <name> B </name> <type> cnt </type> <rootfs> debian-frr </rootfs> <eth> <vlan> l1 </vlan> </eth> </VM>
+ <VM> <name> B </name> <type> cnt </type> <rootfs> debian-frr </rootfs> <k8s_node> n2 </k8s_node> <eth> <vlan> l1 </vlan> </eth> </VM>
 </TOPOLOGY>`)
 	spec, err := SpecFromTopology(top, "reg:5000")
 	if err != nil {
@@ -71,7 +71,7 @@ func TestSpecFromTopology(t *testing.T) {
 	want := LabSpec{Nodes: []LabNode{
 		{Name: "A", Image: "reg:5000/cloonix/rootfs-busybox:latest", Eths: []LabEth{
 			{MAC: machine.MAC("A", 0), Lans: []string{"l1", "l2"}}, {MAC: machine.MAC("A", 1)}}},
-		{Name: "B", Image: "reg:5000/cloonix/rootfs-debian-frr:latest", Eths: []LabEth{{MAC: machine.MAC("B", 0), Lans: []string{"l1"}}}},
+		{Name: "B", Image: "reg:5000/cloonix/rootfs-debian-frr:latest", K8sNode: "n2", Eths: []LabEth{{MAC: machine.MAC("B", 0), Lans: []string{"l1"}}}},
 	}}
 	if !reflect.DeepEqual(spec, want) {
 		t.Errorf("got %+v\nwant %+v", spec, want)
@@ -250,10 +250,11 @@ func TestSwitchSync(t *testing.T) {
 }
 
 func TestKeepPins(t *testing.T) {
-	cur := LabSpec{Nodes: []LabNode{{Name: "A", K8sNode: "n1"}, {Name: "B", K8sNode: "n2"}, {Name: "gone", K8sNode: "n1"}}}
-	spec := LabSpec{Nodes: []LabNode{{Name: "A"}, {Name: "B", K8sNode: "n1"}, {Name: "new"}}}
+	cur := LabSpec{Nodes: []LabNode{{Name: "A", K8sNode: "n1"}, {Name: "B", K8sNode: "n2"}, {Name: "gone", K8sNode: "n1"}, {Name: "C", K8sNode: "n1"}}}
+	// C's file now says <k8s_node> n2: the file's pin is a new pin too.
+	spec := LabSpec{Nodes: []LabNode{{Name: "A"}, {Name: "B", K8sNode: "n1"}, {Name: "new"}, {Name: "C", K8sNode: "n2"}}}
 	keepPins(&spec, cur, map[string]string{"B": "n1"})
-	want := []string{"n1", "n1", ""}
+	want := []string{"n1", "n1", "", "n2"}
 	for i, n := range spec.Nodes {
 		if n.K8sNode != want[i] {
 			t.Errorf("%s: pinned to %q, want %q", n.Name, n.K8sNode, want[i])

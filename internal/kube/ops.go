@@ -18,21 +18,22 @@ type DeployOptions struct {
 	Name      string
 	Namespace string
 	Registry  string
-	Pins      map[string]string // lab node -> Kubernetes node (--pin)
+	Pins      map[string]string // lab node -> Kubernetes node (--pin; wins over <k8s_node>)
 	Log       io.Writer
 }
 
-func (o DeployOptions) spec() (LabSpec, error) {
+// spec reads the file: the Lab spec and each node's demo files.
+func (o DeployOptions) spec() (LabSpec, map[string]nodeFiles, error) {
 	if err := CheckLabName(o.Name); err != nil {
-		return LabSpec{}, err
+		return LabSpec{}, nil, err
 	}
 	d, err := topology.Load(o.Path)
 	if err != nil {
-		return LabSpec{}, err
+		return LabSpec{}, nil, err
 	}
 	spec, err := SpecFromTopology(d.Topology, o.Registry)
 	if err != nil {
-		return spec, err
+		return spec, nil, err
 	}
 	for node, k8s := range o.Pins {
 		found := false
@@ -42,17 +43,18 @@ func (o DeployOptions) spec() (LabSpec, error) {
 			}
 		}
 		if !found {
-			return spec, fmt.Errorf("--pin %s=%s: %s has no node %s", node, k8s, o.Path, node)
+			return spec, nil, fmt.Errorf("--pin %s=%s: %s has no node %s", node, k8s, o.Path, node)
 		}
 	}
-	return spec, nil
+	files, err := demoConfigs(d.Dir, spec)
+	return spec, files, err
 }
 
 // Deploy installs what labs need (CRD, service account and role, switch
 // DaemonSet, controller Deployment: each left as it is when present) and
 // creates the Lab. The controller then makes the pods.
 func (c *Client) Deploy(o DeployOptions) error {
-	spec, err := o.spec()
+	spec, files, err := o.spec()
 	if err != nil {
 		return err
 	}
@@ -80,13 +82,18 @@ func (c *Client) Deploy(o DeployOptions) error {
 	// The CRD takes a moment to be served after it is created.
 	var last error
 	for i := 0; i < 60; i++ {
-		if last = c.Do("POST", labsPath(ns), "", lab, nil); last == nil || !IsNotFound(last) {
+		if last = c.Do("POST", labsPath(ns), "", lab, &lab); last == nil || !IsNotFound(last) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	if last != nil {
 		return last
+	}
+	// After the Lab, which owns them (its uid): a pod made before its
+	// ConfigMap waits for it.
+	if err := c.putConfigMaps(&lab, files); err != nil {
+		return err
 	}
 	fmt.Fprintf(o.Log, "lab %s: %d nodes, %d lans, in namespace %s\n", o.Name, len(spec.Nodes), len(spec.Lans()), ns)
 	return nil
@@ -96,7 +103,7 @@ func (c *Client) Deploy(o DeployOptions) error {
 // and removes pods, the switches attach and detach eths; pods whose node
 // did not change keep running.
 func (c *Client) Apply(o DeployOptions) error {
-	spec, err := o.spec()
+	spec, files, err := o.spec()
 	if err != nil {
 		return err
 	}
@@ -105,6 +112,13 @@ func (c *Client) Apply(o DeployOptions) error {
 		return err
 	}
 	keepPins(&spec, cur.Spec, o.Pins)
+	// ConfigMaps first, so that new nodes' pods find theirs; running pods
+	// keep the demo files they started with.
+	next := *cur
+	next.Spec = spec
+	if err := c.putConfigMaps(&next, files); err != nil {
+		return err
+	}
 	if err := c.MergePatch(labsPath(o.Namespace)+"/"+url.PathEscape(o.Name), map[string]any{"spec": spec}); err != nil {
 		return err
 	}
@@ -113,14 +127,14 @@ func (c *Client) Apply(o DeployOptions) error {
 }
 
 // keepPins: a node keeps the Kubernetes node it was pinned to at deploy
-// unless this apply pins it (--pin) anew.
+// unless this apply pins it anew (--pin, or <k8s_node> in the file).
 func keepPins(spec *LabSpec, cur LabSpec, pins map[string]string) {
 	was := map[string]string{}
 	for _, n := range cur.Nodes {
 		was[n.Name] = n.K8sNode
 	}
 	for i, n := range spec.Nodes {
-		if _, ok := pins[n.Name]; !ok {
+		if _, ok := pins[n.Name]; !ok && n.K8sNode == "" {
 			spec.Nodes[i].K8sNode = was[n.Name]
 		}
 	}

@@ -137,13 +137,11 @@ func controllerDeployment(ns, image, api string) obj {
 	}
 }
 
-// nodeShell keeps a lab node's container alive and stops it at once on
-// TERM; the switch adds its eths once the pod runs.
-const nodeShell = "trap 'exit 0' TERM; while :; do sleep 3600 & wait; done"
-
 // labPod is one lab node. It gets the network admin rights a local cnt
-// node has (addresses, routes, routing daemons), no more.
+// node has (addresses, routes, routing daemons), no more; its ConfigMap
+// (demo.go) at /.cloonix, and the systemctl shim.
 func labPod(lab *Lab, n LabNode) obj {
+	cfg := "cloonix"
 	spec := obj{
 		"restartPolicy":                 "Always",
 		"terminationGracePeriodSeconds": 1,
@@ -152,10 +150,19 @@ func labPod(lab *Lab, n LabNode) obj {
 		"hostname":                      PodName(lab.Metadata.Name, n.Name),
 		"containers": []obj{{
 			"name": "node", "image": n.Image, "imagePullPolicy": "IfNotPresent",
-			"command": []string{"/bin/sh", "-c", nodeShell},
+			"command": []string{"/bin/sh", "-c", nodeStart(n)},
 			"securityContext": obj{"capabilities": obj{
 				"add": []string{"NET_ADMIN", "NET_RAW", "SYS_ADMIN"}}},
+			"volumeMounts": []obj{
+				{"name": cfg, "mountPath": "/.cloonix", "readOnly": true},
+				{"name": cfg, "mountPath": "/usr/bin/systemctl", "subPath": "systemctl", "readOnly": true},
+			},
+			"readinessProbe": obj{
+				"exec":          obj{"command": []string{"/bin/sh", "-c", "test -s " + readyFile}},
+				"periodSeconds": 2,
+			},
 		}},
+		"volumes": []obj{{"name": cfg, "configMap": obj{"name": PodName(lab.Metadata.Name, n.Name), "defaultMode": 0o755}}},
 	}
 	if n.K8sNode != "" {
 		spec["nodeSelector"] = obj{"kubernetes.io/hostname": n.K8sNode}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -360,6 +361,9 @@ func (p *parser) vm(n *node) (VM, bool) {
 	return v, len(p.errs) == nerr
 }
 
+// k8sNodeName is a Kubernetes node name: a DNS subdomain.
+var k8sNodeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
 // vmField parses element k of a VM other than its name into v; the line
 // of <rootfs> goes to rootfsLine.
 func (p *parser) vmField(ctx string, k *node, v *VM, seen map[string]bool, rootfsLine *int) {
@@ -412,6 +416,13 @@ func (p *parser) vmField(ctx string, k *node, v *VM, seen map[string]bool, rootf
 			}
 			v.MgmtIP = s
 		}
+	case "k8s_node":
+		if s, ok := p.leaf(ctx, k); ok && p.once(ctx, seen, k) {
+			if !k8sNodeName.MatchString(s) {
+				p.errf(k.line, "%s<k8s_node> is %q; want a Kubernetes node name (lower-case letters, digits, '-' and '.', at most 253)", ctx, s)
+			}
+			v.K8sNode = s
+		}
 	case "state", "disk_file":
 		p.vmLifecycle(ctx, k, v, seen) // lifecycle.go
 	case "after":
@@ -432,7 +443,7 @@ func (p *parser) vmField(ctx string, k *node, v *VM, seen map[string]bool, rootf
 			v.Y = p.position(ctx, k)
 		}
 	default:
-		p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
+		p.errf(k.line, "%s<%s>: unknown element; a VM takes <name>, <type>, <mem>, <cpu>, <rootfs>, <kernel>, <transport>, <mgmt_ip>, <k8s_node>, <after>, <state>, <disk_file>, <eth>, <x>, <y>", ctx, k.name)
 	}
 }
 

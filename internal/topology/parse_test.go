@@ -57,6 +57,8 @@ func TestParseGood(t *testing.T) {
 			},
 			Lans: []Lan{{Name: "l2", X: ip(5), Y: ip(6), Line: 11}},
 		}},
+		{"k8s node pin", `<TOPOLOGY><VM><name>a</name><type>cnt</type><k8s_node> node-2.lab </k8s_node></VM></TOPOLOGY>`,
+			&Topology{VMs: []VM{{Name: "a", Type: "cnt", K8sNode: "node-2.lab", Line: 1}}}},
 		{"any case elements", `<topology><vm><NAME>a</NAME><Eth><VLAN>x</VLAN></Eth></vm></topology>`, &Topology{VMs: []VM{{Name: "a", Line: 1, Eths: []Eth{{Lans: []string{"x"}, Line: 1}}}}}},
 	}
 	for _, tc := range tests {
@@ -102,6 +104,8 @@ func TestParseErrors(t *testing.T) {
 		{"rootfs path", "<TOPOLOGY><VM><name>a</name><rootfs>../../etc/shadow</rootfs></VM></TOPOLOGY>", []string{`VM "a": <rootfs>: rootfs name "../../etc/shadow" may not contain ".."`}},
 		{"text in vm", "<TOPOLOGY><VM><name>a</name> oops </VM></TOPOLOGY>", []string{`VM "a": text "oops" inside <VM>`}},
 		{"leaf with kids", "<TOPOLOGY><VM><name><x/></name></VM></TOPOLOGY>", []string{`VM <name> holds <x>; it takes a value only`}},
+		{"bad k8s node", "<TOPOLOGY><VM><name>a</name><k8s_node>Node_1</k8s_node></VM></TOPOLOGY>", []string{`VM "a": <k8s_node> is "Node_1"; want a Kubernetes node name`}},
+		{"k8s node twice", "<TOPOLOGY><VM><name>a</name><k8s_node>n1</k8s_node><k8s_node>n2</k8s_node></VM></TOPOLOGY>", []string{`VM "a": <k8s_node> given twice`}},
 		{"unknown in vm", "<TOPOLOGY><VM><name>a</name><disk>x</disk></VM></TOPOLOGY>", []string{`VM "a": <disk>: unknown element`}},
 		{"dup lan in eth", "<TOPOLOGY><VM><name>a</name><eth><vlan>x</vlan><vlan>x</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0 names lan "x" twice`}},
 		{"bad lan", "<TOPOLOGY><VM><name>a</name><eth><vlan>x/y</vlan></eth></VM></TOPOLOGY>", []string{`VM "a": eth 0: lan name "x/y" has '/'`}},

@@ -48,9 +48,12 @@ type VM struct {
 	// Disk is a disk image in the demo folder's disks/ (fconf save
 	// --with-disks): the guest boots from it instead of Rootfs.
 	Disk string
-	Eths []Eth
-	X, Y *int
-	Line int // where <VM> starts, for messages
+	// K8sNode pins the node to this Kubernetes node when the lab runs on
+	// Kubernetes (cloonix kube deploy); a local lab ignores it.
+	K8sNode string
+	Eths    []Eth
+	X, Y    *int
+	Line    int // where <VM> starts, for messages
 }
 
 // Eth is one interface: ethN is the Nth <eth> of its VM.

@@ -44,6 +44,9 @@ func (t *Topology) Bytes() []byte {
 		if v.MgmtIP != "" {
 			leaf(&b, 2, "mgmt_ip", v.MgmtIP)
 		}
+		if v.K8sNode != "" {
+			leaf(&b, 2, "k8s_node", v.K8sNode)
+		}
 		for _, a := range v.After {
 			leaf(&b, 2, "after", a)
 		}

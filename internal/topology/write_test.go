@@ -49,7 +49,7 @@ func stripLines(t *Topology) *Topology {
 
 func TestWriteRoundTrip(t *testing.T) {
 	for _, in := range []string{seedSample, designSample, `<TOPOLOGY>
-<VM><name>A</name><type>uml</type><mem>64</mem><cpu>1</cpu><rootfs>busybox</rootfs><kernel>k</kernel><transport>bess</transport>
+<VM><name>A</name><type>uml</type><mem>64</mem><cpu>1</cpu><rootfs>busybox</rootfs><kernel>k</kernel><transport>bess</transport><k8s_node>n1</k8s_node>
 <eth/><eth><vlan>l1</vlan><vlan>l2</vlan><impair>delay=5ms</impair></eth><x>3</x><y>4</y></VM>
 <TUX><name>t</name><type>t2t</type><peer> 10.0.0.1:4000 </peer><vlan>l1</vlan><impair>loss=5%</impair></TUX>
 <TUX><name>n</name><type>slirp</type><forward>udp 127.0.0.1:53 10.0.2.15:53</forward><forward>tcp 0.0.0.0:80 10.0.2.16:8080</forward></TUX>

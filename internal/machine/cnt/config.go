@@ -188,3 +188,13 @@ func writeTrees(w io.Writer, trees []string) error {
 	}
 	return tw.Close()
 }
+
+// A lab node on Kubernetes (internal/kube) runs the same init and shim
+// and gets the same demo trees, from a ConfigMap mounted at /.cloonix.
+const (
+	InitScript    = initScript
+	SystemctlShim = systemctlShim
+)
+
+// WriteTrees archives demo trees as a node's trees.tar (see writeTrees).
+func WriteTrees(w io.Writer, trees []string) error { return writeTrees(w, trees) }
