@@ -116,6 +116,19 @@ func (d *Daemon) startVM(c *client, r *proto.StartVM) (any, error) {
 func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
 	t := d.vmt()
 	t.mu.Lock()
+	settled := e.settled
+	t.mu.Unlock()
+	if settled != nil {
+		// The old guest's end is being handled (vmState): wait for its
+		// ports to be freed or kept, else a crashed node's freeing
+		// removes the ports made here (TestCntMgmt saw "port c1:mgmt0
+		// already exists"). A Start that failed leaves no end to wait for.
+		select {
+		case <-settled:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	t.mu.Lock()
 	spec, kind, ports := e.spec, e.kind, e.ports
 	t.mu.Unlock()
 	spec.KeepDisk = true
@@ -154,6 +167,7 @@ func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
 	}
 	t.mu.Lock()
 	e.ports, e.keepPorts = ports, false
+	e.settled = make(chan struct{})
 	t.mu.Unlock()
 	g, err := kind.Start(spec, d.vmEvents(e))
 	if err != nil {

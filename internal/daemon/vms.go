@@ -57,6 +57,10 @@ type vmEntry struct {
 	spec            machine.Spec
 	busy, keepPorts bool
 	demo            string // the demo folder of add_vm
+	// settled is closed once vmState has dealt with the running guest's
+	// end (its ports freed or kept): its state reads crashed a moment
+	// before, and a start in that moment must not race the freeing.
+	settled chan struct{}
 }
 
 type vmTable struct {
@@ -282,6 +286,9 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	t := d.vmt()
 	t.mu.Lock()
 	e.ports = ports
+	if !r.stopped {
+		e.settled = make(chan struct{})
+	}
 	t.mu.Unlock()
 	if r.stopped {
 		g = newStoppedGuest(*s) // vmlife.go: `start vm` boots it
@@ -330,6 +337,12 @@ func (d *Daemon) vmState(e *vmEntry, state, detail string) {
 		for _, p := range ports {
 			_ = d.DelPort(p)
 		}
+		t.mu.Lock()
+		if e.settled != nil {
+			close(e.settled)
+			e.settled = nil
+		}
+		t.mu.Unlock()
 	}
 	d.Emit("vm_state", kv...)
 	d.journalChanged()
