@@ -464,3 +464,54 @@ func labEvents(t *testing.T, k *kube.Client, lab string, want ...string) {
 		}
 	}
 }
+
+// TestKubeRoute: a pod routes between two lans. R's /proc/sys/net is
+// writable (its sysctl.d applied at start, `sysctl -w` later), so once
+// R forwards, A on lan_one reaches B on lan_two through it; the host's
+// own forwarding setting is untouched.
+func TestKubeRoute(t *testing.T) {
+	k := needK8s(t)
+	const lab = "e2e-route"
+	t.Cleanup(func() {
+		if t.Failed() {
+			logSwitches(t, k)
+		}
+		kubeRun(t, "destroy", lab)
+	})
+	hostFwd, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeMust(t, "deploy", "testdata/kube_route", "--name", lab)
+	cat := func(node, file, want string) {
+		t.Helper()
+		Eventually(t, 3*time.Minute, node+": "+file+" is "+want, func() error {
+			out, err := kubeRun(t, "exec", lab, node, "--", "cat", file)
+			if err != nil || strings.TrimSpace(out) != want {
+				return fmt.Errorf("%v: %q", err, out)
+			}
+			return nil
+		})
+	}
+	cat("R", "/proc/sys/net/ipv6/conf/all/forwarding", "1") // its sysctl.d ran
+	cat("A", "/.cloonix-ready", "ready")                    // rc.d ran: addresses set
+	cat("B", "/.cloonix-ready", "ready")
+	cat("R", "/.cloonix-ready", "ready")
+	for _, p := range []struct{ from, to string }{{"R", "10.1.1.1"}, {"R", "10.1.2.1"}, {"A", "10.1.1.254"}} {
+		Eventually(t, 30*time.Second, "ping "+p.from+" -> "+p.to, func() error { return kubePing(t, lab, p.from, p.to) })
+	}
+	if out := kubeMust(t, "exec", lab, "R", "--", "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(out) != "0" {
+		t.Fatalf("R forwards before it was asked to (ip_forward %q): the test below would prove nothing", out)
+	}
+	if kubePing(t, lab, "A", "10.1.2.1") == nil {
+		t.Fatal("A reaches B through R before R forwards")
+	}
+	kubeMust(t, "exec", lab, "R", "--", "sysctl", "-w", "net.ipv4.ip_forward=1")
+	Eventually(t, 30*time.Second, "ping A -> B through R", func() error { return kubePing(t, lab, "A", "10.1.2.1") })
+	if _, err := kubeRun(t, "exec", lab, "R", "--", "sysctl", "-w", "kernel.panic=0"); err == nil {
+		t.Error("R could set kernel.panic: only /proc/sys/net is the pod's to write")
+	}
+	if now, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(now) != string(hostFwd) {
+		t.Errorf("the host's ip_forward changed: %q -> %q", hostFwd, now)
+	}
+}
