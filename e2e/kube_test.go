@@ -422,6 +422,15 @@ func TestKubeNodeLost(t *testing.T) {
 		}
 		return fmt.Errorf("status %+v", l.Status)
 	})
+	var l kube.Listing
+	if err := json.Unmarshal([]byte(kubeMust(t, "list", lab, "--json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range l.VMs {
+		if v.Name == "C" && (v.State != "waiting" || v.K8sNode != n2) {
+			t.Errorf("kube list: C is %s on %q, want waiting on %s", v.State, v.K8sNode, n2)
+		}
+	}
 	labEvents(t, k, lab, "NodeLost node B:", "Rescheduled node B:", "NodeLost node C:", "WaitingForNode node C:")
 
 	if err := kubeTestbed(t, "node-start", n2); err != nil {

@@ -173,3 +173,26 @@ func TestLabPodTolerations(t *testing.T) {
 		t.Errorf("tolerations for %v, want %v", keys, want)
 	}
 }
+
+// TestListWaiting: kube list shows a pinned node whose Kubernetes node is
+// away as waiting on that node, a node without pod and status as pending.
+func TestListWaiting(t *testing.T) {
+	lab := Lab{Metadata: Meta{Name: "lab", Namespace: "ns"}}
+	lab.Spec.Nodes = []LabNode{{Name: "a", K8sNode: "n1"}, {Name: "c", K8sNode: "n2"}, {Name: "d"}}
+	lab.Status.Nodes = []NodeStatus{{Name: "c", Phase: PhaseWaitingForNode, K8sNode: "n2"}}
+	k := fakeAPI(t, map[string]any{
+		"/apis/cloonix.io/v1alpha1/namespaces/ns/labs/lab": lab,
+		"/api/v1/namespaces/ns/pods":                       podList{Items: []Pod{pod("lab-a", "a", "n1", "ua")}},
+	})
+	l, err := k.List("ns", "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, v := range l.VMs {
+		got[v.Name] = v.State + " " + v.K8sNode
+	}
+	if want := map[string]string{"a": "running n1", "c": "waiting n2", "d": "pending "}; !reflect.DeepEqual(got, want) {
+		t.Errorf("list %v, want %v", got, want)
+	}
+}
