@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -268,5 +269,258 @@ func demoFiles(t *testing.T, lab string) {
 	cat("A", "/rc-eth0", machine.MAC("A", 0))
 	if out, err := kubeRun(t, "exec", lab, "B", "--", "cat", "/rc-eth0"); err == nil {
 		t.Fatalf("B ran A's rc.d script (files_to_add_in_A): /rc-eth0 is %q", out)
+	}
+}
+
+// kubeWired waits until the switch has given node's pod its eth0 (its
+// MAC) and gives it ip.
+func kubeWired(t *testing.T, lab, node, ip string) {
+	t.Helper()
+	Eventually(t, 3*time.Minute, node+": eth0 with its MAC", func() error {
+		out, err := kubeRun(t, "exec", lab, node, "--", "cat", "/sys/class/net/eth0/address")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if got := strings.TrimSpace(out); got != machine.MAC(node, 0) {
+			return fmt.Errorf("eth0 is %s, want %s", got, machine.MAC(node, 0))
+		}
+		return nil
+	})
+	kubeMust(t, "exec", lab, node, "--", "ip", "addr", "add", ip+"/24", "dev", "eth0")
+}
+
+func kubePing(t *testing.T, lab, from, ip string) error {
+	out, err := kubeRun(t, "exec", lab, from, "--", "ping", "-c1", "-W2", ip)
+	if err != nil {
+		return fmt.Errorf("%s -> %s: %v: %s", from, ip, err, out)
+	}
+	return nil
+}
+
+// labPod is the running (not terminating) pod of a lab node, if any.
+func labPod(t *testing.T, k *kube.Client, lab, node string) (kube.Pod, bool) {
+	t.Helper()
+	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if p.Metadata.DeletionTimestamp == nil && p.Status.Phase == "Running" {
+			return p, true
+		}
+	}
+	return kube.Pod{}, false
+}
+
+// kubeTestbed runs scripts/k8s/testbed.sh.
+func kubeTestbed(t *testing.T, args ...string) error {
+	out, err := exec.Command("../scripts/k8s/testbed.sh", args...).CombinedOutput()
+	t.Logf("testbed.sh %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
+	return err
+}
+
+func nodeReady(k *kube.Client, node string) error {
+	var n struct {
+		Status struct {
+			Conditions []struct{ Type, Status string }
+		}
+	}
+	if err := k.Get("/api/v1/nodes/"+node, &n); err != nil {
+		return err
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == "Ready" && c.Status == "True" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not Ready: %+v", node, n.Status.Conditions)
+}
+
+// TestKubeNodeLost: a Kubernetes node goes away (its kubelet, containerd
+// and pods stop); the controller moves its unpinned lab node to the other
+// node, wired again under the lan rule, keeps the pinned one waiting, and
+// brings it back with its node; each step is an event on the Lab.
+func TestKubeNodeLost(t *testing.T) {
+	k := needK8s(t)
+	const lab = "e2e-node-lost"
+	n1, n2 := "kubetb-n1", "kubetb-n2"
+	cordon := func(node string, on bool) error {
+		return k.MergePatch("/api/v1/nodes/"+node, map[string]any{"spec": map[string]any{"unschedulable": on}})
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if t.Failed() {
+			logSwitches(t, k)
+		}
+		if err := cordon(n1, false); err != nil {
+			t.Errorf("uncordon %s: %v", n1, err)
+		}
+		if stopped {
+			if err := kubeTestbed(t, "node-start", n2); err != nil {
+				t.Errorf("restarting %s: %v", n2, err)
+			}
+			Eventually(t, 2*time.Minute, n2+" Ready again", func() error { return nodeReady(k, n2) })
+		}
+		kubeRun(t, "destroy", lab)
+	})
+	// n1 cordoned at deploy: the free B (and the controller) start on n2.
+	if err := cordon(n1, true); err != nil {
+		t.Fatal(err)
+	}
+	kubeMust(t, "deploy", "testdata/kube_node_lost.topology", "--name", lab,
+		"--pin", "A="+n1, "--pin", "D="+n1, "--pin", "C="+n2)
+	Eventually(t, 2*time.Minute, "B running on "+n2, func() error {
+		if p, ok := labPod(t, k, lab, "B"); !ok || p.Spec.NodeName != n2 {
+			return fmt.Errorf("B's pod: %+v", p)
+		}
+		return nil
+	})
+	if err := cordon(n1, false); err != nil {
+		t.Fatal(err)
+	}
+	ips := map[string]string{"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
+	for _, n := range []string{"A", "B", "C", "D"} {
+		kubeWired(t, lab, n, ips[n])
+	}
+	mustPing := func(from, to string) {
+		t.Helper()
+		Eventually(t, 30*time.Second, "ping "+from+" -> "+to, func() error { return kubePing(t, lab, from, ips[to]) })
+	}
+	mustPing("B", "A") // lan_one across the nodes
+	mustPing("C", "D") // lan_two across the nodes
+	if kubePing(t, lab, "B", ips["D"]) == nil {
+		t.Fatal("B reaches D: they share no lan")
+	}
+	oldB, _ := labPod(t, k, lab, "B")
+
+	stopped = true
+	if err := kubeTestbed(t, "node-stop", n2); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	Eventually(t, 4*time.Minute, "B running again on "+n1, func() error {
+		if p, ok := labPod(t, k, lab, "B"); !ok || p.Spec.NodeName != n1 || p.Metadata.UID == oldB.Metadata.UID {
+			return fmt.Errorf("B's pod: %+v", p)
+		}
+		return nil
+	})
+	t.Logf("B running on %s %s after %s stopped", n1, time.Since(start).Round(time.Second), n2)
+	kubeWired(t, lab, "B", ips["B"])
+	mustPing("B", "A")
+	if kubePing(t, lab, "B", ips["D"]) == nil {
+		t.Fatal("B reaches D after its move: they share no lan")
+	}
+	Eventually(t, time.Minute, "lab Degraded, C waiting for "+n2, func() error {
+		l, err := k.GetLab("default", lab)
+		if err != nil {
+			return err
+		}
+		for _, s := range l.Status.Nodes {
+			if s.Name == "C" && s.Phase == kube.PhaseWaitingForNode && s.K8sNode == n2 && l.Status.Phase == kube.PhaseDegraded {
+				return nil
+			}
+		}
+		return fmt.Errorf("status %+v", l.Status)
+	})
+	var l kube.Listing
+	if err := json.Unmarshal([]byte(kubeMust(t, "list", lab, "--json")), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range l.VMs {
+		if v.Name == "C" && (v.State != "waiting" || v.K8sNode != n2) {
+			t.Errorf("kube list: C is %s on %q, want waiting on %s", v.State, v.K8sNode, n2)
+		}
+	}
+	labEvents(t, k, lab, "NodeLost node B:", "Rescheduled node B:", "NodeLost node C:", "WaitingForNode node C:")
+
+	if err := kubeTestbed(t, "node-start", n2); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	Eventually(t, 4*time.Minute, "C running again on "+n2, func() error {
+		if p, ok := labPod(t, k, lab, "C"); !ok || p.Spec.NodeName != n2 {
+			return fmt.Errorf("C's pod: %+v", p)
+		}
+		return nil
+	})
+	kubeWired(t, lab, "C", ips["C"])
+	mustPing("C", "D") // lan_two spans the nodes again
+	mustPing("B", "A")
+	if kubePing(t, lab, "C", ips["A"]) == nil {
+		t.Fatal("C reaches A: they share no lan")
+	}
+	labEvents(t, k, lab, "CreatingPod node C: Kubernetes node "+n2+" is back")
+}
+
+// labEvents checks that the Lab has an event for each "REASON message
+// prefix".
+func labEvents(t *testing.T, k *kube.Client, lab string, want ...string) {
+	t.Helper()
+	var evs struct {
+		Items []struct{ Reason, Message string }
+	}
+	q := url.QueryEscape("involvedObject.kind=Lab,involvedObject.name=" + lab)
+	if err := k.Get("/api/v1/namespaces/default/events?fieldSelector="+q, &evs); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range evs.Items {
+			found = found || strings.HasPrefix(e.Reason+" "+e.Message, w)
+		}
+		if !found {
+			t.Errorf("no event %q on lab %s; events: %+v", w, lab, evs.Items)
+		}
+	}
+}
+
+// TestKubeRoute: a pod routes between two lans. R's /proc/sys/net is
+// writable (its sysctl.d applied at start, `sysctl -w` later), so once
+// R forwards, A on lan_one reaches B on lan_two through it; the host's
+// own forwarding setting is untouched.
+func TestKubeRoute(t *testing.T) {
+	k := needK8s(t)
+	const lab = "e2e-route"
+	t.Cleanup(func() {
+		if t.Failed() {
+			logSwitches(t, k)
+		}
+		kubeRun(t, "destroy", lab)
+	})
+	hostFwd, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeMust(t, "deploy", "testdata/kube_route", "--name", lab)
+	cat := func(node, file, want string) {
+		t.Helper()
+		Eventually(t, 3*time.Minute, node+": "+file+" is "+want, func() error {
+			out, err := kubeRun(t, "exec", lab, node, "--", "cat", file)
+			if err != nil || strings.TrimSpace(out) != want {
+				return fmt.Errorf("%v: %q", err, out)
+			}
+			return nil
+		})
+	}
+	cat("R", "/proc/sys/net/ipv6/conf/all/forwarding", "1") // its sysctl.d ran
+	cat("A", "/.cloonix-ready", "ready")                    // rc.d ran: addresses set
+	cat("B", "/.cloonix-ready", "ready")
+	cat("R", "/.cloonix-ready", "ready")
+	for _, p := range []struct{ from, to string }{{"R", "10.1.1.1"}, {"R", "10.1.2.1"}, {"A", "10.1.1.254"}} {
+		Eventually(t, 30*time.Second, "ping "+p.from+" -> "+p.to, func() error { return kubePing(t, lab, p.from, p.to) })
+	}
+	if out := kubeMust(t, "exec", lab, "R", "--", "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(out) != "0" {
+		t.Fatalf("R forwards before it was asked to (ip_forward %q): the test below would prove nothing", out)
+	}
+	if kubePing(t, lab, "A", "10.1.2.1") == nil {
+		t.Fatal("A reaches B through R before R forwards")
+	}
+	kubeMust(t, "exec", lab, "R", "--", "sysctl", "-w", "net.ipv4.ip_forward=1")
+	Eventually(t, 30*time.Second, "ping A -> B through R", func() error { return kubePing(t, lab, "A", "10.1.2.1") })
+	if _, err := kubeRun(t, "exec", lab, "R", "--", "sysctl", "-w", "kernel.panic=0"); err == nil {
+		t.Error("R could set kernel.panic: only /proc/sys/net is the pod's to write")
+	}
+	if now, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(now) != string(hostFwd) {
+		t.Errorf("the host's ip_forward changed: %q -> %q", hostFwd, now)
 	}
 }

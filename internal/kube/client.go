@@ -281,6 +281,16 @@ func (c *Client) Delete(path string) error {
 	return err
 }
 
+// ForceDelete removes one object at once (grace period 0): for pods whose
+// kubelet is gone and can never confirm a graceful delete.
+func (c *Client) ForceDelete(path string) error {
+	err := c.Do("DELETE", path, "", map[string]any{"gracePeriodSeconds": 0, "propagationPolicy": "Background"}, nil)
+	if IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
 // MergePatch applies a JSON merge patch.
 func (c *Client) MergePatch(path string, patch any) error {
 	return c.Do("PATCH", path, "application/merge-patch+json", patch, nil)

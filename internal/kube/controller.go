@@ -105,14 +105,24 @@ func assignVNIs(lab *Lab, all []Lab) (map[string]int, error) {
 }
 
 // Reconcile brings one lab's pods to its spec and writes its status: a
-// missing pod (deleted, or its node gone) is created again, a pod of a
-// node no longer in the spec, or with another image, is deleted.
+// missing pod (deleted, or its node gone) is created again, a pod on a
+// Kubernetes node that went away is moved (heal.go), a pod of a node no
+// longer in the spec, or with another image, is deleted.
 func (c *Client) Reconcile(lab *Lab, all []Lab, log io.Writer) error {
+	nodes, err := c.nodeHealths()
+	if err != nil {
+		fmt.Fprintf(log, "controller: reading nodes (nothing is moved this round): %v\n", err)
+		nodes = nil
+	}
+	return c.reconcile(lab, &round{all: all, nodes: nodes, now: time.Now()}, log)
+}
+
+func (c *Client) reconcile(lab *Lab, r *round, log io.Writer) error {
 	if lab.Metadata.DeletionTimestamp != nil {
 		return nil // its pods go with it (owner references)
 	}
 	ns := lab.Metadata.Namespace
-	vnis, err := assignVNIs(lab, all)
+	vnis, err := assignVNIs(lab, r.all)
 	if err != nil {
 		return err
 	}
@@ -120,52 +130,35 @@ func (c *Client) Reconcile(lab *Lab, all []Lab, log io.Writer) error {
 	if err != nil {
 		return err
 	}
+	say := func(reason, msg string) {
+		fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
+		c.event(lab, reason, msg)
+	}
 	byNode := map[string]Pod{}
 	for _, p := range pods {
 		byNode[p.Metadata.Labels[LabelNode]] = p
 	}
 	want := map[string]bool{}
 	status := LabStatus{VNIs: vnis, Phase: "Running"}
-	ready := 0
 	for _, n := range lab.Spec.Nodes {
 		want[n.Name] = true
-		p, ok := byNode[n.Name]
-		if ok && p.Metadata.DeletionTimestamp == nil && podImage(p) != "" && podImage(p) != n.Image {
-			msg := fmt.Sprintf("node %s: image changed, replacing pod %s", n.Name, p.Metadata.Name)
-			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
-			c.event(lab, "ReplacingPod", msg)
-			if err := c.Delete(nsPath(ns) + "/pods/" + p.Metadata.Name); err != nil {
-				return err
-			}
-			ok = false
+		st, err := c.reconcileNode(lab, n, byNode, r, say)
+		if err != nil {
+			return err
 		}
-		if !ok {
-			msg := fmt.Sprintf("node %s: creating pod %s", n.Name, PodName(lab.Metadata.Name, n.Name))
-			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
-			c.event(lab, "CreatingPod", msg)
-			if err := c.Create(nsPath(ns)+"/pods", labPod(lab, n)); err != nil {
-				return fmt.Errorf("lab %s: node %s: %w", lab.Metadata.Name, n.Name, err)
-			}
-			status.Nodes = append(status.Nodes, NodeStatus{Name: n.Name, Pod: PodName(lab.Metadata.Name, n.Name), Phase: "Pending"})
-			status.Phase = "Pending"
-			continue
-		}
-		ns := NodeStatus{Name: n.Name, Pod: p.Metadata.Name, K8sNode: p.Spec.NodeName, Phase: p.Status.Phase}
-		if p.Metadata.DeletionTimestamp != nil {
-			ns.Phase = "Terminating"
-		}
-		if ns.Phase == "Running" {
-			ready++
-		} else {
+		switch {
+		case st.Phase == "Running":
+			status.Ready++
+		case st.Phase == PhaseWaitingForNode:
+			status.Phase = PhaseDegraded
+		case status.Phase == "Running":
 			status.Phase = "Pending"
 		}
-		status.Nodes = append(status.Nodes, ns)
+		status.Nodes = append(status.Nodes, st)
 	}
 	for node, p := range byNode {
 		if !want[node] && p.Metadata.DeletionTimestamp == nil {
-			msg := fmt.Sprintf("node %s left the lab, deleting pod %s", node, p.Metadata.Name)
-			fmt.Fprintf(log, "lab %s: %s\n", lab.Metadata.Name, msg)
-			c.event(lab, "DeletingPod", msg)
+			say("DeletingPod", fmt.Sprintf("node %s left the lab, deleting pod %s", node, p.Metadata.Name))
 			if err := c.Delete(nsPath(ns) + "/pods/" + p.Metadata.Name); err != nil {
 				return err
 			}
@@ -173,9 +166,34 @@ func (c *Client) Reconcile(lab *Lab, all []Lab, log io.Writer) error {
 	}
 	sort.Slice(status.Nodes, func(i, j int) bool { return status.Nodes[i].Name < status.Nodes[j].Name })
 	patch := map[string]any{"status": map[string]any{
-		"phase": status.Phase, "vnis": status.VNIs, "nodes": status.Nodes, "ready": ready,
+		"phase": status.Phase, "vnis": status.VNIs, "nodes": status.Nodes, "ready": status.Ready,
 	}}
 	return c.MergePatch(labsPath(ns)+"/"+url.PathEscape(lab.Metadata.Name)+"/status", patch)
+}
+
+// reconcileNode brings one lab node's pod to its spec and says its state.
+func (c *Client) reconcileNode(lab *Lab, n LabNode, byNode map[string]Pod, r *round, say func(reason, msg string)) (NodeStatus, error) {
+	ns := lab.Metadata.Namespace
+	p, ok := byNode[n.Name]
+	ok, lostFrom, err := c.healNode(lab, n, p, ok, r, say)
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	if ok && p.Metadata.DeletionTimestamp == nil && podImage(p) != "" && podImage(p) != n.Image {
+		say("ReplacingPod", fmt.Sprintf("node %s: image changed, replacing pod %s", n.Name, p.Metadata.Name))
+		if err := c.Delete(nsPath(ns) + "/pods/" + p.Metadata.Name); err != nil {
+			return NodeStatus{}, err
+		}
+		ok = false
+	}
+	if !ok {
+		return c.createNode(lab, n, lostFrom, r, say)
+	}
+	st := NodeStatus{Name: n.Name, Pod: p.Metadata.Name, K8sNode: p.Spec.NodeName, Phase: p.Status.Phase}
+	if p.Metadata.DeletionTimestamp != nil {
+		st.Phase = "Terminating"
+	}
+	return st, nil
 }
 
 func podImage(p Pod) string {
@@ -190,11 +208,17 @@ func (c *Client) RunController(ns string, every time.Duration, log io.Writer, st
 		if err != nil {
 			fmt.Fprintf(log, "controller: %v\n", err)
 		}
+		nodes, err := c.nodeHealths()
+		if err != nil {
+			fmt.Fprintf(log, "controller: reading nodes (nothing is moved this round): %v\n", err)
+			nodes = nil
+		}
+		r := &round{all: labs, nodes: nodes, now: time.Now()}
 		for i := range labs {
 			if labs[i].Metadata.Namespace == "" {
 				labs[i].Metadata.Namespace = ns
 			}
-			if err := c.Reconcile(&labs[i], labs, log); err != nil {
+			if err := c.reconcile(&labs[i], r, log); err != nil {
 				fmt.Fprintf(log, "controller: %v\n", err)
 			}
 		}

@@ -120,14 +120,25 @@ func (c *Client) putConfigMaps(lab *Lab, files map[string]nodeFiles) error {
 	return nil
 }
 
-// nodeStart is the pod's shell: it waits until the switch has given each
-// eth its MAC and set it up (the network plugin's eth0 is renamed k8s0
+// netSysctls makes the pod's /proc/sys/net writable, as a local cnt
+// node's is (bundle.go), the rest of /proc/sys staying read-only: the
+// container runtime mounts all of /proc/sys read-only, so a router's
+// sysctl.d or `sysctl -w net.ipv4.ip_forward=1` would fail. /proc/sys/net
+// shows the pod's own network namespace; the pod's CAP_SYS_ADMIN allows
+// the bind mount. Where a security module forbids it (AppArmor's default
+// container profile) the node starts anyway, and says so.
+const netSysctls = "{ mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net; } 2>/dev/null ||\n" +
+	"  echo 'cloonix: /proc/sys/net stays read-only (mount refused): no sysctl -w net.* here' >&2\n"
+
+// nodeStart is the pod's shell: it makes /proc/sys/net writable, waits
+// until the switch has given each eth its MAC and set it up (the network plugin's eth0 is renamed k8s0
 // first), so that rc.d scripts find their eths as on a local node, then
 // runs cnt's init, whose "ready" on fd 3 goes to the file the readiness
 // probe reads.
 func nodeStart(n LabNode) string {
 	var b strings.Builder
 	b.WriteString("trap 'exit 0' TERM\n")
+	b.WriteString(netSysctls)
 	for i, e := range n.Eths {
 		s := fmt.Sprintf("/sys/class/net/eth%d/", i)
 		fmt.Fprintf(&b, "until [ \"$(cat %saddress 2>/dev/null)\" = %s ] && [ $(( $(cat %sflags) & 1 )) = 1 ]; do sleep 1; done\n",

@@ -82,10 +82,14 @@ func TestNodeStart(t *testing.T) {
 		`"$(cat /sys/class/net/eth0/address 2>/dev/null)" = 2e:00:00:00:00:01 ]`,
 		`/sys/class/net/eth1/flags`,
 		"exec /bin/sh /.cloonix/init 3>" + readyFile,
+		"mount -o remount,bind,rw /proc/sys/net",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("missing %q in\n%s", want, s)
 		}
+	}
+	if strings.Index(s, "/proc/sys/net") > strings.Index(s, "/.cloonix/init") {
+		t.Errorf("/proc/sys/net made writable after the init (its sysctl.d) runs:\n%s", s)
 	}
 	pod := labPod(&Lab{Metadata: Meta{Name: "l", Namespace: "ns"}}, n)
 	vols := pod["spec"].(obj)["volumes"].([]obj)

@@ -225,9 +225,11 @@ func (c *Client) List(ns, name string) (*Listing, error) {
 	out := &Listing{Network: name, VMs: []ListedVM{}, Lans: []proto.Lan{}}
 	members := map[string][]string{}
 	for _, n := range lab.Spec.Nodes {
-		p := byNode[n.Name]
+		p, k8sNode := byNode[n.Name], byNode[n.Name].Spec.NodeName
 		state := "pending"
 		switch {
+		case p.Metadata.Name == "" && prevPhase(lab, n.Name) == PhaseWaitingForNode:
+			state, k8sNode = "waiting", n.K8sNode // for its pinned node to be back
 		case p.Metadata.DeletionTimestamp != nil:
 			state = "stopping"
 		case p.Status.Phase == "Running":
@@ -236,7 +238,7 @@ func (c *Client) List(ns, name string) (*Listing, error) {
 			state = "crashed"
 		}
 		vm := ListedVM{VM: proto.VM{Name: n.Name, Type: "cnt", State: state, Rootfs: n.Image, Eths: []proto.Eth{}},
-			Pod: p.Metadata.Name, K8sNode: p.Spec.NodeName}
+			Pod: p.Metadata.Name, K8sNode: k8sNode}
 		for i, e := range n.Eths {
 			port := topology.EthPort(n.Name, i)
 			vm.Eths = append(vm.Eths, proto.Eth{Port: port, Lans: append([]string{}, e.Lans...)})

@@ -126,6 +126,9 @@ func controllerDeployment(ns, image, api string) obj {
 					"serviceAccountName":            SwitchAccount,
 					"hostNetwork":                   true,
 					"terminationGracePeriodSeconds": 2,
+					// A controller on a node that goes away is replaced
+					// at once, so that it moves that node's lab pods.
+					"tolerations": lostTolerations(2),
 					"containers": []obj{{
 						"name": "controller", "image": image, "imagePullPolicy": "IfNotPresent",
 						"args": []string{"kube", "controller", "--in-cluster"},
@@ -148,6 +151,7 @@ func labPod(lab *Lab, n LabNode) obj {
 		"automountServiceAccountToken":  false,
 		"enableServiceLinks":            false,
 		"hostname":                      PodName(lab.Metadata.Name, n.Name),
+		"tolerations":                   lostTolerations(tolerateLost),
 		"containers": []obj{{
 			"name": "node", "image": n.Image, "imagePullPolicy": "IfNotPresent",
 			"command": []string{"/bin/sh", "-c", nodeStart(n)},

@@ -47,6 +47,11 @@ type Plumber interface {
 type k8sNode struct {
 	Metadata Meta `json:"metadata"`
 	Status   struct {
+		Conditions []struct {
+			Type               string `json:"type"`
+			Status             string `json:"status"`
+			LastTransitionTime string `json:"lastTransitionTime"`
+		} `json:"conditions"`
 		Addresses []struct {
 			Type    string `json:"type"`
 			Address string `json:"address"`

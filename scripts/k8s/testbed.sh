@@ -3,6 +3,8 @@
 #   testbed.sh up     build (cached), then start etcd + control plane + nodes
 #   testbed.sh down   stop everything it started, restore the host's sysctls
 #   testbed.sh env    print the KUBECONFIG line to eval
+#   testbed.sh node-stop kubetb-nN   node N goes away (kubelet, containerd and
+#                     its pods stop, as at a power loss); node-start brings it back
 # Every address is on this machine: the control plane listens on the host
 # bridge kubetb0 (10.213.0.1); each node is a network namespace (kubetb-nN,
 # 10.213.0.1N) joined to that bridge, running its own containerd and kubelet
@@ -138,7 +140,8 @@ control_plane() {
 		{ log "kube-apiserver not ready: $TB/log/kube-apiserver.log"; exit 1; }
 	start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$TB/kubeconfig" \
 		--service-account-private-key-file "$p/sa.key" --root-ca-file "$p/ca.crt" \
-		--use-service-account-credentials=false --bind-address 127.0.0.1 --secure-port 0
+		--use-service-account-credentials=false --bind-address 127.0.0.1 --secure-port 0 \
+		--node-monitor-period 2s --node-monitor-grace-period 20s
 	start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$TB/kubeconfig" \
 		--bind-address 127.0.0.1 --secure-port 0
 }
@@ -297,7 +300,9 @@ stop() {
 	rm -f "$f"
 }
 
-node_down() {
+# node_kill N: node N's machine "loses power": its kubelet, containerd,
+# pods and their mounts go; its files, namespace and node object stay.
+node_kill() {
 	local n=$1 d=$TB/n$1
 	stop "kubelet-n$n"
 	# The pod netns files the CRI plugin mounted in /run/netns for this
@@ -328,6 +333,11 @@ node_down() {
 		umount "$m" 2>/dev/null || true
 		rm -f "$m"
 	done
+}
+
+node_down() {
+	local n=$1 d=$TB/n$1
+	node_kill "$n"
 	local h
 	for h in /sys/fs/cgroup/*/kubetb-n$n; do
 		[ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -378,9 +388,20 @@ import)
 	shift
 	import_images "$@"
 	;;
+node-stop | node-start)
+	[[ ${2:-} =~ ^kubetb-n([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[1]}" -le "$NODES" ] ||
+		{ echo "$0 $1: give a node, kubetb-n1 to kubetb-n$NODES" >&2; exit 2; }
+	if [ "$1" = node-stop ]; then
+		node_kill "${BASH_REMATCH[1]}"
+		log "$2 stopped (kubelet, containerd, pods)"
+	else
+		node_up "${BASH_REMATCH[1]}"
+		log "$2 started"
+	fi
+	;;
 env) echo "export KUBECONFIG=$TB/kubeconfig PATH=$BIN:\$PATH" ;;
 *)
-	echo "usage: $0 up|down|status|env|import TAR..." >&2
+	echo "usage: $0 up|down|status|env|import TAR...|node-stop NODE|node-start NODE" >&2
 	exit 2
 	;;
 esac
