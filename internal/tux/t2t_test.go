@@ -263,6 +263,12 @@ func TestT2TLink(t *testing.T) {
 	if !ok {
 		t.Fatal("no frames after reconnect")
 	}
+	// The dialer counts a frame after its write returns, so the listener
+	// may have it before the count moves: wait for the count.
+	deadline := time.Now().Add(5 * time.Second)
+	for s := d.h.stats(); s.TxFrames < 4 && time.Now().Before(deadline); s = d.h.stats() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if s := d.h.stats(); s.TxFrames < 4 || s.State != "up" {
 		t.Fatalf("dialer stats %+v", s)
 	}

@@ -317,6 +317,11 @@ func TestVXLANDropsMalformed(t *testing.T) {
 	if g := vxRecv(t, sw); len(g) != 61 {
 		t.Fatalf("got a %d-byte frame; want only the good 61-byte one", len(g))
 	}
+	// The receiver counts a batch after passing its frames on: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.stats().RxFrames < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	s := h.stats()
 	want := "up (dropped: 2 short, 1 flags, 1 vni, 1 source)"
 	if s.State != want || s.Drops != 5 || s.RxFrames != 1 {
