@@ -434,8 +434,16 @@ func TestFconfFailures(t *testing.T) {
 		return nil
 	})
 
-	slow := filepath.Join(dir, "slow.xml")
-	os.WriteFile(slow, []byte(`<TOPOLOGY>
+	// S is slow for sure: its rc.d script sleeps, and a guest is ready
+	// only after its rc.d ran (a bare busybox guest was ready in 0.2 s,
+	// too soon for a 100 ms timeout checked at the next poll).
+	slow := filepath.Join(dir, "slow")
+	rc := filepath.Join(slow, "files_to_add_in_S", "etc", "rc.d")
+	if err := os.MkdirAll(rc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(rc, "S10_slow"), []byte("#!/bin/sh\nsleep 3\n"), 0o755)
+	os.WriteFile(filepath.Join(slow, "topology"), []byte(`<TOPOLOGY>
   <VM> <name> S </name> <type> UML </type> <mem> 128 </mem> <rootfs> busybox </rootfs> </VM>
 </TOPOLOGY>`), 0o644)
 	out, err = l.Run("fconf", "load", slow, "--timeout", "100ms")
