@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // vxConn is the switch's side of a vxlan tux: the port sends and
@@ -34,13 +35,18 @@ type vxConn struct {
 // errReplaced ends the reader of a conn whose tux was given a new one.
 var errReplaced = errors.New("vxlan: replaced by a newer launch")
 
-func newVXConn(e *vxlanHelper, sock net.Conn) *vxConn {
-	c := &vxConn{e: e, sock: sock, rx: newVXRx(e.gro), tx: e.newTx()}
+// newVXConn: macs is the switch's set of MACs behind taps and offload
+// conns; the conn adds the sources it receives from (so a tap hands it
+// super frames, cut here with their payload in place) and merges only
+// toward its members.
+func newVXConn(e *vxlanHelper, sock net.Conn, macs *wire.MACSet) *vxConn {
+	c := &vxConn{e: e, sock: sock, rx: newVXRx(e.gro, macs), tx: e.newTx()}
 	c.put = c.queue
 	if e.gsoOK {
 		// The merger builds its super frames straight in a frame for
 		// the port (queue takes the frame instead of a copy).
 		c.mg = newTCPMerger(c.queue)
+		c.mg.takes = macs.TakesSuper
 		c.mframe = fabric.NewFrame(fabric.MaxFrame)
 		c.mg.buf = c.mframe.Buf()[:vxMergeMax]
 		c.put, c.flushMg = c.mg.add, c.mg.flush

@@ -16,6 +16,10 @@ import (
 // and its checksum is right: a merged frame's checksum is recomputed, so
 // a corrupt segment must never be hidden in one.
 //
+// Only segments toward a MAC that takes super frames (takes: learnt
+// behind a tap or another offload conn, wire.MACSet) are merged: any
+// other port (a guest's) gets the segments as they were sent.
+//
 // Only segments of a 1500-byte IP MTU are merged (all full but the
 // last): where the switch cuts the super frame again for a guest, it cuts
 // at that size (tux_tap.go), so the guest sees the segments that were
@@ -25,8 +29,9 @@ type tcpMerger struct {
 	n    int // bytes of the frame being built; 0: none
 	ti   tcpInfo
 	next uint32 // sequence number that continues it
-	segs int
-	emit func([]byte) error
+	segs  int
+	emit  func([]byte) error
+	takes func(frame []byte) bool // nil: every destination
 }
 
 // vxMergeMax bounds a merged frame (the switch takes 65535 bytes);
@@ -64,7 +69,7 @@ func (m *tcpMerger) add(f []byte) error {
 	if err := m.flush(); err != nil {
 		return err
 	}
-	if plen != mss || f[ti.l4+13]&0x08 != 0 {
+	if plen != mss || f[ti.l4+13]&0x08 != 0 || (m.takes != nil && !m.takes(f)) {
 		return m.emit(f)
 	}
 	m.n = copy(m.buf, f)

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/wire"
 )
 
 // vxRx holds the buffers of one recvmmsg: vxBatch messages of up to
@@ -21,12 +23,15 @@ type vxRx struct {
 	iov   []unix.Iovec
 	names []sockaddr
 	oob   []byte
+
+	macs    *wire.MACSet // the switch's, learns the sources
+	lastSrc uint64
 }
 
 const vxOOBLen = 64 // control data room per message
 
-func newVXRx(gro bool) *vxRx {
-	r := &vxRx{hs: make([]mmsghdr, vxBatch), bufs: make([][]byte, vxBatch), iov: make([]unix.Iovec, vxBatch), names: make([]sockaddr, vxBatch)}
+func newVXRx(gro bool, macs *wire.MACSet) *vxRx {
+	r := &vxRx{macs: macs, hs: make([]mmsghdr, vxBatch), bufs: make([][]byte, vxBatch), iov: make([]unix.Iovec, vxBatch), names: make([]sockaddr, vxBatch)}
 	if gro {
 		r.oob = make([]byte, vxBatch*vxOOBLen)
 	}
@@ -116,6 +121,9 @@ func (h *vxlanHelper) receive(r *vxRx, n int, put func([]byte) error) error {
 				continue
 			}
 			h.learn(f[6:12], ri)
+			if src := wire.MACOf(f[6:12]); src != r.lastSrc && f[6]&1 == 0 {
+				r.lastSrc = r.macs.Learn(f)
+			}
 			if err := put(f); err != nil {
 				return err
 			}
