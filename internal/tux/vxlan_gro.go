@@ -25,10 +25,10 @@ import (
 // at that size (tux_tap.go), so the guest sees the segments that were
 // sent. A flow with smaller segments (a guest at MTU 1450) passes as is.
 type tcpMerger struct {
-	buf  []byte
-	n    int // bytes of the frame being built; 0: none
-	ti   tcpInfo
-	next uint32 // sequence number that continues it
+	buf   []byte
+	n     int // bytes of the frame being built; 0: none
+	ti    tcpInfo
+	next  uint32 // sequence number that continues it
 	segs  int
 	emit  func([]byte) error
 	takes func(frame []byte) bool // nil: every destination
