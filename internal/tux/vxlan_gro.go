@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"cloonix/internal/fabric"
 )
 
 // tcpMerger is the vxlan helper's receive offload, as a NIC's GRO: the
@@ -34,10 +36,11 @@ type tcpMerger struct {
 	takes func(frame []byte) bool // nil: every destination
 }
 
-// vxMergeMax bounds a merged frame (the switch takes 65535 bytes);
-// vxMergeMTU is the IP MTU of the segments merged.
+// vxMergeMax bounds a merged frame: what the switch takes, so a tap's
+// largest super frame (45 segments of 1448 bytes, 65226 bytes in all)
+// is merged whole again; vxMergeMTU is the IP MTU of the segments merged.
 const (
-	vxMergeMax = 65000
+	vxMergeMax = fabric.MaxFrame
 	vxMergeMTU = 1500
 )
 
