@@ -138,7 +138,12 @@ func (c *tapConn) readOnce(wait bool) *fabric.Frame {
 	for n < 0 {
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Readv(int(fd), iov)
+			var e syscall.Errno
+			n, e = rawIOV(unix.SYS_READV, fd, iov)
+			rerr = nil
+			if e != 0 {
+				rerr = e
+			}
 			if rerr == unix.EINTR {
 				return false
 			}
@@ -258,7 +263,10 @@ func (c *tapConn) WriteFrame(b []byte) error {
 	c.iov[0], c.iov[1] = c.whdr[:], b
 	var err error
 	if werr := c.rc.Write(func(fd uintptr) bool {
-		_, err = unix.Writev(int(fd), c.iov[:])
+		err = nil
+		if _, e := rawIOV(unix.SYS_WRITEV, fd, c.iov[:]); e != 0 {
+			err = e
+		}
 		return err != unix.EAGAIN && err != unix.EINTR
 	}); werr != nil {
 		return fmt.Errorf("writing tap %s: %v", c.name, werr)

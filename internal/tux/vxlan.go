@@ -1,7 +1,6 @@
 package tux
 
 import (
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,10 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 )
@@ -51,12 +47,6 @@ const (
 	vxMaxMACs   = 1 << 16          // learnt MACs at most (a remote cannot grow it forever)
 )
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn both offer.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // Drop reasons, in the order the state shows them.
 const (
 	vxDropShort     = iota // datagram too short for VXLAN and an Ethernet header
@@ -74,9 +64,11 @@ var vxDropNames = [vxDropReasons]string{"short", "flags", "vni", "source", "trun
 type vxlanHelper struct {
 	cfg     VXLANConfig
 	conn    *net.UDPConn
-	bc      batchConn
+	rc      syscall.RawConn // the socket's, for the raw batch calls (rawio.go)
 	remotes []*net.UDPAddr
-	maxLen  int // longest frame that fits one datagram
+	// sockaddrs are the remotes' addresses as sendmmsg takes them.
+	sockaddrs []sockaddr
+	maxLen    int // longest frame that fits one datagram
 
 	macs  sync.Map // uint64 MAC -> *vxMAC (only with several remotes)
 	nmacs atomic.Int64
@@ -170,21 +162,24 @@ func newVXLAN(cfg VXLANConfig) (*vxlanHelper, error) {
 	_ = conn.SetReadBuffer(vxSockBuf)
 	_ = conn.SetWriteBuffer(vxSockBuf)
 	h := &vxlanHelper{cfg: cfg, conn: conn, maxLen: maxUDPPayloadV4 - VXLANHdrLen, gsoOK: true, gsoLimit: 65535}
+	if h.rc, err = conn.SyscallConn(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("vxlan: the UDP socket: %v", err)
+	}
 	if os.Getenv("CLOONIX_VXLAN_NO_OFFLOAD") != "" {
 		h.gsoOK = false // to compare, and a way out should a kernel misbehave
-	} else if rc, err := conn.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
+	} else {
+		_ = h.rc.Control(func(fd uintptr) {
 			h.gro = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
 		})
 	}
 	if cfg.V6() {
-		h.bc = ipv6.NewPacketConn(conn)
 		h.maxLen = maxUDPPayloadV6 - VXLANHdrLen
-	} else {
-		h.bc = ipv4.NewPacketConn(conn)
 	}
 	for _, a := range cfg.Remotes {
-		h.remotes = append(h.remotes, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, cfg.Port)))
+		ap := netip.AddrPortFrom(a, cfg.Port)
+		h.remotes = append(h.remotes, net.UDPAddrFromAddrPort(ap))
+		h.sockaddrs = append(h.sockaddrs, sockaddrOf(ap))
 	}
 	outer := 20 + 8 + VXLANHdrLen + 14 // IPv4, UDP, VXLAN, inner Ethernet
 	if cfg.V6() {
@@ -272,11 +267,17 @@ func (h *vxlanHelper) stats() Stats {
 }
 
 // drop counts one drop; the first of each power of ten goes to the log.
-func (h *vxlanHelper) drop(reason int, from net.Addr) {
+// from is the sender of a datagram dropped, or invalid for a frame from
+// the switch.
+func (h *vxlanHelper) drop(reason int, from netip.AddrPort) {
 	n := h.drops[reason].Add(1)
 	for p := uint64(1); p <= n; p *= 10 {
 		if p == n {
-			log.Printf("vxlan: dropped (%s) from %v: %d so far", vxDropNames[reason], from, n)
+			where := "from the switch"
+			if from.IsValid() {
+				where = "from " + from.String()
+			}
+			log.Printf("vxlan: dropped (%s) %s: %d so far", vxDropNames[reason], where, n)
 		}
 	}
 }
@@ -368,128 +369,11 @@ func (b *vxTx) take(f []byte) {
 		b.segment(f)
 	} else if n > b.h.maxLen {
 		// Never truncated: counted (see docs/multi-host.md on MTUs).
-		b.h.drop(vxDropOversize, nil)
+		b.h.drop(vxDropOversize, netip.AddrPort{})
 	} else {
 		b.add(f, nil)
 	}
 	if len(b.frames) >= vxMaxFrames {
 		b.flush()
 	}
-}
-
-// receive checks the datagrams of ms and passes each frame to put. With
-// UDP GRO one message may hold several datagrams of one sender, all of
-// the size the kernel reports but the last.
-func (h *vxlanHelper) receive(ms []ipv4.Message, put func([]byte) error) error {
-	// Counted once per batch, not per frame (an atomic add each).
-	var frames, nbytes uint64
-	defer func() {
-		h.rxF.Add(frames)
-		h.rxB.Add(nbytes)
-	}()
-	for i := range ms {
-		m := &ms[i]
-		from := m.Addr
-		ri := h.remoteIndex(from)
-		if ri < 0 {
-			h.drop(vxDropSource, from)
-			continue
-		}
-		if m.Flags&syscall.MSG_TRUNC != 0 {
-			h.drop(vxDropTruncated, from)
-			continue
-		}
-		p := m.Buffers[0][:m.N]
-		seg := len(p)
-		if h.gro && m.NN > 0 {
-			if g := groSize(m.OOB[:m.NN]); g > 0 && g < seg {
-				seg = g
-				h.groRecvs.Add(1)
-			}
-		}
-		for len(p) > 0 {
-			d := p[:min(seg, len(p))]
-			p = p[len(d):]
-			vni, f, err := DecodeVXLAN(d)
-			switch {
-			case err == errVXShort:
-				h.drop(vxDropShort, from)
-				continue
-			case err != nil:
-				h.drop(vxDropFlags, from)
-				continue
-			case vni != h.cfg.VNI:
-				h.drop(vxDropVNI, from)
-				continue
-			}
-			h.learn(f[6:12], ri)
-			if err := put(f); err != nil {
-				return err
-			}
-			frames++
-			nbytes += uint64(len(f))
-		}
-	}
-	return nil
-}
-
-// recvMessages are the buffers of one recvmmsg.
-func (h *vxlanHelper) recvMessages() []ipv4.Message {
-	ms := make([]ipv4.Message, vxBatch)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, vxBufSize)}
-		if h.gro {
-			ms[i].OOB = make([]byte, 64)
-		}
-	}
-	return ms
-}
-
-// groSize reads the UDP_GRO segment size from a message's control data.
-func groSize(oob []byte) int {
-	for len(oob) >= unix.CmsgLen(0) {
-		hd := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(hd.Len)
-		if l < unix.CmsgLen(0) || l > len(oob) {
-			return 0
-		}
-		if hd.Level == unix.SOL_UDP && hd.Type == unix.UDP_GRO && l >= unix.CmsgLen(2) {
-			return int(binary.NativeEndian.Uint16(oob[unix.CmsgLen(0):]))
-		}
-		sp := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if sp > len(oob) {
-			return 0
-		}
-		oob = oob[sp:]
-	}
-	return 0
-}
-
-// remoteIndex is the index of the remote a datagram came from, or -1.
-func (h *vxlanHelper) remoteIndex(a net.Addr) int {
-	ua, ok := a.(*net.UDPAddr)
-	if !ok {
-		return -1
-	}
-	ip, ok := netip.AddrFromSlice(ua.IP)
-	if !ok {
-		return -1
-	}
-	ip = ip.Unmap()
-	if len(h.cfg.Peers) > 0 {
-		// An allow-list of sources: the port must match too.
-		ok := false
-		for _, p := range h.cfg.Peers {
-			ok = ok || (p.Addr() == ip && int(p.Port()) == ua.Port)
-		}
-		if !ok {
-			return -1
-		}
-	}
-	for i, r := range h.cfg.Remotes {
-		if r == ip {
-			return i
-		}
-	}
-	return -1
 }

@@ -6,16 +6,14 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
-	"syscall"
-
-	"golang.org/x/net/ipv4"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/wire"
 )
 
 // vxConn is the switch's side of a vxlan tux: the port sends and
-// receives the VXLAN datagrams itself, in batches (recvmmsg/sendmmsg
-// through golang.org/x/net's ReadBatch/WriteBatch, UDP GSO and GRO where
+// receives the VXLAN datagrams itself, in batches (recvmmsg/sendmmsg,
+// raw calls: rawio.go, UDP GSO and GRO where
 // the kernel has them, TCP segments merged back into super frames):
 // no process hop per frame. The UDP socket and the learnt MACs (the
 // engine, a vxlanHelper) belong to the tux and outlive the helper's
@@ -23,7 +21,7 @@ import (
 type vxConn struct {
 	e       *vxlanHelper
 	sock    net.Conn // the helper's socket: closed with the conn
-	ms      []ipv4.Message
+	rx      *vxRx
 	pending []*fabric.Frame
 	next    int
 	put     func([]byte) error
@@ -37,13 +35,18 @@ type vxConn struct {
 // errReplaced ends the reader of a conn whose tux was given a new one.
 var errReplaced = errors.New("vxlan: replaced by a newer launch")
 
-func newVXConn(e *vxlanHelper, sock net.Conn) *vxConn {
-	c := &vxConn{e: e, sock: sock, ms: e.recvMessages(), tx: e.newTx()}
+// newVXConn: macs is the switch's set of MACs behind taps and offload
+// conns; the conn adds the sources it receives from (so a tap hands it
+// super frames, cut here with their payload in place) and merges only
+// toward its members.
+func newVXConn(e *vxlanHelper, sock net.Conn, macs *wire.MACSet) *vxConn {
+	c := &vxConn{e: e, sock: sock, rx: newVXRx(e.gro, macs), tx: e.newTx()}
 	c.put = c.queue
 	if e.gsoOK {
 		// The merger builds its super frames straight in a frame for
 		// the port (queue takes the frame instead of a copy).
 		c.mg = newTCPMerger(c.queue)
+		c.mg.takes = macs.TakesSuper
 		c.mframe = fabric.NewFrame(fabric.MaxFrame)
 		c.mg.buf = c.mframe.Buf()[:vxMergeMax]
 		c.put, c.flushMg = c.mg.add, c.mg.flush
@@ -82,14 +85,11 @@ func (c *vxConn) ReadFrame() (*fabric.Frame, error) {
 		if c.closed.Load() || c.e.owner.Load() != c {
 			return nil, errReplaced
 		}
-		n, err := c.e.bc.ReadBatch(c.ms, 0)
+		n, err := c.rx.recv(c.e.rc)
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-				continue
-			}
 			return nil, fmt.Errorf("vxlan socket: %v", err)
 		}
-		if err := c.e.receive(c.ms[:n], c.put); err != nil {
+		if err := c.e.receive(c.rx, n, c.put); err != nil {
 			return nil, err
 		}
 		if c.flushMg != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"cloonix/internal/fabric"
 )
 
 // tcpMerger is the vxlan helper's receive offload, as a NIC's GRO: the
@@ -16,23 +18,29 @@ import (
 // and its checksum is right: a merged frame's checksum is recomputed, so
 // a corrupt segment must never be hidden in one.
 //
+// Only segments toward a MAC that takes super frames (takes: learnt
+// behind a tap or another offload conn, wire.MACSet) are merged: any
+// other port (a guest's) gets the segments as they were sent.
+//
 // Only segments of a 1500-byte IP MTU are merged (all full but the
 // last): where the switch cuts the super frame again for a guest, it cuts
 // at that size (tux_tap.go), so the guest sees the segments that were
 // sent. A flow with smaller segments (a guest at MTU 1450) passes as is.
 type tcpMerger struct {
-	buf  []byte
-	n    int // bytes of the frame being built; 0: none
-	ti   tcpInfo
-	next uint32 // sequence number that continues it
-	segs int
-	emit func([]byte) error
+	buf   []byte
+	n     int // bytes of the frame being built; 0: none
+	ti    tcpInfo
+	next  uint32 // sequence number that continues it
+	segs  int
+	emit  func([]byte) error
+	takes func(frame []byte) bool // nil: every destination
 }
 
-// vxMergeMax bounds a merged frame (the switch takes 65535 bytes);
-// vxMergeMTU is the IP MTU of the segments merged.
+// vxMergeMax bounds a merged frame: what the switch takes, so a tap's
+// largest super frame (45 segments of 1448 bytes, 65226 bytes in all)
+// is merged whole again; vxMergeMTU is the IP MTU of the segments merged.
 const (
-	vxMergeMax = 65000
+	vxMergeMax = fabric.MaxFrame
 	vxMergeMTU = 1500
 )
 
@@ -64,7 +72,7 @@ func (m *tcpMerger) add(f []byte) error {
 	if err := m.flush(); err != nil {
 		return err
 	}
-	if plen != mss || f[ti.l4+13]&0x08 != 0 {
+	if plen != mss || f[ti.l4+13]&0x08 != 0 || (m.takes != nil && !m.takes(f)) {
 		return m.emit(f)
 	}
 	m.n = copy(m.buf, f)

@@ -23,6 +23,14 @@ func TestTCPMerger(t *testing.T) {
 	q := p[:1410]                                // one at MTU 1450
 	bad := vxSeg(1, 1000+2*1460, 0x10, p)
 	bad[len(bad)-1] ^= 1
+	// 44 full segments and one more: 64294 bytes and then some.
+	long := func(last []byte) [][]byte {
+		var in [][]byte
+		for i := range 44 {
+			in = append(in, vxSeg(1, 1000+uint32(i)*1460, 0x10, p))
+		}
+		return append(in, vxSeg(1, 1000+44*1460, 0x10, last))
+	}
 	for _, c := range []struct {
 		name string
 		in   [][]byte
@@ -37,6 +45,8 @@ func TestTCPMerger(t *testing.T) {
 		{"a bad checksum stays out", [][]byte{vxSeg(1, 1000, 0x10, p), vxSeg(1, 2460, 0x10, p), bad}, []int{2920, 1460}},
 		{"pure ACKs pass", [][]byte{vxSeg(1, 1000, 0x10, nil), vxSeg(1, 1000, 0x10, nil)}, []int{0, 0}},
 		{"not TCP", [][]byte{vxTestFrame(1, 2, 100), vxSeg(1, 1000, 0x10, p)}, []int{-1, 1460}},
+		{"as long as the switch takes", long(p[:1000]), []int{44*1460 + 1000}},
+		{"no longer", long(p), []int{44 * 1460, 1460}},
 		{"MTU 1450 segments pass as sent", [][]byte{vxSeg(1, 1000, 0x10, q), vxSeg(1, 2410, 0x10, q), vxSeg(1, 3820, 0x10, q)}, []int{1410, 1410, 1410}},
 	} {
 		var out [][]byte

@@ -152,7 +152,7 @@ func (vxlanKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) 
 	}
 	e := x.(engineCloser).e
 	h.setLocalStats(e.stats)
-	return newVXConn(e, sock), nil
+	return newVXConn(e, sock, h.spec.MACs), nil
 }
 
 func (vxlanKind) setup(args []string, c *ctl, sw net.Conn) (serving, map[string]string, error) {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"cloonix/internal/wire"
 )
 
 // TestVXLANPeersAllowList (issue 15, finding 12): with --peers, a
@@ -24,7 +26,7 @@ func TestVXLANPeersAllowList(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := net.Pipe()
-	go vxPump(newVXConn(h, b), b) // the switch's side, as in vxStart
+	go vxPump(newVXConn(h, b, &wire.MACSet{}), b) // the switch's side, as in vxStart
 	defer func() { a.Close(); h.conn.Close() }()
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: int(port)})
 	if err != nil {

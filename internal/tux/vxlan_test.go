@@ -143,6 +143,19 @@ func vxFreePort(t *testing.T) uint16 {
 // of a stream connection to that port.
 func vxStart(t *testing.T, remote, vni, port, local string) (*vxlanHelper, net.Conn) {
 	t.Helper()
+	// The test's frames go to MACs 02:00:00:00:00:01 and :02, as if
+	// behind a tap of the switch: they take super frames.
+	macs := &wire.MACSet{}
+	for _, m := range []byte{1, 2} {
+		macs.Learn(vxTestFrame(0xff, m, 14))
+	}
+	return vxStartWith(t, macs, remote, vni, port, local)
+}
+
+// vxStartWith is vxStart with the switch's set of MACs that take super
+// frames.
+func vxStartWith(t *testing.T, macs *wire.MACSet, remote, vni, port, local string) (*vxlanHelper, net.Conn) {
+	t.Helper()
 	cfg, err := ParseVXLAN(remote, vni, port, local)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +165,7 @@ func vxStart(t *testing.T, remote, vni, port, local string) (*vxlanHelper, net.C
 		t.Fatal(err)
 	}
 	a, b := net.Pipe()
-	go vxPump(newVXConn(h, b), b)
+	go vxPump(newVXConn(h, b, macs), b)
 	t.Cleanup(func() { a.Close(); h.conn.Close() })
 	return h, a
 }

@@ -6,14 +6,13 @@ package tux
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log"
+	"net/netip"
 	"syscall"
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,10 +37,16 @@ type vxTx struct {
 	segOff int
 	bytes  uint64
 
-	ms   []ipv4.Message
-	iov  [][]byte
+	msgs []vxMsg
+	hs   []mmsghdr
+	iov  []unix.Iovec
 	oob  []byte
-	gsoN []int // frames per message (for counting a refused GSO send)
+}
+
+// vxMsg is one message of a send: frames[fi:fj] to remote dst, as one
+// GSO send of seg-byte datagrams when seg > 0.
+type vxMsg struct {
+	fi, fj, dst, seg int
 }
 
 type vxFrame struct {
@@ -63,7 +68,7 @@ func (b *vxTx) add(f, pay []byte) {
 func (b *vxTx) segment(f []byte) {
 	mss := MSSFor(f, b.h.innerMTU)
 	if mss <= 0 {
-		b.h.drop(vxDropOversize, nil)
+		b.h.drop(vxDropOversize, netip.AddrPort{})
 		return
 	}
 	t, _ := parseTCP(f)
@@ -77,7 +82,7 @@ func (b *vxTx) segment(f []byte) {
 		return s
 	}, b.add)
 	if !ok {
-		b.h.drop(vxDropOversize, nil)
+		b.h.drop(vxDropOversize, netip.AddrPort{})
 	}
 }
 
@@ -85,22 +90,13 @@ func (b *vxTx) segment(f []byte) {
 // remote as GSO sends when possible.
 func (b *vxTx) flush() {
 	h := b.h
-	b.ms, b.iov, b.oob, b.gsoN = b.ms[:0], b.iov[:0], b.oob[:0], b.gsoN[:0]
-	if cap(b.iov) < 3*len(b.frames) {
-		b.iov = make([][]byte, 0, 3*vxMaxFrames+3*len(b.frames))
-	}
-	if cap(b.oob) < 32*len(b.frames) {
-		b.oob = make([]byte, 0, 32*(vxMaxFrames+len(b.frames)))
-	}
+	b.msgs = b.msgs[:0]
 	fr := b.frames
 	for i := 0; i < len(fr); {
 		f := fr[i]
 		if f.dst < 0 {
-			at := len(b.iov)
-			b.iov = f.appendIOV(b.iov, b.hdr)
-			for _, r := range h.remotes {
-				b.ms = append(b.ms, ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: r})
-				b.gsoN = append(b.gsoN, 1)
+			for r := range h.remotes {
+				b.msgs = append(b.msgs, vxMsg{fi: i, fj: i + 1, dst: r})
 			}
 			i++
 			continue
@@ -120,34 +116,68 @@ func (b *vxTx) flush() {
 				}
 			}
 		}
-		at := len(b.iov)
-		for _, x := range fr[i:j] {
-			b.iov = x.appendIOV(b.iov, b.hdr)
-		}
-		m := ipv4.Message{Buffers: b.iov[at:len(b.iov):len(b.iov)], Addr: h.remotes[f.dst]}
+		m := vxMsg{fi: i, fj: j, dst: f.dst}
 		if j-i > 1 {
 			h.gsoSends.Add(1)
-			o := len(b.oob)
-			b.oob = appendGSO(b.oob, uint16(seg))
-			m.OOB = b.oob[o:len(b.oob):len(b.oob)]
+			m.seg = seg
 		}
-		b.ms = append(b.ms, m)
-		b.gsoN = append(b.gsoN, j-i)
+		b.msgs = append(b.msgs, m)
 		i = j
 	}
-	h.send(b.ms, b.gsoN)
+	b.send(b.msgs)
 	h.txF.Add(uint64(len(fr)))
 	h.txB.Add(b.bytes)
 	clear(b.frames)
 	b.frames, b.segOff, b.bytes = b.frames[:0], 0, 0
 }
 
-// appendIOV appends the iovecs of f's datagram.
-func (f vxFrame) appendIOV(iov [][]byte, hdr []byte) [][]byte {
-	if f.pay != nil {
-		return append(iov, hdr, f.b, f.pay)
+// build fills b.hs (and the iovecs and control data it points to) for
+// msgs.
+func (b *vxTx) build(msgs []vxMsg) []mmsghdr {
+	b.iov, b.oob, b.hs = b.iov[:0], b.oob[:0], b.hs[:0]
+	// Pointers into iov and oob are taken once they are complete (an
+	// append may move them).
+	for _, m := range msgs {
+		for _, f := range b.frames[m.fi:m.fj] {
+			b.iov = appendIovec(appendIovec(appendIovec(b.iov, b.hdr), f.b), f.pay)
+		}
+		if m.seg > 0 {
+			b.oob = appendGSO(b.oob, uint16(m.seg))
+		}
 	}
-	return append(iov, hdr, f.b)
+	iv, ob := 0, 0
+	for _, m := range msgs {
+		at := iv
+		for _, f := range b.frames[m.fi:m.fj] {
+			iv += 2
+			if len(f.pay) > 0 {
+				iv++
+			}
+		}
+		sa := &b.h.sockaddrs[m.dst]
+		var hd mmsghdr
+		hd.hdr.Name, hd.hdr.Namelen = &sa.raw[0], sa.n
+		hd.hdr.Iov = &b.iov[at]
+		hd.hdr.SetIovlen(iv - at)
+		if m.seg > 0 {
+			l := unix.CmsgSpace(2)
+			hd.hdr.Control = &b.oob[ob]
+			hd.hdr.SetControllen(l)
+			ob += l
+		}
+		b.hs = append(b.hs, hd)
+	}
+	return b.hs
+}
+
+// appendIovec appends an iovec for p unless it is empty.
+func appendIovec(iov []unix.Iovec, p []byte) []unix.Iovec {
+	if len(p) == 0 {
+		return iov
+	}
+	v := unix.Iovec{Base: &p[0]}
+	v.SetLen(len(p))
+	return append(iov, v)
 }
 
 // appendGSO appends a UDP_SEGMENT control message for size.
@@ -161,51 +191,47 @@ func appendGSO(b []byte, size uint16) []byte {
 	return b
 }
 
-// send writes ms (gsoN[i] frames in ms[i]). A GSO send the kernel
-// refuses (path MTU below the datagram, no checksum offload) is sent
-// again datagram by datagram, and such sizes go without GSO from then
-// on; any other refusal drops the datagrams, counted.
-func (h *vxlanHelper) send(ms []ipv4.Message, gsoN []int) {
-	for len(ms) > 0 {
-		n, err := h.bc.WriteBatch(ms, 0)
-		if err == nil {
-			ms, gsoN = ms[n:], gsoN[n:]
+// send writes msgs with sendmmsg. A GSO send the kernel refuses (path
+// MTU below the datagram, no checksum offload) is sent again datagram by
+// datagram, and such sizes go without GSO from then on; any other
+// refusal drops the datagrams, counted.
+func (b *vxTx) send(msgs []vxMsg) {
+	h := b.h
+	for len(msgs) > 0 {
+		hs := b.build(msgs)
+		var n int
+		var e syscall.Errno
+		err := h.rc.Write(func(fd uintptr) bool {
+			n, e = rawMMsg(unix.SYS_SENDMMSG, fd, hs)
+			return e != unix.EAGAIN && e != unix.EINTR
+		})
+		if err != nil {
+			e = syscall.EBADF // the socket is closed
+		}
+		if e == 0 {
+			msgs = msgs[n:]
 			continue
 		}
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		m := ms[0]
-		if len(m.OOB) > 0 {
-			seg := int(binary.NativeEndian.Uint16(m.OOB[unix.CmsgLen(0):]))
-			if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOPROTOOPT) {
+		m := msgs[0]
+		msgs = msgs[1:]
+		if m.seg > 0 && e != syscall.EBADF {
+			if e == syscall.EIO || e == syscall.EOPNOTSUPP || e == syscall.ENOPROTOOPT {
 				h.gsoOK = false
 			} else {
-				h.gsoLimit = min(h.gsoLimit, seg-1)
+				h.gsoLimit = min(h.gsoLimit, m.seg-1)
 			}
-			log.Printf("vxlan: UDP GSO of %d-byte datagrams refused (%v); sending them one by one", seg, errors.Unwrap(err))
-			// Each datagram is whole iovecs of seg bytes (the last
-			// may be shorter).
-			var one []ipv4.Message
-			var ones []int
-			for k, at, l := 0, 0, 0; k < len(m.Buffers); k++ {
-				l += len(m.Buffers[k])
-				if l >= seg || k == len(m.Buffers)-1 {
-					one = append(one, ipv4.Message{Buffers: m.Buffers[at : k+1 : k+1], Addr: m.Addr})
-					ones = append(ones, 1)
-					at, l = k+1, 0
-				}
+			log.Printf("vxlan: UDP GSO of %d-byte datagrams refused (%v); sending them one by one", m.seg, e)
+			ones := make([]vxMsg, 0, m.fj-m.fi)
+			for k := m.fi; k < m.fj; k++ {
+				ones = append(ones, vxMsg{fi: k, fj: k + 1, dst: m.dst})
 			}
-			h.send(one, ones)
-			ms, gsoN = ms[1:], gsoN[1:]
+			b.send(ones)
 			continue
 		}
-		h.drops[vxDropSend].Add(uint64(gsoN[0]))
-		gsoN = gsoN[1:]
-		e := &vxErr{at: time.Now(), msg: fmt.Sprintf("sending to %v: %v", m.Addr, errors.Unwrap(err))}
-		if old := h.lastErr.Swap(e); old == nil || old.msg != e.msg {
-			log.Print("vxlan: ", e.msg)
+		h.drops[vxDropSend].Add(uint64(m.fj - m.fi))
+		x := &vxErr{at: time.Now(), msg: fmt.Sprintf("sending to %v: %v", h.remotes[m.dst], e)}
+		if old := h.lastErr.Swap(x); old == nil || old.msg != x.msg {
+			log.Print("vxlan: ", x.msg)
 		}
-		ms = ms[1:]
 	}
 }
