@@ -87,16 +87,27 @@ func loadDemo(path string, plan io.Writer, o fconfOptions) (*topology.Demo, erro
 	if err != nil {
 		return nil, err
 	}
+	if o.plan {
+		// A plan changes nothing: the folder a running lab reads its
+		// guests' files from stays as it is; the plan converts into a
+		// temporary one.
+		tmp, err := os.MkdirTemp("", "cloonix-plan-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		if err := lab.Write(tmp, asType(o)); err != nil {
+			return nil, fmt.Errorf("converting %s: %v", path, err)
+		}
+		fmt.Fprint(plan, lab.Plan())
+		return topology.Load(tmp)
+	}
 	dir, err := convertedDir(lab)
 	if err != nil {
 		return nil, err
 	}
 	if err := lab.Write(dir, asType(o)); err != nil {
 		return nil, fmt.Errorf("converting %s into %s: %v", path, dir, err)
-	}
-	if o.plan {
-		fmt.Fprint(plan, lab.Plan())
-		fmt.Fprintf(plan, "converted into %s\n", dir)
 	}
 	return topology.Load(dir)
 }

@@ -31,8 +31,19 @@ func TestLoadDemoForeign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(demo.Dir, filepath.Join(work, "labs", "kathara-ospf_stub-")) || !strings.Contains(out.String(), "LAB_AUTHOR: cloonix") {
-		t.Errorf("dir %s, plan:\n%s", demo.Dir, out.String())
+	if !strings.Contains(out.String(), "LAB_AUTHOR: cloonix") || demo.Topology.VM("pc1") == nil {
+		t.Errorf("plan:\n%s", out.String())
+	}
+	// A plan changes nothing: no converted folder is written.
+	if m, _ := filepath.Glob(filepath.Join(work, "labs", "kathara-*")); len(m) != 0 {
+		t.Errorf("--plan wrote %v", m)
+	}
+	o.plan = false
+	if demo, err = loadDemo("../../demos/kathara_ospf", &out, o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(demo.Dir, filepath.Join(work, "labs", "kathara-ospf_stub-")) {
+		t.Errorf("converted into %s", demo.Dir)
 	}
 	// <image_map> from the config applies; --image wins over it.
 	if v := demo.Topology.VM("pc1"); v.Rootfs != "busybox" || v.Type != labfmt.DefaultAs() {
