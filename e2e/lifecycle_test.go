@@ -400,6 +400,57 @@ func TestLifecycleCorruptJournal(t *testing.T) {
 	}
 }
 
+// TestLifecycleDiscardCnt: start --discard after a switch died with a
+// container node running leaves nothing of it: no runtime record, no
+// mount, no directory; the name can be used again.
+func TestLifecycleDiscardCnt(t *testing.T) {
+	l := NewLab(t, "<no_nat>true</no_nat>")
+	l.MustRun("ctrl", "add", "vm", "k", "--type", "cnt", "--wait")
+	Eventually(t, 5*time.Second, "journal written", func() error {
+		_, err := os.Stat(filepath.Join(l.Dir, "lab.journal"))
+		return err
+	})
+	if len(mountsBelow(t, l.Dir)) == 0 {
+		t.Fatal("a running cnt node has no mount in work_dir")
+	}
+	if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "old switch gone", func() error {
+		if _, err := l.Run("ctrl", "list"); err == nil {
+			return fmt.Errorf("still answers")
+		}
+		return nil
+	})
+	l.MustRun("start", "--discard")
+	if m := mountsBelow(t, l.Dir); len(m) != 0 {
+		t.Fatalf("mounts left after --discard: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(l.Dir, "k")); err == nil {
+		t.Fatal("--discard left the node's directory")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(l.Dir, ".runc")); len(ents) != 0 {
+		t.Fatalf("--discard left runtime records: %v", ents)
+	}
+	l.MustRun("ctrl", "add", "vm", "k", "--type", "cnt", "--wait")
+}
+
+// mountsBelow lists the mount points under dir.
+func mountsBelow(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			ms = append(ms, f[4])
+		}
+	}
+	return ms
+}
+
 // TestLifecycleCnt: container nodes see their carrier drop and come back
 // (the tap's), and a stop/start keeps their files and lans.
 func TestLifecycleCnt(t *testing.T) {

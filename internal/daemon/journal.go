@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"cloonix/internal/machine"
 	"cloonix/internal/proto"
 	"cloonix/internal/topology"
 )
@@ -62,6 +63,7 @@ func (d *Daemon) checkJournal() error {
 			}
 			log.Printf("journal %s discarded", p)
 		}
+		d.sweepWorkDir()
 		return nil
 	case d.resume && !exists:
 		return fmt.Errorf("no journal in %s: nothing to resume (start without --resume)", d.Cfg.WorkDir)
@@ -240,4 +242,20 @@ func (d *Daemon) resumeLab() {
 func dirExists(p string) bool {
 	fi, err := os.Lstat(p)
 	return err == nil && fi.IsDir()
+}
+
+// sweepWorkDir removes what the guests of a switch that died left in
+// work_dir (start --discard): the kinds' host state (a container's
+// runtime record and mounts), then each guest's directory.
+func (d *Daemon) sweepWorkDir() {
+	d.vmt().registry().Sweep(machine.Host{BulkDir: d.Cfg.BulkDir, WorkDir: d.Cfg.WorkDir, Accel: d.Cfg.Accel, OCIRuntime: d.Cfg.OCIRuntime})
+	ents, _ := os.ReadDir(d.Cfg.WorkDir)
+	for _, e := range ents {
+		dir := filepath.Join(d.Cfg.WorkDir, e.Name())
+		if e.IsDir() && fileExists(filepath.Join(dir, vmMarker)) {
+			if err := os.RemoveAll(dir); err != nil {
+				log.Printf("discard: %v", err)
+			}
+		}
+	}
 }

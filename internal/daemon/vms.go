@@ -73,6 +73,16 @@ type vmTable struct {
 
 func (d *Daemon) vmt() *vmTable { return &d.vmTab }
 
+// registry is the table's node kinds (kinds.All by default).
+func (t *vmTable) registry() *machine.Registry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.kinds == nil {
+		t.kinds = kinds.All()
+	}
+	return t.kinds
+}
+
 // vmMarker marks a directory of work_dir as a VM's, so a stale one may be
 // cleared and anything else never is.
 const vmMarker = ".cloonix-vm"
@@ -100,14 +110,7 @@ func (d *Daemon) parseAddVM(a *proto.AddVM) (*vmRequest, error) {
 	if reservedDirs[name] {
 		return nil, fmt.Errorf("vm name %q is reserved for the switch's own files in work_dir; choose another", name)
 	}
-	t := d.vmt()
-	t.mu.Lock()
-	if t.kinds == nil {
-		t.kinds = kinds.All()
-	}
-	reg := t.kinds
-	t.mu.Unlock()
-	kind, err := reg.Lookup(a.Type)
+	kind, err := d.vmt().registry().Lookup(a.Type)
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", name, err)
 	}

@@ -247,3 +247,17 @@ func hostMemMB() int {
 	}
 	return 65536
 }
+
+// Sweeper is a kind whose guests leave host state behind when they die
+// with the switch (a runtime's records, mounts): Sweep removes what is
+// left in h.WorkDir, for `start --discard`.
+type Sweeper interface{ Sweep(h Host) }
+
+// Sweep lets every kind that leaves state behind remove it.
+func (r *Registry) Sweep(h Host) {
+	for _, k := range r.kinds {
+		if s, ok := k.(Sweeper); ok {
+			s.Sweep(h)
+		}
+	}
+}
