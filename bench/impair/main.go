@@ -30,7 +30,7 @@ import (
 
 var (
 	dur     = flag.Duration("d", time.Second, "measuring time per round and case")
-	rounds  = flag.Int("rounds", 3, "rounds; each case keeps its best (the machine may be shared)")
+	rounds  = flag.Int("rounds", 3, "rounds, the cases taking turns; the median and range are shown (the machine may be shared)")
 	short   = flag.Bool("short", false, "smoke run: one round of 200 ms, 1500-byte frames")
 	only    = flag.Int("case", -1, "run only this case (0-based)")
 	sizes   = flag.String("sizes", "64,1500", "frame sizes")
@@ -125,12 +125,6 @@ type result struct {
 }
 
 func (r result) fps() float64          { return float64(r.frames) / r.secs }
-func (r result) mbps(size int) float64 { return r.fps() * float64(size) * 8 / 1e6 }
-func better(a, b result) bool          { return a.secs > 0 && (b.secs == 0 || a.fps() > b.fps()) }
-func pct(a, base result) string        { return fmt.Sprintf("%.0f%%", 100*a.fps()/base.fps()) }
-func (r result) row(size int) (string, string) {
-	return fmt.Sprintf("%.0f", r.fps()), fmt.Sprintf("%.1f", r.mbps(size))
-}
 
 // blast sends from src to dst as fast as it can for d; the rate is what
 // arrived at dst over the time it took (after a warm-up of 100 ms, so a
@@ -224,7 +218,7 @@ func header() {
 	if *short {
 		*rounds, *dur, *sizes = 1, 200*time.Millisecond, "1500"
 	}
-	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, best of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
+	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, median of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
 }
 
 func main() {
@@ -260,7 +254,7 @@ func main() {
 	}
 	header()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "frame\tcase\tframes/s\tMbit/s\tvs plain\t")
+	fmt.Fprintln(w, "frame\tcase\tframes/s (median)\tmin-max (k/s)\tMbit/s\tvs plain\t")
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err != nil {
@@ -278,7 +272,7 @@ func main() {
 		sz = append(sz, n)
 	}
 	for _, size := range sz {
-		best := make([]result, len(cases))
+		fps := make([]stats.Series, len(cases))
 		for r := 0; r < *rounds; r++ {
 			// Alternate the cases so load from elsewhere hits all alike.
 			for i, c := range cases {
@@ -299,21 +293,22 @@ func main() {
 					undo()
 				}
 				l.close()
-				if better(res, best[i]) {
-					best[i] = res
+				if res.secs > 0 {
+					fps[i].Add(res.fps())
 				}
 			}
 		}
 		for i, c := range cases {
-			if best[i].secs == 0 || best[0].secs == 0 {
-				if best[i].secs != 0 {
-					fps, mb := best[i].row(size)
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t\t\n", size, c.name, fps, mb)
-				}
+			if len(fps[i]) == 0 {
 				continue
 			}
-			fps, mb := best[i].row(size)
-			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t\n", size, c.name, fps, mb, pct(best[i], best[0]))
+			m := fps[i].Median()
+			k := make(stats.Series, len(fps[i]))
+			for j, v := range fps[i] {
+				k[j] = v / 1e3
+			}
+			fmt.Fprintf(w, "%d\t%s\t%.0f\t%s\t%.1f\t%s\t\n", size, c.name, m, k.Range(0),
+				m*float64(size)*8/1e6, stats.Ratio(m, fps[0].Median()))
 		}
 	}
 	w.Flush()
