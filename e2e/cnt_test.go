@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -290,33 +289,5 @@ func TestCntConsole(t *testing.T) {
 	needRunc(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"kc"}, "--type", "cnt")
-	cmd := exec.Command(bin, "-c", l.Config, "console", "kc")
-	stdin, _ := cmd.StdinPipe()
-	var out bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stdout = writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(stdin, "\necho console-$((6*7))-$(hostname)\n")
-	Eventually(t, 20*time.Second, "the node's console runs a shell", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if !strings.Contains(out.String(), "console-42-kc") {
-			return fmt.Errorf("console so far: %q", lastLines(out.String(), 5))
-		}
-		return nil
-	})
-	stdin.Write([]byte{0x1d})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("console after Ctrl-]: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("Ctrl-] did not detach")
-	}
+	l.consoleShell("kc", "echo console-$((6*7))-$(hostname)", "console-42-kc")
 }

@@ -462,7 +462,15 @@ func TestVMConsole(t *testing.T) {
 	needImages(t, "busybox.img")
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	l.addVMs([]string{"con1"}, "--type", "uml")
-	cmd := exec.Command(bin, "-c", l.Config, "console", "con1")
+	l.consoleShell("con1", "echo console-$((6*7))-ok", "console-42-ok")
+}
+
+// consoleShell attaches `cloonix console` to vm, types line, waits for
+// want in what the console shows, then checks Ctrl-] detaches.
+func (l *Lab) consoleShell(vm, line, want string) {
+	t := l.t
+	t.Helper()
+	cmd := exec.Command(bin, "-c", l.Config, "console", vm)
 	stdin, _ := cmd.StdinPipe()
 	var out bytes.Buffer
 	var mu sync.Mutex
@@ -470,11 +478,11 @@ func TestVMConsole(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(stdin, "\necho console-$((6*7))-ok\n")
-	Eventually(t, 20*time.Second, "console echoes the command's output", func() error {
+	fmt.Fprintf(stdin, "\n%s\n", line)
+	Eventually(t, 20*time.Second, vm+": the console runs a shell", func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		if !strings.Contains(out.String(), "console-42-ok") {
+		if !strings.Contains(out.String(), want) {
 			return fmt.Errorf("console so far: %q", lastLines(out.String(), 5))
 		}
 		return nil
