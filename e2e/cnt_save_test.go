@@ -58,7 +58,7 @@ func TestCntSave(t *testing.T) {
 	needRunc(t)
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	img := filepath.Join(bulkDir, "busybox.img")
-	imgSum := fileSum(t, img)
+	imgSum := sha256File(t, img)
 	l.MustRun("ctrl", "add", "vm", "c1", "--type", "cnt", "--wait")
 	before := cacheSums(t)
 	l.vmMust("c1", "sh", "-c", "echo snap > /root/snap && ln /root/snap /root/hard && ln -s /etc/passwd /root/sl && chown 7:8 /root/snap")
@@ -116,7 +116,7 @@ func TestCntSave(t *testing.T) {
 		t.Fatalf("c1 on the second switch: %q, want %q", got, want)
 	}
 
-	if fileSum(t, img) != imgSum {
+	if sha256File(t, img) != imgSum {
 		t.Fatal("busybox.img changed")
 	}
 	after := cacheSums(t)

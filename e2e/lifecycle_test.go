@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,20 +48,6 @@ func (l *Lab) mustFail(want string, args ...string) {
 	}
 }
 
-func fileSum(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // carrier waits until vm's eth0 carrier reads want: the guest's driver
 // handles the NIC's link change interrupt after set_link returned.
 func (l *Lab) carrier(vm, want string) {
@@ -108,7 +91,7 @@ func waitFor(t *testing.T, ev <-chan proto.Event, typ, k, v string) proto.Event 
 func TestLifecycleQEMU(t *testing.T) {
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	ref := filepath.Join(bulkDir, "busybox.img")
-	sumBefore := fileSum(t, ref)
+	sumBefore := sha256File(t, ref)
 	l.MustRun("ctrl", "add", "vm", "q1", "--type", "kvm", "--wait")
 	l.MustRun("ctrl", "add", "vm", "u1", "--type", "uml", "--wait")
 	l.MustRun("ctrl", "attach", "q1:eth0", "lan")
@@ -206,7 +189,7 @@ func TestLifecycleQEMU(t *testing.T) {
 	if !l2.pings("q1", "10.7.0.2") {
 		t.Fatal("q1 does not ping u1 on the second switch")
 	}
-	if fileSum(t, ref) != sumBefore {
+	if sha256File(t, ref) != sumBefore {
 		t.Fatal("the reference image changed")
 	}
 }
@@ -216,7 +199,7 @@ func TestLifecycleQEMU(t *testing.T) {
 func TestLifecycleUML(t *testing.T) {
 	l := NewLab(t, "<no_nat>true</no_nat>")
 	ref := filepath.Join(bulkDir, "busybox.img")
-	sumBefore := fileSum(t, ref)
+	sumBefore := sha256File(t, ref)
 	l.MustRun("ctrl", "add", "vm", "a", "--type", "uml", "--wait")
 	l.mustExec("a", "sh", "-c", "echo snap > /root/snap; sync")
 	img := filepath.Join(l.Dir, "a.img")
@@ -232,7 +215,7 @@ func TestLifecycleUML(t *testing.T) {
 	}
 	// The guest saved from runs on.
 	l.mustExec("a", "true")
-	if fileSum(t, ref) != sumBefore {
+	if sha256File(t, ref) != sumBefore {
 		t.Fatal("the reference image changed")
 	}
 	// A guest stopped while it boots is stopped hard, and starts again.
