@@ -63,23 +63,8 @@ func TestKubeLanRule(t *testing.T) {
 		"--pin", "A="+n1, "--pin", "C="+n1, "--pin", "B="+n2) // D: <k8s_node> in the file
 
 	ips := map[string]string{"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
-	wired := func(node string) {
-		t.Helper()
-		// eth0 appears once the switch has moved its tap into the pod.
-		Eventually(t, 3*time.Minute, node+": eth0 with its MAC", func() error {
-			out, err := kubeRun(t, "exec", lab, node, "--", "cat", "/sys/class/net/eth0/address")
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			if got := strings.TrimSpace(out); got != machine.MAC(node, 0) {
-				return fmt.Errorf("eth0 is %s, want %s", got, machine.MAC(node, 0))
-			}
-			return nil
-		})
-		kubeMust(t, "exec", lab, node, "--", "ip", "addr", "add", ips[node]+"/24", "dev", "eth0")
-	}
 	for _, n := range []string{"A", "B", "C", "D"} {
-		wired(n)
+		kubeWired(t, lab, n, ips[n])
 	}
 	demoFiles(t, lab)
 	var l kube.Listing
@@ -96,13 +81,7 @@ func TestKubeLanRule(t *testing.T) {
 	if on["A"] != n1 || on["C"] != n1 || on["B"] != n2 || on["D"] != n2 {
 		t.Fatalf("pods not where pinned: %v", on)
 	}
-	ping := func(from, to string) error {
-		out, err := kubeRun(t, "exec", lab, from, "--", "ping", "-c1", "-W2", ips[to])
-		if err != nil {
-			return fmt.Errorf("%s -> %s: %v: %s", from, to, err, out)
-		}
-		return nil
-	}
+	ping := func(from, to string) error { return kubePing(t, lab, from, ips[to]) }
 	mustPing := func(from, to string) {
 		t.Helper()
 		Eventually(t, 30*time.Second, "ping "+from+" -> "+to, func() error { return ping(from, to) })
@@ -139,7 +118,7 @@ func TestKubeLanRule(t *testing.T) {
 		}
 		return nil
 	})
-	wired("D")
+	kubeWired(t, lab, "D", ips["D"])
 	if pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab, kube.LabelNode: "D"}); err != nil || len(pods) != 1 || pods[0].Spec.NodeName != n2 {
 		t.Fatalf("D's new pod is not on %s, where it was pinned at deploy (apply keeps pins): %+v %v", n2, pods, err)
 	}
