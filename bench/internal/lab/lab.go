@@ -134,10 +134,13 @@ func GuestMemMB(pid int) float64 {
 			continue
 		}
 		seen = append(seen, p)
-		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+		kb += PSSKB(p)
 	}
 	return kb / 1024
 }
+
+// PSSKB is a process's proportional set size (kB).
+func PSSKB(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:") }
 
 // GuestCPU is the CPU seconds (user + system) a guest has used: its
 // process group's live processes plus the children they reaped (UML's
