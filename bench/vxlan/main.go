@@ -136,16 +136,12 @@ func main() {
 	if *short {
 		*secs, *rounds = 1, 1
 	}
-	bin := *binArg
-	if bin == "" {
-		dir, _ := os.MkdirTemp("", "clxbin")
-		defer os.RemoveAll(dir)
-		var err error
-		if bin, err = benchlab.Build(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	bin, done, err := benchlab.Binary(*binArg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	defer done()
 	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550\nhost: %s\n", *secs, *rounds, stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
 	var lx, vx, tt, vxCPU, ttCPU stats.Series

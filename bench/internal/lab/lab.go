@@ -28,6 +28,24 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// Binary is bin when given (a -bin flag), else a fresh build in a new
+// temporary directory; done removes that directory.
+func Binary(bin string) (path string, done func(), err error) {
+	if bin != "" {
+		return bin, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "clxbin")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { os.RemoveAll(dir) }
+	if path, err = Build(dir); err != nil {
+		done()
+		return "", nil, err
+	}
+	return path, done, nil
+}
+
 // Bulk is the images directory: flag value, else $CLOONIX_BULK, else
 // ~/cloonix_labs/bulk.
 func Bulk(flagValue string) string {
