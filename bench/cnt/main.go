@@ -17,7 +17,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,26 +149,10 @@ func nodePid(sock, name string) int {
 	return 0
 }
 
-// startSwitch starts a switch of its own; it returns the command line
-// that reaches it and its control socket.
+// startSwitch starts a switch of its own (this bench's switches keep the
+// default management network); it returns the command line that reaches
+// it and its control socket.
 func startSwitch(bin string) (string, string) {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>%d</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <bulk_dir>%s</bulk_dir>
-  <no_nat>true</no_nat>
-</cloonix_config>
-`, hostsh.Tag, dir, port, hostsh.Tag, dir, *bulk)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must(c + " start")
-	return c, dir + "/ctl.sock"
+	c, dir := benchlab.StartSh(bin, "", benchlab.Config{Name: hostsh.Tag, Bulk: *bulk, Mgmt: true})
+	return c, filepath.Join(dir, "ctl.sock")
 }

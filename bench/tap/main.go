@@ -19,7 +19,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,33 +82,8 @@ func vde() *path {
 // startSwitch starts a switch with its own config; prefix runs it (e.g.
 // in a namespace).
 func startSwitch(bin, name, prefix string) string {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>%d</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <no_nat>true</no_nat>
-  <mgmt>off</mgmt>
-</cloonix_config>
-`, name, dir, freePort(), hostsh.Tag, dir)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must(prefix + c + " start")
+	c, _ := benchlab.StartSh(bin, prefix, benchlab.Config{Name: name})
 	return c
-}
-
-// freePort is a TCP port free on loopback now (the control port; the
-// switches of this run must not share one).
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func cloonix(bin string) *path {
@@ -136,7 +110,7 @@ func t2t(bin string) *path {
 	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap ta --ifname %sa && %s ctrl attach ta lan", c1, hostsh.Tag, c1))
 	hostsh.Place(hostsh.Tag+"a", a, "10.80.0.1")
 	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tb --ifname %sb && %s ctrl attach tb lan", c2, hostsh.Tag, c2))
-	hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %sb netns %s && ip netns exec %s ip addr add 10.80.0.2/24 dev %sb && ip netns exec %s ip link set %sb up", sw, hostsh.Tag, b, b, hostsh.Tag, b, hostsh.Tag))
+	hostsh.PlaceFrom(hostsh.In(sw), hostsh.Tag+"b", b, "10.80.0.2")
 	return &path{name: "cloonix t2t (2 switches)", nsA: a, nsB: b, addr: "10.80.0.2"}
 }
 

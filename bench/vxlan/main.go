@@ -64,21 +64,7 @@ func linuxVXLAN() float64 {
 // startSwitch starts a switch with its own config inside namespace ns;
 // it returns the switch's command and its pid file.
 func startSwitch(bin, name, ns string) (string, string) {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>0</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <no_nat>true</no_nat>
-  <mgmt>off</mgmt>
-</cloonix_config>
-`, name, dir, hostsh.Tag, dir)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must("ip netns exec " + ns + " " + c + " start")
+	c, dir := benchlab.StartSh(bin, hostsh.In(ns), benchlab.Config{Name: name})
 	return c, filepath.Join(dir, "switch.pid")
 }
 
@@ -120,7 +106,7 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) 
 	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
 		ifn := hostsh.Tag + name + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
-		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
+		hostsh.PlaceFrom(hostsh.In(x.ns), ifn, x.g, x.ip)
 	}
 	cpu0 := cpuSeconds(p1, p2)
 	g := hostsh.Iperf(ga, gb, "10.90.0.2", *secs)

@@ -30,13 +30,13 @@ func Sh(cmd string) (string, error) {
 func Must(cmd string) string {
 	out, err := Sh(cmd)
 	if err != nil {
-		exit(err)
+		Fail(err)
 	}
 	return out
 }
 
-// exit undoes everything, says err and exits.
-func exit(err error) {
+// Fail undoes everything, says err and exits.
+func Fail(err error) {
 	Cleanup()
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)
@@ -67,8 +67,12 @@ func In(ns string) string { return "ip netns exec " + ns + " " }
 
 // Place moves an interface into ns with an address (/24) and brings it
 // up.
-func Place(ifname, ns, addr string) {
-	Must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
+func Place(ifname, ns, addr string) { PlaceFrom("", ifname, ns, addr) }
+
+// PlaceFrom is Place for an interface that is where prefix runs a
+// command (In(NS) for one in namespace NS).
+func PlaceFrom(prefix, ifname, ns, addr string) {
+	Must(fmt.Sprintf("%sip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", prefix, ifname, ns, ns, addr, ifname, ns, ifname))
 }
 
 // Bridge makes Linux bridge Tag+name, up; Cleanup deletes it.
@@ -101,7 +105,7 @@ var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
 func Iperf(nsA, nsB, addr string, secs int) float64 {
 	v, err := IperfVia(In(nsA), In(nsB), addr, secs)
 	if err != nil {
-		exit(err)
+		Fail(err)
 	}
 	return v
 }
@@ -125,10 +129,19 @@ func IperfVia(in, out, addr string, secs int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	m := gbitRe.FindStringSubmatch(res)
-	if m == nil {
+	v, ok := Gbits(res)
+	if !ok {
 		fmt.Fprintln(os.Stderr, res)
-		return 0, nil
+	}
+	return v, nil
+}
+
+// Gbits is the receiver's rate (Gbit/s) in iperf3's output; false when
+// there is none.
+func Gbits(out string) (float64, bool) {
+	m := gbitRe.FindStringSubmatch(out)
+	if m == nil {
+		return 0, false
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	switch m[2] {
@@ -137,5 +150,5 @@ func IperfVia(in, out, addr string, secs int) (float64, error) {
 	case "K":
 		v /= 1e6
 	}
-	return v, nil
+	return v, true
 }
