@@ -57,11 +57,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	bin, done, err := benchlab.Binary(*binArg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
-	}
+	bin, done := benchlab.Binary(*binArg)
 	defer done()
 	defer hostsh.Cleanup()
 	c, sock := startSwitch(bin)

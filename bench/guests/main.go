@@ -132,8 +132,7 @@ func run() {
 	} else {
 		defer os.RemoveAll(top)
 	}
-	bin, done, err := benchlab.Binary(*binArg)
-	check(err)
+	bin, done := benchlab.Binary(*binArg)
 	defer done()
 	wb, wp := wrappedBulk(top, realBulk)
 	defer hostsh.Cleanup()

@@ -87,8 +87,7 @@ func main() {
 	top, err := os.MkdirTemp("/tmp", "cxscale")
 	check(err)
 	defer os.RemoveAll(top)
-	bin, done, err := benchlab.Binary(*binArg)
-	check(err)
+	bin, done := benchlab.Binary(*binArg)
 	defer done()
 	fmt.Printf("bench/scale: %d UML busybox guests (%d MB, one lan) from one demo folder, %d round(s)\nhost: %s\n", *count, *mem, *rounds, stats.Host())
 	var res []result

@@ -30,21 +30,21 @@ func Build(dir string) (string, error) {
 }
 
 // Binary is bin when given (a -bin flag), else a fresh build in a new
-// temporary directory; done removes that directory.
-func Binary(bin string) (path string, done func(), err error) {
+// temporary directory; done removes that directory. A failed build
+// undoes what hostsh did and exits.
+func Binary(bin string) (path string, done func()) {
 	if bin != "" {
-		return bin, func() {}, nil
+		return bin, func() {}
 	}
 	dir, err := os.MkdirTemp("", "clxbin")
 	if err != nil {
-		return "", nil, err
+		hostsh.Fail(err)
 	}
-	done = func() { os.RemoveAll(dir) }
 	if path, err = Build(dir); err != nil {
-		done()
-		return "", nil, err
+		os.RemoveAll(dir)
+		hostsh.Fail(err)
 	}
-	return path, done, nil
+	return path, func() { os.RemoveAll(dir) }
 }
 
 // Bulk is the images directory: flag value, else $CLOONIX_BULK, else
