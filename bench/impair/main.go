@@ -183,6 +183,19 @@ func header() {
 	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, median of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
 }
 
+// frameSizes is -sizes as numbers.
+func frameSizes() []int {
+	var sz []int
+	for _, x := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(x)
+		if err != nil || n < 60 || n > 9000 {
+			panic("bad -sizes " + *sizes)
+		}
+		sz = append(sz, n)
+	}
+	return sz
+}
+
 func main() {
 	flag.Parse()
 	const shaping = "delay=1ms rate=100mbit"
@@ -225,15 +238,7 @@ func main() {
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	var sz []int
-	for _, x := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(x)
-		if err != nil || n < 60 || n > 9000 {
-			panic("bad -sizes " + *sizes)
-		}
-		sz = append(sz, n)
-	}
-	for _, size := range sz {
+	for _, size := range frameSizes() {
 		fps := make([]stats.Series, len(cases))
 		for r := 0; r < *rounds; r++ {
 			// Alternate the cases so load from elsewhere hits all alike.
