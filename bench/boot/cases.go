@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/proto"
 )
 
@@ -23,7 +25,6 @@ type bootCase struct {
 // round so that a burst of load from elsewhere hits them alike.
 func singles(c *proto.Client, cases []bootCase, name func() string) []row {
 	rows := make([]row, len(cases))
-	secs := make([][]float64, len(cases))
 	for i, k := range cases {
 		rows[i] = row{what: k.typ + " " + k.image, targetS: k.target}
 		if _, err := os.Stat(filepath.Join(*bulk, k.image+".img")); err != nil {
@@ -51,7 +52,7 @@ func singles(c *proto.Client, cases []bootCase, name func() string) []row {
 				rows[i].note = err.Error()
 				continue
 			}
-			secs[i] = append(secs[i], s)
+			rows[i].secs.Add(s)
 			if k.typ == "cnt" {
 				m, cg := cntMem(c, []string{g})
 				rows[i].memMB, rows[i].cgMB = m, cg
@@ -64,9 +65,6 @@ func singles(c *proto.Client, cases []bootCase, name func() string) []row {
 			_, _ = c.Call("del_vm", map[string]string{"name": g})
 		}
 	}
-	for i := range rows {
-		rows[i].secs, rows[i].lo, rows[i].hi = stats(secs[i])
-	}
 	return rows
 }
 
@@ -74,7 +72,7 @@ func singles(c *proto.Client, cases []bootCase, name func() string) []row {
 // own connection (the switch answers a connection's requests in order),
 // and measures until the last is ready; then the memory per guest, and
 // deletes them.
-func atOnce(sock string, c *proto.Client, typ string, n int, target float64, name func() string) row {
+func atOnce(sw *benchlab.Switch, c *proto.Client, typ string, n int, target float64, name func() string) row {
 	r := row{what: fmt.Sprintf("%d x %s busybox at once", n, typ), targetS: target}
 	if _, err := os.Stat(filepath.Join(*bulk, "busybox.img")); err != nil {
 		r.note = "image missing (cloonix bulk build busybox)"
@@ -89,7 +87,7 @@ func atOnce(sock string, c *proto.Client, typ string, n int, target float64, nam
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ci, err := proto.Dial("unix:"+sock, "")
+			ci, err := sw.Client()
 			if err != nil {
 				errs[i] = err
 				return
@@ -99,8 +97,7 @@ func atOnce(sock string, c *proto.Client, typ string, n int, target float64, nam
 		}()
 	}
 	wg.Wait()
-	r.secs = time.Since(t0).Seconds()
-	r.lo, r.hi = r.secs, r.secs
+	r.secs.Add(time.Since(t0).Seconds())
 	failed := 0
 	for _, e := range errs {
 		if e != nil {
@@ -117,7 +114,7 @@ func atOnce(sock string, c *proto.Client, typ string, n int, target float64, nam
 		}
 		r.memMB = tot / float64(n)
 	}
-	r.swMB = rss(switchPid(filepath.Dir(sock)))
+	r.swMB = benchlab.RSSMB(sw.Pid())
 	for _, g := range names {
 		_, _ = c.Call("del_vm", map[string]string{"name": g})
 	}
@@ -156,7 +153,7 @@ func cntMem(c *proto.Client, names []string) (pss, cg float64) {
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err == nil && ns[nsOf(p)] {
-			kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+			kb += benchlab.PSSKB(p)
 		}
 	}
 	return kb / 1024 / float64(count), cg / float64(count)
@@ -187,20 +184,6 @@ func cgroupBytes(pid int) float64 {
 	return 0
 }
 
-// stats returns the median and range of xs (zeros when empty).
-func stats(xs []float64) (med, lo, hi float64) {
-	if len(xs) == 0 {
-		return 0, 0, 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	med = s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return med, s[0], s[len(s)-1]
-}
-
 func printRows(rows []row, sw float64) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "case\tadd vm -> ready (s), median of %d\trange (s)\ttarget (s)\tmemory per guest (MB PSS)\tcgroup per guest (MB)\tswitch RSS (MB)\tnote\n", *rounds)
@@ -211,13 +194,9 @@ func printRows(rows []row, sw float64) {
 		return fmt.Sprintf(format, v)
 	}
 	for _, r := range rows {
-		rng := "-"
-		if r.hi > 0 {
-			rng = fmt.Sprintf("%.2f-%.2f", r.lo, r.hi)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.what, f(r.secs, "%.2f"), rng, f(r.targetS, "< %g"), f(r.memMB, "%.1f"), f(r.cgMB, "%.1f"), f(r.swMB, "%.0f"), r.note)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.what, f(r.secs.Median(), "%.2f"), r.secs.Range(2), f(r.targetS, "< %g"), f(r.memMB, "%.1f"), f(r.cgMB, "%.1f"), f(r.swMB, "%.0f"), r.note)
 	}
 	fmt.Fprintf(w, "switch at the end\t\t\t\t\t\t%.0f\t\n", sw)
 	w.Flush()
-	fmt.Printf("host: %d CPUs, load average %s\n", numCPU(), loadAvg())
+	fmt.Printf("host: %d CPUs, load average %s\n", runtime.NumCPU(), stats.Load())
 }

@@ -9,18 +9,14 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/proto"
 )
 
@@ -49,11 +45,10 @@ func want(typ string) bool {
 
 type row struct {
 	what    string
-	secs    float64 // the median of the rounds
-	lo, hi  float64 // their range
-	memMB   float64 // proportional set size per guest
-	cgMB    float64 // cnt: the memory cgroup's charge per guest (processes + kernel)
-	swMB    float64 // the switch's RSS with these guests
+	secs    stats.Series // add vm -> ready, per round
+	memMB   float64      // proportional set size per guest
+	cgMB    float64      // cnt: the memory cgroup's charge per guest (processes + kernel)
+	swMB    float64      // the switch's RSS with these guests
 	note    string
 	targetS float64
 }
@@ -63,34 +58,16 @@ func main() {
 	if *short {
 		*rounds, *many, *manyCnt, *only = 1, 2, 2, "uml,cnt"
 	}
-	if *bulk == "" {
-		*bulk = os.Getenv("CLOONIX_BULK")
-	}
-	if *bulk == "" {
-		home, _ := os.UserHomeDir()
-		*bulk = filepath.Join(home, "cloonix_labs", "bulk")
-	}
+	*bulk = benchlab.Bulk(*bulk)
 	dir, err := os.MkdirTemp("/tmp", "cxboot")
 	check(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "cloonix")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cloonix")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fail("building cloonix: %v\n%s", err, out)
-	}
-	cfg := filepath.Join(dir, "config.xml")
-	sock := filepath.Join(dir, "ctl.sock")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	bin, done := benchlab.Binary("")
+	defer done()
+	sw, err := benchlab.Start(bin, dir, *bulk, "bench-boot")
 	check(err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	check(os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config><network_name>bench-boot</network_name>
-<server_name>%s</server_name><server_port>%d</server_port><password>bench</password>
-<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>`, sock, port, dir, *bulk)), 0o600))
-	run(bin, "-c", cfg, "start")
-	defer run(bin, "-c", cfg, "stop")
-	c, err := proto.Dial("unix:"+sock, "")
+	defer sw.Stop()
+	c, err := sw.Client()
 	check(err)
 	defer c.Close()
 
@@ -105,15 +82,12 @@ func main() {
 	}
 	rows = append(rows, singles(c, cases, name)...)
 	if want("uml") {
-		rows = append(rows, atOnce(sock, c, "uml", *many, 8, name))
+		rows = append(rows, atOnce(sw, c, "uml", *many, 8, name))
 	}
 	if want("cnt") {
-		rows = append(rows, atOnce(sock, c, "cnt", *manyCnt, 15, name))
+		rows = append(rows, atOnce(sw, c, "cnt", *manyCnt, 15, name))
 	}
-	pid := switchPid(dir)
-	sw := rss(pid)
-
-	printRows(rows, sw)
+	printRows(rows, benchlab.RSSMB(sw.Pid()))
 }
 
 // addVM adds a guest and waits for its agent; it returns the seconds
@@ -132,99 +106,19 @@ func addVM(c *proto.Client, name, typ, image string) (float64, string, error) {
 	return secs, accel, nil
 }
 
-// guestMem is the proportional set size (MB) of a guest's process group:
-// UML runs one host process per guest address space sharing its memory
-// file, so PSS rather than RSS.
+// guestMem is the proportional set size (MB) of guest name's process
+// group (see benchlab.GuestMemMB).
 func guestMem(c *proto.Client, name string) float64 {
 	lab, err := c.List()
 	if err != nil {
 		return 0
 	}
-	pid := 0
 	for _, v := range lab.VMs {
-		if v.Name == name {
-			pid = v.Pid
-		}
-	}
-	if pid == 0 {
-		return 0
-	}
-	ents, _ := os.ReadDir("/proc")
-	var kb float64
-	var seen []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if g, err := syscall.Getpgid(p); err != nil || g != pid {
-			continue
-		}
-		// UML's helper processes share the main one's address space
-		// (clone with CLONE_VM): count each address space once.
-		dup := false
-		for _, q := range seen {
-			dup = dup || sameVM(p, q)
-		}
-		if dup {
-			continue
-		}
-		seen = append(seen, p)
-		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
-	}
-	return kb / 1024
-}
-
-// sameVM tells whether two processes share one address space (kcmp).
-func sameVM(a, b int) bool {
-	const sysKcmp, kcmpVM = 312, 1
-	r, _, e := syscall.Syscall6(sysKcmp, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
-	return e == 0 && r == 0
-}
-
-func rss(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
-
-func procField(path, key string) float64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), key) {
-			v, _ := strconv.ParseFloat(strings.Fields(s.Text())[1], 64)
-			return v
+		if v.Name == name && v.Pid != 0 {
+			return benchlab.GuestMemMB(v.Pid)
 		}
 	}
 	return 0
-}
-
-func switchPid(dir string) int {
-	b, _ := os.ReadFile(filepath.Join(dir, "switch.pid"))
-	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return p
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func run(args ...string) {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		fail("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 func check(err error) {

@@ -17,18 +17,15 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"cloonix/bench/internal/hostsh"
+	benchlab "cloonix/bench/internal/lab"
+	"cloonix/bench/internal/stats"
 	"cloonix/internal/proto"
 )
 
@@ -47,35 +44,21 @@ type path struct {
 	name    string
 	in, out string // command prefixes
 	addr    string
-	gbits   []float64
+	gbits   stats.Series
 }
 
 func main() {
 	flag.Parse()
 	hostsh.Tag = fmt.Sprintf("cb%d", os.Getpid()%100000)
-	if *bulk == "" {
-		*bulk = os.Getenv("CLOONIX_BULK")
-	}
-	if *bulk == "" {
-		home, _ := os.UserHomeDir()
-		*bulk = filepath.Join(home, "cloonix_labs", "bulk")
-	}
+	*bulk = benchlab.Bulk(*bulk)
 	for _, tool := range []string{"iperf3", "nsenter", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			fmt.Fprintf(os.Stderr, "bench/cnt: %s is missing (apt-get install iperf3 util-linux iproute2)\n", tool)
 			os.Exit(1)
 		}
 	}
-	bin := *binArg
-	if bin == "" {
-		dir, _ := os.MkdirTemp("", "clxbin")
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "cloonix")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/cloonix").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-			os.Exit(1)
-		}
-	}
+	bin, done := benchlab.Binary(*binArg)
+	defer done()
 	defer hostsh.Cleanup()
 	c, sock := startSwitch(bin)
 	paths := []*path{bridge(), cnt(c, sock, "c", 75, ""), tapTux(c)}
@@ -83,37 +66,32 @@ func main() {
 		oc, osock := startSwitch(*other)
 		paths = append(paths, cnt(oc, osock, "o", 73, ", -other"))
 	}
-	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, %s, load average %s\n", *secs, *rounds, time.Now().UTC().Format(time.RFC3339), loadAvg())
+	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, %s, load average %s\n", *secs, *rounds, time.Now().UTC().Format(time.RFC3339), stats.Load())
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
-			v := iperf(p, *secs)
-			p.gbits = append(p.gbits, v)
+			v, err := hostsh.IperfVia(p.in, p.out, p.addr, *secs)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+			p.gbits.Add(v)
 			fmt.Printf("  round %d %-28s %6.2f Gbit/s\n", r+1, p.name, v)
 		}
 	}
-	br, _, _ := stats(paths[0].gbits)
+	br := paths[0].gbits.Median()
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "path\tmedian Gbit/s\trange\tvs Linux bridge\t")
 	for _, p := range paths {
-		med, lo, hi := stats(p.gbits)
-		fmt.Fprintf(w, "%s\t%.2f\t%.2f-%.2f\t%.2fx\t\n", p.name, med, lo, hi, ratio(med, br))
+		med := p.gbits.Median()
+		fmt.Fprintf(w, "%s\t%.2f\t%s\t%s\t\n", p.name, med, p.gbits.Range(2), stats.Ratio(med, br))
 	}
 	w.Flush()
-	cx, _, _ := stats(paths[1].gbits)
-	fmt.Printf("target (medians): cnt >= 0.5x Linux bridge: %v; load average after: %s\n", ratio(cx, br) >= 0.5, loadAvg())
+	cx := paths[1].gbits.Median()
+	fmt.Printf("target (medians): cnt >= 0.5x Linux bridge: %v; load average after: %s\n", br > 0 && cx/br >= 0.5, stats.Load())
 }
 
 func bridge() *path {
-	a, b := hostsh.Netns("brA"), hostsh.Netns("brB")
-	br := hostsh.Tag + "br"
-	hostsh.Must("ip link add " + br + " type bridge && ip link set " + br + " up")
-	hostsh.Undo("ip link del " + br)
-	for _, x := range []struct{ ns, ip, s string }{{a, "10.76.0.1", "a"}, {b, "10.76.0.2", "b"}} {
-		h, n := hostsh.Tag+"h"+x.s, hostsh.Tag+"n"+x.s
-		hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s master %s up", h, n, h, br))
-		place(n, x.ns, x.ip)
-	}
-	return &path{name: "Linux bridge (veth)", in: "ip netns exec " + a + " ", out: "ip netns exec " + b + " ", addr: "10.76.0.2"}
+	a, b := hostsh.BridgedPair("10.76.0")
+	return &path{name: "Linux bridge (veth)", in: hostsh.In(a), out: hostsh.In(b), addr: "10.76.0.2"}
 }
 
 // cnt adds two container nodes on one lan; commands run in their
@@ -143,9 +121,9 @@ func tapTux(c string) *path {
 	for _, x := range []struct{ ns, ip, s string }{{a, "10.74.0.1", "a"}, {b, "10.74.0.2", "b"}} {
 		ifn := hostsh.Tag + "t" + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap t%s --ifname %s && %s ctrl attach t%s lan2", c, x.s, ifn, c, x.s))
-		place(ifn, x.ns, x.ip)
+		hostsh.Place(ifn, x.ns, x.ip)
 	}
-	return &path{name: "cloonix tap tuxes (netns)", in: "ip netns exec " + a + " ", out: "ip netns exec " + b + " ", addr: "10.74.0.2"}
+	return &path{name: "cloonix tap tuxes (netns)", in: hostsh.In(a), out: hostsh.In(b), addr: "10.74.0.2"}
 }
 
 // nodePid is the pid of node name's init, from the switch's list.
@@ -167,92 +145,10 @@ func nodePid(sock, name string) int {
 	return 0
 }
 
-// place moves an interface into ns with an address and brings it up.
-func place(ifname, ns, addr string) {
-	hostsh.Must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
-}
-
-// startSwitch starts a switch of its own; it returns the command line
-// that reaches it and its control socket.
+// startSwitch starts a switch of its own (this bench's switches keep the
+// default management network); it returns the command line that reaches
+// it and its control socket.
 func startSwitch(bin string) (string, string) {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>%d</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <bulk_dir>%s</bulk_dir>
-  <no_nat>true</no_nat>
-</cloonix_config>
-`, hostsh.Tag, dir, port, hostsh.Tag, dir, *bulk)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must(c + " start")
-	return c, dir + "/ctl.sock"
-}
-
-var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
-
-// iperf runs a one-shot iperf3 server on p's server side and the client
-// for secs seconds once the path answers; Gbit/s at the receiver.
-func iperf(p *path, secs int) float64 {
-	pidf := fmt.Sprintf("/tmp/%s-iperf.pid", hostsh.Tag)
-	hostsh.Must(fmt.Sprintf("%siperf3 -s -1 -D -I %s", p.out, pidf))
-	defer hostsh.Sh(fmt.Sprintf("kill $(cat %s) 2>/dev/null; rm -f %s", pidf, pidf))
-	time.Sleep(300 * time.Millisecond)
-	for i := 0; i < 50; i++ {
-		if _, err := hostsh.Sh(fmt.Sprintf("%sbusybox ping -c 1 -W 1 %s", p.in, p.addr)); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out, err := hostsh.Sh(fmt.Sprintf("%siperf3 -c %s -t %d", p.in, p.addr, secs))
-	m := gbitRe.FindStringSubmatch(out)
-	if err != nil || m == nil {
-		fmt.Fprintln(os.Stderr, out, err)
-		return 0
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	switch m[2] {
-	case "M":
-		v /= 1000
-	case "K":
-		v /= 1e6
-	}
-	return v
-}
-
-// stats returns the median and range of xs.
-func stats(xs []float64) (med, lo, hi float64) {
-	if len(xs) == 0 {
-		return 0, 0, 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	med = s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return med, s[0], s[len(s)-1]
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	c, dir := benchlab.StartSh(bin, "", benchlab.Config{Name: hostsh.Tag, Bulk: *bulk, Mgmt: true})
+	return c, filepath.Join(dir, "ctl.sock")
 }

@@ -6,12 +6,10 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"cloonix/bench/internal/frames"
 	"cloonix/bench/internal/stats"
 	"cloonix/internal/fabric"
 	"cloonix/internal/wire"
@@ -55,44 +54,18 @@ var (
 	macB = []byte{0x52, 0x54, 0, 0xbe, 0, 0xb}
 )
 
-func frame(dst, src []byte, size int) []byte {
-	b := make([]byte, size)
-	copy(b, dst)
-	copy(b[6:], src)
-	b[12], b[13] = 0x88, 0xb5
-	return b
-}
-
 // run sends frames of size on tx as fast as it can for d while rx counts
 // what arrives; the rate is what arrived over the time it took.
 func run(tx, rx *wire.StreamConn, size int, d time.Duration) result {
-	// A ring of distinct frames, flushed before any is reused: WriteFrame
-	// may send a frame from where it is (fabric.Conn).
-	const ring, flushEvery = 1024, 256
-	frames := make([][]byte, ring)
-	for i := range frames {
-		frames[i] = frame(macB, macA, size)
+	// A ring of distinct frames.
+	ring := make([][]byte, 1024)
+	for i := range ring {
+		ring[i] = frames.Frame(macB, macA, size)
 	}
 	var stop atomic.Bool
 	var sent atomic.Uint64
 	cpu0 := cpuTime()
-	go func() {
-		var n uint64
-		for !stop.Load() {
-			for i := 0; i < flushEvery; i++ {
-				f := frames[n%ring]
-				binary.BigEndian.PutUint64(f[14:], n)
-				if tx.WriteFrame(f) != nil {
-					return
-				}
-				n++
-			}
-			if tx.Flush() != nil {
-				return
-			}
-		}
-		sent.Store(n)
-	}()
+	go func() { sent.Store(frames.Flood(tx, ring, 256, &stop)) }()
 	var got uint64
 	var first, last time.Time
 	deadline := time.Now().Add(d)
@@ -143,14 +116,6 @@ func direct(size int) result {
 	return run(a, b, size, *dur)
 }
 
-func dial(path string) *wire.StreamConn {
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		panic(err)
-	}
-	return wire.NewStreamConn(c)
-}
-
 func switched(size int) (result, fabric.Counters) {
 	dir, err := os.MkdirTemp("", "cloonix-bench")
 	if err != nil {
@@ -159,25 +124,18 @@ func switched(size int) (result, fabric.Counters) {
 	defer os.RemoveAll(dir)
 	fab := fabric.New()
 	defer fab.Close()
-	for _, n := range []string{"A", "B"} {
-		l, err := wire.ListenStream(filepath.Join(dir, n+".sock"))
-		if err != nil {
-			panic(err)
-		}
-		p, _ := fab.AddPort(n, "stream")
-		p.Serve(l)
-		if err := fab.Attach(n, "lan"); err != nil {
-			panic(err)
-		}
+	a, err := frames.Port(fab, dir, "A", "lan")
+	if err != nil {
+		panic(err)
 	}
-	a, b := dial(filepath.Join(dir, "A.sock")), dial(filepath.Join(dir, "B.sock"))
 	defer a.Close()
-	defer b.Close()
-	for !fab.Port("A").Connected() || !fab.Port("B").Connected() {
-		time.Sleep(time.Millisecond)
+	b, err := frames.Port(fab, dir, "B", "lan")
+	if err != nil {
+		panic(err)
 	}
+	defer b.Close()
 	// B speaks once so the lan learns its MAC: the traffic is unicast.
-	_ = b.WriteFrame(frame([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB, 60))
+	_ = b.WriteFrame(frames.Frame(frames.Broadcast, macB, 60))
 	_ = b.Flush()
 	time.Sleep(20 * time.Millisecond)
 	r := run(a, b, size, *dur)

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,16 +132,11 @@ func run() {
 	} else {
 		defer os.RemoveAll(top)
 	}
-	bin := *binArg
-	if bin == "" {
-		bin, err = benchlab.Build(top)
-		check(err)
-	}
+	bin, done := benchlab.Binary(*binArg)
+	defer done()
 	wb, wp := wrappedBulk(top, realBulk)
 	defer hostsh.Cleanup()
-	br := hostsh.Tag + "br"
-	hostsh.Must("ip link add " + br + " type bridge && ip link set " + br + " up")
-	hostsh.Undo("ip link del " + br)
+	br := hostsh.Bridge("br")
 
 	work := filepath.Join(top, "w")
 	check(os.MkdirAll(work, 0o700))
@@ -257,8 +251,6 @@ func boot(sw *benchlab.Switch, p *pair, i int) error {
 	return err
 }
 
-var gbitRe = regexp.MustCompile(`([0-9.]+) ([GMK])bits/sec\s+receiver`)
-
 // iperf runs iperf3 from guest a to addr (the server guest) once the
 // path answers a ping; Gbit/s at the receiver.
 func iperf(sw *benchlab.Switch, a, addr string) (float64, error) {
@@ -272,16 +264,9 @@ func iperf(sw *benchlab.Switch, a, addr string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	m := gbitRe.FindStringSubmatch(out)
-	if m == nil {
+	v, ok := hostsh.Gbits(out)
+	if !ok {
 		return 0, fmt.Errorf("no receiver rate in iperf3's output:\n%s", out)
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	switch m[2] {
-	case "M":
-		v /= 1000
-	case "K":
-		v /= 1e6
 	}
 	return v, nil
 }

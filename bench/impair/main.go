@@ -7,12 +7,9 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -22,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"cloonix/bench/internal/frames"
 	"cloonix/bench/internal/stats"
 	"cloonix/internal/fabric"
 	"cloonix/internal/netem"
@@ -43,14 +41,6 @@ var macs = map[string][]byte{
 	"C": {0x52, 0x54, 0, 0xbe, 0, 0xc},
 }
 
-func frame(dst, src []byte, size int) []byte {
-	b := make([]byte, size)
-	copy(b, dst)
-	copy(b[6:], src)
-	b[12], b[13] = 0x88, 0xb5
-	return b
-}
-
 type lab struct {
 	fab   *fabric.Fabric
 	conns map[string]*wire.StreamConn
@@ -64,27 +54,15 @@ func newLab() *lab {
 	}
 	l := &lab{fab: fabric.New(), conns: map[string]*wire.StreamConn{}, dir: dir}
 	for _, n := range []string{"A", "B", "C"} {
-		ln, err := wire.ListenStream(filepath.Join(dir, n+".sock"))
+		c, err := frames.Port(l.fab, dir, n, "lan")
 		if err != nil {
 			panic(err)
 		}
-		p, _ := l.fab.AddPort(n, "stream")
-		p.Serve(ln)
-		if err := l.fab.Attach(n, "lan"); err != nil {
-			panic(err)
-		}
-		c, err := net.Dial("unix", filepath.Join(dir, n+".sock"))
-		if err != nil {
-			panic(err)
-		}
-		l.conns[n] = wire.NewStreamConn(c)
-		for !p.Connected() {
-			time.Sleep(time.Millisecond)
-		}
+		l.conns[n] = c
 	}
 	// Every port speaks once so the lan knows where each MAC lives.
 	for n, c := range l.conns {
-		_ = c.WriteFrame(frame([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macs[n], 60))
+		_ = c.WriteFrame(frames.Frame(frames.Broadcast, macs[n], 60))
 		_ = c.Flush()
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -124,35 +102,19 @@ type result struct {
 	secs   float64
 }
 
-func (r result) fps() float64          { return float64(r.frames) / r.secs }
+func (r result) fps() float64 { return float64(r.frames) / r.secs }
 
 // blast sends from src to dst as fast as it can for d; the rate is what
 // arrived at dst over the time it took (after a warm-up of 100 ms, so a
 // shaper's queue is full and its rate is what shows).
 func blast(l *lab, src, dst string, size int, d time.Duration) result {
 	tx, rx := l.conns[src], l.conns[dst]
-	const ring, flushEvery = 1024, 64
-	frames := make([][]byte, ring)
-	for i := range frames {
-		frames[i] = frame(macs[dst], macs[src], size)
+	ring := make([][]byte, 1024)
+	for i := range ring {
+		ring[i] = frames.Frame(macs[dst], macs[src], size)
 	}
 	var stop atomic.Bool
-	go func() {
-		var n uint64
-		for !stop.Load() {
-			for i := 0; i < flushEvery; i++ {
-				f := frames[n%ring]
-				binary.BigEndian.PutUint64(f[14:], n)
-				if tx.WriteFrame(f) != nil {
-					return
-				}
-				n++
-			}
-			if tx.Flush() != nil {
-				return
-			}
-		}
-	}()
+	go frames.Flood(tx, ring, 64, &stop)
 	var got uint64
 	var first, last time.Time
 	start := time.Now()
@@ -188,14 +150,14 @@ func rtt(l *lab, src, dst string, n int) time.Duration {
 	var d []time.Duration
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		_ = tx.WriteFrame(frame(macs[dst], macs[src], 100))
+		_ = tx.WriteFrame(frames.Frame(macs[dst], macs[src], 100))
 		_ = tx.Flush()
 		f, err := rx.ReadFrame()
 		if err != nil {
 			panic(err)
 		}
 		f.Release()
-		_ = rx.WriteFrame(frame(macs[src], macs[dst], 100))
+		_ = rx.WriteFrame(frames.Frame(macs[src], macs[dst], 100))
 		_ = rx.Flush()
 		if f, err = tx.ReadFrame(); err != nil {
 			panic(err)
@@ -219,6 +181,19 @@ func header() {
 		*rounds, *dur, *sizes = 1, 200*time.Millisecond, "1500"
 	}
 	fmt.Printf("cloonix impairment benchmark: GOMAXPROCS %d, median of %d rounds of %v per case\nhost: %s\n\n", runtime.GOMAXPROCS(0), *rounds, *dur, stats.Host())
+}
+
+// frameSizes is -sizes as numbers.
+func frameSizes() []int {
+	var sz []int
+	for _, x := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(x)
+		if err != nil || n < 60 || n > 9000 {
+			panic("bad -sizes " + *sizes)
+		}
+		sz = append(sz, n)
+	}
+	return sz
 }
 
 func main() {
@@ -263,15 +238,7 @@ func main() {
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	var sz []int
-	for _, x := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(x)
-		if err != nil || n < 60 || n > 9000 {
-			panic("bad -sizes " + *sizes)
-		}
-		sz = append(sz, n)
-	}
-	for _, size := range sz {
+	for _, size := range frameSizes() {
 		fps := make([]stats.Series, len(cases))
 		for r := 0; r < *rounds; r++ {
 			// Alternate the cases so load from elsewhere hits all alike.

@@ -87,11 +87,8 @@ func main() {
 	top, err := os.MkdirTemp("/tmp", "cxscale")
 	check(err)
 	defer os.RemoveAll(top)
-	bin := *binArg
-	if bin == "" {
-		bin, err = benchlab.Build(top)
-		check(err)
-	}
+	bin, done := benchlab.Binary(*binArg)
+	defer done()
 	fmt.Printf("bench/scale: %d UML busybox guests (%d MB, one lan) from one demo folder, %d round(s)\nhost: %s\n", *count, *mem, *rounds, stats.Host())
 	var res []result
 	for r := 0; r < *rounds; r++ {

@@ -19,7 +19,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,11 +38,6 @@ var (
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
 )
 
-// place moves an interface into ns with an address and brings it up.
-func place(ifname, ns, addr string) {
-	hostsh.Must(fmt.Sprintf("ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", ifname, ns, ns, addr, ifname, ns, ifname))
-}
-
 // path is one way between two namespaces, ready for iperf3.
 type path struct {
 	name     string
@@ -53,15 +47,7 @@ type path struct {
 }
 
 func bridge() *path {
-	a, b := hostsh.Netns("brA"), hostsh.Netns("brB")
-	br := hostsh.Tag + "br"
-	hostsh.Must("ip link add " + br + " type bridge && ip link set " + br + " up")
-	hostsh.Undo("ip link del " + br)
-	for _, x := range []struct{ ns, ip, s string }{{a, "10.77.0.1", "a"}, {b, "10.77.0.2", "b"}} {
-		h, n := hostsh.Tag+"h"+x.s, hostsh.Tag+"n"+x.s
-		hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s master %s up", h, n, h, br))
-		place(n, x.ns, x.ip)
-	}
+	a, b := hostsh.BridgedPair("10.77.0")
 	return &path{name: "Linux bridge (veth)", nsA: a, nsB: b, addr: "10.77.0.2"}
 }
 
@@ -88,41 +74,16 @@ func vde() *path {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	place(ta, a, "10.78.0.1")
-	place(tb, b, "10.78.0.2")
+	hostsh.Place(ta, a, "10.78.0.1")
+	hostsh.Place(tb, b, "10.78.0.2")
 	return &path{name: "vde_switch (taps)", nsA: a, nsB: b, addr: "10.78.0.2"}
 }
 
 // startSwitch starts a switch with its own config; prefix runs it (e.g.
 // in a namespace).
 func startSwitch(bin, name, prefix string) string {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>%d</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <no_nat>true</no_nat>
-  <mgmt>off</mgmt>
-</cloonix_config>
-`, name, dir, freePort(), hostsh.Tag, dir)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must(prefix + c + " start")
+	c, _ := benchlab.StartSh(bin, prefix, benchlab.Config{Name: name})
 	return c
-}
-
-// freePort is a TCP port free on loopback now (the control port; the
-// switches of this run must not share one).
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func cloonix(bin string) *path {
@@ -131,7 +92,7 @@ func cloonix(bin string) *path {
 	for _, x := range []struct{ ns, ip, s string }{{a, "10.79.0.1", "a"}, {b, "10.79.0.2", "b"}} {
 		ifn := hostsh.Tag + "c" + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap t%s --ifname %s && %s ctrl attach t%s lan", c, x.s, ifn, c, x.s))
-		place(ifn, x.ns, x.ip)
+		hostsh.Place(ifn, x.ns, x.ip)
 	}
 	return &path{name: "cloonix (tap tux)", nsA: a, nsB: b, addr: "10.79.0.2"}
 }
@@ -141,15 +102,15 @@ func t2t(bin string) *path {
 	h, n := hostsh.Tag+"th", hostsh.Tag+"tn"
 	hostsh.Must(fmt.Sprintf("ip link add %s type veth peer name %s && ip addr add 10.81.0.1/24 dev %s && ip link set %s up", h, n, h, h))
 	hostsh.Undo("ip link del " + h)
-	place(n, sw, "10.81.0.2")
+	hostsh.Place(n, sw, "10.81.0.2")
 	c1 := startSwitch(bin, hostsh.Tag+"t1", "")
 	c2 := startSwitch(bin, hostsh.Tag+"t2", "ip netns exec "+sw+" ")
 	hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.81.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
 	hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.81.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
 	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap ta --ifname %sa && %s ctrl attach ta lan", c1, hostsh.Tag, c1))
-	place(hostsh.Tag+"a", a, "10.80.0.1")
+	hostsh.Place(hostsh.Tag+"a", a, "10.80.0.1")
 	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tb --ifname %sb && %s ctrl attach tb lan", c2, hostsh.Tag, c2))
-	hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %sb netns %s && ip netns exec %s ip addr add 10.80.0.2/24 dev %sb && ip netns exec %s ip link set %sb up", sw, hostsh.Tag, b, b, hostsh.Tag, b, hostsh.Tag))
+	hostsh.PlaceFrom(hostsh.In(sw), hostsh.Tag+"b", b, "10.80.0.2")
 	return &path{name: "cloonix t2t (2 switches)", nsA: a, nsB: b, addr: "10.80.0.2"}
 }
 
@@ -158,16 +119,8 @@ func main() {
 	if *short {
 		*secs, *rounds = 1, 1
 	}
-	bin := *binArg
-	if bin == "" {
-		dir, _ := os.MkdirTemp("", "clxbin")
-		defer os.RemoveAll(dir)
-		var err error
-		if bin, err = benchlab.Build(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	bin, done := benchlab.Binary(*binArg)
+	defer done()
 	fmt.Printf("bench/tap: iperf3 TCP, one stream, %d s per case, %d rounds taking turns\nhost: %s\n", *secs, *rounds, stats.Host())
 	var paths []*path
 	for _, mk := range []func() *path{bridge, vde, func() *path { return cloonix(bin) }, func() *path { return t2t(bin) }} {

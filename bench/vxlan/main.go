@@ -64,21 +64,7 @@ func linuxVXLAN() float64 {
 // startSwitch starts a switch with its own config inside namespace ns;
 // it returns the switch's command and its pid file.
 func startSwitch(bin, name, ns string) (string, string) {
-	dir, _ := os.MkdirTemp("/tmp", "clxbench")
-	cfg := filepath.Join(dir, "config.xml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`<cloonix_config>
-  <network_name>%s</network_name>
-  <server_name>%s/ctl.sock</server_name>
-  <server_port>0</server_port>
-  <password>bench-%s</password>
-  <work_dir>%s</work_dir>
-  <no_nat>true</no_nat>
-  <mgmt>off</mgmt>
-</cloonix_config>
-`, name, dir, hostsh.Tag, dir)), 0o600)
-	c := bin + " -c " + cfg
-	hostsh.Undo("rm -rf "+dir, c+" stop")
-	hostsh.Must("ip netns exec " + ns + " " + c + " start")
+	c, dir := benchlab.StartSh(bin, hostsh.In(ns), benchlab.Config{Name: name})
 	return c, filepath.Join(dir, "switch.pid")
 }
 
@@ -120,7 +106,7 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) 
 	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
 		ifn := hostsh.Tag + name + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
-		hostsh.Must(fmt.Sprintf("ip netns exec %s ip link set %s netns %s && ip netns exec %s ip addr add %s/24 dev %s && ip netns exec %s ip link set %s up", x.ns, ifn, x.g, x.g, x.ip, ifn, x.g, ifn))
+		hostsh.PlaceFrom(hostsh.In(x.ns), ifn, x.g, x.ip)
 	}
 	cpu0 := cpuSeconds(p1, p2)
 	g := hostsh.Iperf(ga, gb, "10.90.0.2", *secs)
@@ -131,46 +117,52 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) 
 	return g, cpu / (g * float64(*secs) / 8)
 }
 
+// tuxCase is a cloonix case: the tux that joins the two switches.
+type tuxCase struct {
+	name, ns   string // its -cases name; its namespaces' and switches' infix
+	label, row string // its name in the round lines and in the table
+	link       func(c1, c2 string)
+	gbits, cpu stats.Series
+}
+
+func tuxCases() []*tuxCase {
+	// add runs "ctrl add tux KIND link ARGS" on switch c and attaches it.
+	add := func(c, args string) { hostsh.Must(c + " ctrl add tux " + args + " && " + c + " ctrl attach link lan") }
+	return []*tuxCase{
+		{name: "vxlan", ns: "vx", label: "cloonix vxlan", row: "cloonix vxlan tux (2 switches, taps)", link: func(c1, c2 string) {
+			add(c1, "vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100")
+			add(c2, "vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100")
+		}},
+		{name: "t2t", ns: "tt", label: "cloonix t2t", row: "cloonix t2t tux (2 switches, taps)", link: func(c1, c2 string) {
+			add(c2, "t2t link --listen 10.88.0.2:7301 --password p")
+			add(c1, "t2t link --peer 10.88.0.2:7301 --password p")
+		}},
+	}
+}
+
 func main() {
 	flag.Parse()
 	if *short {
 		*secs, *rounds = 1, 1
 	}
-	bin := *binArg
-	if bin == "" {
-		dir, _ := os.MkdirTemp("", "clxbin")
-		defer os.RemoveAll(dir)
-		var err error
-		if bin, err = benchlab.Build(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	bin, done := benchlab.Binary(*binArg)
+	defer done()
 	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550\nhost: %s\n", *secs, *rounds, stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
-	var lx, vx, tt, vxCPU, ttCPU stats.Series
+	var lx stats.Series
+	tuxes := tuxCases()
 	for r := 0; r < *rounds; r++ {
 		if run("linux") {
 			lx.Add(linuxVXLAN())
 			fmt.Printf("  round %d Linux vxlan   %6.2f Gbit/s\n", r+1, lx[len(lx)-1])
 		}
-		if run("vxlan") {
-			g, c := twoSwitches(bin, "vx", func(c1, c2 string) {
-				hostsh.Must(c1 + " ctrl add tux vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100 && " + c1 + " ctrl attach link lan")
-				hostsh.Must(c2 + " ctrl add tux vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100 && " + c2 + " ctrl attach link lan")
-			})
-			vx.Add(g)
-			vxCPU.Add(c)
-			fmt.Printf("  round %d cloonix vxlan %6.2f Gbit/s, switches %.2f CPU s/GB\n", r+1, g, c)
-		}
-		if run("t2t") {
-			g, c := twoSwitches(bin, "tt", func(c1, c2 string) {
-				hostsh.Must(c2 + " ctrl add tux t2t link --listen 10.88.0.2:7301 --password p && " + c2 + " ctrl attach link lan")
-				hostsh.Must(c1 + " ctrl add tux t2t link --peer 10.88.0.2:7301 --password p && " + c1 + " ctrl attach link lan")
-			})
-			tt.Add(g)
-			ttCPU.Add(c)
-			fmt.Printf("  round %d cloonix t2t   %6.2f Gbit/s, switches %.2f CPU s/GB\n", r+1, g, c)
+		for _, k := range tuxes {
+			if run(k.name) {
+				g, c := twoSwitches(bin, k.ns, k.link)
+				k.gbits.Add(g)
+				k.cpu.Add(c)
+				fmt.Printf("  round %d %-13s %6.2f Gbit/s, switches %.2f CPU s/GB\n", r+1, k.label, g, c)
+			}
 		}
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -186,8 +178,9 @@ func main() {
 		}
 	}
 	row("Linux vxlan devices (kernel)", lx, nil)
-	row("cloonix vxlan tux (2 switches, taps)", vx, vxCPU)
-	row("cloonix t2t tux (2 switches, taps)", tt, ttCPU)
+	for _, k := range tuxes {
+		row(k.row, k.gbits, k.cpu)
+	}
 	w.Flush()
 	fmt.Println("load average after:", stats.Load())
 	fmt.Println("target (issue 18, medians): cloonix vxlan >= 0.6x Linux vxlan devices")

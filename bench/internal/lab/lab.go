@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"cloonix/bench/internal/hostsh"
 	"cloonix/internal/proto"
 )
 
@@ -26,6 +27,24 @@ func Build(dir string) (string, error) {
 		return "", fmt.Errorf("building cloonix: %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// Binary is bin when given (a -bin flag), else a fresh build in a new
+// temporary directory; done removes that directory. A failed build
+// undoes what hostsh did and exits.
+func Binary(bin string) (path string, done func()) {
+	if bin != "" {
+		return bin, func() {}
+	}
+	dir, err := os.MkdirTemp("", "clxbin")
+	if err != nil {
+		hostsh.Fail(err)
+	}
+	if path, err = Build(dir); err != nil {
+		os.RemoveAll(dir)
+		hostsh.Fail(err)
+	}
+	return path, func() { os.RemoveAll(dir) }
 }
 
 // Bulk is the images directory: flag value, else $CLOONIX_BULK, else
@@ -49,27 +68,72 @@ type Switch struct {
 	Env []string
 }
 
-// Start writes a config under dir (work_dir dir, images from bulk, no
-// default slirp) and starts the switch.
-func Start(bin, dir, bulk, name string, env ...string) (*Switch, error) {
-	s := &Switch{Bin: bin, Dir: dir, Cfg: filepath.Join(dir, "config.xml"), Sock: filepath.Join(dir, "ctl.sock"), Env: env}
+// Config is a private switch's config: no NAT, and no management
+// network unless Mgmt (two switches would claim the default one).
+type Config struct {
+	Name string // network_name
+	Dir  string // work_dir, which holds the control socket ctl.sock and the config file
+	Bulk string // bulk_dir; "" for the switch's default
+	Mgmt bool
+}
+
+// Write writes the config into Dir/config.xml (the control port one free
+// on loopback now) and returns that file.
+func (c Config) Write() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	var opt strings.Builder
+	if c.Bulk != "" {
+		fmt.Fprintf(&opt, "<bulk_dir>%s</bulk_dir>", c.Bulk)
+	}
+	if !c.Mgmt {
+		opt.WriteString("<mgmt>off</mgmt>")
+	}
+	path := filepath.Join(c.Dir, "config.xml")
 	cfg := fmt.Sprintf(`<cloonix_config><network_name>%s</network_name>
 <server_name>%s</server_name><server_port>%d</server_port><password>bench-%d</password>
-<work_dir>%s</work_dir><bulk_dir>%s</bulk_dir><no_nat>true</no_nat><mgmt>off</mgmt></cloonix_config>
-`, name, s.Sock, port, os.Getpid(), dir, bulk)
-	if err := os.WriteFile(s.Cfg, []byte(cfg), 0o600); err != nil {
+<work_dir>%s</work_dir><no_nat>true</no_nat>%s</cloonix_config>
+`, c.Name, filepath.Join(c.Dir, "ctl.sock"), port, os.Getpid(), c.Dir, opt.String())
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// Start writes a config under dir (work_dir dir, images from bulk, no
+// default slirp) and starts the switch.
+func Start(bin, dir, bulk, name string, env ...string) (*Switch, error) {
+	cfg, err := Config{Name: name, Dir: dir, Bulk: bulk}.Write()
+	if err != nil {
 		return nil, err
 	}
+	s := &Switch{Bin: bin, Dir: dir, Cfg: cfg, Sock: filepath.Join(dir, "ctl.sock"), Env: env}
 	if _, err := s.Run("start"); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// StartSh starts a switch of config c in a new directory under /tmp (c.Dir
+// is set to it) by a shell command after prefix (e.g. "ip netns exec NS
+// "), through hostsh: Cleanup stops it and removes the directory; a
+// failure undoes everything and exits. It returns the command that
+// reaches the switch ("BIN -c CONFIG") and the directory.
+func StartSh(bin, prefix string, c Config) (cmd, dir string) {
+	dir, err := os.MkdirTemp("/tmp", "clxbench")
+	if err != nil {
+		hostsh.Fail(err)
+	}
+	c.Dir = dir
+	cfg, err := c.Write()
+	if err != nil {
+		hostsh.Fail(err)
+	}
+	cmd = bin + " -c " + cfg
+	hostsh.Undo("rm -rf "+dir, cmd+" stop")
+	hostsh.Must(prefix + cmd + " start")
+	return cmd, dir
 }
 
 // Run runs `cloonix -c CFG args...` and returns its output.
@@ -134,10 +198,13 @@ func GuestMemMB(pid int) float64 {
 			continue
 		}
 		seen = append(seen, p)
-		kb += procField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+		kb += PSSKB(p)
 	}
 	return kb / 1024
 }
+
+// PSSKB is a process's proportional set size (kB).
+func PSSKB(pid int) float64 { return procField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:") }
 
 // GuestCPU is the CPU seconds (user + system) a guest has used: its
 // process group's live processes plus the children they reaped (UML's
