@@ -65,7 +65,8 @@ func run(tx, rx *wire.StreamConn, size int, d time.Duration) result {
 	var stop atomic.Bool
 	var sent atomic.Uint64
 	cpu0 := cpuTime()
-	go func() { sent.Store(frames.Flood(tx, ring, 256, &stop)) }()
+	flooded := make(chan struct{})
+	go func() { sent.Store(frames.Flood(tx, ring, 256, &stop)); close(flooded) }()
 	var got uint64
 	var first, last time.Time
 	deadline := time.Now().Add(d)
@@ -89,7 +90,20 @@ func run(tx, rx *wire.StreamConn, size int, d time.Duration) result {
 		}
 	}
 	stop.Store(true)
-	return result{frames: got - 1, secs: last.Sub(first).Seconds(), sent: sent.Load(), cpu: cpuTime() - cpu0}
+	cpu := cpuTime() - cpu0
+	// The sender's count is stored when it has stopped (a write it is
+	// blocked in ends once rx is read again): the lost column needs it.
+	go func() {
+		for {
+			fr, err := rx.ReadFrame()
+			if err != nil {
+				return // rx closed by the caller
+			}
+			fr.Release()
+		}
+	}()
+	<-flooded
+	return result{frames: got - 1, secs: last.Sub(first).Seconds(), sent: sent.Load(), cpu: cpu}
 }
 
 func socketpair() (*wire.StreamConn, *wire.StreamConn) {
