@@ -235,6 +235,9 @@ func (d *Daemon) addVM(c *client, a *proto.AddVM) (any, error) {
 		if st != machine.Running {
 			if st == machine.Booting {
 				det = fmt.Sprintf("no answer from its agent after %v", timeout)
+				if a, ok := g.(interface{ AgentDiag() string }); ok {
+					det += "; " + a.AgentDiag()
+				}
 			}
 			return nil, fmt.Errorf("vm %s is %s (%s); its console is logged in %s; `cloonix ctrl del vm %s` removes it", name, st, det, g.ConsoleLog(), name)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +23,10 @@ const MaxOutput = 64 << 20
 // pingInterval is how often Ping asks again: the first pings may be lost
 // while the guest boots (nobody reads the line yet, or the tty echoes).
 const pingInterval = 200 * time.Millisecond
+
+// maxPiledPings bounds the pings Ping sends while the last is unread
+// (16 bytes each).
+const maxPiledPings = 63
 
 // ErrClosed is returned by calls on a closed client or a dead line.
 var ErrClosed = errors.New("guest agent line closed")
@@ -42,6 +47,11 @@ type Client struct {
 	fmu      sync.Mutex
 	fcond    *sync.Cond
 	inflight int
+
+	// What the line did, for a guest that never answers (Diag).
+	pings, frames, pongs atomic.Uint64
+	skipped              atomic.Int64
+	lastStatus           atomic.Value // string: the last pong's status text
 }
 
 type call struct {
@@ -64,8 +74,16 @@ func (c *Client) readLoop() {
 	for {
 		var f Frame
 		f, err = dec.Next()
+		c.skipped.Store(int64(dec.Skipped))
 		if err != nil {
 			break
+		}
+		c.frames.Add(1)
+		if f.Type == TPong {
+			c.pongs.Add(1)
+			if len(f.Payload) > 1 {
+				c.lastStatus.Store(string(f.Payload[1:]))
+			}
 		}
 		if f.Type == TAck {
 			if len(f.Payload) == 4 {
@@ -221,11 +239,23 @@ func (c *Client) Ping(ctx context.Context) error {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	last := "no answer"
+	piled := 0
 	for tick := 0; ; tick++ {
 		n := c.unread()
-		if n == 0 || (n < 0 && (tick < 10 || tick%5 == 0)) {
+		if n == 0 {
+			piled = 0
+		}
+		if n == 0 || (n < 0 && (tick < 10 || tick%5 == 0)) || (n > 0 && piled < maxPiledPings && tick%5 == 4) {
+			// A ping a second even while the last is unread: a line
+			// that reads on an edge (new data) and missed the first
+			// one reads again; at most maxPiledPings pile up (1 KiB),
+			// far below what overflows a guest tty.
 			if err := c.send(TPing, id, nil); err != nil {
 				return err
+			}
+			c.pings.Add(1)
+			if n > 0 {
+				piled++
 			}
 		}
 		select {
@@ -321,4 +351,26 @@ func (c *Client) Close() error {
 	case <-time.After(2 * time.Second):
 	}
 	return err
+}
+
+// Diag says what the line did, for a guest that never answered: pings
+// sent and still unread by the emulator, frames received, noise skipped,
+// the agent's last status.
+func (c *Client) Diag() string {
+	st, _ := c.lastStatus.Load().(string)
+	if st == "" {
+		st = "none"
+	}
+	alive := "open"
+	select {
+	case <-c.done:
+		alive = c.deadErr().Error()
+	default:
+	}
+	unread := "unknown"
+	if n := c.unread(); n >= 0 {
+		unread = strconv.FormatBool(n > 0)
+	}
+	return fmt.Sprintf("agent line %s: %d pings sent, some unread by the guest's emulator: %s; %d frames received (%d pongs, last status %q), %d bytes of noise skipped",
+		alive, c.pings.Load(), unread, c.frames.Load(), c.pongs.Load(), st, c.skipped.Load())
 }

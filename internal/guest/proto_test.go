@@ -290,7 +290,8 @@ type rwPair struct {
 func (p *rwPair) Write(b []byte) (int, error) { return p.w.Write(b) }
 
 // TestPingDoesNotPileUp: while nobody reads the line (a booting guest),
-// at most one ping waits in the socket.
+// pings wait in the socket one a second at most (a nudge for a line that
+// reads on edges), never more than pingNudgeMax bytes.
 func TestPingDoesNotPileUp(t *testing.T) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
@@ -313,8 +314,12 @@ func TestPingDoesNotPileUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != headerLen+trailerLen {
-		t.Fatalf("%d bytes of pings wait unread, want one ping (%d)", n, headerLen+trailerLen)
+	if one := headerLen + trailerLen; n < one || n > 2*one {
+		t.Fatalf("%d bytes of pings wait unread after 1.5 s, want one or two pings of %d", n, one)
+	}
+	// A guest that never answered is explained by its line's counts.
+	if d, want := c.Diag(), fmt.Sprintf("%d pings sent, some unread by the guest's emulator: true; 0 frames received", n/(headerLen+trailerLen)); !strings.Contains(d, want) {
+		t.Fatalf("Diag: %s; want %q", d, want)
 	}
 	// Once the guest reads, pings flow again and the agent answers.
 	s := &Server{}

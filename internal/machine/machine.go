@@ -220,6 +220,18 @@ func (m *Machine) setAgent(rw io.ReadWriteCloser) {
 	close(m.agentOK)
 }
 
+// AgentDiag says what the agent line did (guest.Client.Diag), for a
+// guest that never answered.
+func (m *Machine) AgentDiag() string {
+	m.mu.Lock()
+	a := m.agent
+	m.mu.Unlock()
+	if a == nil {
+		return "agent line not connected"
+	}
+	return a.Diag()
+}
+
 // pingLoop waits for the agent: running once it answers. If that takes
 // longer than BootTimeout a boot timeout is reported and it keeps waiting.
 func (m *Machine) pingLoop() {
