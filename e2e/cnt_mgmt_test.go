@@ -171,15 +171,7 @@ func TestCntMgmt(t *testing.T) {
 	t.Run("resume", func(t *testing.T) {
 		// The journal keeps c2's --mgmt-ip (<mgmt_ip>) and c1's derived
 		// address comes back from its name.
-		if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		Eventually(t, 5*time.Second, "the switch gone", func() error {
-			if _, err := l.Run("ctrl", "list"); err == nil {
-				return fmt.Errorf("it still answers")
-			}
-			return nil
-		})
+		l.crashSwitch()
 		if out := l.MustRun("start", "--resume"); !strings.Contains(out, "lab resumed: 2 guests running") {
 			t.Fatalf("start --resume:\n%s", out)
 		}

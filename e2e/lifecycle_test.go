@@ -396,15 +396,7 @@ func TestLifecycleDiscardCnt(t *testing.T) {
 	if len(mountsBelow(t, l.Dir)) == 0 {
 		t.Fatal("a running cnt node has no mount in work_dir")
 	}
-	if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	Eventually(t, 10*time.Second, "old switch gone", func() error {
-		if _, err := l.Run("ctrl", "list"); err == nil {
-			return fmt.Errorf("still answers")
-		}
-		return nil
-	})
+	l.crashSwitch()
 	l.MustRun("start", "--discard")
 	if m := mountsBelow(t, l.Dir); len(m) != 0 {
 		t.Fatalf("mounts left after --discard: %v", m)
@@ -416,6 +408,22 @@ func TestLifecycleDiscardCnt(t *testing.T) {
 		t.Fatalf("--discard left runtime records: %v", ents)
 	}
 	l.MustRun("ctrl", "add", "vm", "k", "--type", "cnt", "--wait")
+}
+
+// crashSwitch kills the switch as a crash would (SIGKILL: no stop, the
+// journal stays) and waits until it no longer answers.
+func (l *Lab) crashSwitch() {
+	t := l.t
+	t.Helper()
+	if err := syscall.Kill(l.switchPid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "the switch gone", func() error {
+		if _, err := l.Run("ctrl", "list"); err == nil {
+			return fmt.Errorf("it still answers")
+		}
+		return nil
+	})
 }
 
 // mountsBelow lists the mount points under dir.
