@@ -12,6 +12,9 @@ const (
 	MaxFrame = 65535
 	// smallSize covers every standard 1500-MTU frame (and VLAN tags).
 	smallSize = 2048
+	// StdFrameRoom is the room of a small frame: a transport reading a
+	// standard frame into a buffer of this size wastes no large one.
+	StdFrameRoom = smallSize
 )
 
 // Frame is one Ethernet frame in a pooled buffer. A frame delivered to

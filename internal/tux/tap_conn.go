@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"cloonix/internal/rawio"
+
 	"cloonix/internal/fabric"
 	"cloonix/internal/wire"
 )
@@ -139,7 +141,7 @@ func (c *tapConn) readOnce(wait bool) *fabric.Frame {
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
 			var e syscall.Errno
-			n, e = rawIOV(unix.SYS_READV, fd, iov)
+			n, e = rawio.IOV(unix.SYS_READV, fd, iov)
 			rerr = nil
 			if e != 0 {
 				rerr = e
@@ -264,7 +266,7 @@ func (c *tapConn) WriteFrame(b []byte) error {
 	var err error
 	if werr := c.rc.Write(func(fd uintptr) bool {
 		err = nil
-		if _, e := rawIOV(unix.SYS_WRITEV, fd, c.iov[:]); e != 0 {
+		if _, e := rawio.IOV(unix.SYS_WRITEV, fd, c.iov[:]); e != 0 {
 			err = e
 		}
 		return err != unix.EAGAIN && err != unix.EINTR

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"cloonix/internal/rawio"
+
 	"cloonix/internal/wire"
 )
 
@@ -18,7 +20,7 @@ import (
 // vxBufSize bytes, each with room for its sender's address and control
 // data (the GRO segment size).
 type vxRx struct {
-	hs    []mmsghdr
+	hs    []rawio.MMsgHdr
 	bufs  [][]byte
 	iov   []unix.Iovec
 	names []sockaddr
@@ -31,7 +33,7 @@ type vxRx struct {
 const vxOOBLen = 64 // control data room per message
 
 func newVXRx(gro bool, macs *wire.MACSet) *vxRx {
-	r := &vxRx{macs: macs, hs: make([]mmsghdr, vxBatch), bufs: make([][]byte, vxBatch), iov: make([]unix.Iovec, vxBatch), names: make([]sockaddr, vxBatch)}
+	r := &vxRx{macs: macs, hs: make([]rawio.MMsgHdr, vxBatch), bufs: make([][]byte, vxBatch), iov: make([]unix.Iovec, vxBatch), names: make([]sockaddr, vxBatch)}
 	if gro {
 		r.oob = make([]byte, vxBatch*vxOOBLen)
 	}
@@ -39,11 +41,11 @@ func newVXRx(gro bool, macs *wire.MACSet) *vxRx {
 		r.bufs[i] = make([]byte, vxBufSize)
 		r.iov[i].Base = &r.bufs[i][0]
 		r.iov[i].SetLen(vxBufSize)
-		r.hs[i].hdr.Iov = &r.iov[i]
-		r.hs[i].hdr.SetIovlen(1)
-		r.hs[i].hdr.Name = &r.names[i].raw[0]
+		r.hs[i].Hdr.Iov = &r.iov[i]
+		r.hs[i].Hdr.SetIovlen(1)
+		r.hs[i].Hdr.Name = &r.names[i].raw[0]
 		if gro {
-			r.hs[i].hdr.Control = &r.oob[i*vxOOBLen]
+			r.hs[i].Hdr.Control = &r.oob[i*vxOOBLen]
 		}
 	}
 	return r
@@ -52,7 +54,7 @@ func newVXRx(gro bool, macs *wire.MACSet) *vxRx {
 // recv waits for datagrams and receives a batch: how many messages.
 func (r *vxRx) recv(rc syscall.RawConn) (int, error) {
 	for i := range r.hs {
-		h := &r.hs[i].hdr
+		h := &r.hs[i].Hdr
 		h.Namelen = uint32(len(r.names[i].raw))
 		if r.oob != nil {
 			h.SetControllen(vxOOBLen)
@@ -62,7 +64,7 @@ func (r *vxRx) recv(rc syscall.RawConn) (int, error) {
 	var n int
 	var e syscall.Errno
 	err := rc.Read(func(fd uintptr) bool {
-		n, e = rawMMsg(unix.SYS_RECVMMSG, fd, r.hs)
+		n, e = rawio.MMsg(unix.SYS_RECVMMSG, fd, r.hs)
 		return e != unix.EAGAIN && e != unix.EINTR
 	})
 	if err != nil {
@@ -86,20 +88,20 @@ func (h *vxlanHelper) receive(r *vxRx, n int, put func([]byte) error) error {
 	}()
 	for i := range n {
 		m := &r.hs[i]
-		from := r.names[i].addrPort(m.hdr.Namelen)
+		from := r.names[i].addrPort(m.Hdr.Namelen)
 		ri := h.remoteIndex(from)
 		if ri < 0 {
 			h.drop(vxDropSource, from)
 			continue
 		}
-		if m.hdr.Flags&unix.MSG_TRUNC != 0 {
+		if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
 			h.drop(vxDropTruncated, from)
 			continue
 		}
-		p := r.bufs[i][:m.n]
+		p := r.bufs[i][:m.N]
 		seg := len(p)
-		if h.gro && m.hdr.Controllen > 0 {
-			oob := r.oob[i*vxOOBLen : i*vxOOBLen+min(int(m.hdr.Controllen), vxOOBLen)]
+		if h.gro && m.Hdr.Controllen > 0 {
+			oob := r.oob[i*vxOOBLen : i*vxOOBLen+min(int(m.Hdr.Controllen), vxOOBLen)]
 			if g := groSize(oob); g > 0 && g < seg {
 				seg = g
 				h.groRecvs.Add(1)

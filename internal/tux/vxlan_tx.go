@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/rawio"
 )
 
 // isSuperTCP tells a TCP super frame (partial checksum) from a frame.
@@ -38,7 +40,7 @@ type vxTx struct {
 	bytes  uint64
 
 	msgs []vxMsg
-	hs   []mmsghdr
+	hs   []rawio.MMsgHdr
 	iov  []unix.Iovec
 	oob  []byte
 }
@@ -133,7 +135,7 @@ func (b *vxTx) flush() {
 
 // build fills b.hs (and the iovecs and control data it points to) for
 // msgs.
-func (b *vxTx) build(msgs []vxMsg) []mmsghdr {
+func (b *vxTx) build(msgs []vxMsg) []rawio.MMsgHdr {
 	b.iov, b.oob, b.hs = b.iov[:0], b.oob[:0], b.hs[:0]
 	// Pointers into iov and oob are taken once they are complete (an
 	// append may move them).
@@ -155,14 +157,14 @@ func (b *vxTx) build(msgs []vxMsg) []mmsghdr {
 			}
 		}
 		sa := &b.h.sockaddrs[m.dst]
-		var hd mmsghdr
-		hd.hdr.Name, hd.hdr.Namelen = &sa.raw[0], sa.n
-		hd.hdr.Iov = &b.iov[at]
-		hd.hdr.SetIovlen(iv - at)
+		var hd rawio.MMsgHdr
+		hd.Hdr.Name, hd.Hdr.Namelen = &sa.raw[0], sa.n
+		hd.Hdr.Iov = &b.iov[at]
+		hd.Hdr.SetIovlen(iv - at)
 		if m.seg > 0 {
 			l := unix.CmsgSpace(2)
-			hd.hdr.Control = &b.oob[ob]
-			hd.hdr.SetControllen(l)
+			hd.Hdr.Control = &b.oob[ob]
+			hd.Hdr.SetControllen(l)
 			ob += l
 		}
 		b.hs = append(b.hs, hd)
@@ -202,7 +204,7 @@ func (b *vxTx) send(msgs []vxMsg) {
 		var n int
 		var e syscall.Errno
 		err := h.rc.Write(func(fd uintptr) bool {
-			n, e = rawMMsg(unix.SYS_SENDMMSG, fd, hs)
+			n, e = rawio.MMsg(unix.SYS_SENDMMSG, fd, hs)
 			return e != unix.EAGAIN && e != unix.EINTR
 		})
 		if err != nil {
