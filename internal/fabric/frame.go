@@ -10,11 +10,10 @@ import (
 const (
 	MinFrame = 14
 	MaxFrame = 65535
-	// smallSize covers every standard 1500-MTU frame (and VLAN tags).
-	smallSize = 2048
-	// StdFrameRoom is the room of a small frame: a transport reading a
-	// standard frame into a buffer of this size wastes no large one.
-	StdFrameRoom = smallSize
+	// StdFrameRoom is the room of a small frame: every standard 1500-MTU
+	// frame (and VLAN tags). A transport reading a standard frame into a
+	// buffer of this size wastes no large one.
+	StdFrameRoom = 2048
 )
 
 // Frame is one Ethernet frame in a pooled buffer. A frame delivered to
@@ -32,14 +31,14 @@ type Frame struct {
 }
 
 var (
-	smallPool = sync.Pool{New: func() any { return &Frame{buf: make([]byte, smallSize)} }}
+	smallPool = sync.Pool{New: func() any { return &Frame{buf: make([]byte, StdFrameRoom)} }}
 	bigPool   = sync.Pool{New: func() any { return &Frame{buf: make([]byte, MaxFrame), big: true} }}
 )
 
 // NewFrame returns a frame with room for n bytes and one reference.
 func NewFrame(n int) *Frame {
 	var f *Frame
-	if n <= smallSize {
+	if n <= StdFrameRoom {
 		f = smallPool.Get().(*Frame)
 	} else {
 		f = bigPool.Get().(*Frame)
@@ -101,7 +100,7 @@ func (f *Frame) Own() *Frame {
 // fits, so queued frames do not pin 64 KiB each. It returns the frame to
 // use; the big buffer goes back to its pool.
 func (f *Frame) Shrink() *Frame {
-	if !f.big || f.N > smallSize {
+	if !f.big || f.N > StdFrameRoom {
 		return f
 	}
 	s := NewFrame(f.N)
@@ -150,7 +149,7 @@ func NewAllocator() *Allocator { return &Allocator{} }
 // Frame returns a frame with room for n bytes and one reference. Only the
 // allocator's owner calls it.
 func (a *Allocator) Frame(n int) *Frame {
-	if n > smallSize {
+	if n > StdFrameRoom {
 		return NewFrame(n)
 	}
 	c := uint8(1)
@@ -177,7 +176,7 @@ func (a *Allocator) grow(c uint8) *Frame {
 	size, k := tinySize, tinyGroup
 	switch c {
 	case classSmall:
-		size, k = smallSize, smallGrp
+		size, k = StdFrameRoom, smallGrp
 	case classView:
 		size, k = 0, 64
 	}

@@ -291,7 +291,7 @@ func (p *rwPair) Write(b []byte) (int, error) { return p.w.Write(b) }
 
 // TestPingDoesNotPileUp: while nobody reads the line (a booting guest),
 // pings wait in the socket one a second at most (a nudge for a line that
-// reads on edges), never more than pingNudgeMax bytes.
+// reads on edges), never more than maxPiledPings of them.
 func TestPingDoesNotPileUp(t *testing.T) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {

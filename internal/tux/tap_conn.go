@@ -10,9 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"cloonix/internal/rawio"
-
 	"cloonix/internal/fabric"
+	"cloonix/internal/rawio"
 	"cloonix/internal/wire"
 )
 

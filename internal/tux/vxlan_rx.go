@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/rawio"
-
 	"cloonix/internal/wire"
 )
 

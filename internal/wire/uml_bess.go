@@ -73,7 +73,7 @@ func (b *BessConn) Flush() error {
 // copied, in order, for Flush.
 func (b *BessConn) WriteNow(fs []*fabric.Frame) (bool, error) {
 	i := 0
-	if len(b.kept) == 0 && b.rc != nil {
+	if len(b.kept) == 0 {
 		var werr error
 		err := b.rc.Write(func(fd uintptr) bool {
 			i, werr = b.tx.send(fd, fs)
@@ -118,7 +118,11 @@ func (l *BessListener) Accept() (fabric.Conn, error) {
 	}
 	_ = c.SetReadBuffer(4 << 20)
 	_ = c.SetWriteBuffer(4 << 20)
-	rc, _ := c.SyscallConn()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	return &BessConn{c: c, rc: rc, rx: newBessRx()}, nil
 }
 

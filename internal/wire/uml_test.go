@@ -188,23 +188,7 @@ func TestVDEDirPlugs(t *testing.T) {
 }
 
 func TestBessRoundTrip(t *testing.T) {
-	l, err := ListenBess(filepath.Join(t.TempDir(), "b.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got := make(chan fabric.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			got <- c
-		}
-	}()
-	c, err := net.Dial("unixpacket", l.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := <-got
+	conn, c := bessPair(t)
 	c.Write([]byte("short"))             // dropped, stream stays in step
 	c.Write(bytes.Repeat([]byte{1}, 64)) // one frame
 	f, err := conn.ReadFrame()
@@ -229,23 +213,7 @@ func TestBessRoundTrip(t *testing.T) {
 // the guest does not read, what the socket does not take is kept and
 // Flush delivers it, still in order, once the guest reads again.
 func TestBessWriteNow(t *testing.T) {
-	l, err := ListenBess(filepath.Join(t.TempDir(), "b.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got := make(chan fabric.Conn, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			got <- c
-		}
-	}()
-	c, err := net.Dial("unixpacket", l.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	conn := (<-got).(*BessConn)
+	conn, c := bessPair(t)
 	frame := func(i int) *fabric.Frame {
 		f := fabric.NewFrame(1500)
 		binary.BigEndian.PutUint32(f.Bytes(), uint32(i))
