@@ -4,7 +4,8 @@
 // guests (the debian-frr image, which carries iperf3).
 //
 // Each guest has two eths. eth0 sits on a lan of the switch (UML: vector
-// bess transport; QEMU: -netdev stream). eth1 is, for the same guest, a
+// bess transport; QEMU: the switch's tap, -netdev tap,fd=N, or -netdev
+// stream when the switch cannot make taps). eth1 is, for the same guest, a
 // tap in a Linux bridge (UML: vec1:transport=tap; QEMU: -netdev tap): a
 // wrapper around linux.uml and qemu-system-x86_64 (put in the switch's
 // bulk_dir and PATH for this run only) rewrites eth1's transport, and
@@ -50,8 +51,9 @@ var (
 // wrapper rewrites eth1 of a guest's command line to a tap named
 // PREFIX+VM (the bench made it and put it in the bridge), then runs the
 // real program. UML: vec1:transport=bess,dst=...,mac=M becomes
-// vec1:transport=tap,ifname=TAP,mac=M; QEMU: -netdev stream,id=n1,...
-// becomes -netdev tap,id=n1,ifname=TAP,script=no,downscript=no.
+// vec1:transport=tap,ifname=TAP,mac=M; QEMU: -netdev tap,id=n1,fd=N (or
+// stream,id=n1,...) becomes -netdev tap,id=n1,ifname=TAP,script=no,
+// downscript=no (the switch's tap for eth1 stays unused).
 const wrapper = `#!/bin/sh
 real=%s pre=%s name=
 prev=
@@ -64,7 +66,7 @@ for a in "$@"; do
   shift
   case "$a" in
     vec1:transport=bess,*) a="vec1:transport=tap,ifname=$pre$name,${a##*,}";;
-    stream,id=n1,*) a="tap,id=n1,ifname=$pre$name,script=no,downscript=no";;
+    stream,id=n1,*|tap,id=n1,*) a="tap,id=n1,ifname=$pre$name,script=no,downscript=no";;
   esac
   set -- "$@" "$a"
 done

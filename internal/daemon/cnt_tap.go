@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -13,6 +14,7 @@ import (
 	"cloonix/internal/fabric"
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/cnt"
+	"cloonix/internal/rawio"
 	"cloonix/internal/tux"
 	"cloonix/internal/wire"
 )
@@ -51,11 +53,11 @@ const (
 
 // tapListener hands out its tap once, then waits for Close.
 type tapListener struct {
-	name   string
-	conn   *tapConn
-	taps   *cntTaps
-	once   sync.Once
-	closed chan struct{}
+	name    string
+	conn    *tapConn
+	onClose func() // before the conn closes
+	once    sync.Once
+	closed  chan struct{}
 }
 
 // cntTaps are the daemon's open node taps by name, for their carrier
@@ -67,9 +69,16 @@ func (d *Daemon) listenTap(name string) (fabric.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newTapConn(f, &d.tuxSh.macs)
+	c, err := newTapConn(f, &d.tuxSh.macs)
+	if err != nil {
+		return nil, err
+	}
 	d.cntTaps.m.Store(name, c)
-	return &tapListener{name: name, conn: c, taps: &d.cntTaps, closed: make(chan struct{})}, nil
+	return newTapListener(name, c, func() { d.cntTaps.m.CompareAndDelete(name, c) }), nil
+}
+
+func newTapListener(name string, c *tapConn, onClose func()) *tapListener {
+	return &tapListener{name: name, conn: c, onClose: onClose, closed: make(chan struct{})}
 }
 
 // tapCarrier sets the carrier of the switch's tap name.
@@ -96,7 +105,7 @@ func (l *tapListener) Close() error {
 	case <-l.closed:
 	default:
 		close(l.closed)
-		l.taps.m.CompareAndDelete(l.name, l.conn)
+		l.onClose()
 		l.conn.Close()
 	}
 	return nil
@@ -107,7 +116,8 @@ func (l *tapListener) Addr() string { return l.name }
 // tapConn reads and writes a tap's frames behind their virtio header.
 type tapConn struct {
 	f       *os.File
-	buf     []byte // one read: header and frame
+	rc      syscall.RawConn
+	buf     []byte // a frame longer than a switch frame; its tail is read here
 	scratch []byte // segments being cut
 	pending []*fabric.Frame
 	macs    *wire.MACSet // the daemon's: destinations taking super frames
@@ -115,13 +125,22 @@ type tapConn struct {
 	held    map[uint64]bool // source MACs held in macs; guarded by mu
 	closed  bool            // guarded by mu
 	lastSrc uint64
-	hdr     [cnt.VnetHdrLen]byte
+	hdr     [cnt.VnetHdrLen]byte // the last read's
+	whdr    [cnt.VnetHdrLen]byte // the last write's
 	once    sync.Once
 }
 
-func newTapConn(f *os.File, macs *wire.MACSet) *tapConn {
-	return &tapConn{f: f, buf: make([]byte, tapRead), scratch: make([]byte, fabric.MaxFrame),
-		macs: macs, held: map[uint64]bool{}}
+func newTapConn(f *os.File, macs *wire.MACSet) (*tapConn, error) {
+	var rc syscall.RawConn
+	if f != nil { // nil: a test's, cutting and learning only
+		var err error
+		if rc, err = f.SyscallConn(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-cnt.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
+		macs: macs, held: map[uint64]bool{}}, nil
 }
 
 // learn holds frame b's source MAC in macs (once per MAC, not once the
@@ -149,30 +168,73 @@ func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
 			c.pending = c.pending[1:]
 			return f, nil
 		}
-		n, err := c.f.Read(c.buf)
+		f, b, err := c.read()
 		if err != nil {
 			return nil, err
 		}
-		if n < cnt.VnetHdrLen+fabric.MinFrame {
+		if b == nil {
 			continue
 		}
-		flags, gso := c.buf[0], c.buf[1]&^gsoECN
-		gsoSize := int(binary.LittleEndian.Uint16(c.buf[4:]))
-		start, off := int(binary.LittleEndian.Uint16(c.buf[6:])), int(binary.LittleEndian.Uint16(c.buf[8:]))
-		b := c.buf[cnt.VnetHdrLen:n]
+		flags, gso := c.hdr[0], c.hdr[1]&^gsoECN
+		gsoSize := int(binary.LittleEndian.Uint16(c.hdr[4:]))
+		start, off := int(binary.LittleEndian.Uint16(c.hdr[6:])), int(binary.LittleEndian.Uint16(c.hdr[8:]))
 		c.learn(b)
 		if gso != 0 && len(b) > tux.StdFrame {
-			if len(b) <= fabric.MaxFrame && c.macs.TakesSuper(b) {
-				return frameOf(b), nil // partial checksum kept: the switch's rule
+			if f != nil && c.macs.TakesSuper(b) {
+				return f, nil // partial checksum kept: the switch's rule
 			}
 			c.cut(b, gsoSize)
+			if f != nil {
+				f.Release()
+			}
 			continue
+		}
+		if f == nil {
+			continue // too long and no GSO: not a frame
 		}
 		if flags&vnetNeedsCsum != 0 && !completeCsum(b, start, off) {
+			f.Release()
 			continue
 		}
-		return frameOf(b), nil
+		return f.Shrink(), nil
 	}
+}
+
+// read reads one header into hdr and its frame straight into a frame
+// buffer: the frame f and its bytes b. A GSO frame longer than a switch
+// frame comes back in buf only (f nil), to be cut; a runt as b nil.
+func (c *tapConn) read() (f *fabric.Frame, b []byte, err error) {
+	f = fabric.NewFrame(fabric.MaxFrame)
+	iov := [][]byte{c.hdr[:], f.Buf(), c.buf[fabric.MaxFrame:]}
+	var n int
+	var e syscall.Errno
+	if err := c.rc.Read(func(fd uintptr) bool {
+		n, e = rawio.IOV(unix.SYS_READV, fd, iov)
+		return e != unix.EAGAIN
+	}); err != nil {
+		f.Release()
+		return nil, nil, err
+	}
+	n -= cnt.VnetHdrLen
+	switch {
+	case e == unix.EINVAL, e == unix.EINTR:
+		// EINVAL: a packet socket's frame whose GSO it cannot describe
+		// (vtap.go), dropped.
+		f.Release()
+		return nil, nil, nil
+	case e != 0:
+		f.Release()
+		return nil, nil, e
+	case n < fabric.MinFrame:
+		f.Release()
+		return nil, nil, nil
+	case n > fabric.MaxFrame:
+		copy(c.buf, f.Buf())
+		f.Release()
+		return nil, c.buf[:n], nil
+	}
+	f.N = n
+	return f, f.Bytes(), nil
 }
 
 // cut queues super frame b cut into segments of mss bytes of payload:
@@ -243,20 +305,18 @@ func gsoHeader(h []byte, b []byte) {
 }
 
 func (c *tapConn) WriteFrame(b []byte) error {
-	gsoHeader(c.hdr[:], b)
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return err
-	}
+	gsoHeader(c.whdr[:], b)
 	var werr error
-	if err := rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Writev(int(fd), [][]byte{c.hdr[:], b})
+	if err := c.rc.Write(func(fd uintptr) bool {
+		_, werr = unix.Writev(int(fd), [][]byte{c.whdr[:], b})
 		return werr != unix.EAGAIN && werr != unix.EINTR
 	}); err != nil {
 		return err
 	}
-	if errors.Is(werr, unix.EIO) || errors.Is(werr, unix.EINVAL) {
-		return nil // interface down, or frame refused: dropped
+	switch {
+	case errors.Is(werr, unix.EIO), errors.Is(werr, unix.EINVAL), errors.Is(werr, unix.EMSGSIZE),
+		errors.Is(werr, unix.ENOBUFS), errors.Is(werr, unix.ENETDOWN), errors.Is(werr, unix.ENXIO):
+		return nil // interface down, or frame refused (a packet socket's too, vtap.go): dropped
 	}
 	return werr
 }

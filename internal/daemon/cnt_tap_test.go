@@ -98,7 +98,7 @@ func TestCutAndLearn(t *testing.T) {
 	super := tcpFrame(6000, false)
 	setTCPCsum(super, 14, true)
 	macs := &wire.MACSet{} // one daemon's
-	a := newTapConn(nil, macs)
+	a, _ := newTapConn(nil, macs)
 	a.cut(super, 1448)
 	if len(a.pending) != 5 {
 		t.Fatalf("%d segments, want 5", len(a.pending))
@@ -123,7 +123,7 @@ func TestCutAndLearn(t *testing.T) {
 	if macs.TakesSuper(super) {
 		t.Fatal("an unknown MAC takes super frames")
 	}
-	b := newTapConn(nil, macs)
+	b, _ := newTapConn(nil, macs)
 	reply := tcpFrame(10, false)
 	copy(reply[0:6], super[6:12])
 	copy(reply[6:12], super[0:6]) // b's node sends from super's destination
@@ -169,7 +169,7 @@ func FuzzTapFrames(f *testing.F) {
 			return
 		}
 		gsoHeader(make([]byte, 10), b)
-		c := newTapConn(nil, &wire.MACSet{})
+		c, _ := newTapConn(nil, &wire.MACSet{})
 		if len(b) >= 14 {
 			c.cut(append([]byte(nil), b...), 536+int(mss)%9000) // the kernel gives the MSS
 			for _, fr := range c.pending {

@@ -31,9 +31,10 @@ func vmsFeature() Feature {
 			typed((*Daemon).execVM), typed((*Daemon).consoleVM),
 		},
 		Listen: map[string]func(d *Daemon, path string) (fabric.Listener, error){
-			"bess":       func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenBess(path) },
-			"daemon":     func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
-			cnt.PortKind: (*Daemon).listenTap, // container nodes' eths (cnt_tap.go)
+			"bess":               func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenBess(path) },
+			"daemon":             func(_ *Daemon, path string) (fabric.Listener, error) { return wire.ListenDaemon(path) },
+			cnt.PortKind:         (*Daemon).listenTap,  // container nodes' eths (cnt_tap.go)
+			machine.VTapPortKind: (*Daemon).listenVTap, // QEMU guests' eths (vtap.go)
 		},
 		List:  listVMs,
 		Start: func(d *Daemon) { d.OnStop(d.stopAllVMs) },

@@ -122,12 +122,22 @@ func TestKindCheckFills(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+		defer func(f func() bool) { vtapUsable = f }(vtapUsable)
+		vtapUsable = func() bool { return true }
 		s := newSpec(h, "Q")
 		if err := (QEMUKind{}).Check(s); err != nil {
 			t.Fatal(err)
 		}
+		if got := s.Ports(); len(got) != 1 || got[0] != (Port{"vtap", vtapName("/w/Q/eth0.sock")}) || s.MgmtSock != vtapName("/w/Q/mgmt0.sock") {
+			t.Errorf("QEMU ports on taps %+v, mgmt0 %q", got, s.MgmtSock)
+		}
+		vtapUsable = func() bool { return false }
+		s = newSpec(h, "Q")
+		if err := (QEMUKind{}).Check(s); err != nil {
+			t.Fatal(err)
+		}
 		if got := s.Ports(); len(got) != 1 || got[0] != (Port{"stream", "/w/Q/eth0.sock"}) {
-			t.Errorf("QEMU ports %+v", got)
+			t.Errorf("QEMU ports without taps %+v", got)
 		}
 		if s.Kernel != filepath.Join(h.BulkDir, "vmlinuz") || s.Initrd != filepath.Join(h.BulkDir, "initrd.img") {
 			t.Errorf("QEMU kernel %q initrd %q: want the bulk kernel and its initrd", s.Kernel, s.Initrd)

@@ -76,6 +76,18 @@ func TestQEMUArgs(t *testing.T) {
 	if got := strings.Join(QEMUArgs(s, "c", "a"), " "); !strings.Contains(got, "file=/w/a,,b/root.qcow2,") {
 		t.Errorf("comma not escaped: %s", got)
 	}
+	// On the switch's taps: fds 3, 4, ... in eth order, mgmt0 last.
+	s.PortKind, s.EthSocks, s.Mgmt, s.MgmtSock = VTapPortKind, []string{"qv0", "qv1"}, "10.0.0.2/24", "qvm"
+	got = strings.Join(QEMUArgs(s, "c", "a"), " ")
+	for _, want := range []string{
+		"-netdev tap,id=n0,fd=3 -device virtio-net-pci,netdev=n0,mac=" + MAC("A", 0),
+		"-netdev tap,id=n1,fd=4 -device virtio-net-pci,netdev=n1,mac=" + MAC("A", 1),
+		"-netdev tap,id=mgmt0,fd=5 -device virtio-net-pci,netdev=mgmt0,mac=" + MgmtMAC("A"),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("QEMU args on taps lack %q:\n%s", want, got)
+		}
+	}
 }
 
 func TestUMLArgs(t *testing.T) {

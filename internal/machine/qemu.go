@@ -51,9 +51,16 @@ func (QEMUKind) Check(s *Spec) (err error) {
 			s.Initrd = ini
 		}
 	}
-	s.PortKind = "stream"
+	s.PortKind = StreamPortKind
 	s.EthSocks = EthSockets(s, ".sock")
 	s.MgmtSock = MgmtSocket(s, ".sock")
+	if vtapUsable() { // qemu_tap.go
+		s.PortKind = VTapPortKind
+		for i, p := range s.EthSocks {
+			s.EthSocks[i] = vtapName(p)
+		}
+		s.MgmtSock = vtapName(s.MgmtSock)
+	}
 	return nil
 }
 
@@ -95,6 +102,20 @@ func qemuPlumbing(m *Machine) (*plumbing, error) {
 		m.closers = append(m.closers, l[i])
 	}
 	p := &plumbing{args: QEMUArgs(&m.Spec, m.path("con.sock"), m.path("agent.sock"))}
+	if m.PortKind == VTapPortKind {
+		// The taps' descriptors, in QEMUArgs' order: fd 3, 4, ...
+		names := append([]string(nil), m.EthSocks...)
+		if mp, ok := m.MgmtPort(); ok {
+			names = append(names, mp.Path)
+		}
+		for _, n := range names {
+			f, err := VTapFile(n)
+			if err != nil {
+				return p, err // launch closes the ones made
+			}
+			p.extra = append(p.extra, f)
+		}
+	}
 	m.qmpSock = m.QMPPath()
 	// quit makes QEMU flush its disk (qcow2 metadata) before exiting.
 	m.hardStop = func() { _ = m.qmp("quit", nil) }
@@ -132,8 +153,8 @@ func KernelCmdline(s *Spec, root, console, cdDev string) string {
 
 // QEMUArgs is the QEMU command line for s. The two serial lines connect
 // to our unix sockets: ttyS0 the console, ttyS1 the agent line. Each eth
-// is `-netdev stream` to its switch socket with a virtio NIC whose MAC is
-// derived from the VM name.
+// is a virtio NIC whose MAC is derived from the VM name, on the switch's
+// tap (fds 3, 4, ... in eth order, mgmt0 last) or stream socket.
 func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 	a := []string{s.QEMU,
 		"-name", s.Name,
@@ -175,17 +196,27 @@ func QEMUArgs(s *Spec, conSock, agentSock string) []string {
 	)
 	for i, sock := range s.EthSocks {
 		a = append(a,
-			"-netdev", fmt.Sprintf("stream,id=n%d,server=off,addr.type=unix,addr.path=%s", i, qemuEscape(sock)),
+			"-netdev", qemuNetdev(s, fmt.Sprintf("n%d", i), sock, 3+i),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s,id=nic%d", i, MAC(s.Name, i), i),
 		)
 	}
 	if p, ok := s.MgmtPort(); ok { // after the eths: their PCI slots stay
 		a = append(a,
-			"-netdev", "stream,id=mgmt0,server=off,addr.type=unix,addr.path="+qemuEscape(p.Path),
+			"-netdev", qemuNetdev(s, "mgmt0", p.Path, 3+len(s.EthSocks)),
 			"-device", "virtio-net-pci,netdev=mgmt0,mac="+MgmtMAC(s.Name),
 		)
 	}
 	return a
+}
+
+// qemuNetdev is the -netdev of one eth: the tap QEMU finds at fd (the
+// switch made it, qemu_tap.go) with its virtio-net header, or a stream
+// socket to the switch's port at path.
+func qemuNetdev(s *Spec, id, path string, fd int) string {
+	if s.PortKind == VTapPortKind {
+		return fmt.Sprintf("tap,id=%s,fd=%d", id, fd) // QEMU finds the tap's virtio-net header itself
+	}
+	return fmt.Sprintf("stream,id=%s,server=off,addr.type=unix,addr.path=%s", id, qemuEscape(path))
 }
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
