@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"runtime"
 	"sync"
@@ -31,8 +32,9 @@ import (
 // tap's descriptor while its port exists, so a stopped guest starts again
 // on the same tap. The namespace goes with the switch.
 //
-// Without CAP_NET_ADMIN (or without /dev/net/tun) QEMU's eths fall back
-// to `-netdev stream` (StreamPortKind).
+// Where the switch cannot make them (no CAP_NET_ADMIN, CAP_NET_RAW or
+// CAP_SYS_ADMIN, no /dev/net/tun) QEMU's eths fall back to `-netdev
+// stream` (StreamPortKind).
 
 // Port kinds of a QEMU guest's eths.
 const (
@@ -43,14 +45,28 @@ const (
 // VnetHdrLen is the virtio_net_hdr before each frame on the packet socket.
 const VnetHdrLen = 10
 
-// vtapUsable says whether this process can make taps (a variable so a
-// test can choose).
+// vtapUsable says whether this process can make QEMU's taps: it tries
+// once (a variable so a test can choose).
 var vtapUsable = func() bool {
-	if os.Geteuid() != 0 {
-		return false
-	}
-	_, err := os.Stat("/dev/net/tun")
-	return err == nil
+	vtapProbe.Do(func() {
+		err := inVTapNS(func() error {
+			tap, sock, err := plugVTap("qvprobe")
+			if err == nil {
+				sock.Close()
+				tap.Close()
+			}
+			return err
+		})
+		if vtapProbe.ok = err == nil; err != nil {
+			log.Printf("QEMU guests' eths on stream sockets, not taps: %v", err)
+		}
+	})
+	return vtapProbe.ok
+}
+
+var vtapProbe struct {
+	sync.Once
+	ok bool
 }
 
 // vtapName is the tap of socket path p: unique per work_dir, guest and
