@@ -109,6 +109,11 @@ func TestVTap(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("in the taps' namespace: %v", err)
 	}
+	// The namespace sends the guest nothing of its own (no IPv6 router
+	// solicitation, no ARP).
+	if got := readWithin(t, tfd, 1500*time.Millisecond); got != nil {
+		t.Fatalf("the guest got %d bytes from the taps' namespace: %x", len(got), got)
+	}
 	for _, c := range []struct {
 		what string
 		from int
