@@ -161,6 +161,11 @@ func TestStopRemovesSockets(t *testing.T) {
 	s := startSwitch(t)
 	out := s.must("add_port", "name", "p1", "kind", "stream")
 	s.must("add_port", "name", "p2", "kind", "dgram")
+	for _, k := range []string{"tap", "vtap"} { // guests' eths only
+		if out, err := s.call("add_port", "name", "p3", "kind", k); err == nil || !strings.Contains(err.Error(), "made by add_vm") {
+			t.Fatalf("add_port kind %s: %s %v, want a refusal", k, out, err)
+		}
+	}
 	var p struct {
 		Socket string `xml:"socket,attr"`
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
+	"cloonix/internal/machine/cnt"
 	"cloonix/internal/proto"
 	"cloonix/internal/wire"
 )
@@ -77,6 +79,9 @@ func (d *Daemon) addPort(c *client, r *proto.AddPort) (any, error) {
 	kind := r.Kind
 	if kind == "" {
 		kind = "stream"
+	}
+	if kind == cnt.PortKind || kind == machine.VTapPortKind {
+		return nil, fmt.Errorf("port %q: kind %s is a guest's eth, made by add_vm; a raw port is stream, dgram, bess or daemon", name, kind)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

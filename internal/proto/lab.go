@@ -111,7 +111,7 @@ type Forward struct {
 // Port is one switch port: a VM eth, a tux, or a raw port.
 type Port struct {
 	Name      string   `xml:"name,attr" json:"name"`
-	Kind      string   `xml:"kind,attr" json:"kind"` // stream, dgram, bess, daemon, vde, tux
+	Kind      string   `xml:"kind,attr" json:"kind"` // stream, dgram, bess, daemon, vde, tux, tap (a container node's eth), vtap (a QEMU guest's)
 	Socket    string   `xml:"socket,attr" json:"socket"`
 	Connected bool     `xml:"connected,attr" json:"connected"`
 	Lans      []string `xml:"lan" json:"lans"`
