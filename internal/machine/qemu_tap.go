@@ -42,7 +42,8 @@ const (
 	StreamPortKind = "stream"
 )
 
-// VnetHdrLen is the virtio_net_hdr before each frame on the packet socket.
+// VnetHdrLen is the virtio_net_hdr before each frame on the packet socket
+// (and on a container node's tap, cnt.VnetHdrLen).
 const VnetHdrLen = 10
 
 // vtapUsable says whether this process can make QEMU's taps: it tries

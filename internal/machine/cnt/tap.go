@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/machine"
 )
 
 // A node's eths are taps: made in the host's namespace with a virtio
@@ -29,8 +31,8 @@ const (
 )
 
 // VnetHdrLen is the virtio_net_hdr before each frame read from or written
-// to a tap descriptor.
-const VnetHdrLen = 10
+// to a tap descriptor: the same header as a QEMU tap's packet socket.
+const VnetHdrLen = machine.VnetHdrLen
 
 // MaxEths bounds a node's interfaces.
 const MaxEths = 32
