@@ -33,11 +33,8 @@ import (
 // frame cost a read, a switch hop and a write (bench/cnt: 0.25x a Linux
 // bridge; docs/benchmarks.md).
 
-// Offloads of linux/if_tun.h and virtio_net_hdr values (linux/virtio_net.h).
+// virtio_net_hdr values (linux/virtio_net.h).
 const (
-	tunFCsum      = 0x01
-	tunFTSO4      = 0x02
-	tunFTSO6      = 0x04
 	vnetNeedsCsum = 1
 	gsoTCPv4      = 1
 	gsoTCPv6      = 4
@@ -48,7 +45,7 @@ const (
 	// tapRead holds any frame a tap hands over: a GSO segment may be a
 	// full 64 KiB IP packet plus its Ethernet header, over the switch's
 	// frame limit (then it is cut), and a short read would truncate it.
-	tapRead = cnt.VnetHdrLen + 65536 + 18 + 64
+	tapRead = machine.VnetHdrLen + 65536 + 18 + 64
 )
 
 // tapListener hands out its tap once, then waits for Close.
@@ -65,7 +62,7 @@ type tapListener struct {
 type cntTaps struct{ m sync.Map } // name -> *tapConn
 
 func (d *Daemon) listenTap(name string) (fabric.Listener, error) {
-	f, err := cnt.OpenTap(name, tunFCsum|tunFTSO4|tunFTSO6)
+	f, err := machine.OpenTap(name, machine.TapOffloads)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +122,9 @@ type tapConn struct {
 	held    map[uint64]bool // source MACs held in macs; guarded by mu
 	closed  bool            // guarded by mu
 	lastSrc uint64
-	hdr     [cnt.VnetHdrLen]byte // the last read's
-	whdr    [cnt.VnetHdrLen]byte // the last write's
+	hdr     [machine.VnetHdrLen]byte // the last read's
+	whdr    [machine.VnetHdrLen]byte // the last write's
+	iov     [3][]byte
 	once    sync.Once
 }
 
@@ -139,7 +137,7 @@ func newTapConn(f *os.File, macs *wire.MACSet) (*tapConn, error) {
 			return nil, err
 		}
 	}
-	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-cnt.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
+	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-machine.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
 		macs: macs, held: map[uint64]bool{}}, nil
 }
 
@@ -205,7 +203,8 @@ func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
 // frame comes back in buf only (f nil), to be cut; a runt as b nil.
 func (c *tapConn) read() (f *fabric.Frame, b []byte, err error) {
 	f = fabric.NewFrame(fabric.MaxFrame)
-	iov := [][]byte{c.hdr[:], f.Buf(), c.buf[fabric.MaxFrame:]}
+	c.iov = [3][]byte{c.hdr[:], f.Buf(), c.buf[fabric.MaxFrame:]}
+	iov := c.iov[:] // a field: no allocation per read
 	var n int
 	var e syscall.Errno
 	if err := c.rc.Read(func(fd uintptr) bool {
@@ -215,7 +214,7 @@ func (c *tapConn) read() (f *fabric.Frame, b []byte, err error) {
 		f.Release()
 		return nil, nil, err
 	}
-	n -= cnt.VnetHdrLen
+	n -= machine.VnetHdrLen
 	switch {
 	case e == unix.EINVAL, e == unix.EINTR:
 		// EINVAL: a packet socket's frame whose GSO it cannot describe

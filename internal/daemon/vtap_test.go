@@ -121,7 +121,7 @@ func TestVTapConn(t *testing.T) {
 	}
 
 	// Toward the guest: what a guest with TSO takes (QEMU sets this).
-	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
+	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETOFFLOAD, machine.TapOffloads); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WriteFrame(super); err != nil {

@@ -42,10 +42,6 @@ const (
 	StreamPortKind = "stream"
 )
 
-// VnetHdrLen is the virtio_net_hdr before each frame on the packet socket
-// (and on a container node's tap, cnt.VnetHdrLen).
-const VnetHdrLen = 10
-
 // vtapUsable says whether this process can make QEMU's taps: it tries
 // once (a variable so a test can choose).
 var vtapUsable = func() bool {
@@ -165,26 +161,34 @@ func OpenVTap(name string) (sock *os.File, release func(), err error) {
 // plugVTap makes tap name in the calling thread's namespace (the taps'),
 // up without ARP, and its packet socket.
 func plugVTap(name string) (tap, sock *os.File, err error) {
-	if tap, err = createTap(name); err != nil {
+	if tap, err = OpenTap(name, 0); err != nil { // QEMU sets the offloads its guest asks for
 		return nil, nil, err
 	}
-	h, err := netlink.NewHandleAt(vtapNS.ns)
-	if err == nil {
-		defer h.Close()
-		var l netlink.Link
-		if l, err = h.LinkByName(name); err == nil {
-			if err = h.LinkSetARPOff(l); err == nil {
-				if err = h.LinkSetUp(l); err == nil {
-					sock, err = packetSocket(l.Attrs().Index)
-				}
-			}
-		}
-	}
-	if err != nil {
+	if sock, err = upVTap(name); err != nil {
 		tap.Close()
 		return nil, nil, fmt.Errorf("tap %s: %v", name, err)
 	}
 	return tap, sock, nil
+}
+
+// upVTap brings tap name up without ARP and opens its packet socket.
+func upVTap(name string) (*os.File, error) {
+	h, err := netlink.NewHandleAt(vtapNS.ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetARPOff(l); err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return nil, err
+	}
+	return packetSocket(l.Attrs().Index)
 }
 
 // VTapFile is a new descriptor of tap name, for QEMU (and tests).
@@ -198,28 +202,6 @@ func VTapFile(name string) (*os.File, error) {
 	fd, err := unix.FcntlInt(t.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: dup: %v", name, err)
-	}
-	return os.NewFile(uintptr(fd), "tap "+name), nil
-}
-
-// createTap makes tap name with a virtio-net header (QEMU sets its size
-// and the offloads the guest asks for).
-func createTap(name string) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-	}
-	if err != nil {
-		unix.Close(fd)
-		if errors.Is(err, unix.EPERM) {
-			return nil, errors.New("creating a tap needs CAP_NET_ADMIN: run the switch as root")
-		}
-		return nil, fmt.Errorf("TUNSETIFF: %v", err)
 	}
 	return os.NewFile(uintptr(fd), "tap "+name), nil
 }

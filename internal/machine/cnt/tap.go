@@ -3,14 +3,12 @@ package cnt
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"cloonix/internal/machine"
 )
@@ -22,18 +20,6 @@ import (
 // node's end of a switch port: no helper process, no veth pair. The tap
 // disappears with the namespace when the node stops.
 
-// Offloads of linux/if_tun.h.
-const (
-	tunFCsum        = 0x01
-	tunFTSO4        = 0x02
-	tunFTSO6        = 0x04
-	tunSetVnetHdrSz = 0x400454d8
-)
-
-// VnetHdrLen is the virtio_net_hdr before each frame read from or written
-// to a tap descriptor: the same header as a QEMU tap's packet socket.
-const VnetHdrLen = machine.VnetHdrLen
-
 // MaxEths bounds a node's interfaces.
 const MaxEths = 32
 
@@ -43,42 +29,8 @@ func openTap() (*os.File, string, error) {
 	var rnd [5]byte
 	_, _ = rand.Read(rnd[:])
 	name := "cnt" + hex.EncodeToString(rnd[:]) // 13 characters, unique enough
-	f, err := OpenTap(name, tunFCsum|tunFTSO4|tunFTSO6)
+	f, err := machine.OpenTap(name, machine.TapOffloads)
 	return f, name, err
-}
-
-// OpenTap creates the tap name (at most 15 bytes) in the caller's network
-// namespace with a virtio_net_hdr on each frame and the given offloads
-// (TUNSETOFFLOAD flags; 0: the kernel hands over whole, checksummed
-// frames), for a node's eth: the switch makes it, Start moves it into the
-// node. The descriptor is non-blocking.
-func OpenTap(name string, offloads int) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
-	}
-	fail := func(what string, err error) (*os.File, error) {
-		unix.Close(fd)
-		if errors.Is(err, unix.EPERM) {
-			return nil, errors.New("creating a tap needs CAP_NET_ADMIN: run the switch as root")
-		}
-		return nil, fmt.Errorf("tap %s: %s: %v", name, what, err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return fail("name", err)
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		return fail("TUNSETIFF", err)
-	}
-	if err := unix.IoctlSetPointerInt(fd, tunSetVnetHdrSz, VnetHdrLen); err != nil {
-		return fail("TUNSETVNETHDRSZ", err)
-	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloads); err != nil {
-		return fail("TUNSETOFFLOAD", err)
-	}
-	return os.NewFile(uintptr(fd), "tap "+name), nil
 }
 
 // plugTaps puts one tap per MAC in the namespace of pid as eth0, eth1
