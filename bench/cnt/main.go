@@ -66,7 +66,7 @@ func main() {
 		oc, osock := startSwitch(*other)
 		paths = append(paths, cnt(oc, osock, "o", 73, ", -other"))
 	}
-	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, %s, load average %s\n", *secs, *rounds, time.Now().UTC().Format(time.RFC3339), stats.Load())
+	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, TCP congestion control %s, %s, load average %s\n", *secs, *rounds, hostsh.CC(), time.Now().UTC().Format(time.RFC3339), stats.Load())
 	for r := 0; r < *rounds; r++ {
 		for _, p := range paths {
 			v, err := hostsh.IperfVia(p.in, p.out, p.addr, *secs)

@@ -121,7 +121,7 @@ func main() {
 	}
 	bin, done := benchlab.Binary(*binArg)
 	defer done()
-	fmt.Printf("bench/tap: iperf3 TCP, one stream, %d s per case, %d rounds taking turns\nhost: %s\n", *secs, *rounds, stats.Host())
+	fmt.Printf("bench/tap: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, TCP congestion control %s\nhost: %s\n", *secs, *rounds, hostsh.CC(), stats.Host())
 	var paths []*path
 	for _, mk := range []func() *path{bridge, vde, func() *path { return cloonix(bin) }, func() *path { return t2t(bin) }} {
 		if p := mk(); p != nil {

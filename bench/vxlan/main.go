@@ -147,7 +147,7 @@ func main() {
 	}
 	bin, done := benchlab.Binary(*binArg)
 	defer done()
-	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550\nhost: %s\n", *secs, *rounds, stats.Host())
+	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550, TCP congestion control %s\nhost: %s\n", *secs, *rounds, hostsh.CC(), stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
 	var lx stats.Series
 	tuxes := tuxCases()
