@@ -3,14 +3,14 @@
 # measured (as root, images built: make images). Each bench prints the
 # load average before and after; run it on a machine doing nothing else.
 #   scripts/bench-all.sh [BENCH...]     e.g. scripts/bench-all.sh tap vxlan
-#   CC=cubic scripts/bench-all.sh ...    the host-side iperf3 senders' TCP
+#   TCPCC=cubic scripts/bench-all.sh ...    the host-side iperf3 senders' TCP
 #                                        congestion control (tap, vxlan, cnt)
 export PATH=$PATH:/usr/local/go/bin
 cd "$(dirname "$0")/.." || exit 1
 make build >/dev/null || exit 1
 B=$(pwd)/bin/cloonix
 ld() { echo "== $* load $(cut -d' ' -f1-3 /proc/loadavg) $(date -u +%H:%M:%S)"; }
-cc=${CC:+-cc $CC}
+cc=${TCPCC:+-cc $TCPCC}
 declare -A args=(
 	[tap]="-rounds 5 -t 5 -bin $B $cc"
 	[vxlan]="-n 5 -t 8 -bin $B $cc"
