@@ -191,7 +191,10 @@ func upVTap(name string) (*os.File, error) {
 	return packetSocket(l.Attrs().Index)
 }
 
-// VTapFile is a new descriptor of tap name, for QEMU (and tests).
+// VTapFile is a new descriptor of tap name, for QEMU (and tests). What
+// the tap queued toward the guest while no QEMU read it (a stopped guest:
+// up to the tap's queue length) is dropped first, so a guest started
+// again does not get frames from before.
 func VTapFile(name string) (*os.File, error) {
 	vtapNS.mu.Lock()
 	defer vtapNS.mu.Unlock()
@@ -199,11 +202,24 @@ func VTapFile(name string) (*os.File, error) {
 	if !ok {
 		return nil, fmt.Errorf("tap %s: no such port of the switch", name)
 	}
+	drainTap(int(t.Fd()))
 	fd, err := unix.FcntlInt(t.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: dup: %v", name, err)
 	}
 	return os.NewFile(uintptr(fd), "tap "+name), nil
+}
+
+// drainTap reads non-blocking tap fd until it is empty (EAGAIN). A
+// tap holds at most its queue length (500 frames), so the bound on reads
+// is only against an error that would repeat.
+func drainTap(fd int) {
+	b := make([]byte, VnetHdrLen+65536)
+	for range 4096 {
+		if _, err := unix.Read(fd, b); err == unix.EAGAIN || err == unix.EBADF {
+			return
+		}
+	}
 }
 
 // packetSocket is a non-blocking packet socket on interface index with a
