@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,6 +37,7 @@ var (
 	rounds = flag.Int("rounds", 3, "rounds; the paths take turns, the table shows the median and the range")
 	short  = flag.Bool("short", false, "smoke run: 1 s, one round")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
+	only   = flag.String("paths", "bridge,vde,tap,t2t", "which paths to run")
 )
 
 // path is one way between two namespaces, ready for iperf3.
@@ -123,8 +125,14 @@ func main() {
 	defer done()
 	fmt.Printf("bench/tap: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, TCP congestion control %s\nhost: %s\n", *secs, *rounds, hostsh.CC(), stats.Host())
 	var paths []*path
-	for _, mk := range []func() *path{bridge, vde, func() *path { return cloonix(bin) }, func() *path { return t2t(bin) }} {
-		if p := mk(); p != nil {
+	for _, c := range []struct {
+		name string
+		mk   func() *path
+	}{{"bridge", bridge}, {"vde", vde}, {"tap", func() *path { return cloonix(bin) }}, {"t2t", func() *path { return t2t(bin) }}} {
+		if !slices.Contains(strings.Split(*only, ","), c.name) {
+			continue
+		}
+		if p := c.mk(); p != nil {
 			paths = append(paths, p)
 		}
 	}
