@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -125,6 +124,8 @@ type tapConn struct {
 	hdr     [machine.VnetHdrLen]byte // the last read's
 	whdr    [machine.VnetHdrLen]byte // the last write's
 	iov     [3][]byte
+	wiov    [2][]byte
+	kept    []*fabric.Frame // copies WriteNow could not write, for Flush
 	once    sync.Once
 }
 
@@ -304,23 +305,74 @@ func gsoHeader(h []byte, b []byte) {
 }
 
 func (c *tapConn) WriteFrame(b []byte) error {
+	if err := c.Flush(); err != nil { // what WriteNow kept goes first
+		return err
+	}
+	return c.write(b, true)
+}
+
+// write writes frame b behind its header: when wait, as long as the tap
+// (or a vtap's packet socket) has no room; otherwise EAGAIN says so.
+// Frames the interface refuses (down, or a frame it cannot take) are
+// dropped.
+func (c *tapConn) write(b []byte, wait bool) error {
 	gsoHeader(c.whdr[:], b)
-	var werr error
+	c.wiov = [2][]byte{c.whdr[:], b}
+	iov := c.wiov[:] // a field: no allocation per write
+	var e syscall.Errno
 	if err := c.rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Writev(int(fd), [][]byte{c.whdr[:], b})
-		return werr != unix.EAGAIN && werr != unix.EINTR
+		_, e = rawio.IOV(unix.SYS_WRITEV, fd, iov)
+		return !wait || (e != unix.EAGAIN && e != unix.EINTR)
 	}); err != nil {
 		return err
 	}
-	switch {
-	case errors.Is(werr, unix.EIO), errors.Is(werr, unix.EINVAL), errors.Is(werr, unix.EMSGSIZE),
-		errors.Is(werr, unix.ENOBUFS), errors.Is(werr, unix.ENETDOWN), errors.Is(werr, unix.ENXIO):
+	c.wiov[1] = nil
+	switch e {
+	case 0:
+		return nil
+	case unix.EAGAIN, unix.EINTR:
+		return unix.EAGAIN
+	case unix.EIO, unix.EINVAL, unix.EMSGSIZE, unix.ENOBUFS, unix.ENETDOWN, unix.ENXIO:
 		return nil // interface down, or frame refused (a packet socket's too, vtap.go): dropped
 	}
-	return werr
+	return e
 }
 
-func (c *tapConn) Flush() error { return nil }
+// WriteNow writes frames from the caller (the sending port's reader, as
+// the tap tux does): no hand-over to the port's writer goroutine. A tap
+// takes a frame at once or never; what finds no room (a vtap's socket
+// buffer full) is copied and kept for Flush, in the writer goroutine.
+func (c *tapConn) WriteNow(frames []*fabric.Frame) (bool, error) {
+	for i, f := range frames {
+		err := c.write(f.Bytes(), false)
+		if err == unix.EAGAIN {
+			for _, g := range frames[i:] {
+				c.kept = append(c.kept, frameOf(g.Bytes()))
+			}
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// Flush writes what WriteNow kept.
+func (c *tapConn) Flush() error {
+	for len(c.kept) > 0 {
+		f := c.kept[0]
+		err := c.write(f.Bytes(), true)
+		f.Release()
+		c.kept[0] = nil
+		c.kept = c.kept[1:]
+		if err != nil {
+			return err
+		}
+	}
+	c.kept = nil
+	return nil
+}
 
 func (c *tapConn) Close() error {
 	c.once.Do(func() {

@@ -3,10 +3,15 @@ package daemon
 import (
 	"bytes"
 	"encoding/binary"
+	"os"
 	"testing"
+	"time"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
+	"cloonix/internal/fabric"
+	"cloonix/internal/machine"
 	"cloonix/internal/tux"
 	"cloonix/internal/wire"
 )
@@ -181,4 +186,76 @@ func FuzzTapFrames(f *testing.F) {
 		}
 		completeCsum(append([]byte(nil), b...), int(start), int(off))
 	})
+}
+
+// TestTapWriteNow: frames written inline (WriteNow) go out at once and in
+// order; when the descriptor has no room, the rest are kept and go out
+// first at the next Flush or WriteFrame, after what was written before.
+// A datagram socket pair stands for the tap: one writev, one frame.
+func TestTapWriteNow(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	_ = unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+	c, err := newTapConn(os.NewFile(uintptr(fds[0]), "pair"), &wire.MACSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := func(i int) *fabric.Frame {
+		f := fabric.NewFrame(200)
+		b := f.Bytes()
+		clear(b)
+		binary.BigEndian.PutUint32(b[20:], uint32(i))
+		return f
+	}
+	var fs []*fabric.Frame
+	for i := range 400 { // far more than the pair holds
+		fs = append(fs, frame(i))
+	}
+	kept, err := c.WriteNow(fs)
+	if err != nil || !kept {
+		t.Fatalf("WriteNow of 400 frames into a small buffer: kept %v, %v; want kept", kept, err)
+	}
+	for _, f := range fs {
+		f.Release() // the frames are the caller's again
+	}
+	next := 0
+	read := func() {
+		b := make([]byte, 1024)
+		for {
+			n, err := unix.Read(fds[1], b)
+			if err != nil {
+				return
+			}
+			if n != machine.VnetHdrLen+200 {
+				t.Fatalf("frame %d: %d bytes, want a header and 200", next, n)
+			}
+			if got := int(binary.BigEndian.Uint32(b[machine.VnetHdrLen+20:])); got != next {
+				t.Fatalf("frame %d came as number %d", got, next)
+			}
+			next++
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.WriteFrame(frame(400).Bytes()) }() // waits for room, after the kept ones
+	for end := time.Now().Add(5 * time.Second); next < 401; {
+		if time.Now().After(end) {
+			t.Fatalf("%d of 401 frames came", next)
+		}
+		read()
+		time.Sleep(time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := c.WriteNow([]*fabric.Frame{frame(401)}); kept || err != nil {
+		t.Fatalf("WriteNow with room: kept %v, %v", kept, err)
+	}
+	read()
+	if next != 402 {
+		t.Fatalf("%d frames, want 402", next)
+	}
 }
