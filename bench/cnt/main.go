@@ -60,10 +60,11 @@ func main() {
 	bin, done := benchlab.Binary(*binArg)
 	defer done()
 	defer hostsh.Cleanup()
-	c, sock := startSwitch(bin)
+	c, sock := startSwitch(bin, hostsh.Tag, "")
 	paths := []*path{bridge(), cnt(c, sock, "c", 75, ""), tapTux(c)}
 	if *other != "" {
-		oc, osock := startSwitch(*other)
+		// A name and a management network of its own: the two switches share the host.
+		oc, osock := startSwitch(*other, hostsh.Tag+"o", "172.31.250.0/24")
 		paths = append(paths, cnt(oc, osock, "o", 73, ", -other"))
 	}
 	fmt.Printf("iperf3 TCP, %d s per case, %d rounds taking turns, TCP congestion control %s, %s, load average %s\n", *secs, *rounds, hostsh.CC(), time.Now().UTC().Format(time.RFC3339), stats.Load())
@@ -148,7 +149,7 @@ func nodePid(sock, name string) int {
 // startSwitch starts a switch of its own (this bench's switches keep the
 // default management network); it returns the command line that reaches
 // it and its control socket.
-func startSwitch(bin string) (string, string) {
-	c, dir := benchlab.StartSh(bin, "", benchlab.Config{Name: hostsh.Tag, Bulk: *bulk, Mgmt: true})
+func startSwitch(bin, name, mgmt string) (string, string) {
+	c, dir := benchlab.StartSh(bin, "", benchlab.Config{Name: name, Bulk: *bulk, Mgmt: true, MgmtNet: mgmt})
 	return c, filepath.Join(dir, "ctl.sock")
 }

@@ -75,6 +75,9 @@ type Config struct {
 	Dir  string // work_dir, which holds the control socket ctl.sock and the config file
 	Bulk string // bulk_dir; "" for the switch's default
 	Mgmt bool
+	// MgmtNet is the management network when Mgmt (the switch's default
+	// when ""): a second switch with one needs another.
+	MgmtNet string
 }
 
 // Write writes the config into Dir/config.xml (the control port one free
@@ -90,8 +93,11 @@ func (c Config) Write() (string, error) {
 	if c.Bulk != "" {
 		fmt.Fprintf(&opt, "<bulk_dir>%s</bulk_dir>", c.Bulk)
 	}
-	if !c.Mgmt {
+	switch {
+	case !c.Mgmt:
 		opt.WriteString("<mgmt>off</mgmt>")
+	case c.MgmtNet != "":
+		fmt.Fprintf(&opt, "<mgmt>%s</mgmt>", c.MgmtNet)
 	}
 	path := filepath.Join(c.Dir, "config.xml")
 	cfg := fmt.Sprintf(`<cloonix_config><network_name>%s</network_name>
