@@ -35,7 +35,7 @@ import (
 var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
-	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run")
+	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run (and tapvx: a tap tux joined to a Linux vxlan device)")
 	rounds = flag.Int("n", 3, "rounds; the cases take turns, the table shows the median and the range")
 	short  = flag.Bool("short", false, "smoke run: 1 s, one round")
 )
@@ -95,14 +95,14 @@ func cpuSeconds(pidFiles ...string) float64 {
 // a guest namespace on a tap of each; iperf3 between the guests. It
 // returns Gbit/s and the two switches' CPU seconds per GB carried (what
 // the path costs, less dependent on the machine's load than the rate).
-func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) {
+func twoSwitches(bin, name string, link func(c1, c2, a, b string)) (float64, float64) {
 	a, b := hostsh.Netns(name+"A"), hostsh.Netns(name+"B")
 	ga, gb := hostsh.Netns(name+"gA"), hostsh.Netns(name+"gB")
 	defer hostsh.Cleanup()
 	underlay(a, b)
 	c1, p1 := startSwitch(bin, hostsh.Tag+name+"1", a)
 	c2, p2 := startSwitch(bin, hostsh.Tag+name+"2", b)
-	link(c1, c2)
+	link(c1, c2, a, b)
 	for _, x := range []struct{ c, ns, g, ip, s string }{{c1, a, ga, "10.90.0.1", "a"}, {c2, b, gb, "10.90.0.2", "b"}} {
 		ifn := hostsh.Tag + name + x.s
 		hostsh.Must(fmt.Sprintf("%s ctrl add tux tap tp --ifname %s && %s ctrl attach tp lan", x.c, ifn, x.c))
@@ -119,9 +119,9 @@ func twoSwitches(bin, name string, link func(c1, c2 string)) (float64, float64) 
 
 // tuxCase is a cloonix case: the tux that joins the two switches.
 type tuxCase struct {
-	name, ns   string // its -cases name; its namespaces' and switches' infix
-	label, row string // its name in the round lines and in the table
-	link       func(c1, c2 string)
+	name, ns   string                    // its -cases name; its namespaces' and switches' infix
+	label, row string                    // its name in the round lines and in the table
+	link       func(c1, c2, a, b string) // switches' commands, their namespaces
 	gbits, cpu stats.Series
 }
 
@@ -129,14 +129,35 @@ func tuxCases() []*tuxCase {
 	// add runs "ctrl add tux KIND link ARGS" on switch c and attaches it.
 	add := func(c, args string) { hostsh.Must(c + " ctrl add tux " + args + " && " + c + " ctrl attach link lan") }
 	return []*tuxCase{
-		{name: "vxlan", ns: "vx", label: "cloonix vxlan", row: "cloonix vxlan tux (2 switches, taps)", link: func(c1, c2 string) {
+		{name: "vxlan", ns: "vx", label: "cloonix vxlan", row: "cloonix vxlan tux (2 switches, taps)", link: func(c1, c2, _, _ string) {
 			add(c1, "vxlan link --remote 10.88.0.2 --local 10.88.0.1 --vni 100")
 			add(c2, "vxlan link --remote 10.88.0.1 --local 10.88.0.2 --vni 100")
 		}},
-		{name: "t2t", ns: "tt", label: "cloonix t2t", row: "cloonix t2t tux (2 switches, taps)", link: func(c1, c2 string) {
+		{name: "t2t", ns: "tt", label: "cloonix t2t", row: "cloonix t2t tux (2 switches, taps)", link: func(c1, c2, _, _ string) {
 			add(c2, "t2t link --listen 10.88.0.2:7301 --password p")
 			add(c1, "t2t link --peer 10.88.0.2:7301 --password p")
 		}},
+		// Not a tux kind: what the kernel's vxlan datapath would give a
+		// vxlan tux (the switch's tap joined to a Linux vxlan device by
+		// tc redirects), measured before anyone builds it. Off by default.
+		{name: "tapvx", ns: "kv", label: "tap+Linux vx", row: "tap tux + Linux vxlan device (tc redirect; a prototype)", link: func(c1, c2, a, b string) {
+			tapToVXLAN(c1, a, "10.88.0.1", "10.88.0.2", "1")
+			tapToVXLAN(c2, b, "10.88.0.2", "10.88.0.1", "2")
+		}},
+	}
+}
+
+// tapToVXLAN joins a tap tux of switch c (in namespace ns) to a Linux
+// vxlan device there: each one's received frames go out of the other
+// (tc u32 match-all and mirred, which this kernel has; no flower or
+// matchall here).
+func tapToVXLAN(c, ns, local, remote, s string) {
+	tp, vx := hostsh.Tag+"kt"+s, hostsh.Tag+"kx"+s
+	in := hostsh.In(ns)
+	hostsh.Must(fmt.Sprintf("%s ctrl add tux tap link --ifname %s && %s ctrl attach link lan", c, tp, c))
+	hostsh.Must(fmt.Sprintf("%sip link add %s type vxlan id 100 local %s remote %s dstport 4789 && %sip link set %s mtu 1500 up", in, vx, local, remote, in, vx))
+	for _, x := range [][2]string{{tp, vx}, {vx, tp}} {
+		hostsh.Must(fmt.Sprintf("%stc qdisc add dev %s clsact && %stc filter add dev %s ingress protocol all u32 match u32 0 0 action mirred egress redirect dev %s", in, x[0], in, x[0], x[1]))
 	}
 }
 
