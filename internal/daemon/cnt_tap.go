@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/hosttap"
 	"cloonix/internal/machine"
 	"cloonix/internal/machine/cnt"
 	"cloonix/internal/rawio"
@@ -44,7 +45,7 @@ const (
 	// tapRead holds any frame a tap hands over: a GSO segment may be a
 	// full 64 KiB IP packet plus its Ethernet header, over the switch's
 	// frame limit (then it is cut), and a short read would truncate it.
-	tapRead = machine.VnetHdrLen + 65536 + 18 + 64
+	tapRead = hosttap.VnetHdrLen + 65536 + 18 + 64
 )
 
 // tapListener hands out its tap once, then waits for Close.
@@ -61,7 +62,7 @@ type tapListener struct {
 type cntTaps struct{ m sync.Map } // name -> *tapConn
 
 func (d *Daemon) listenTap(name string) (fabric.Listener, error) {
-	f, err := machine.OpenTap(name, machine.TapOffloads)
+	f, err := hosttap.Open(name, hosttap.Offloads)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +122,8 @@ type tapConn struct {
 	held    map[uint64]bool // source MACs held in macs; guarded by mu
 	closed  bool            // guarded by mu
 	lastSrc uint64
-	hdr     [machine.VnetHdrLen]byte // the last read's
-	whdr    [machine.VnetHdrLen]byte // the last write's
+	hdr     [hosttap.VnetHdrLen]byte // the last read's
+	whdr    [hosttap.VnetHdrLen]byte // the last write's
 	iov     [3][]byte
 	wiov    [2][]byte
 	kept    []*fabric.Frame // copies WriteNow could not write, for Flush
@@ -138,7 +139,7 @@ func newTapConn(f *os.File, macs *wire.MACSet) (*tapConn, error) {
 			return nil, err
 		}
 	}
-	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-machine.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
+	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-hosttap.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
 		macs: macs, held: map[uint64]bool{}}, nil
 }
 
@@ -215,7 +216,7 @@ func (c *tapConn) read() (f *fabric.Frame, b []byte, err error) {
 		f.Release()
 		return nil, nil, err
 	}
-	n -= machine.VnetHdrLen
+	n -= hosttap.VnetHdrLen
 	switch {
 	case e == unix.EINVAL, e == unix.EINTR:
 		// EINVAL: a packet socket's frame whose GSO it cannot describe

@@ -11,7 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"cloonix/internal/fabric"
-	"cloonix/internal/machine"
+	"cloonix/internal/hosttap"
 	"cloonix/internal/tux"
 	"cloonix/internal/wire"
 )
@@ -230,10 +230,10 @@ func TestTapWriteNow(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if n != machine.VnetHdrLen+200 {
+			if n != hosttap.VnetHdrLen+200 {
 				t.Fatalf("frame %d: %d bytes, want a header and 200", next, n)
 			}
-			if got := int(binary.BigEndian.Uint32(b[machine.VnetHdrLen+20:])); got != next {
+			if got := int(binary.BigEndian.Uint32(b[hosttap.VnetHdrLen+20:])); got != next {
 				t.Fatalf("frame %d came as number %d", got, next)
 			}
 			next++

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/hosttap"
 	"cloonix/internal/machine"
 	"cloonix/internal/tux"
 	"cloonix/internal/wire"
@@ -121,7 +122,7 @@ func TestVTapConn(t *testing.T) {
 	}
 
 	// Toward the guest: what a guest with TSO takes (QEMU sets this).
-	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETOFFLOAD, machine.TapOffloads); err != nil {
+	if err := unix.IoctlSetInt(int(tap.Fd()), unix.TUNSETOFFLOAD, hosttap.Offloads); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WriteFrame(super); err != nil {

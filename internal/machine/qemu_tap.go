@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"cloonix/internal/hosttap"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -161,7 +163,7 @@ func OpenVTap(name string) (sock *os.File, release func(), err error) {
 // plugVTap makes tap name in the calling thread's namespace (the taps'),
 // up without ARP, and its packet socket.
 func plugVTap(name string) (tap, sock *os.File, err error) {
-	if tap, err = OpenTap(name, 0); err != nil { // QEMU sets the offloads its guest asks for
+	if tap, err = hosttap.Open(name, 0); err != nil { // QEMU sets the offloads its guest asks for
 		return nil, nil, err
 	}
 	if sock, err = upVTap(name); err != nil {
@@ -214,7 +216,7 @@ func VTapFile(name string) (*os.File, error) {
 // tap holds at most its queue length (500 frames), so the bound on reads
 // is only against an error that would repeat.
 func drainTap(fd int) {
-	b := make([]byte, VnetHdrLen+65536)
+	b := make([]byte, hosttap.VnetHdrLen+65536)
 	for range 4096 {
 		if _, err := unix.Read(fd, b); err == unix.EAGAIN || err == unix.EBADF {
 			return

@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"cloonix/internal/hosttap"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -32,7 +34,7 @@ func tcpFrame(n int) []byte {
 
 // gsoHdr is a virtio_net_hdr for TCPv4 frame b cut at mss (0: none).
 func gsoHdr(mss int) []byte {
-	h := make([]byte, VnetHdrLen)
+	h := make([]byte, hosttap.VnetHdrLen)
 	if mss > 0 {
 		h[0], h[1] = 1, 1 // NEEDS_CSUM, GSO_TCPV4
 		binary.LittleEndian.PutUint16(h[2:], 54)
@@ -88,7 +90,7 @@ func TestVTap(t *testing.T) {
 	defer tap.Close()
 	// What QEMU does for a guest with checksum and TSO offloads.
 	tfd, sfd := int(tap.Fd()), int(sock.Fd())
-	if err := unix.IoctlSetInt(tfd, unix.TUNSETOFFLOAD, TapOffloads); err != nil {
+	if err := unix.IoctlSetInt(tfd, unix.TUNSETOFFLOAD, hosttap.Offloads); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.SetNonblock(tfd, true); err != nil {
@@ -134,10 +136,10 @@ func TestVTap(t *testing.T) {
 			t.Fatalf("%s: write: %v", c.what, err)
 		}
 		got := readWithin(t, c.to, 2*time.Second)
-		if len(got) < VnetHdrLen || !bytes.Equal(got[VnetHdrLen:], f) {
+		if len(got) < hosttap.VnetHdrLen || !bytes.Equal(got[hosttap.VnetHdrLen:], f) {
 			t.Fatalf("%s: got %d bytes, want a header and the %d-byte frame", c.what, len(got), len(f))
 		}
-		h := got[:VnetHdrLen]
+		h := got[:hosttap.VnetHdrLen]
 		if gsoType, mss := h[1], binary.LittleEndian.Uint16(h[4:]); c.mss > 0 && (gsoType != 1 || int(mss) != c.mss) {
 			t.Fatalf("%s: header %x: want GSO TCPv4 of %d", c.what, h, c.mss)
 		}
@@ -164,7 +166,7 @@ func TestVTap(t *testing.T) {
 	if _, err := unix.Writev(sfd, [][]byte{gsoHdr(0), f}); err != nil {
 		t.Fatal(err)
 	}
-	if got := readWithin(t, int(again.Fd()), 2*time.Second); len(got) < VnetHdrLen || !bytes.Equal(got[VnetHdrLen:], f) {
+	if got := readWithin(t, int(again.Fd()), 2*time.Second); len(got) < hosttap.VnetHdrLen || !bytes.Equal(got[hosttap.VnetHdrLen:], f) {
 		t.Fatalf("after the drain: got %d bytes, want a header and the %d-byte frame", len(got), len(f))
 	}
 	again.Close()

@@ -20,9 +20,6 @@ import (
 // one VLAN tag.
 const StdFrame = 1518
 
-// VnetHdrLen is the size of struct virtio_net_hdr (no num_buffers).
-const VnetHdrLen = 10
-
 // virtio_net_hdr flags and gso types (linux/virtio_net.h).
 const (
 	vnetNeedsCsum = 1

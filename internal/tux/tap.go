@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/hosttap"
 )
 
 // The tap helper: a host tap interface on a switch port. It runs with
@@ -109,17 +110,13 @@ func recvFD(c *net.UnixConn) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "tap"), nil
 }
 
-// Flags and offloads of linux/if_tun.h.
+// The helper's capability, descriptors, environment and read size.
 const (
-	tunFCsum        = 0x01
-	tunFTSO4        = 0x02
-	tunFTSO6        = 0x04
-	tunSetVnetHdrSz = 0x400454d8
-	capNetAdmin     = 12
-	tapHeldFD       = 4
-	tapFDEnv        = "CLOONIX_TAP_CAPS"
-	maxTapRead      = VnetHdrLen + 65535 + 64
-	bigWrite        = 16 << 10
+	capNetAdmin = 12
+	tapHeldFD   = 4
+	tapFDEnv    = "CLOONIX_TAP_CAPS"
+	maxTapRead  = hosttap.VnetHdrLen + 65535 + 64
+	bigWrite    = 16 << 10
 )
 
 // ErrNoNetAdmin is the clear error for a switch without CAP_NET_ADMIN.
@@ -200,33 +197,21 @@ func (t *tapHelper) create() error {
 	if _, err := net.InterfaceByName(t.ifname); err == nil {
 		return fmt.Errorf("interface %s already exists on this host; choose another name with --ifname", t.ifname)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open /dev/net/tun: %v (is the tun module loaded?)", err)
-	}
-	ifr, err := unix.NewIfreq(t.ifname)
-	if err != nil {
-		unix.Close(fd)
-		return err
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		if errors.Is(err, unix.EPERM) {
-			return ErrNoNetAdmin
-		}
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("interface %s exists or is busy; choose another name with --ifname", t.ifname)
-		}
+	f, err := hosttap.Open(t.ifname, hosttap.Offloads)
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return ErrNoNetAdmin
+	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("interface %s exists or is busy; choose another name with --ifname", t.ifname)
+	case err != nil:
 		return fmt.Errorf("creating tap %s: %v", t.ifname, err)
 	}
-	if err := unix.IoctlSetPointerInt(fd, tunSetVnetHdrSz, VnetHdrLen); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("tap %s: TUNSETVNETHDRSZ: %v", t.ifname, err)
-	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("tap %s: TUNSETOFFLOAD: %v", t.ifname, err)
+	// The helper keeps the bare descriptor (passed to the switch, held
+	// across relaunches); f must not close it when collected.
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("tap %s: %v", t.ifname, err)
 	}
 	l, err := netlink.LinkByName(t.ifname)
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cloonix/internal/fabric"
+	"cloonix/internal/hosttap"
 	"cloonix/internal/rawio"
 	"cloonix/internal/wire"
 )
@@ -45,13 +46,13 @@ type tapConn struct {
 	mtu  int
 	macs *wire.MACSet
 
-	hdr      [VnetHdrLen]byte
+	hdr      [hosttap.VnetHdrLen]byte
 	over     []byte // what does not fit a frame buffer (a GSO frame of 64 KiB + headers)
 	pending  []*fabric.Frame
 	ahead    *fabric.Frame // a frame read ahead, so Buffered can tell the tap has more
 	scratch  []byte
 	lastSrc  uint64
-	whdr     [VnetHdrLen]byte
+	whdr     [hosttap.VnetHdrLen]byte
 	iov      [2][]byte
 	rxF, rxB atomic.Uint64
 	txF, txB atomic.Uint64
@@ -165,12 +166,12 @@ func (c *tapConn) readOnce(wait bool) *fabric.Frame {
 			return nil
 		}
 	}
-	if n < VnetHdrLen+fabric.MinFrame {
+	if n < hosttap.VnetHdrLen+fabric.MinFrame {
 		c.drops.Add(1)
 		f.N = 0
 		return f // take drops it
 	}
-	f.N = n - VnetHdrLen
+	f.N = n - hosttap.VnetHdrLen
 	return f
 }
 

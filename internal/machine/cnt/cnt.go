@@ -31,7 +31,7 @@ type Spec struct {
 	Dir    string // the node's own directory (exists): overlay, bundle, logs
 	Rootfs *Rootfs
 	MACs   []net.HardwareAddr // eth0, eth1 ...
-	// TapNames are host taps the caller made (machine.OpenTap) for eth0, eth1
+	// TapNames are host taps the caller made (hosttap.Open) for eth0, eth1
 	// ..., moved into the node; empty: Start makes them and Taps gives
 	// their descriptors.
 	TapNames []string
@@ -332,7 +332,7 @@ func consoleTail(p string) string {
 func (c *Container) Pid() int { return c.pid }
 
 // Taps are the descriptors of eth0, eth1 ...: each read gives and each
-// write takes a virtio_net_hdr (machine.VnetHdrLen bytes) then one frame. They are
+// write takes a virtio_net_hdr (hosttap.VnetHdrLen bytes) then one frame. They are
 // non-blocking and belong to the Container until Stop.
 func (c *Container) Taps() []*os.File { return c.taps }
 

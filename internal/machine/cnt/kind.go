@@ -22,7 +22,7 @@ type Kind struct{}
 func (Kind) Name() string { return "cnt" }
 
 // PortKind is the switch's port kind of a node's eths: a tap the switch
-// makes (machine.OpenTap) under the name in Spec.EthSocks and keeps; Start moves
+// makes (hosttap.Open) under the name in Spec.EthSocks and keeps; Start moves
 // it into the node.
 const PortKind = "tap"
 

@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"cloonix/internal/machine"
+	"cloonix/internal/hosttap"
 )
 
 // A node's eths are taps: made in the host's namespace with a virtio
@@ -29,7 +29,7 @@ func openTap() (*os.File, string, error) {
 	var rnd [5]byte
 	_, _ = rand.Read(rnd[:])
 	name := "cnt" + hex.EncodeToString(rnd[:]) // 13 characters, unique enough
-	f, err := machine.OpenTap(name, machine.TapOffloads)
+	f, err := hosttap.Open(name, hosttap.Offloads)
 	return f, name, err
 }
 
