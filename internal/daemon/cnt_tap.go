@@ -8,7 +8,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"cloonix/internal/fabric"
 	"cloonix/internal/hosttap"
@@ -33,20 +32,9 @@ import (
 // frame cost a read, a switch hop and a write (bench/cnt: 0.25x a Linux
 // bridge; docs/benchmarks.md).
 
-// virtio_net_hdr values (linux/virtio_net.h).
-const (
-	vnetNeedsCsum = 1
-	gsoTCPv4      = 1
-	gsoTCPv6      = 4
-	gsoECN        = 0x80
-	// tapMTU is the nodes' eth MTU: super frames written to a tap are
-	// marked for segments of this size.
-	tapMTU = 1500
-	// tapRead holds any frame a tap hands over: a GSO segment may be a
-	// full 64 KiB IP packet plus its Ethernet header, over the switch's
-	// frame limit (then it is cut), and a short read would truncate it.
-	tapRead = hosttap.VnetHdrLen + 65536 + 18 + 64
-)
+// tapMTU is the nodes' eth MTU: super frames written to a tap are marked
+// for segments of this size.
+const tapMTU = 1500
 
 // tapListener hands out its tap once, then waits for Close.
 type tapListener struct {
@@ -139,7 +127,7 @@ func newTapConn(f *os.File, macs *wire.MACSet) (*tapConn, error) {
 			return nil, err
 		}
 	}
-	return &tapConn{f: f, rc: rc, buf: make([]byte, tapRead-hosttap.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
+	return &tapConn{f: f, rc: rc, buf: make([]byte, hosttap.MaxRead-hosttap.VnetHdrLen), scratch: make([]byte, fabric.MaxFrame),
 		macs: macs, held: map[uint64]bool{}}, nil
 }
 
@@ -175,7 +163,7 @@ func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
 		if b == nil {
 			continue
 		}
-		flags, gso := c.hdr[0], c.hdr[1]&^gsoECN
+		flags, gso := c.hdr[0], c.hdr[1]&^hosttap.GSOECN
 		gsoSize := int(binary.LittleEndian.Uint16(c.hdr[4:]))
 		start, off := int(binary.LittleEndian.Uint16(c.hdr[6:])), int(binary.LittleEndian.Uint16(c.hdr[8:]))
 		c.learn(b)
@@ -192,7 +180,7 @@ func (c *tapConn) ReadFrame() (*fabric.Frame, error) {
 		if f == nil {
 			continue // too long and no GSO: not a frame
 		}
-		if flags&vnetNeedsCsum != 0 && !completeCsum(b, start, off) {
+		if flags&hosttap.NeedsCsum != 0 && !tux.CompleteChecksum(b, start, off) {
 			f.Release()
 			continue
 		}
@@ -259,18 +247,6 @@ func frameOf(b []byte) *fabric.Frame {
 	return fr
 }
 
-// completeCsum finishes a partial checksum at start/off, as a NIC would
-// for VIRTIO_NET_HDR_F_NEEDS_CSUM.
-func completeCsum(b []byte, start, off int) bool {
-	if start > len(b) || start+off+2 > len(b) {
-		return false
-	}
-	init := binary.BigEndian.Uint16(b[start+off:])
-	b[start+off], b[start+off+1] = 0, 0
-	binary.BigEndian.PutUint16(b[start+off:], ^checksum.Checksum(b[start:], init))
-	return true
-}
-
 // gsoHeader fills h for frame b: a TCP super frame (partial checksum, as
 // the switch carries them) gets the GSO fields so the node's kernel takes
 // it as one segment; any other frame gets a zero header.
@@ -288,9 +264,9 @@ func gsoHeader(h []byte, b []byte) {
 	var typ byte
 	switch {
 	case et == 0x0800 && len(b) >= l3+20 && b[l3+9] == 6:
-		l4, typ = l3+int(b[l3]&0x0f)*4, gsoTCPv4
+		l4, typ = l3+int(b[l3]&0x0f)*4, hosttap.GSOTCPv4
 	case et == 0x86dd && len(b) >= l3+40 && b[l3+6] == 6:
-		l4, typ = l3+40, gsoTCPv6
+		l4, typ = l3+40, hosttap.GSOTCPv6
 	default:
 		return
 	}
@@ -298,7 +274,7 @@ func gsoHeader(h []byte, b []byte) {
 		return
 	}
 	hl := l4 + int(b[l4+12]>>4)*4
-	h[0], h[1] = vnetNeedsCsum, typ
+	h[0], h[1] = hosttap.NeedsCsum, typ
 	binary.LittleEndian.PutUint16(h[2:], uint16(hl))
 	binary.LittleEndian.PutUint16(h[4:], uint16(tapMTU-(hl-l3)))
 	binary.LittleEndian.PutUint16(h[6:], uint16(l4))

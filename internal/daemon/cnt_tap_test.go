@@ -68,11 +68,11 @@ func TestCompleteCsum(t *testing.T) {
 	if bytes.Equal(b, full) {
 		t.Fatal("partial checksum equals the full one")
 	}
-	if !completeCsum(b, 34, 16) || !bytes.Equal(b, full) {
-		t.Fatal("completeCsum did not give the full checksum")
+	if !tux.CompleteChecksum(b, 34, 16) || !bytes.Equal(b, full) {
+		t.Fatal("CompleteChecksum did not give the full checksum")
 	}
-	if completeCsum(b[:40], 34, 16) || completeCsum(b, len(b)+1, 0) {
-		t.Fatal("completeCsum accepted offsets beyond the frame")
+	if tux.CompleteChecksum(b[:40], 34, 16) || tux.CompleteChecksum(b, len(b)+1, 0) {
+		t.Fatal("CompleteChecksum accepted offsets beyond the frame")
 	}
 }
 
@@ -84,8 +84,8 @@ func TestGSOHeader(t *testing.T) {
 		want []byte // flags, type, hdrLen, gsoSize, csumStart, csumOffset
 	}{
 		{"ordinary frame", tcpFrame(1400, false), make([]byte, 10)},
-		{"super frame", tcpFrame(30000, false), []byte{1, gsoTCPv4, 54, 0, 0xb4, 0x05, 34, 0, 16, 0}},
-		{"super frame, vlan", tcpFrame(30000, true), []byte{1, gsoTCPv4, 58, 0, 0xb4, 0x05, 38, 0, 16, 0}},
+		{"super frame", tcpFrame(30000, false), []byte{1, hosttap.GSOTCPv4, 54, 0, 0xb4, 0x05, 34, 0, 16, 0}},
+		{"super frame, vlan", tcpFrame(30000, true), []byte{1, hosttap.GSOTCPv4, 58, 0, 0xb4, 0x05, 38, 0, 16, 0}},
 		{"big, not TCP", append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}, make([]byte, 3000)...), make([]byte, 10)},
 	} {
 		h[0] = 99
@@ -184,7 +184,7 @@ func FuzzTapFrames(f *testing.F) {
 				fr.Release()
 			}
 		}
-		completeCsum(append([]byte(nil), b...), int(start), int(off))
+		tux.CompleteChecksum(append([]byte(nil), b...), int(start), int(off))
 	})
 }
 

@@ -22,12 +22,12 @@ import (
 func vnetHdr(mss int) []byte {
 	h := make([]byte, 10)
 	if mss != 0 {
-		h[0] = vnetNeedsCsum
+		h[0] = hosttap.NeedsCsum
 		binary.LittleEndian.PutUint16(h[6:], 34)
 		binary.LittleEndian.PutUint16(h[8:], 16)
 	}
 	if mss > 0 {
-		h[1] = gsoTCPv4
+		h[1] = hosttap.GSOTCPv4
 		binary.LittleEndian.PutUint16(h[2:], 54)
 		binary.LittleEndian.PutUint16(h[4:], uint16(mss))
 	}
@@ -130,7 +130,7 @@ func TestVTapConn(t *testing.T) {
 	}
 	buf := make([]byte, 70000)
 	n, err := tap.Read(buf)
-	if err != nil || n != 10+len(super) || !bytes.Equal(buf[10:n], super) || buf[1] != gsoTCPv4 {
+	if err != nil || n != 10+len(super) || !bytes.Equal(buf[10:n], super) || buf[1] != hosttap.GSOTCPv4 {
 		t.Fatalf("the guest read %d bytes (%v), header %x: want the super frame whole with a GSO header", n, err, buf[:10])
 	}
 	if err := c.WriteFrame(make([]byte, 3000)); err != nil { // too long, no GSO: dropped

@@ -23,6 +23,20 @@ const Offloads = 0x01 | 0x02 | 0x04 // TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
 // descriptor (and on the packet socket of a QEMU guest's tap).
 const VnetHdrLen = 10
 
+// virtio_net_hdr flags and GSO types (linux/virtio_net.h).
+const (
+	NeedsCsum = 1    // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	GSONone   = 0    // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4  = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOTCPv6  = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	GSOECN    = 0x80 // VIRTIO_NET_HDR_GSO_ECN
+)
+
+// MaxRead holds anything one read of a tap gives: the header and a GSO
+// segment of a full 64 KiB IP packet with its Ethernet and VLAN headers
+// (over the switch's frame limit; a shorter read would truncate it).
+const MaxRead = VnetHdrLen + 65535 + 18 + 64
+
 const tunSetVnetHdrSz = 0x400454d8
 
 // Open creates tap name (at most 15 bytes) in the caller's network

@@ -1,8 +1,6 @@
 package machine
 
 import (
-	"cloonix/internal/hosttap"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/hosttap"
 )
 
 // A QEMU guest's eths are taps with a virtio-net header (VTapPortKind),

@@ -1,8 +1,6 @@
 package machine
 
 import (
-	"cloonix/internal/hosttap"
-
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -12,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"cloonix/internal/hosttap"
 )
 
 // tcpFrame is an Ethernet/IPv4/TCP frame with n bytes of payload.

@@ -20,15 +20,6 @@ import (
 // one VLAN tag.
 const StdFrame = 1518
 
-// virtio_net_hdr flags and gso types (linux/virtio_net.h).
-const (
-	vnetNeedsCsum = 1
-	gsoNone       = 0
-	gsoTCPv4      = 1
-	gsoTCPv6      = 4
-	gsoECN        = 0x80
-)
-
 // vnetHdr is struct virtio_net_hdr, little endian on x86.
 type vnetHdr struct {
 	flags      uint8
@@ -278,9 +269,9 @@ func (c *tcpCut) fix(s []byte, n, off, end int) {
 	}
 }
 
-// completeChecksum finishes a partial checksum at csumStart/csumOffset,
+// CompleteChecksum finishes a partial checksum at csumStart/csumOffset,
 // as a NIC would for VIRTIO_NET_HDR_F_NEEDS_CSUM.
-func completeChecksum(b []byte, start, off int) bool {
+func CompleteChecksum(b []byte, start, off int) bool {
 	if start+off+2 > len(b) || start > len(b) {
 		return false
 	}

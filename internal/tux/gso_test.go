@@ -143,10 +143,10 @@ func TestCompleteChecksum(t *testing.T) {
 	if tcpChecksumOK(b) {
 		t.Fatal("a partial checksum should not verify")
 	}
-	if !completeChecksum(b, ti.l4, 16) || !tcpChecksumOK(b) {
+	if !CompleteChecksum(b, ti.l4, 16) || !tcpChecksumOK(b) {
 		t.Fatal("completed checksum does not verify")
 	}
-	if completeChecksum(b, len(b), 16) {
+	if CompleteChecksum(b, len(b), 16) {
 		t.Fatal("out of range accepted")
 	}
 }

@@ -110,12 +110,11 @@ func recvFD(c *net.UnixConn) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "tap"), nil
 }
 
-// The helper's capability, descriptors, environment and read size.
+// The helper's capability, descriptors and environment.
 const (
 	capNetAdmin = 12
 	tapHeldFD   = 4
 	tapFDEnv    = "CLOONIX_TAP_CAPS"
-	maxTapRead  = hosttap.VnetHdrLen + 65535 + 64
 	bigWrite    = 16 << 10
 )
 
@@ -206,8 +205,9 @@ func (t *tapHelper) create() error {
 	case err != nil:
 		return fmt.Errorf("creating tap %s: %v", t.ifname, err)
 	}
-	// The helper keeps the bare descriptor (passed to the switch, held
-	// across relaunches); f must not close it when collected.
+	// The helper keeps a bare descriptor with one owner (passed to the
+	// switch, held across relaunches): an *os.File kept beside it would
+	// close it a second time when collected.
 	fd, err := unix.Dup(int(f.Fd()))
 	f.Close()
 	if err != nil {

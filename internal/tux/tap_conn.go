@@ -81,7 +81,7 @@ func newTapConn(held *os.File, sock net.Conn, name string, mtu int, macs *wire.M
 		mtu = guestMTU
 	}
 	return &tapConn{file: f, rc: rc, sock: sock, name: name, mtu: mtu, macs: macs,
-		over: make([]byte, maxTapRead-fabric.MaxFrame), scratch: make([]byte, fabric.MaxFrame)}, nil
+		over: make([]byte, hosttap.MaxRead-fabric.MaxFrame), scratch: make([]byte, fabric.MaxFrame)}, nil
 }
 
 // stats are the tap's counters as the helper's were: Rx from the tap
@@ -194,7 +194,7 @@ func (c *tapConn) take(f *fabric.Frame) *fabric.Frame {
 	if src := wire.MACOf(b[6:12]); src != c.lastSrc && b[6]&1 == 0 {
 		c.lastSrc = c.macs.Learn(b)
 	}
-	if h.gsoType&^gsoECN != gsoNone && n > StdFrame {
+	if h.gsoType&^hosttap.GSOECN != hosttap.GSONone && n > StdFrame {
 		// A super frame with its checksum partial: whole to whoever
 		// takes it whole, cut with full checksums for the others.
 		if c.macs.TakesSuper(b) {
@@ -209,7 +209,7 @@ func (c *tapConn) take(f *fabric.Frame) *fabric.Frame {
 		f.Release()
 		return nil
 	}
-	if h.flags&vnetNeedsCsum != 0 && !completeChecksum(b, int(h.csumStart), int(h.csumOffset)) {
+	if h.flags&hosttap.NeedsCsum != 0 && !CompleteChecksum(b, int(h.csumStart), int(h.csumOffset)) {
 		c.drops.Add(1)
 		f.Release()
 		return nil
@@ -250,10 +250,10 @@ func (c *tapConn) WriteFrame(b []byte) error {
 	h := vnetHdr{}
 	if len(b) > c.mtu+18 {
 		if ti, ok := parseTCP(b); ok {
-			h.flags = vnetNeedsCsum
-			h.gsoType = gsoTCPv4
+			h.flags = hosttap.NeedsCsum
+			h.gsoType = hosttap.GSOTCPv4
 			if ti.v6 {
-				h.gsoType = gsoTCPv6
+				h.gsoType = hosttap.GSOTCPv6
 			}
 			h.hdrLen = uint16(ti.hdrEnd())
 			h.gsoSize = uint16(c.mtu - (ti.l4 - ti.l3) - ti.thl)
