@@ -146,9 +146,9 @@ func nodePid(sock, name string) int {
 	return 0
 }
 
-// startSwitch starts a switch of its own (this bench's switches keep the
-// default management network); it returns the command line that reaches
-// it and its control socket.
+// startSwitch starts a switch named name with the management network mgmt
+// ("" for the default; a second switch needs another); it returns the
+// command line that reaches it and its control socket.
 func startSwitch(bin, name, mgmt string) (string, string) {
 	c, dir := benchlab.StartSh(bin, "", benchlab.Config{Name: name, Bulk: *bulk, Mgmt: true, MgmtNet: mgmt})
 	return c, filepath.Join(dir, "ctl.sock")
