@@ -41,7 +41,7 @@ type tuxProc struct {
 }
 
 // tuxShared is what the switch's tux share: the MACs behind offload
-// conns and container nodes' taps (cnt_tap.go), which take super frames
+// conns and the taps the switch holds (tux.TapConn), which take super frames
 // whole.
 type tuxShared struct{ macs wire.MACSet }
 

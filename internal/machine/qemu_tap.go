@@ -27,7 +27,7 @@ import (
 //
 // QEMU gets the tap's descriptor. The switch takes the interface's side:
 // a packet socket bound to the tap with PACKET_VNET_HDR, so super frames
-// cross whole, with the same header as a node's tap (daemon, cnt_tap.go).
+// cross whole, with the same header as a node's tap (tux.TapConn).
 // The taps live in one network namespace of the switch's own, made on
 // first use: no interface appears on the host, and nothing there routes,
 // answers or sends (no addresses, no IPv6, no ARP). The switch keeps each

@@ -146,7 +146,7 @@ func TestCompleteChecksum(t *testing.T) {
 	if !CompleteChecksum(b, ti.l4, 16) || !tcpChecksumOK(b) {
 		t.Fatal("completed checksum does not verify")
 	}
-	if CompleteChecksum(b, len(b), 16) {
+	if CompleteChecksum(b, len(b), 16) || CompleteChecksum(b[:40], ti.l4, 16) {
 		t.Fatal("out of range accepted")
 	}
 }

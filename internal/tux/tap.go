@@ -71,7 +71,17 @@ func (tapKind) SwitchConn(sock *net.UnixConn, h *Helper) (fabric.Conn, error) {
 	}
 	h.hold(f)
 	mtu, _ := strconv.Atoi(h.infoValue("mtu"))
-	c, err := newTapConn(f, sock, h.spec.Name, mtu, h.spec.MACs)
+	// A copy of the held descriptor: the helper supervision keeps the
+	// original across relaunches.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tap %s: dup: %v", h.spec.Name, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	c, err := NewTapConn(os.NewFile(uintptr(fd), "tap "+h.spec.Name), TapOptions{Name: h.spec.Name, MTU: mtu, MACs: h.spec.MACs, OnClose: func() { sock.Close() }})
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +304,7 @@ func (t *tapHelper) handle(r Request) error {
 	return fmt.Errorf("a tap tux has no %q", r.Op)
 }
 
-// stats has no counters: the switch counts (tapConn.stats).
+// stats has no counters: the switch counts (TapConn.stats).
 func (t *tapHelper) stats() Stats { return Stats{State: "up"} }
 
 // serve waits: the switch moves the frames itself (tap_conn.go).

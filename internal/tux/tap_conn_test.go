@@ -31,7 +31,12 @@ func TestTapConn(t *testing.T) {
 	defer held.Close()
 	a, b := net.Pipe()
 	defer b.Close()
-	c, err := newTapConn(held, a, name, 1500, &wire.MACSet{})
+	fd, err := unix.Dup(th.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = unix.SetNonblock(fd, true)
+	c, err := NewTapConn(os.NewFile(uintptr(fd), "tap"), TapOptions{Name: name, MACs: &wire.MACSet{}, OnClose: func() { a.Close() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func recvNot(t *testing.T, ps int, own net.HardwareAddr) []byte {
 }
 
 // readNot reads frames from the conn until one not sent by own.
-func readNot(t *testing.T, c *tapConn, own net.HardwareAddr) *fabric.Frame {
+func readNot(t *testing.T, c *TapConn, own net.HardwareAddr) *fabric.Frame {
 	t.Helper()
 	done := time.AfterFunc(5*time.Second, func() { c.Close() })
 	defer done.Stop()

@@ -1,4 +1,4 @@
-package daemon
+package tux
 
 import (
 	"bytes"
@@ -13,13 +13,12 @@ import (
 	"cloonix/internal/fabric"
 	"cloonix/internal/hosttap"
 	"cloonix/internal/machine"
-	"cloonix/internal/tux"
 	"cloonix/internal/wire"
 )
 
-// vnetHdr is a virtio_net_hdr: for a TCPv4 super frame cut at mss
+// testVnetHdr is a virtio_net_hdr: for a TCPv4 super frame cut at mss
 // (partial checksum), or NEEDS_CSUM only (mss < 0), or empty (mss 0).
-func vnetHdr(mss int) []byte {
+func testVnetHdr(mss int) []byte {
 	h := make([]byte, 10)
 	if mss != 0 {
 		h[0] = hosttap.NeedsCsum
@@ -36,7 +35,7 @@ func vnetHdr(mss int) []byte {
 
 // readFrames reads frames from c until want payload bytes came (54-byte
 // headers), or 2 s pass.
-func readFrames(t *testing.T, c *tapConn, want int) [][]byte {
+func readFrames(t *testing.T, c *TapConn, want int) [][]byte {
 	t.Helper()
 	var got [][]byte
 	for n, end := 0, time.Now().Add(2*time.Second); n < want; {
@@ -54,7 +53,7 @@ func readFrames(t *testing.T, c *tapConn, want int) [][]byte {
 	return got
 }
 
-// TestVTapConn: a QEMU guest's port (a tapConn on the packet socket of
+// TestVTapConn: a QEMU guest's port (a TapConn on the packet socket of
 // its tap) completes a partial checksum, cuts a super frame for a MAC
 // that takes none, passes it whole to one that does, cuts one longer than
 // a switch frame into pieces that fit, and writes a super frame to the
@@ -70,7 +69,7 @@ func TestVTapConn(t *testing.T) {
 	}
 	defer release()
 	macs := &wire.MACSet{}
-	c, err := newTapConn(sock, macs)
+	c, err := NewTapConn(sock, TapOptions{Name: name, MACs: macs, Hold: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,28 +88,28 @@ func TestVTapConn(t *testing.T) {
 
 	small := tcpFrame(100, false)
 	setTCPCsum(small, 14, true)
-	guest(vnetHdr(-1), small)
+	guest(testVnetHdr(-1), small)
 	if got := readFrames(t, c, 100); !bytes.Equal(got[0], tcpFrame(100, false)) {
 		t.Fatal("a partial checksum was not completed")
 	}
 
 	super := tcpFrame(30000, false)
 	setTCPCsum(super, 14, true)
-	guest(vnetHdr(1448), super)
+	guest(testVnetHdr(1448), super)
 	got := readFrames(t, c, 30000)
-	if len(got) != 21 || len(got[0]) > tux.StdFrame {
-		t.Fatalf("toward a MAC taking no super frame: %d frames, the first of %d bytes; want 21 of at most %d", len(got), len(got[0]), tux.StdFrame)
+	if len(got) != 21 || len(got[0]) > StdFrame {
+		t.Fatalf("toward a MAC taking no super frame: %d frames, the first of %d bytes; want 21 of at most %d", len(got), len(got[0]), StdFrame)
 	}
 
 	macs.Hold(wire.MACOf(super[0:6])) // the destination is another guest's tap
-	guest(vnetHdr(1448), super)
+	guest(testVnetHdr(1448), super)
 	if got := readFrames(t, c, 30000); len(got) != 1 || !bytes.Equal(got[0], super) {
 		t.Fatalf("toward a MAC taking super frames: %d frames, want the super frame whole", len(got))
 	}
 
 	huge := tcpFrame(65495, false) // a 64 KiB IP packet: longer than a switch frame
 	setTCPCsum(huge, 14, true)
-	guest(vnetHdr(1448), huge)
+	guest(testVnetHdr(1448), huge)
 	got = readFrames(t, c, 65495)
 	for _, b := range got {
 		if len(b) > fabric.MaxFrame {
