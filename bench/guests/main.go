@@ -258,7 +258,7 @@ func boot(sw *benchlab.Switch, p *pair, i int) error {
 // first iperf3 after the boot is always the switch's (each round runs the
 // switch first), and it ran cold: in 16 invocations of 2026-12-07 (QEMU
 // under TCG, 2 or 3 rounds each) the switch's first round was slower than
-// its second in 12, the bridge's in 7.
+// its second in 12, the bridge's in 5 of the 10 that printed it.
 func warmUp(sw *benchlab.Switch, pairs []*pair) {
 	if *short {
 		return
