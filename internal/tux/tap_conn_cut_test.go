@@ -159,6 +159,15 @@ func TestCutAndLearn(t *testing.T) {
 	if macs.TakesSuper(super) {
 		t.Fatal("a closed tap's MAC still takes super frames")
 	}
+	// A tap tux's conn learns for good: its MACs stay after it closes.
+	tx := cutConn(macs)
+	tx.o.Hold = false
+	tx.learn(reply)
+	tx.closed.Store(true)
+	tx.forget()
+	if !macs.TakesSuper(super) {
+		t.Fatal("a MAC learnt on a tap tux was forgotten when it closed")
+	}
 }
 
 // FuzzTapFrames feeds guest-made bytes to what parses them on the way to
