@@ -216,7 +216,7 @@ func VTapFile(name string) (*os.File, error) {
 // tap holds at most its queue length (500 frames), so the bound on reads
 // is only against an error that would repeat.
 func drainTap(fd int) {
-	b := make([]byte, hosttap.VnetHdrLen+65536)
+	b := make([]byte, hosttap.MaxRead)
 	for range 4096 {
 		if _, err := unix.Read(fd, b); err == unix.EAGAIN || err == unix.EBADF {
 			return

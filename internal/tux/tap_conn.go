@@ -337,28 +337,23 @@ func (c *TapConn) write(b []byte, wait bool) error {
 
 // WriteNow writes frames from the caller (the sending port's reader): no
 // hand-over to the port's writer goroutine. What finds no room (a full
-// packet socket) is copied and kept for Flush, in the writer goroutine.
+// packet socket) is copied and kept for Flush, in the writer goroutine;
+// the fabric calls WriteNow again only once Flush has run, so nothing
+// kept is ever overtaken.
 func (c *TapConn) WriteNow(frames []*fabric.Frame) (bool, error) {
-	if len(c.kept) > 0 {
-		return c.keep(frames), nil // after what waits already
-	}
 	for i, f := range frames {
 		err := c.write(f.Bytes(), false)
 		if err == unix.EAGAIN {
-			return c.keep(frames[i:]), nil
+			for _, g := range frames[i:] {
+				c.kept = append(c.kept, frameOf(g.Bytes()))
+			}
+			return true, nil
 		}
 		if err != nil {
 			return false, err
 		}
 	}
 	return false, nil
-}
-
-func (c *TapConn) keep(frames []*fabric.Frame) bool {
-	for _, g := range frames {
-		c.kept = append(c.kept, frameOf(g.Bytes()))
-	}
-	return true
 }
 
 // Flush writes what WriteNow kept.
