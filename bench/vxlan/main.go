@@ -3,6 +3,8 @@
 //
 //   - Linux: two Linux vxlan devices, one per host namespace, the kernel's
 //     own path (iperf3 runs on the vxlan devices themselves);
+//   - Linux, bridged: the same devices, each in a bridge with a veth to a
+//     guest namespace where iperf3 runs: the cloonix cases' endpoints;
 //   - cloonix vxlan: a switch in each host namespace, joined by vxlan tux;
 //     iperf3 runs in two more namespaces, each on a tap tux of a switch;
 //   - cloonix t2t: the same, joined by t2t tux (TCP) instead.
@@ -35,7 +37,7 @@ import (
 var (
 	secs   = flag.Int("t", 10, "iperf3 seconds per case")
 	binArg = flag.String("bin", "", "cloonix binary (default: build one)")
-	cases  = flag.String("cases", "linux,vxlan,t2t", "which cases to run (and tapvx: a tap tux joined to a Linux vxlan device)")
+	cases  = flag.String("cases", "linux,linuxbr,vxlan,t2t", "which cases to run (and tapvx: a tap tux joined to a Linux vxlan device)")
 	rounds = flag.Int("n", 3, "rounds; the cases take turns, the table shows the median and the range")
 	short  = flag.Bool("short", false, "smoke run: 1 s, one round")
 )
@@ -59,6 +61,26 @@ func linuxVXLAN() float64 {
 			x.ns, x.remote, x.local, x.dev, x.ns, x.ns, x.ip))
 	}
 	return hostsh.Iperf(a, b, "10.89.0.2", *secs)
+}
+
+// linuxBridged is the Linux case with the cloonix cases' endpoints: in
+// each host a bridge joins the vxlan device to a veth whose other end is
+// in a guest namespace, where iperf3 runs (a lab's guests behind Linux
+// vxlan devices, as containerlab's vxlan-stitch links place them).
+func linuxBridged() float64 {
+	a, b := hostsh.Netns("lbA"), hostsh.Netns("lbB")
+	ga, gb := hostsh.Netns("lbgA"), hostsh.Netns("lbgB")
+	defer hostsh.Cleanup()
+	va, vb := underlay(a, b)
+	for _, x := range []struct{ ns, g, dev, local, remote, ip, s string }{{a, ga, va, "10.88.0.1", "10.88.0.2", "10.90.0.1", "a"}, {b, gb, vb, "10.88.0.2", "10.88.0.1", "10.90.0.2", "b"}} {
+		in := hostsh.In(x.ns)
+		h, n := hostsh.Tag+"lh"+x.s, hostsh.Tag+"ln"+x.s
+		hostsh.Must(fmt.Sprintf("%sip link add vx type vxlan id 100 remote %s local %s dstport 4789 dev %s && %sip link set vx mtu 1500 && %sip link add vbr type bridge && %sip link set vx master vbr up && %sip link set vbr up",
+			in, x.remote, x.local, x.dev, in, in, in, in))
+		hostsh.Must(fmt.Sprintf("%sip link add %s type veth peer name %s && %sip link set %s master vbr up", in, h, n, in, h))
+		hostsh.PlaceFrom(in, n, x.g, x.ip)
+	}
+	return hostsh.Iperf(ga, gb, "10.90.0.2", *secs)
 }
 
 // startSwitch starts a switch with its own config inside namespace ns;
@@ -170,12 +192,16 @@ func main() {
 	defer done()
 	fmt.Printf("bench/vxlan: iperf3 TCP, one stream, %d s per case, %d rounds taking turns, inner MTU 1500, veth underlay MTU 1550, TCP congestion control %s\nhost: %s\n", *secs, *rounds, hostsh.CC(), stats.Host())
 	run := func(name string) bool { return strings.Contains(","+*cases+",", ","+name+",") }
-	var lx stats.Series
+	var lx, lb stats.Series
 	tuxes := tuxCases()
 	for r := 0; r < *rounds; r++ {
 		if run("linux") {
 			lx.Add(linuxVXLAN())
 			fmt.Printf("  round %d Linux vxlan   %6.2f Gbit/s\n", r+1, lx[len(lx)-1])
+		}
+		if run("linuxbr") {
+			lb.Add(linuxBridged())
+			fmt.Printf("  round %d Linux vx+br   %6.2f Gbit/s\n", r+1, lb[len(lb)-1])
 		}
 		for _, k := range tuxes {
 			if run(k.name) {
@@ -199,10 +225,14 @@ func main() {
 		}
 	}
 	row("Linux vxlan devices (kernel)", lx, nil)
+	row("Linux vxlan devices, guests on veths in a bridge", lb, nil)
 	for _, k := range tuxes {
 		row(k.row, k.gbits, k.cpu)
 	}
 	w.Flush()
+	if k := tuxes[0]; len(lb) > 0 && len(k.gbits) > 0 {
+		fmt.Printf("cloonix vxlan vs Linux vxlan with bridged guests (same endpoints): %s\n", stats.Ratio(k.gbits.Median(), lb.Median()))
+	}
 	fmt.Println("load average after:", stats.Load())
 	fmt.Println("target (issue 18, medians): cloonix vxlan >= 0.6x Linux vxlan devices")
 }
