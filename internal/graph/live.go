@@ -28,6 +28,7 @@ const (
 // out to every open page.
 type live struct {
 	dial func() (Switch, error)
+	poll time.Duration // counters' refresh period while a page watches
 	logf func(string, ...any)
 
 	mu      sync.Mutex
@@ -49,7 +50,7 @@ type watcher struct {
 func (w *watcher) close() { w.once.Do(func() { close(w.done) }) }
 
 func newLive(dial func() (Switch, error), logf func(string, ...any)) *live {
-	l := &live{dial: dial, logf: logf, subs: map[*watcher]struct{}{}, refresh: make(chan struct{}, 1)}
+	l := &live{dial: dial, logf: logf, poll: poll, subs: map[*watcher]struct{}{}, refresh: make(chan struct{}, 1)}
 	l.status = mustJSON(map[string]any{"type": "status", "up": false, "error": "connecting to the switch"})
 	return l
 }
@@ -217,7 +218,7 @@ func (l *live) session(stop <-chan struct{}) error {
 			}
 		}
 	}()
-	tick := time.NewTicker(poll)
+	tick := time.NewTicker(l.poll)
 	defer tick.Stop()
 	var pending <-chan time.Time
 	for {

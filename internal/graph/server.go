@@ -59,6 +59,10 @@ type Options struct {
 	Console func(vm string) (io.ReadWriteCloser, error)
 	// Logf logs (default log.Printf).
 	Logf func(format string, args ...any)
+
+	// poll replaces the counters' refresh period (tests set it long, so
+	// a change that shows at all came through the switch's event).
+	poll time.Duration
 }
 
 // Server is the graph page's HTTP handler.
@@ -84,6 +88,9 @@ func New(opt Options) *Server {
 	s := &Server{opt: opt, token: randomHex(32), cookie: randomHex(32), cookieName: "cloonix_graph_" + randomHex(4),
 		assets: web.Assets, failures: map[string][]time.Time{}, keys: map[string]bool{}}
 	s.live = newLive(opt.Dial, opt.Logf)
+	if opt.poll > 0 {
+		s.live.poll = opt.poll
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /login", s.loginPage)

