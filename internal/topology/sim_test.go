@@ -83,38 +83,7 @@ func (s *sim) Call(verb string, a map[string]string) ([]byte, error) {
 		}
 		delete(s.lans, name)
 	case "add_vm":
-		if s.vms[name] != nil {
-			return nil, fmt.Errorf("vm %q already exists", name)
-		}
-		mem, _ := strconv.Atoi(a["mem"])
-		cpu, _ := strconv.Atoi(a["cpu"])
-		n, _ := strconv.Atoi(a["eth"])
-		typ := a["type"]
-		if typ == "" {
-			typ = "kvm"
-		}
-		if mem == 0 {
-			mem = 256
-		}
-		if cpu == 0 {
-			cpu = 1
-		}
-		tr := a["transport"]
-		if typ == "uml" && tr == "" {
-			tr = "bess"
-		}
-		v := &proto.VM{Name: name, Type: typ, State: "running", Mem: mem, CPU: cpu, Rootfs: a["rootfs"], Kernel: a["kernel"], Transport: tr}
-		for i := 0; i < n; i++ {
-			p := EthPort(name, i)
-			if _, ok := s.portLans[p]; ok {
-				return nil, fmt.Errorf("port %s exists", p)
-			}
-			v.Eths = append(v.Eths, proto.Eth{Port: p})
-		}
-		for _, e := range v.Eths {
-			s.addPort(e.Port)
-		}
-		s.vms[name] = v
+		return nil, s.addVM(name, a)
 	case "del_vm":
 		v := s.vms[name]
 		if v == nil {
@@ -126,23 +95,7 @@ func (s *sim) Call(verb string, a map[string]string) ([]byte, error) {
 		delete(s.vms, name)
 		delete(s.pos, "vm:"+name)
 	case "add_tux":
-		if s.tux[name] != nil {
-			return nil, fmt.Errorf("tux %q already exists", name)
-		}
-		if _, ok := s.portLans[name]; ok {
-			return nil, fmt.Errorf("port %q already exists", name)
-		}
-		x := &proto.Tux{Name: name, Kind: a["kind"], State: "running"}
-		for k, v := range a {
-			if k != "name" && k != "kind" {
-				x.Options = append(x.Options, proto.Option{Name: k, Value: v})
-			}
-		}
-		// The switch shows derived values too; they must not count.
-		x.Options = append(x.Options, proto.Option{Name: "link", Value: "up"})
-		sort.Slice(x.Options, func(i, j int) bool { return x.Options[i].Name < x.Options[j].Name })
-		s.tux[name] = x
-		s.addPort(name)
+		return nil, s.addTux(name, a)
 	case "del_tux":
 		if s.tux[name] == nil {
 			return nil, fmt.Errorf("tux %q: no such tux", name)
@@ -178,28 +131,7 @@ func (s *sim) Call(verb string, a map[string]string) ([]byte, error) {
 			s.impair[p] = a["spec"]
 		}
 	case "forward_add", "forward_del":
-		x := s.tux[name]
-		if x == nil {
-			return nil, fmt.Errorf("tux %q: no such tux", name)
-		}
-		f := proto.Forward{Proto: a["proto"], Host: a["host"], Guest: a["guest"]}
-		i := -1
-		for j, g := range x.Forwards {
-			if g == f {
-				i = j
-			}
-		}
-		if verb == "forward_add" {
-			if i >= 0 {
-				return nil, fmt.Errorf("forward exists")
-			}
-			x.Forwards = append(x.Forwards, f)
-		} else {
-			if i < 0 {
-				return nil, fmt.Errorf("no such forward")
-			}
-			x.Forwards = append(x.Forwards[:i], x.Forwards[i+1:]...)
-		}
+		return nil, s.forward(verb == "forward_add", name, a)
 	case "set_pos":
 		key := a["kind"] + ":" + name
 		ok := false
@@ -221,6 +153,92 @@ func (s *sim) Call(verb string, a map[string]string) ([]byte, error) {
 		return nil, fmt.Errorf("unknown request <%s>", verb)
 	}
 	return nil, nil
+}
+
+// addVM adds a VM as the switch would, with its defaults.
+func (s *sim) addVM(name string, a map[string]string) error {
+	if s.vms[name] != nil {
+		return fmt.Errorf("vm %q already exists", name)
+	}
+	mem, _ := strconv.Atoi(a["mem"])
+	cpu, _ := strconv.Atoi(a["cpu"])
+	n, _ := strconv.Atoi(a["eth"])
+	typ := a["type"]
+	if typ == "" {
+		typ = "kvm"
+	}
+	if mem == 0 {
+		mem = 256
+	}
+	if cpu == 0 {
+		cpu = 1
+	}
+	tr := a["transport"]
+	if typ == "uml" && tr == "" {
+		tr = "bess"
+	}
+	v := &proto.VM{Name: name, Type: typ, State: "running", Mem: mem, CPU: cpu, Rootfs: a["rootfs"], Kernel: a["kernel"], Transport: tr}
+	for i := 0; i < n; i++ {
+		p := EthPort(name, i)
+		if _, ok := s.portLans[p]; ok {
+			return fmt.Errorf("port %s exists", p)
+		}
+		v.Eths = append(v.Eths, proto.Eth{Port: p})
+	}
+	for _, e := range v.Eths {
+		s.addPort(e.Port)
+	}
+	s.vms[name] = v
+	return nil
+}
+
+// addTux adds a tux with its options, and a derived one the switch shows.
+func (s *sim) addTux(name string, a map[string]string) error {
+	if s.tux[name] != nil {
+		return fmt.Errorf("tux %q already exists", name)
+	}
+	if _, ok := s.portLans[name]; ok {
+		return fmt.Errorf("port %q already exists", name)
+	}
+	x := &proto.Tux{Name: name, Kind: a["kind"], State: "running"}
+	for k, v := range a {
+		if k != "name" && k != "kind" {
+			x.Options = append(x.Options, proto.Option{Name: k, Value: v})
+		}
+	}
+	// The switch shows derived values too; they must not count.
+	x.Options = append(x.Options, proto.Option{Name: "link", Value: "up"})
+	sort.Slice(x.Options, func(i, j int) bool { return x.Options[i].Name < x.Options[j].Name })
+	s.tux[name] = x
+	s.addPort(name)
+	return nil
+}
+
+// forward adds (add) or deletes a port forward of tux name.
+func (s *sim) forward(add bool, name string, a map[string]string) error {
+	x := s.tux[name]
+	if x == nil {
+		return fmt.Errorf("tux %q: no such tux", name)
+	}
+	f := proto.Forward{Proto: a["proto"], Host: a["host"], Guest: a["guest"]}
+	i := -1
+	for j, g := range x.Forwards {
+		if g == f {
+			i = j
+		}
+	}
+	if add {
+		if i >= 0 {
+			return fmt.Errorf("forward exists")
+		}
+		x.Forwards = append(x.Forwards, f)
+	} else {
+		if i < 0 {
+			return fmt.Errorf("no such forward")
+		}
+		x.Forwards = append(x.Forwards[:i], x.Forwards[i+1:]...)
+	}
+	return nil
 }
 
 func (s *sim) at(key string) (*int, *int) {
