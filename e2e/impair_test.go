@@ -316,6 +316,13 @@ func TestCaptureTshark(t *testing.T) {
 		t.Errorf("port capture: %d echo replies on ca-out, want 5:\n%s", got, out)
 	}
 
+	captureOverTCP(t, l, events, a, b, lan, dir)
+	captureBadInput(t, l, lan, dir)
+}
+
+// captureOverTCP captures lan through the switch's TCP control port,
+// authenticated with the password.
+func captureOverTCP(t *testing.T, l *Lab, events <-chan proto.Event, a, b *rawPeer, lan, dir string) {
 	// Over TCP, authenticated with the password.
 	tcpFile := filepath.Join(dir, "tcp.pcapng")
 	capTCP := exec.Command(bin, "--server", fmt.Sprintf("tcp:127.0.0.1:%d", l.TCPPort), "capture", lan, "-w", tcpFile, "--count", "2")
@@ -338,7 +345,10 @@ func TestCaptureTshark(t *testing.T) {
 	if out := string(tshark(t, "-r", tcpFile, "-T", "fields", "-e", "icmp.type")); out != "8\n0\n" {
 		t.Errorf("capture over TCP: %q", out)
 	}
+}
 
+// captureBadInput: a bad capture command gets one clear error line.
+func captureBadInput(t *testing.T, l *Lab, lan, dir string) {
 	// Bad input: one clear error.
 	for _, c := range [][]string{
 		{"capture", "nosuch", "-w", filepath.Join(dir, "x")},

@@ -107,6 +107,14 @@ func TestKubeLanRule(t *testing.T) {
 		t.Fatalf("apply restarted A's pod (uid %s -> %s)", before, after)
 	}
 
+	kubeHeal(t, k, lab, ips, n2, mustPing)
+	kubeSwitchRestart(t, k, lab, ips, n2, mustPing)
+	kubeDestroyed(t, k, lab)
+}
+
+// kubeHeal: node D's deleted pod comes back on n2, wired again, and the
+// lab's events say it was created twice.
+func kubeHeal(t *testing.T, k *kube.Client, lab string, ips map[string]string, n2 string, mustPing func(from, to string)) {
 	// Heal: a deleted pod comes back, wired again.
 	old := podUID(t, k, lab, "D")
 	if err := k.Delete("/api/v1/namespaces/default/pods/" + kube.PodName(lab, "D")); err != nil {
@@ -139,7 +147,11 @@ func TestKubeLanRule(t *testing.T) {
 	if created < 2 {
 		t.Errorf("events on the lab: want D's pod created twice, got %+v", evs.Items)
 	}
+}
 
+// kubeSwitchRestart: a switch pod that restarts re-plumbs its node's
+// pods.
+func kubeSwitchRestart(t *testing.T, k *kube.Client, lab string, ips map[string]string, n2 string, mustPing func(from, to string)) {
 	// A switch pod that restarts re-plumbs its node's pods: its taps went
 	// with it, so the pods' eths come back (new taps, same names and MACs).
 	var sw struct{ Items []kube.Pod }
@@ -169,7 +181,11 @@ func TestKubeLanRule(t *testing.T) {
 	}
 	mustPing("A", "D")
 	mustPing("C", "B")
+}
 
+// kubeDestroyed destroys the lab: its pods and cloonix's cluster objects
+// are gone.
+func kubeDestroyed(t *testing.T, k *kube.Client, lab string) {
 	kubeMust(t, "destroy", lab)
 	pods, err := k.ListPods("default", map[string]string{kube.LabelLab: lab})
 	if err != nil || len(pods) > 0 {
@@ -389,6 +405,31 @@ func TestKubeNodeLost(t *testing.T) {
 	if kubePing(t, lab, "B", ips["D"]) == nil {
 		t.Fatal("B reaches D after its move: they share no lan")
 	}
+	kubeWaitingForNode(t, k, lab, n2)
+	labEvents(t, k, lab, "NodeLost node B:", "Rescheduled node B:", "NodeLost node C:", "WaitingForNode node C:")
+
+	if err := kubeTestbed(t, "node-start", n2); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	Eventually(t, 4*time.Minute, "C running again on "+n2, func() error {
+		if p, ok := labPod(t, k, lab, "C"); !ok || p.Spec.NodeName != n2 {
+			return fmt.Errorf("C's pod: %+v", p)
+		}
+		return nil
+	})
+	kubeWired(t, lab, "C", ips["C"])
+	mustPing("C", "D") // lan_two spans the nodes again
+	mustPing("B", "A")
+	if kubePing(t, lab, "C", ips["A"]) == nil {
+		t.Fatal("C reaches A: they share no lan")
+	}
+	labEvents(t, k, lab, "CreatingPod node C: Kubernetes node "+n2+" is back")
+}
+
+// kubeWaitingForNode: with n2 stopped, the lab is Degraded and C, pinned
+// to n2, waits for it, in the Lab's status and in kube list.
+func kubeWaitingForNode(t *testing.T, k *kube.Client, lab, n2 string) {
 	Eventually(t, time.Minute, "lab Degraded, C waiting for "+n2, func() error {
 		l, err := k.GetLab("default", lab)
 		if err != nil {
@@ -410,25 +451,6 @@ func TestKubeNodeLost(t *testing.T) {
 			t.Errorf("kube list: C is %s on %q, want waiting on %s", v.State, v.K8sNode, n2)
 		}
 	}
-	labEvents(t, k, lab, "NodeLost node B:", "Rescheduled node B:", "NodeLost node C:", "WaitingForNode node C:")
-
-	if err := kubeTestbed(t, "node-start", n2); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
-	Eventually(t, 4*time.Minute, "C running again on "+n2, func() error {
-		if p, ok := labPod(t, k, lab, "C"); !ok || p.Spec.NodeName != n2 {
-			return fmt.Errorf("C's pod: %+v", p)
-		}
-		return nil
-	})
-	kubeWired(t, lab, "C", ips["C"])
-	mustPing("C", "D") // lan_two spans the nodes again
-	mustPing("B", "A")
-	if kubePing(t, lab, "C", ips["A"]) == nil {
-		t.Fatal("C reaches A: they share no lan")
-	}
-	labEvents(t, k, lab, "CreatingPod node C: Kubernetes node "+n2+" is back")
 }
 
 // labEvents checks that the Lab has an event for each "REASON message

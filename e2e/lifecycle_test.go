@@ -102,38 +102,7 @@ func TestLifecycleQEMU(t *testing.T) {
 		t.Fatal("q1 does not ping u1")
 	}
 
-	// Carrier.
-	ev, err := l.Client().Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.MustRun("ctrl", "link", "q1:eth0", "down")
-	waitFor(t, ev, "link_down", "port", "q1:eth0")
-	l.carrier("q1", "0")
-	// The kernel clears IFF_RUNNING (what ip shows as NO-CARRIER) from its
-	// linkwatch work, up to a second after the carrier bit: seen once
-	// under load as "<BROADCAST,MULTICAST,UP>" right after carrier 0.
-	Eventually(t, 10*time.Second, "NO-CARRIER in q1's ip link", func() error {
-		if out := l.mustExec("q1", "ip", "link", "show", "eth0"); !strings.Contains(out, "NO-CARRIER") {
-			return fmt.Errorf("ip link in q1 after link down:\n%s", out)
-		}
-		return nil
-	})
-	if _, err := l.exec("q1", "ping", "-c2", "-W1", "10.7.0.2"); err == nil {
-		t.Fatal("q1 pings u1 while its link is down")
-	}
-	if _, err := l.exec("u1", "ping", "-c2", "-W1", "10.7.0.1"); err == nil {
-		t.Fatal("u1 pings q1 while q1's link is down")
-	}
-	if e := l.vmOf("q1").Eths[0]; e.Link != "down" {
-		t.Fatalf("list shows q1:eth0 link %q", e.Link)
-	}
-	l.MustRun("ctrl", "link", "q1:eth0", "up")
-	waitFor(t, ev, "link_up", "port", "q1:eth0")
-	l.carrier("q1", "1")
-	// The ARP entry that failed while the link was down is retried on
-	// the guest's own schedule: pings come back, within a bound.
-	l.pingsEventually("q1", "10.7.0.2")
+	lifecycleCarrier(t, l)
 
 	// Stop and start keep files, MACs and lans.
 	macBefore := l.mustExec("q1", "cat", "/sys/class/net/eth0/address")
@@ -192,6 +161,42 @@ func TestLifecycleQEMU(t *testing.T) {
 	if sha256File(t, ref) != sumBefore {
 		t.Fatal("the reference image changed")
 	}
+}
+
+// lifecycleCarrier takes q1:eth0's link down and up: the guest sees the
+// carrier, pings stop and come back, events and list follow.
+func lifecycleCarrier(t *testing.T, l *Lab) {
+	ev, err := l.Client().Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.MustRun("ctrl", "link", "q1:eth0", "down")
+	waitFor(t, ev, "link_down", "port", "q1:eth0")
+	l.carrier("q1", "0")
+	// The kernel clears IFF_RUNNING (what ip shows as NO-CARRIER) from its
+	// linkwatch work, up to a second after the carrier bit: seen once
+	// under load as "<BROADCAST,MULTICAST,UP>" right after carrier 0.
+	Eventually(t, 10*time.Second, "NO-CARRIER in q1's ip link", func() error {
+		if out := l.mustExec("q1", "ip", "link", "show", "eth0"); !strings.Contains(out, "NO-CARRIER") {
+			return fmt.Errorf("ip link in q1 after link down:\n%s", out)
+		}
+		return nil
+	})
+	if _, err := l.exec("q1", "ping", "-c2", "-W1", "10.7.0.2"); err == nil {
+		t.Fatal("q1 pings u1 while its link is down")
+	}
+	if _, err := l.exec("u1", "ping", "-c2", "-W1", "10.7.0.1"); err == nil {
+		t.Fatal("u1 pings q1 while q1's link is down")
+	}
+	if e := l.vmOf("q1").Eths[0]; e.Link != "down" {
+		t.Fatalf("list shows q1:eth0 link %q", e.Link)
+	}
+	l.MustRun("ctrl", "link", "q1:eth0", "up")
+	waitFor(t, ev, "link_up", "port", "q1:eth0")
+	l.carrier("q1", "1")
+	// The ARP entry that failed while the link was down is retried on
+	// the guest's own schedule: pings come back, within a bound.
+	l.pingsEventually("q1", "10.7.0.2")
 }
 
 // TestLifecycleUML: save a running UML guest, boot a new guest from the

@@ -432,6 +432,13 @@ func TestSwitchCLI(t *testing.T) {
 	if lab := a.List(); len(lab.Ports) != 0 || len(lab.Lans) != 1 {
 		t.Errorf("lab a: %+v", lab)
 	}
+	swTCPAndStop(t, a, b)
+	a.MustRun("ctrl", "list") // the other lab is untouched
+}
+
+// swTCPAndStop: TCP control of a takes the password only; stop of b
+// returns once its process and sockets are gone.
+func swTCPAndStop(t *testing.T, a, b *Lab) {
 	// TCP control: the password answers the challenge; a wrong one fails.
 	srv := fmt.Sprintf("tcp:127.0.0.1:%d", a.TCPPort)
 	cmd := exec.Command(bin, "--server", srv, "ctrl", "list")
@@ -466,7 +473,6 @@ func TestSwitchCLI(t *testing.T) {
 	if o, err := b.Run("ctrl", "list"); err == nil || !strings.Contains(o, "is it running") {
 		t.Errorf("list after stop: %v %s", err, o)
 	}
-	a.MustRun("ctrl", "list") // the other lab is untouched
 }
 
 func swMatch(got, want map[string]string) bool {

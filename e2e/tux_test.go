@@ -222,35 +222,7 @@ func TestTuxSlirpTap(t *testing.T) {
 		t.Fatalf("forwards in list: %+v", f)
 	}
 
-	// kill -9 the slirp helper: back within a second, forward and lease kept.
-	if d := killRelaunch(t, l, "nat"); d > time.Second {
-		t.Fatalf("slirp relaunched after %v, want < 1 s", d)
-	}
-	Eventually(t, 5*time.Second, "forward after relaunch", func() error {
-		got, err := dialRead(faddr)
-		if err == nil && got != "guest-"+sfx {
-			err = fmt.Errorf("got %q", got)
-		}
-		return err
-	})
-	if out := sh(t, wget); !strings.Contains(out, "page-from-host-"+sfx) {
-		t.Fatalf("wget after relaunch: %q", out)
-	}
-	if ip := nsDHCP(t, ns, ifn); ip != "10.0.2.15" {
-		t.Fatalf("lease after relaunch %s, want 10.0.2.15 again", ip)
-	}
-	seen := map[string]bool{}
-	timeout := time.After(5 * time.Second)
-	for !(seen["tux_died"] && seen["tux_relaunched"] && seen["forward_added"]) {
-		select {
-		case e := <-events:
-			if e.Attrs["name"] == "nat" {
-				seen[e.Type] = true
-			}
-		case <-timeout:
-			t.Fatalf("events seen: %v", seen)
-		}
-	}
+	slirpRelaunch(t, l, events, faddr, wget, ns, ifn, "guest-"+sfx, "page-from-host-"+sfx)
 
 	// The tap helper too: its interface stays in the namespace.
 	if d := killRelaunch(t, l, "tp"); d > time.Second {
@@ -281,6 +253,41 @@ func TestTuxSlirpTap(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// slirpRelaunch kills the slirp helper: it is back within a second, with
+// its forward (to guestMsg's listener at faddr) and the namespace's
+// lease; wget still fetches page; the events say so.
+func slirpRelaunch(t *testing.T, l *Lab, events <-chan proto.Event, faddr, wget, ns, ifn, guestMsg, page string) {
+	// kill -9 the slirp helper: back within a second, forward and lease kept.
+	if d := killRelaunch(t, l, "nat"); d > time.Second {
+		t.Fatalf("slirp relaunched after %v, want < 1 s", d)
+	}
+	Eventually(t, 5*time.Second, "forward after relaunch", func() error {
+		got, err := dialRead(faddr)
+		if err == nil && got != guestMsg {
+			err = fmt.Errorf("got %q", got)
+		}
+		return err
+	})
+	if out := sh(t, wget); !strings.Contains(out, page) {
+		t.Fatalf("wget after relaunch: %q", out)
+	}
+	if ip := nsDHCP(t, ns, ifn); ip != "10.0.2.15" {
+		t.Fatalf("lease after relaunch %s, want 10.0.2.15 again", ip)
+	}
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Second)
+	for !(seen["tux_died"] && seen["tux_relaunched"] && seen["forward_added"]) {
+		select {
+		case e := <-events:
+			if e.Attrs["name"] == "nat" {
+				seen[e.Type] = true
+			}
+		case <-timeout:
+			t.Fatalf("events seen: %v", seen)
+		}
+	}
 }
 
 // TestTuxTapIperf runs iperf3 between two namespaces whose taps share a lan.

@@ -85,36 +85,8 @@ func TestVMVDE(t *testing.T) {
 		return err
 	})
 	suffix := fmt.Sprintf("%d", os.Getpid()%100000)
-	plug := func(i int) (string, *exec.Cmd) {
-		ns := fmt.Sprintf("cxv%s_%d", suffix, i)
-		tap := fmt.Sprintf("cxt%s%d", suffix, i)
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Fatalf("ip netns add: %v %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		cmd := exec.Command("ip", "netns", "exec", ns, "vde_plug", "vde://"+vdeDir, "tap://"+tap)
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		Eventually(t, 5*time.Second, "tap "+tap+" in "+ns, func() error {
-			return exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", tap).Run()
-		})
-		for _, a := range [][]string{
-			{"ip", "link", "set", tap, "mtu", "9000"},
-			{"ip", "addr", "add", fmt.Sprintf("10.80.0.%d/24", 10+i), "dev", tap},
-			{"ip", "link", "set", tap, "up"},
-		} {
-			if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, a...)...).CombinedOutput(); err != nil {
-				t.Fatalf("%v: %v %s", a, err, out)
-			}
-		}
-		return ns, cmd
-	}
-	ns1, _ := plug(1)
-	_, plug2 := plug(2)
+	ns1, _ := vdePlug(t, vdeDir, suffix, 1)
+	_, plug2 := vdePlug(t, vdeDir, suffix, 2)
 	lab := l.List()
 	vdePorts := 0
 	for _, p := range lab.Ports {
@@ -125,21 +97,14 @@ func TestVMVDE(t *testing.T) {
 	if vdePorts != 2 {
 		t.Fatalf("want 2 vde ports on lan_v, list: %+v", lab.Ports)
 	}
-	nsPing := func(ns string, args ...string) error {
-		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "busybox", "ping", "-c", "2", "-W", "3"}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	}
-	if err := nsPing(ns1, "10.80.0.1"); err != nil {
+	if err := vdeNsPing(ns1, "10.80.0.1"); err != nil {
 		t.Fatalf("netns behind vde_plug cannot ping the guest: %v", err)
 	}
 	if !l.canPing("v1", "10.80.0.12") {
 		t.Fatal("guest cannot ping the netns behind vde_plug")
 	}
 	// 8028-byte frames: vde_switch would drop them; this switch passes them.
-	if err := nsPing(ns1, "-s", "8000", "10.80.0.12"); err != nil {
+	if err := vdeNsPing(ns1, "-s", "8000", "10.80.0.12"); err != nil {
 		t.Fatalf("jumbo ping between two vde plugs: %v", err)
 	}
 	// QEMU's own VDE client (libvdeplug) plugs in too: a firmware-only
@@ -180,6 +145,47 @@ func TestVMVDE(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// vdePlug runs vde_plug in a new namespace: a tap there (10.80.0.10+i,
+// MTU 9000) joined to the VDE directory vdeDir. It returns the namespace
+// and the plug's command.
+func vdePlug(t *testing.T, vdeDir, suffix string, i int) (string, *exec.Cmd) {
+	ns := fmt.Sprintf("cxv%s_%d", suffix, i)
+	tap := fmt.Sprintf("cxt%s%d", suffix, i)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	cmd := exec.Command("ip", "netns", "exec", ns, "vde_plug", "vde://"+vdeDir, "tap://"+tap)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	Eventually(t, 5*time.Second, "tap "+tap+" in "+ns, func() error {
+		return exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", tap).Run()
+	})
+	for _, a := range [][]string{
+		{"ip", "link", "set", tap, "mtu", "9000"},
+		{"ip", "addr", "add", fmt.Sprintf("10.80.0.%d/24", 10+i), "dev", tap},
+		{"ip", "link", "set", tap, "up"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, a...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", a, err, out)
+		}
+	}
+	return ns, cmd
+}
+
+// vdeNsPing pings twice from namespace ns with busybox.
+func vdeNsPing(ns string, args ...string) error {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "busybox", "ping", "-c", "2", "-W", "3"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }
 
 // TestVMDiskBoot: an image with a partition table's boot signature boots

@@ -180,35 +180,7 @@ func TestVXLANTwoSwitches(t *testing.T) {
 		Eventually(t, 10*time.Second, "ping after the vxlan helper was killed", vxPing(ga, "10.95.0.2"))
 	}
 
-	// Bad input: one clear line, nothing changes.
-	udpIn(t, nsA, "0.0.0.0:4790") // another program holds UDP port 4790
-	before := a.MustRun("ctrl", "list", "--json")
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--remote", "10.94.0.2", "--vni", "16777216"}, "out of range"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "-3"}, "out of range"},
-		{[]string{"--remote", "10.94.0.2"}, "needs --vni"},
-		{[]string{"--remote", "10.94.0.300", "--vni", "1"}, "not an IP address"},
-		{[]string{"--remote", "239.0.0.1", "--vni", "1"}, "multicast"},
-		{[]string{"--remote", "198.51.100.7", "--vni", "1"}, "unreachable"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1"}, "taken by vxlan tux vx"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790", "--listen-any"}, "in use"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4792"}, "--listen-any"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "70000"}, "65535"},
-		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4791", "--local", "10.94.0.9"}, "not an address of this host"},
-	} {
-		out, err := a.Run(append([]string{"ctrl", "add", "tux", "vxlan", "bad"}, c.args...)...)
-		out = strings.TrimSpace(out)
-		if err == nil || !strings.Contains(out, c.want) || strings.Contains(out, "\n") {
-			t.Errorf("add tux vxlan %v: err %v, output %q; want one line with %q", c.args, err, out, c.want)
-		}
-	}
-	after := a.MustRun("ctrl", "list", "--json")
-	if strings.Contains(after, `"bad"`) || strings.Count(after, `"kind": "tux"`) != strings.Count(before, `"kind": "tux"`) {
-		t.Fatalf("a failed add left something:\n%s", after)
-	}
+	vxlanBadOptions(t, a, nsA)
 
 	// Malformed datagrams from the network: counted drops, nothing else.
 	sh(t, fmt.Sprintf("ip netns exec %s ip addr add 10.94.0.3/24 dev clxxb%s", nsB, sfx))
@@ -254,6 +226,39 @@ func TestVXLANTwoSwitches(t *testing.T) {
 		return nil
 	})
 	Eventually(t, 5*time.Second, "ping after the oversize frame", vxPing(ga, "10.95.0.2"))
+}
+
+// vxlanBadOptions: bad options for a vxlan tux on switch a (in namespace
+// nsA) each get one clear line, and a failed add leaves nothing.
+func vxlanBadOptions(t *testing.T, a *Lab, nsA string) {
+	udpIn(t, nsA, "0.0.0.0:4790") // another program holds UDP port 4790
+	before := a.MustRun("ctrl", "list", "--json")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--remote", "10.94.0.2", "--vni", "16777216"}, "out of range"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "-3"}, "out of range"},
+		{[]string{"--remote", "10.94.0.2"}, "needs --vni"},
+		{[]string{"--remote", "10.94.0.300", "--vni", "1"}, "not an IP address"},
+		{[]string{"--remote", "239.0.0.1", "--vni", "1"}, "multicast"},
+		{[]string{"--remote", "198.51.100.7", "--vni", "1"}, "unreachable"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1"}, "taken by vxlan tux vx"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4790", "--listen-any"}, "in use"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4792"}, "--listen-any"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "70000"}, "65535"},
+		{[]string{"--remote", "10.94.0.2", "--vni", "1", "--port", "4791", "--local", "10.94.0.9"}, "not an address of this host"},
+	} {
+		out, err := a.Run(append([]string{"ctrl", "add", "tux", "vxlan", "bad"}, c.args...)...)
+		out = strings.TrimSpace(out)
+		if err == nil || !strings.Contains(out, c.want) || strings.Contains(out, "\n") {
+			t.Errorf("add tux vxlan %v: err %v, output %q; want one line with %q", c.args, err, out, c.want)
+		}
+	}
+	after := a.MustRun("ctrl", "list", "--json")
+	if strings.Contains(after, `"bad"`) || strings.Count(after, `"kind": "tux"`) != strings.Count(before, `"kind": "tux"`) {
+		t.Fatalf("a failed add left something:\n%s", after)
+	}
 }
 
 // TestVXLANLinux: our vxlan tux and a Linux vxlan device (in its own

@@ -99,51 +99,13 @@ func TestVTap(t *testing.T) {
 	if _, err := netlink.LinkByName(name); err == nil {
 		t.Fatalf("tap %s is in the host's namespace", name)
 	}
-	if err := inVTapNS(func() error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		if l.Attrs().Flags&unix.IFF_UP == 0 || l.Attrs().RawFlags&unix.IFF_NOARP == 0 {
-			return fmt.Errorf("flags %v: want up, no ARP", l.Attrs().Flags)
-		}
-		if a, _ := netlink.AddrList(l, netlink.FAMILY_ALL); len(a) != 0 {
-			return fmt.Errorf("addresses %v: want none (no IPv6 link-local either)", a)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("in the taps' namespace: %v", err)
-	}
+	checkVTapLink(t, name)
 	// The namespace sends the guest nothing of its own (no IPv6 router
 	// solicitation, no ARP).
 	if got := readWithin(t, tfd, 1500*time.Millisecond); got != nil {
 		t.Fatalf("the guest got %d bytes from the taps' namespace: %x", len(got), got)
 	}
-	for _, c := range []struct {
-		what string
-		from int
-		to   int
-		mss  int
-		size int
-	}{
-		{"guest to switch, plain", tfd, sfd, 0, 100},
-		{"guest to switch, super frame", tfd, sfd, 1448, 30000},
-		{"switch to guest, plain", sfd, tfd, 0, 1000},
-		{"switch to guest, super frame", sfd, tfd, 1448, 60000},
-	} {
-		f := tcpFrame(c.size)
-		if _, err := unix.Writev(c.from, [][]byte{gsoHdr(c.mss), f}); err != nil {
-			t.Fatalf("%s: write: %v", c.what, err)
-		}
-		got := readWithin(t, c.to, 2*time.Second)
-		if len(got) < hosttap.VnetHdrLen || !bytes.Equal(got[hosttap.VnetHdrLen:], f) {
-			t.Fatalf("%s: got %d bytes, want a header and the %d-byte frame", c.what, len(got), len(f))
-		}
-		h := got[:hosttap.VnetHdrLen]
-		if gsoType, mss := h[1], binary.LittleEndian.Uint16(h[4:]); c.mss > 0 && (gsoType != 1 || int(mss) != c.mss) {
-			t.Fatalf("%s: header %x: want GSO TCPv4 of %d", c.what, h, c.mss)
-		}
-	}
+	vtapExchange(t, tfd, sfd)
 	// The socket hears nothing but the guest: its own sends did not come back.
 	if got := readWithin(t, sfd, 200*time.Millisecond); got != nil {
 		t.Fatalf("the switch's socket read %d unexpected bytes", len(got))
@@ -182,5 +144,56 @@ func TestVTap(t *testing.T) {
 	}
 	if _, err := VTapFile(name); err == nil {
 		t.Fatal("VTapFile gave a released tap")
+	}
+}
+
+// checkVTapLink: tap name, in the taps' namespace, is up, without ARP
+// and without any address.
+func checkVTapLink(t *testing.T, name string) {
+	if err := inVTapNS(func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if l.Attrs().Flags&unix.IFF_UP == 0 || l.Attrs().RawFlags&unix.IFF_NOARP == 0 {
+			return fmt.Errorf("flags %v: want up, no ARP", l.Attrs().Flags)
+		}
+		if a, _ := netlink.AddrList(l, netlink.FAMILY_ALL); len(a) != 0 {
+			return fmt.Errorf("addresses %v: want none (no IPv6 link-local either)", a)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("in the taps' namespace: %v", err)
+	}
+}
+
+// vtapExchange writes plain frames and super frames each way between
+// QEMU's side (tfd) and the switch's (sfd): each arrives whole, with its
+// GSO header.
+func vtapExchange(t *testing.T, tfd, sfd int) {
+	for _, c := range []struct {
+		what string
+		from int
+		to   int
+		mss  int
+		size int
+	}{
+		{"guest to switch, plain", tfd, sfd, 0, 100},
+		{"guest to switch, super frame", tfd, sfd, 1448, 30000},
+		{"switch to guest, plain", sfd, tfd, 0, 1000},
+		{"switch to guest, super frame", sfd, tfd, 1448, 60000},
+	} {
+		f := tcpFrame(c.size)
+		if _, err := unix.Writev(c.from, [][]byte{gsoHdr(c.mss), f}); err != nil {
+			t.Fatalf("%s: write: %v", c.what, err)
+		}
+		got := readWithin(t, c.to, 2*time.Second)
+		if len(got) < hosttap.VnetHdrLen || !bytes.Equal(got[hosttap.VnetHdrLen:], f) {
+			t.Fatalf("%s: got %d bytes, want a header and the %d-byte frame", c.what, len(got), len(f))
+		}
+		h := got[:hosttap.VnetHdrLen]
+		if gsoType, mss := h[1], binary.LittleEndian.Uint16(h[4:]); c.mss > 0 && (gsoType != 1 || int(mss) != c.mss) {
+			t.Fatalf("%s: header %x: want GSO TCPv4 of %d", c.what, h, c.mss)
+		}
 	}
 }
