@@ -56,6 +56,25 @@ func startSwitchIn(t *testing.T, ns, password string) *Lab {
 	return l
 }
 
+// t2tSwitches makes switch a here and switch b in namespace swNS, joined
+// by veth pair h (here, NET.1) and n (in swNS, NET.2), and links their
+// lans "lan" with a t2t tux "link": b listens on NET.2:port, a dials it
+// with the password they share (a's config's).
+func t2tSwitches(t *testing.T, swNS, h, n, net string, port int) (a, b *Lab) {
+	t.Helper()
+	sh(t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s", h, n, n, swNS))
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", h).Run() })
+	sh(t, fmt.Sprintf("ip addr add %s.1/24 dev %s && ip link set %s up && ip netns exec %s ip addr add %s.2/24 dev %s && ip netns exec %s ip link set %s up", net, h, h, swNS, net, n, swNS, n))
+	a = NewLab(t, "<no_nat>true</no_nat>")
+	b = startSwitchIn(t, swNS, a.Pass)
+	addr := fmt.Sprintf("%s.2:%d", net, port)
+	b.MustRun("ctrl", "add", "tux", "t2t", "link", "--listen", addr)
+	b.MustRun("ctrl", "attach", "link", "lan")
+	a.MustRun("ctrl", "add", "tux", "t2t", "link", "--peer", addr)
+	a.MustRun("ctrl", "attach", "link", "lan")
+	return a, b
+}
+
 // TestTuxT2T joins two switches (the second in its own namespace, reached
 // over a veth pair) with t2t; a namespace with a tap on each side stands
 // for a guest. They ping; the link is cut (the helper killed, on either
@@ -64,16 +83,7 @@ func TestTuxT2T(t *testing.T) {
 	needE2E(t)
 	sfx := tuxSuffix()
 	swNS := tuxNetns(t, "clxw"+sfx)
-	h, n := "clxh"+sfx, "clxv"+sfx
-	sh(t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s", h, n, n, swNS))
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", h).Run() })
-	sh(t, fmt.Sprintf("ip addr add 10.92.0.1/24 dev %s && ip link set %s up && ip netns exec %s ip addr add 10.92.0.2/24 dev %s && ip netns exec %s ip link set %s up", h, h, swNS, n, swNS, n))
-	a := NewLab(t, "<no_nat>true</no_nat>")
-	b := startSwitchIn(t, swNS, a.Pass)
-	b.MustRun("ctrl", "add", "tux", "t2t", "link", "--listen", "10.92.0.2:7300")
-	b.MustRun("ctrl", "attach", "link", "lan")
-	a.MustRun("ctrl", "add", "tux", "t2t", "link", "--peer", "10.92.0.2:7300") // the config's password
-	a.MustRun("ctrl", "attach", "link", "lan")
+	a, b := t2tSwitches(t, swNS, "clxh"+sfx, "clxv"+sfx, "10.92.0", 7300)
 	ga, gb := tuxNetns(t, "clxga"+sfx), tuxNetns(t, "clxgb"+sfx)
 	nsTap(t, a, "tp", "clxga"+sfx, "lan", ga, "10.93.0.1")
 	// b's tap is made inside b's namespace, then moved to the "guest".
@@ -233,16 +243,7 @@ func TestTuxT2TGuests(t *testing.T) {
 	needE2E(t)
 	sfx := tuxSuffix()
 	swNS := tuxNetns(t, "clxW"+sfx)
-	h, n := "clxH"+sfx, "clxV"+sfx
-	sh(t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s netns %s", h, n, n, swNS))
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", h).Run() })
-	sh(t, fmt.Sprintf("ip addr add 10.95.0.1/24 dev %s && ip link set %s up && ip netns exec %s ip addr add 10.95.0.2/24 dev %s && ip netns exec %s ip link set %s up", h, h, swNS, n, swNS, n))
-	a := NewLab(t, "<no_nat>true</no_nat>")
-	b := startSwitchIn(t, swNS, a.Pass)
-	b.MustRun("ctrl", "add", "tux", "t2t", "link", "--listen", "10.95.0.2:7302")
-	b.MustRun("ctrl", "attach", "link", "lan")
-	a.MustRun("ctrl", "add", "tux", "t2t", "link", "--peer", "10.95.0.2:7302")
-	a.MustRun("ctrl", "attach", "link", "lan")
+	a, b := t2tSwitches(t, swNS, "clxH"+sfx, "clxV"+sfx, "10.95.0", 7302)
 	a.tuxGuest("GA", "lan")
 	b.tuxGuest("GB", "lan")
 	a.mustExec("GA", "sh", "-c", "ip link set eth0 up && ip addr add 10.96.0.1/24 dev eth0")
