@@ -323,7 +323,6 @@ func TestCaptureTshark(t *testing.T) {
 // captureOverTCP captures lan through the switch's TCP control port,
 // authenticated with the password.
 func captureOverTCP(t *testing.T, l *Lab, events <-chan proto.Event, a, b *rawPeer, lan, dir string) {
-	// Over TCP, authenticated with the password.
 	tcpFile := filepath.Join(dir, "tcp.pcapng")
 	capTCP := exec.Command(bin, "--server", fmt.Sprintf("tcp:127.0.0.1:%d", l.TCPPort), "capture", lan, "-w", tcpFile, "--count", "2")
 	capTCP.Env = append(os.Environ(), "CLOONIX_PASSWORD="+l.Pass)
@@ -349,7 +348,6 @@ func captureOverTCP(t *testing.T, l *Lab, events <-chan proto.Event, a, b *rawPe
 
 // captureBadInput: a bad capture command gets one clear error line.
 func captureBadInput(t *testing.T, l *Lab, lan, dir string) {
-	// Bad input: one clear error.
 	for _, c := range [][]string{
 		{"capture", "nosuch", "-w", filepath.Join(dir, "x")},
 		{"capture", lan},

@@ -49,8 +49,8 @@ type watcher struct {
 
 func (w *watcher) close() { w.once.Do(func() { close(w.done) }) }
 
-func newLive(dial func() (Switch, error), logf func(string, ...any)) *live {
-	l := &live{dial: dial, logf: logf, poll: poll, subs: map[*watcher]struct{}{}, refresh: make(chan struct{}, 1)}
+func newLive(dial func() (Switch, error), logf func(string, ...any), period time.Duration) *live {
+	l := &live{dial: dial, logf: logf, poll: period, subs: map[*watcher]struct{}{}, refresh: make(chan struct{}, 1)}
 	l.status = mustJSON(map[string]any{"type": "status", "up": false, "error": "connecting to the switch"})
 	return l
 }

@@ -15,6 +15,7 @@ package graph
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -87,10 +88,7 @@ func New(opt Options) *Server {
 	}
 	s := &Server{opt: opt, token: randomHex(32), cookie: randomHex(32), cookieName: "cloonix_graph_" + randomHex(4),
 		assets: web.Assets, failures: map[string][]time.Time{}, keys: map[string]bool{}}
-	s.live = newLive(opt.Dial, opt.Logf)
-	if opt.poll > 0 {
-		s.live.poll = opt.poll
-	}
+	s.live = newLive(opt.Dial, opt.Logf, cmp.Or(opt.poll, poll))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /login", s.loginPage)
