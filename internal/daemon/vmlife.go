@@ -169,7 +169,7 @@ func (d *Daemon) restartVM(e *vmEntry) (machine.Guest, error) {
 	e.ports, e.keepPorts = ports, false
 	e.settled = make(chan struct{})
 	t.mu.Unlock()
-	g, err := kind.Start(spec, d.vmEvents(e))
+	g, err := d.startGuest(kind, spec, d.vmEvents(e))
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: %v", e.name, err)
 	}

@@ -70,6 +70,8 @@ type vmTable struct {
 	// kinds are the node kinds add_vm offers (kinds.All unless a test
 	// set others).
 	kinds *machine.Registry
+	// boots queues the boots of kinds that ask for it (bootslots.go).
+	boots *bootSlots
 }
 
 func (d *Daemon) vmt() *vmTable { return &d.vmTab }
@@ -82,6 +84,19 @@ func (t *vmTable) registry() *machine.Registry {
 		t.kinds = kinds.All()
 	}
 	return t.kinds
+}
+
+// startGuest starts a checked guest of kind k; a kind whose boots are
+// queued waits here for a slot (bootslots.go).
+func (d *Daemon) startGuest(k machine.Kind, s machine.Spec, ev machine.Events) (machine.Guest, error) {
+	t := d.vmt()
+	t.mu.Lock()
+	if t.boots == nil {
+		t.boots = newBootSlots(machine.BootSlots(), machine.BootSlotHold)
+	}
+	b := t.boots
+	t.mu.Unlock()
+	return b.start(k, d.quit, func() (machine.Guest, error) { return k.Start(s, ev) })
 }
 
 // vmMarker marks a directory of work_dir as a VM's, so a stale one may be
@@ -300,7 +315,7 @@ func (d *Daemon) launchVM(e *vmEntry, r *vmRequest, ports []string) (g machine.G
 	if r.stopped {
 		g = newStoppedGuest(*s) // vmlife.go: `start vm` boots it
 	} else {
-		g, err = r.kind.Start(*s, d.vmEvents(e))
+		g, err = d.startGuest(r.kind, *s, d.vmEvents(e))
 	}
 	if err != nil {
 		t.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -131,6 +132,24 @@ func (r *Registry) Names() []string {
 	}
 	return n
 }
+
+// QueuedBoots is a kind whose boots the switch runs a few at a time
+// (BootSlots), queueing the others: a boot that is CPU work of a kind that
+// slows down more than in proportion when many share the cores. UML is
+// one: each guest process is a host process under ptrace, and a new
+// guest's kernel init and page faults contend badly (docs/benchmarks.md,
+// bench/scale: 100 guests at once on 2 vCPUs took 192 s and 3.4 CPU-s
+// each; 4 at a time, 77 s and 1.2).
+type QueuedBoots interface{ QueuedBoots() bool }
+
+// BootSlots is how many boots of QueuedBoots kinds run at once: two per
+// core (bench/scale on 2 vCPUs: 2, 4 and 8 slots gave 81, 77 and 84 s).
+func BootSlots() int { return max(2, 2*runtime.NumCPU()) }
+
+// BootSlotHold is how long a queued boot holds its slot at most: a guest
+// whose agent never answers must not stall the queue (a UML busybox
+// guest is ready in about a second alone, a few seconds among 100).
+const BootSlotHold = 30 * time.Second
 
 // aliaser is a kind known under more names than Name.
 type aliaser interface{ Aliases() []string }

@@ -15,6 +15,9 @@ type UMLKind struct{}
 // Name is the add_vm type.
 func (UMLKind) Name() string { return UML }
 
+// QueuedBoots: UML boots are queued (kind.go).
+func (UMLKind) QueuedBoots() bool { return true }
+
 // Check validates a UML spec: one CPU, a filesystem image (not a disk),
 // the bess or daemon transport, and picks linux.uml and the xstate
 // workaround.
