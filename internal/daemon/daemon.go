@@ -81,7 +81,7 @@ func New(cfg *config.Config) *Daemon { return NewWith(cfg, Features()...) }
 // NewWith prepares a switch with only the features given.
 func NewWith(cfg *config.Config, feats ...Feature) *Daemon {
 	d := &Daemon{Cfg: cfg, Fab: fabric.New(), ports: map[string]*rawPort{}, subs: map[*client]struct{}{}, conns: map[net.Conn]struct{}{}, quit: make(chan struct{}),
-		vmTab: vmTable{vms: map[string]*vmEntry{}}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{},
+		vmTab: vmTable{vms: map[string]*vmEntry{}, boots: newBootSlots(machine.BootSlots(), machine.BootSlotHold)}, tuxs: map[string]*tuxProc{}, pos: map[posKey]position{},
 		verbs: map[string]handler{}, listenKinds: map[string]func(*Daemon, string) (fabric.Listener, error){}}
 	d.install(feats)
 	d.Fab.OnConn = func(port string, up bool) {

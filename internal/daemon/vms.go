@@ -70,7 +70,8 @@ type vmTable struct {
 	// kinds are the node kinds add_vm offers (kinds.All unless a test
 	// set others).
 	kinds *machine.Registry
-	// boots queues the boots of kinds that ask for it (bootslots.go).
+	// boots queues the boots of kinds that ask for it (bootslots.go);
+	// set once by NewWith.
 	boots *bootSlots
 }
 
@@ -89,14 +90,7 @@ func (t *vmTable) registry() *machine.Registry {
 // startGuest starts a checked guest of kind k; a kind whose boots are
 // queued waits here for a slot (bootslots.go).
 func (d *Daemon) startGuest(k machine.Kind, s machine.Spec, ev machine.Events) (machine.Guest, error) {
-	t := d.vmt()
-	t.mu.Lock()
-	if t.boots == nil {
-		t.boots = newBootSlots(machine.BootSlots(), machine.BootSlotHold)
-	}
-	b := t.boots
-	t.mu.Unlock()
-	return b.start(k, d.quit, func() (machine.Guest, error) { return k.Start(s, ev) })
+	return d.vmt().boots.start(k, d.quit, func() (machine.Guest, error) { return k.Start(s, ev) })
 }
 
 // vmMarker marks a directory of work_dir as a VM's, so a stale one may be
